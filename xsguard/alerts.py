@@ -1,0 +1,70 @@
+"""Operator-facing signals of a refusal: a syslog line and a rate-limited xapi message."""
+
+import fcntl
+import json
+import os
+import socket
+import time
+from typing import Dict
+
+from .verdict import Verdict, ascii_safe
+
+ALERT_NAME = "XSGUARD_START_REFUSED"
+ALERT_PRIORITY = 3  # 1 highest .. 5; XenCenter shows 3 as a warning
+LOG_DAEMON_WARNING = 3 * 8 + 4
+
+
+def syslog_line(verdict: Verdict) -> str:
+    b = verdict.binding
+    return ascii_safe(
+        "refused VM '%s' (%s) on host '%s': needs %d, %d free under %s (limit %s, used %d, promised %d)"
+        % (verdict.need.vm_name, verdict.need.vm_uuid, verdict.host_name, b.need,
+           max(b.free or 0, 0), b.ceiling, b.limit, b.used, b.promised)
+    )
+
+
+def send_syslog(socket_path: str, line: str) -> None:
+    """One datagram in the syslog protocol to dom0's syslog socket (raises OSError)."""
+    payload = ("<%d>xsguard[%d]: %s" % (LOG_DAEMON_WARNING, os.getpid(), line)).encode("ascii", "replace")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        sock.settimeout(0.5)
+        sock.connect(socket_path)
+        sock.send(payload)
+    finally:
+        sock.close()
+
+
+def alert_body(verdict: Verdict) -> str:
+    return verdict.message + "\n\n" + json.dumps(
+        {k: v for k, v in verdict.as_json().items() if k not in ("message", "breakdown")}, sort_keys=True
+    )
+
+
+def claim_alert(state_path: str, vm_uuid: str, interval: float, now: float) -> bool:
+    """True if no alert for this VM was raised in the last ``interval`` s (and record this one)."""
+    fd = os.open(state_path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            with open(state_path) as handle:
+                last = json.load(handle)  # type: Dict[str, float]
+            if not isinstance(last, dict):
+                last = {}
+        except (OSError, ValueError):
+            last = {}
+        if now - float(last.get(vm_uuid, 0)) < interval:
+            return False
+        last = {k: v for k, v in last.items() if now - float(v) < interval}
+        last[vm_uuid] = now
+        tmp = "%s.tmp-%d" % (state_path, os.getpid())
+        with open(tmp, "w") as handle:
+            json.dump(last, handle)
+        os.rename(tmp, state_path)
+        return True
+    finally:
+        os.close(fd)
+
+
+def now() -> float:
+    return time.time()

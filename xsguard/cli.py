@@ -1,0 +1,151 @@
+"""The ``xsguard`` command."""
+
+import argparse
+import json
+import os
+import sys
+from typing import Any, Callable, List, Optional
+
+from . import __version__, config, denials as denials_mod, render, report
+from .deadline import Deadline
+from .errors import XapiUnreachable, XsguardError
+
+EXIT_OK = 0
+EXIT_REFUSED = 3
+EXIT_FAILED = 4
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="xsguard", description="dom0 event-channel admission control")
+    p.add_argument("--version", action="version", version="xsguard %s" % __version__)
+    p.add_argument("--config", help="config file (env XSGUARD_CONFIG, default %s)" % config.DEFAULT_PATH)
+    p.add_argument("--xapi", help="xapi URL (env XSGUARD_XAPI_URL; default: the local socket)")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    s = sub.add_parser("status", help="this dom0's ceilings, usage, promises and leaks")
+    s.add_argument("--json", action="store_true")
+    for name, what in (("need", "a VM's dom0 event channels, by consumer"),
+                       ("check", "would a VM be admitted on this host now (exit 0 yes, 3 no, 4 error)")):
+        c = sub.add_parser(name, help=what)
+        c.add_argument("vm", help="VM uuid or name")
+        c.add_argument("--json", action="store_true")
+    d = sub.add_parser("denials", help="refused starts from the decision log, newest first")
+    d.add_argument("--since", default="24h", help="2h, 30m, 1d or 2026-11-26T08:00 (UTC); default 24h")
+    d.add_argument("--vm", help="VM uuid or name")
+    d.add_argument("--host", help="host uuid or name")
+    d.add_argument("--json", action="store_true")
+    d.add_argument("--summary", action="store_true", help="counts by VM, host and hour")
+    m = sub.add_parser("simulate", help="serve a simulated pool's XenAPI on 127.0.0.1")
+    m.add_argument("--port", type=int, default=0)
+    m.add_argument("--scenario", help="JSON file describing the pool")
+    m.add_argument("--bare", action="store_true", help="hosts without xsguard's hook and plugin")
+    sub.add_parser("demo", help="a short story on a simulated pool: starts until xsguard refuses one")
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command is None:
+        _parser().print_help()
+        return 2
+    try:
+        return COMMANDS[args.command](args)
+    except XsguardError as err:
+        sys.stderr.write("xsguard: %s\n" % err.message)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+
+
+def _cfg(args: argparse.Namespace) -> config.Config:
+    cfg = config.load(args.config)
+    url = args.xapi or os.environ.get("XSGUARD_XAPI_URL")
+    if url:
+        cfg = cfg.with_values({"xapi.url": url})
+    return cfg
+
+
+def _emit(args: argparse.Namespace, data: Any, human: Callable[[Any], str]) -> None:
+    if args.json:
+        sys.stdout.write(json.dumps(data, sort_keys=True, indent=2) + "\n")
+    else:
+        sys.stdout.write(human(data) + "\n")
+
+
+def _with_api(args: argparse.Namespace, fn: Callable[..., Any]) -> Any:
+    from .xapi import Xapi
+
+    cfg = _cfg(args)
+    deadline = Deadline(max(cfg.policy["deadline"], 30.0))
+    with Xapi(cfg.xapi["url"], deadline) as api:
+        return fn(cfg, api, deadline)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from .xapi import Xapi
+
+    cfg = _cfg(args)
+    deadline = Deadline(max(cfg.policy["deadline"], 30.0))
+    try:
+        with Xapi(cfg.xapi["url"], deadline) as api:
+            data = report.status(cfg, api, deadline)
+    except XapiUnreachable as exc:
+        data = report.status(cfg, None, deadline)
+        data["notes"].append(exc.message)
+    _emit(args, data, render.status)
+    return EXIT_OK
+
+
+def cmd_need(args: argparse.Namespace) -> int:
+    data = _with_api(args, lambda cfg, api, dl: report.need(cfg, api, args.vm, dl))
+    _emit(args, data, render.need)
+    return EXIT_OK
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    data = _with_api(args, lambda cfg, api, dl: report.check(cfg, api, args.vm, dl))
+    _emit(args, data, render.check)
+    return EXIT_OK if data["verdict"] == "admit" else EXIT_REFUSED
+
+
+def cmd_denials(args: argparse.Namespace) -> int:
+    cfg = _cfg(args)
+    try:
+        since = denials_mod.parse_since(args.since)
+    except ValueError as exc:
+        sys.stderr.write("xsguard: %s\n" % exc)
+        return 2
+    found = denials_mod.read(cfg.log["file"], since=since, vm=args.vm, host=args.host)
+    if args.summary:
+        _emit(args, denials_mod.summary(found.records), render.summary)
+    else:
+        _emit(args, found.records, render.denials)
+    if found.corrupt:
+        sys.stderr.write("xsguard: skipped %d corrupt line(s) in %s\n" % (found.corrupt, cfg.log["file"]))
+    return EXIT_OK
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from .sim import scenario
+    from .sim.server import Simulator, serve
+
+    sim = Simulator(port=args.port, install_xsguard=not args.bare)
+    if args.scenario:
+        scenario.load_file(sim.pool, args.scenario)
+    serve(sim)
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .sim import demo
+
+    return demo.run(sys.stdout)
+
+
+COMMANDS = {
+    "status": cmd_status,
+    "need": cmd_need,
+    "check": cmd_check,
+    "denials": cmd_denials,
+    "simulate": cmd_simulate,
+    "demo": cmd_demo,
+}  # type: dict

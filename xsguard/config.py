@@ -1,0 +1,190 @@
+"""The configuration file: INI (so that Python 3.6 reads it), every key typed and documented.
+
+A missing default file means the defaults; a file named explicitly must exist. Unknown
+sections and keys are errors, so that a typo never silently leaves a default in force.
+"""
+
+import configparser
+import os
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
+
+from .errors import ConfigError
+from .profiles import PROFILES
+
+DEFAULT_PATH = "/etc/xsguard/xsguard.conf"
+LSEVTCHN_CANDIDATES = ("/usr/libexec/xen/bin", "/usr/lib/xen/bin", "/usr/lib/xen-*/bin")
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in allowed:
+            raise ValueError("expected one of %s" % ", ".join(allowed))
+        return text
+
+    return parse
+
+
+def _int_min(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < minimum:
+            raise ValueError("must be at least %d" % minimum)
+        return value
+
+    return parse
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise ValueError("must be a positive number of seconds")
+    return value
+
+
+def _auto(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    def parse_auto(text: str) -> Any:
+        return None if text == "auto" else parse(text)
+
+    return parse_auto
+
+
+def _bool(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in ("yes", "true", "on", "1"):
+        return True
+    if lowered in ("no", "false", "off", "0"):
+        return False
+    raise ValueError("expected yes or no")
+
+
+def _path(text: str) -> str:
+    if not text:
+        raise ValueError("must not be empty")
+    return text
+
+
+def _url(text: str) -> str:
+    if text != "local" and not text.startswith(("http://", "https://")):
+        raise ValueError("expected 'local' or an http:// or https:// URL")
+    return text
+
+
+# (section, key, default, parser, what it means)
+SCHEMA = [
+    ("dom0", "lsevtchn", "auto", _path,
+     "path of lsevtchn; auto tries " + ", ".join(LSEVTCHN_CANDIDATES)),
+    ("dom0", "probe_timeout", "2", _positive_float, "seconds lsevtchn may run"),
+    ("dom0", "proc_interrupts", "/proc/interrupts", _path, "dom0's /proc/interrupts"),
+    ("dom0", "kernel_log", "/var/log/kern.log", _path,
+     "kernel log holding the boot lines (ABI, NR_IRQS)"),
+    ("dom0", "cmdline", "/proc/cmdline", _path, "dom0's kernel command line"),
+    ("dom0", "hypervisor", "/sys/hypervisor", _path, "sysfs directory with version/major, minor"),
+    ("dom0", "sys_module", "/sys/module", _path,
+     "sysfs directory with xen_netback and xen_blkback parameters"),
+    ("dom0", "inventory", "/etc/xensource-inventory", _path,
+     "file naming this host (INSTALLATION_UUID)"),
+    ("dom0", "port_limit", "auto", _auto(_int_min(1)),
+     "Xen port limit; auto detects the ABI (131071 FIFO, 4095 2-level)"),
+    ("dom0", "irq_limit", "auto", _auto(_int_min(1)),
+     "Linux IRQ limit; auto reads NR_IRQS from the kernel log (+8196)"),
+    ("policy", "mode", "enforce", _choice("enforce", "warn", "off"),
+     "enforce refuses; warn logs and lets the start go on (exit 1); off only logs"),
+    ("policy", "on_error", "allow", _choice("allow", "deny"),
+     "when xsguard itself fails: allow the start (exit 1) or deny it (exit 2)"),
+    ("policy", "margin", "64", _int_min(0), "ports and IRQs kept free for dom0 itself"),
+    ("policy", "deadline", "5", _positive_float,
+     "seconds the hook may take in all, retries and lock waits included"),
+    ("policy", "profile", "xs8", _choice(*sorted(PROFILES)), "per-device figures: xs8, xs62, xs61"),
+    ("need", "vbd_backend", "auto", _auto(_choice("tapdisk", "blkback")),
+     "disk backend: tapdisk (1 ring per VBD) or blkback (1 per queue); auto: the profile's"),
+    ("need", "rings_per_vbd", "auto", _auto(_int_min(0)), "fixed rings per VBD"),
+    ("need", "netback_queue_cap", "auto", _auto(_int_min(1)), "cap on netback queues per VIF"),
+    ("need", "split_event_channels", "auto", _auto(_bool),
+     "2 ports per netback queue (yes) or 1 (no); auto asks dom0"),
+    ("need", "ctrl_ring", "auto", _auto(_choice("always", "never")),
+     "a control ring per VIF; auto: for Windows guests"),
+    ("need", "extra_per_vm", "0", _int_min(0), "ports added to every VM's need"),
+    ("xapi", "url", "local", _url, "local (the UNIX socket /var/lib/xcp/xapi) or a URL"),
+    ("ledger", "path", "/var/lib/xsguard/ledger.json", _path, "the admitted-VM ledger"),
+    ("ledger", "ttl", "600", _positive_float,
+     "seconds an admitted start that never produced a domain stays charged"),
+    ("log", "file", "/var/log/xsguard/decisions.log", _path, "the JSON-lines decision log"),
+    ("log", "syslog", "yes", _bool, "a line per refusal to syslog"),
+    ("log", "syslog_socket", "/dev/log", _path, "the syslog socket dom0's syslog daemon reads"),
+    ("log", "alerts", "yes", _bool, "a xapi message (XenCenter / Xen Orchestra) per refusal"),
+    ("log", "alert_interval", "3600", _positive_float, "seconds between two alerts for one VM"),
+]  # type: List[Tuple[str, str, str, Callable[[str], Any], str]]
+
+Section = Dict[str, Any]
+
+
+class Config(NamedTuple):
+    """Parsed configuration, by section; ``source`` says which file (or the defaults)."""
+
+    dom0: Section
+    policy: Section
+    need: Section
+    xapi: Section
+    ledger: Section
+    log: Section
+    source: str
+
+    def with_values(self, overrides: Dict[str, str]) -> "Config":
+        """A copy with ``{"section.key": "text"}`` applied, parsed as a file's values are."""
+        raw = {s: {k: v for k, v in getattr(self, s).items()} for s in _SECTIONS}
+        parsed = _parse_items(
+            [(dotted.split(".", 1)[0], dotted.split(".", 1)[-1], text) for dotted, text in overrides.items()],
+            "overrides",
+        )
+        for section, values in parsed.items():
+            raw[section].update(values)
+        return self._replace(**raw)
+
+
+_SECTIONS = ("dom0", "policy", "need", "xapi", "ledger", "log")
+_KNOWN = {(s, k): (d, p) for s, k, d, p, _ in SCHEMA}
+
+
+def _parse_items(items: List[Tuple[str, str, str]], where: str) -> Dict[str, Section]:
+    parsed = {s: {} for s in _SECTIONS}  # type: Dict[str, Section]
+    for section, key, text in items:
+        if (section, key) not in _KNOWN:
+            raise ConfigError("%s: unknown key [%s] %s" % (where, section, key), section, key)
+        parser = _KNOWN[(section, key)][1]
+        try:
+            parsed[section][key] = parser(text.strip())
+        except ValueError as exc:
+            raise ConfigError(
+                "%s: bad value for [%s] %s: %r (%s)" % (where, section, key, text, exc), section, key
+            )
+    return parsed
+
+
+def defaults() -> Config:
+    """The configuration with every key at its default."""
+    parsed = _parse_items([(s, k, d) for s, k, d, _, _ in SCHEMA], "defaults")
+    return Config(source="defaults", **parsed)
+
+
+def load(path: Optional[str] = None) -> Config:
+    """Read ``path`` (else $XSGUARD_CONFIG, else the default file, which may be absent)."""
+    explicit = path or os.environ.get("XSGUARD_CONFIG")
+    target = explicit or DEFAULT_PATH
+    base = defaults()
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        with open(target, encoding="utf-8") as handle:
+            parser.read_file(handle, source=target)
+    except FileNotFoundError:
+        if explicit:
+            raise ConfigError("config file %s does not exist" % target, target)
+        return base
+    except (OSError, UnicodeDecodeError, configparser.Error) as exc:
+        raise ConfigError("cannot read config file %s: %s" % (target, exc), target)
+    for section in parser.sections():
+        if section not in _SECTIONS:
+            raise ConfigError("%s: unknown section [%s]" % (target, section), section)
+    items = [(s, k, v) for s in parser.sections() for k, v in parser.items(s, raw=True)]
+    parsed = _parse_items(items, target)
+    merged = {s: dict(getattr(base, s), **parsed[s]) for s in _SECTIONS}
+    return Config(source=target, **merged)

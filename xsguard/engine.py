@@ -1,0 +1,165 @@
+"""A decision from end to end: read the VM and the host, measure dom0, charge the ledger, decide.
+
+The hook, the host plugin and the command all come here; they differ only in whether the
+outcome is recorded in the ledger.
+"""
+
+import time
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
+
+from . import dom0 as dom0_mod
+from . import ledger, need as need_mod, verdict as verdict_mod
+from .config import Config
+from .deadline import Deadline
+from .need import HostFacts, Need, as_int
+from .profiles import PROFILES, Profile, with_overrides
+from .promises import Alive, Entry, Owed, settle
+from .xapi import Xapi
+
+BYPASS_KEY = "xsguard"
+BYPASS_VALUE = "skip"
+
+
+def profile_of(cfg: Config) -> Profile:
+    """The configured profile with the site's ``[need]`` overrides."""
+    n = cfg.need
+    return with_overrides(
+        PROFILES[cfg.policy["profile"]],
+        {
+            "vbd_backend": n["vbd_backend"],
+            "rings_per_vbd": n["rings_per_vbd"],
+            "netback_queue_cap": n["netback_queue_cap"],
+            "split_event_channels": n["split_event_channels"],
+            "ctrl_ring": n["ctrl_ring"],
+            "extra_per_vm": n["extra_per_vm"] or None,
+        },
+    )
+
+
+def host_facts(control_domain: Optional[Dict[str, Any]], backend: Dict[str, str]) -> HostFacts:
+    """dom0's vCPUs from its xapi record (never from the machine this runs on) and backend caps."""
+    vcpus = 1
+    if control_domain:
+        vcpus = as_int(control_domain.get("VCPUs_at_startup") or control_domain.get("VCPUs_max", 1), "VCPUs")
+
+    def number(key: str) -> Optional[int]:
+        text = backend.get(key, "")
+        return int(text) if text.isdigit() else None
+
+    split = backend.get("xen_netback.separate_tx_rx_irq")
+    return HostFacts(
+        dom0_vcpus=max(vcpus, 1),
+        netback_max_queues=number("xen_netback.max_queues"),
+        netback_split=None if split is None else split.upper() in ("Y", "1"),
+        blkback_max_queues=number("xen_blkback.max_queues"),
+    )
+
+
+class Subject(NamedTuple):
+    """The VM being decided and the host it would run on, as xapi described them."""
+
+    vm_ref: str
+    vm: Dict[str, Any]
+    host_ref: str
+    host: Dict[str, Any]
+    need: Optional[Need]  # None when bypassed
+
+    @property
+    def bypassed(self) -> bool:
+        return (self.vm.get("other_config") or {}).get(BYPASS_KEY) == BYPASS_VALUE
+
+
+class Outcome(NamedTuple):
+    """A decision and everything behind it."""
+
+    subject: Subject
+    verdict: Optional[verdict_mod.Verdict]  # None when bypassed
+    owed: List[Owed]
+    ledger_note: Optional[str]
+    recorded: bool
+    lock_wait: float
+
+
+def read_subject(cfg: Config, api: Xapi, vm_key: str, host_uuid: Optional[str] = None) -> Tuple[Subject, Any]:
+    """Read the VM, its devices and the host from xapi (a fixed handful of calls)."""
+    host_ref, host = api.host_by_uuid(host_uuid or dom0_mod.this_host_uuid(cfg))
+    vm_ref, vm = api.find_vm(vm_key)
+    if vm.get("is_control_domain"):
+        need_mod.refuse_non_candidate(vm)
+    subject = Subject(vm_ref, vm, host_ref, host, None)
+    if subject.bypassed:
+        return subject, None
+    need_mod.refuse_non_candidate(vm)
+    vbds, vifs, vgpus = api.devices(vm_ref, vm)
+    control = api.control_domain(host_ref, host)
+    return subject, (vbds, vifs, vgpus, control)
+
+
+def compute_need(cfg: Config, subject: Subject, parts: Any, backend: Dict[str, str]) -> Need:
+    vbds, vifs, vgpus, control = parts
+    return need_mod.vm_need(
+        subject.vm, vbds, vifs, host_facts(control, backend), profile_of(cfg), vgpus
+    )
+
+
+def decide(
+    cfg: Config,
+    api: Xapi,
+    vm_key: str,
+    deadline: Deadline,
+    record: bool,
+    host_uuid: Optional[str] = None,
+) -> Outcome:
+    """Decide whether ``vm_key`` may start on this host; with ``record``, enter it in the ledger."""
+    subject, parts = read_subject(cfg, api, vm_key, host_uuid)
+    if parts is None:
+        return Outcome(subject, None, [], None, False, 0.0)
+    path = cfg.ledger["path"]
+    if not record:
+        entries, _ = ledger.load(path, set_aside=False)
+        return _evaluate(cfg, api, subject, parts, entries, deadline, None, False, 0.0)
+    with ledger.locked(path, deadline) as waited:
+        entries, note = ledger.load(path)
+        return _evaluate(cfg, api, subject, parts, entries, deadline, note, True, waited)
+
+
+def _evaluate(
+    cfg: Config,
+    api: Xapi,
+    subject: Subject,
+    parts: Any,
+    entries: Dict[str, Entry],
+    deadline: Deadline,
+    note: Optional[str],
+    record: bool,
+    waited: float,
+) -> Outcome:
+    candidate = subject.vm["uuid"]
+    others = sorted(u for u in entries if u != candidate)
+    records = api.vms_by_uuid(others)
+    state = dom0_mod.read(cfg, deadline)
+    need = compute_need(cfg, subject, parts, state.backend)
+    now = time.time()
+    alive = alive_here(records, subject.host_ref)
+    kept, owed = settle(entries, alive, state.ports.by_remote_domain, now, cfg.ledger["ttl"], candidate)
+    promised = sum(o.owed for o in owed)
+    verdict = verdict_mod.decide(
+        need, subject.host.get("name_label", ""), state.ceilings, state.used, promised, cfg.policy["margin"]
+    )
+    goes_ahead = verdict.admitted or cfg.policy["mode"] != "enforce"
+    if record:
+        if goes_ahead:
+            kept[candidate] = Entry(candidate, need.vm_name, need.total, now, None)
+        if kept != entries:
+            ledger.save(cfg.ledger["path"], kept)
+    return Outcome(subject._replace(need=need), verdict, owed, note, record and goes_ahead, waited)
+
+
+def alive_here(records: Dict[str, Dict[str, Any]], host_ref: str) -> Dict[str, Alive]:
+    """The VMs among ``records`` that have a domain on this host."""
+    alive = {}
+    for uuid, rec in records.items():
+        domid = as_int(rec.get("domid", -1), "domid")
+        if rec.get("power_state") in ("Running", "Paused") and rec.get("resident_on") == host_ref and domid > 0:
+            alive[uuid] = Alive(domid)
+    return alive

@@ -1,0 +1,179 @@
+"""The vm-pre-start hook: argv and exit status in, a decision out.
+
+xenopsd runs it with ``-vmuuid <uuid> -reason <reason>`` and an environment of only PATH.
+Exit 0 lets the start go on; 1 is xenopsd's "log and continue" (the start goes on, stdout
+goes to its debug log); 2 aborts the start with XAPI_HOOK_FAILED, whose ``stdout`` field is
+what the operator reads. Nothing here may end in an accidental exit 1: every exception is
+caught and the ``on_error`` policy chooses the status.
+"""
+
+import os
+import signal
+import sys
+import time
+from typing import Any, List, NamedTuple, Optional
+
+from . import alerts, config, decisionlog, engine
+from .deadline import Deadline
+from .errors import BadArgument, DeadlineExceeded, NotACandidate, XsguardError, wire_error
+from .verdict import ascii_safe_lines
+from .xapi import Xapi
+
+EXIT_GO = 0
+EXIT_LOG_AND_CONTINUE = 1
+EXIT_REFUSE = 2
+BACKSTOP_GRACE = 0.25  # seconds past the deadline before the alarm interrupts whatever runs
+
+
+class Args(NamedTuple):
+    vm_uuid: str
+    reason: str
+    domid: Optional[str]
+
+
+def parse_argv(argv: List[str]) -> Args:
+    """``-vmuuid U -reason R [-vmdomid N]``, in any order; anything else is an error."""
+    values = {}
+    rest = list(argv)
+    while rest:
+        flag = rest.pop(0)
+        if flag not in ("-vmuuid", "-reason", "-vmdomid") or not rest:
+            raise BadArgument("unexpected hook arguments: %s" % " ".join(argv[:8])[:200])
+        values[flag] = rest.pop(0)
+    if "-vmuuid" not in values:
+        raise BadArgument("missing -vmuuid in hook arguments: %s" % " ".join(argv[:8])[:200])
+    return Args(values["-vmuuid"], values.get("-reason", "none"), values.get("-vmdomid"))
+
+
+def _alarm(signum: int, frame: Any) -> None:
+    raise DeadlineExceeded("the hook ran past its deadline")
+
+
+def write_out(text: str) -> None:
+    """stdout as ASCII bytes: with no LANG, Python 3.6 would refuse anything else."""
+    if text:
+        sys.stdout.buffer.write((ascii_safe_lines(text) + "\n").encode("ascii"))
+        sys.stdout.flush()
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Run the hook; returns the exit status (never raises)."""
+    started = time.monotonic()
+    argv = sys.argv[1:] if argv is None else argv
+    on_error = "allow"
+    mode = "enforce"
+    log = None  # type: Any
+    args = None  # type: Optional[Args]
+    try:
+        cfg = config.load()
+        on_error = cfg.policy["on_error"]
+        mode = cfg.policy["mode"]
+        decisionlog.configure(cfg.log["file"])
+        log = decisionlog.get()
+        args = parse_argv(argv)
+        log = log.bind(vm_uuid=args.vm_uuid, reason=args.reason, mode=mode)
+        deadline = Deadline(cfg.policy["deadline"])
+        signal.signal(signal.SIGALRM, _alarm)
+        signal.setitimer(signal.ITIMER_REAL, cfg.policy["deadline"] + BACKSTOP_GRACE)
+        try:
+            status, message = _decide(cfg, args, deadline, log, started)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        write_out(message)
+        return status
+    except BaseException as exc:  # noqa: BLE001 - the status must be chosen, never defaulted
+        return _guard_error(exc, on_error, log, args, started)
+
+
+def _decide(cfg: config.Config, args: Args, deadline: Deadline, log: Any, started: float) -> Any:
+    mode = cfg.policy["mode"]
+    try:
+        with Xapi(cfg.xapi["url"], deadline) as api:
+            outcome = engine.decide(cfg, api, args.vm_uuid, deadline, record=True)
+            verdict = outcome.verdict
+            subject = outcome.subject
+            common = dict(
+                vm_name=subject.vm.get("name_label", ""),
+                host_uuid=subject.host.get("uuid", ""),
+                host_name=subject.host.get("name_label", ""),
+            )
+            if outcome.ledger_note:
+                log.warning("ledger_reset", note=outcome.ledger_note, **common)
+            if verdict is None:
+                log.info("start_bypassed", key="other_config:%s=%s" % (engine.BYPASS_KEY, engine.BYPASS_VALUE),
+                         duration_ms=_ms(started), **common)
+                return EXIT_GO, ""
+            figures = dict(
+                common,
+                verdict=verdict.verdict,
+                ceiling=verdict.binding.ceiling,
+                need=verdict.need.total,
+                checks=[c.as_json() for c in verdict.checks],
+                breakdown=verdict.need.as_json()["breakdown"],
+                promised_to=[o._asdict() for o in outcome.owed],
+                lock_wait_ms=round(outcome.lock_wait * 1000, 1),
+            )
+            if verdict.admitted:
+                log.info("start_admitted", duration_ms=_ms(started), **figures)
+                return EXIT_GO, ""
+            _signal_refusal(cfg, api, verdict, log, mode)
+            event = {"enforce": "start_refused", "warn": "start_warned", "off": "start_would_refuse"}[mode]
+            log.warning(event, duration_ms=_ms(started), message=verdict.message, **figures)
+    except NotACandidate as exc:
+        log.info("start_not_checked", why=exc.message, duration_ms=_ms(started))
+        return EXIT_GO, ""
+    if mode == "enforce":
+        return EXIT_REFUSE, verdict.message
+    if mode == "warn":
+        return EXIT_LOG_AND_CONTINUE, "xsguard (mode = warn) lets this start go on, but would refuse it:\n" + verdict.message
+    return EXIT_GO, ""
+
+
+def _signal_refusal(cfg: config.Config, api: Xapi, verdict: Any, log: Any, mode: str) -> None:
+    """Syslog and a xapi alert: best effort, never a change to the verdict."""
+    if mode == "off":
+        return
+    if cfg.log["syslog"]:
+        try:
+            alerts.send_syslog(cfg.log["syslog_socket"], alerts.syslog_line(verdict))
+        except OSError as exc:
+            log.warning("syslog_failed", error=str(exc))
+    if cfg.log["alerts"]:
+        try:
+            state = os.path.join(os.path.dirname(cfg.ledger["path"]) or ".", "alerts.json")
+            if alerts.claim_alert(state, verdict.need.vm_uuid, cfg.log["alert_interval"], alerts.now()):
+                api.call("message.create", alerts.ALERT_NAME, str(alerts.ALERT_PRIORITY), "VM",
+                         verdict.need.vm_uuid, alerts.alert_body(verdict))
+        except Exception as exc:  # noqa: BLE001 - an alert that fails must not change the verdict
+            log.warning("alert_failed", error=str(wire_error(exc)))
+
+
+def _guard_error(exc: BaseException, on_error: str, log: Any, args: Optional[Args], started: float) -> int:
+    """xsguard itself failed: log it, then allow (exit 1) or deny (exit 2) as configured."""
+    err = wire_error(exc)
+    if isinstance(exc, (KeyboardInterrupt, SystemExit)) and not isinstance(exc, XsguardError):
+        err = XsguardError("interrupted (%s)" % type(exc).__name__)
+    if log is not None:
+        try:
+            log.error("guard_error", error=err.code, detail=err.message, on_error=on_error,
+                      duration_ms=_ms(started))
+        except Exception:  # noqa: BLE001 - the status still has to be returned
+            pass
+    vm = args.vm_uuid if args else "?"
+    try:
+        if on_error == "deny":
+            write_out(
+                "xsguard could not check this start and is set to refuse starts when it fails"
+                " ([policy] on_error = deny).\nWhat failed: %s\nFix the cause, set on_error = allow in"
+                " /etc/xsguard/xsguard.conf, or bypass the check for this VM:\n"
+                "xe vm-param-set uuid=%s other-config:xsguard=skip" % (err.message, vm)
+            )
+            return EXIT_REFUSE
+        write_out("xsguard could not check this start; allowed ([policy] on_error = allow): %s" % err.message)
+    except Exception:  # noqa: BLE001 - stdout gone: the status is all that is left
+        pass
+    return EXIT_REFUSE if on_error == "deny" else EXIT_LOG_AND_CONTINUE
+
+
+def _ms(started: float) -> float:
+    return round((time.monotonic() - started) * 1000, 1)

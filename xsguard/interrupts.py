@@ -1,0 +1,88 @@
+"""Parse ``/proc/interrupts`` (kernel/irq/proc.c): pure, no I/O.
+
+One line per Linux IRQ descriptor: the number, one count per CPU, the chip, then the action
+names. Spacing varies with the CPU count and the kernel, so lines are read by tokens.
+Architecture lines (``NMI:``, ``LOC:``, ...) are not descriptors and are not counted.
+"""
+
+import re
+from collections import Counter
+from typing import Dict, List, NamedTuple, Tuple
+
+_PER_CPU_NAME = re.compile(r"([a-z_]+?)\d+\Z")
+_VIF_QUEUE = re.compile(r"vif(\d+)\.(\d+)-q(\d+)-(tx|rx)\Z")
+_VIF_SHARED = re.compile(r"vif(\d+)\.(\d+)-q(\d+)\Z")
+
+
+class IrqTable(NamedTuple):
+    """dom0's IRQ descriptors, counted."""
+
+    irqs: int  # every numbered line: the gauge for the IRQ ceiling
+    xen_irqs: int  # those on a Xen chip (xen-dyn, xen-dyn-lateeoi, xen-percpu, xen-pirq)
+    by_chip: Dict[str, int]
+    by_consumer: Dict[str, int]
+    netback_by_domain: Dict[int, int]  # vif<domid>.<n>-q<k>-tx/rx lines per guest domid
+    unparsed: List[Tuple[int, str]]
+
+
+def consumer_of(action: str) -> str:
+    """Group an action name: ``vif12.0-q1-rx`` -> ``netback``, ``timer0`` -> ``timer``."""
+    if action.startswith("evtchn:"):
+        return action
+    if _VIF_QUEUE.match(action) or _VIF_SHARED.match(action):
+        return "netback"
+    per_cpu = _PER_CPU_NAME.match(action)
+    if per_cpu and action.rstrip("0123456789") in _PER_CPU_ACTIONS:
+        return per_cpu.group(1)
+    return action
+
+
+_PER_CPU_ACTIONS = {
+    "timer",
+    "resched",
+    "callfunc",
+    "callfuncsingle",
+    "spinlock",
+    "irqwork",
+    "debug",
+}
+
+
+def parse(text: str) -> IrqTable:
+    """Count the IRQ descriptors in one ``/proc/interrupts``."""
+    lines = text.splitlines()
+    if not lines:
+        return IrqTable(0, 0, {}, {}, {}, [])
+    ncpu = sum(1 for tok in lines[0].split() if tok.startswith("CPU"))
+    chips = Counter()  # type: Counter[str]
+    consumers = Counter()  # type: Counter[str]
+    netback = Counter()  # type: Counter[int]
+    unparsed = []  # type: List[Tuple[int, str]]
+    irqs = xen = 0
+    for lineno, line in enumerate(lines[1:], 2):
+        tokens = line.split()
+        if not tokens:
+            continue
+        label = tokens[0]
+        if not (label.endswith(":") and label[:-1].isdigit()):
+            continue  # NMI:, LOC:, ERR: ... are not descriptors
+        irqs += 1
+        if len(tokens) < ncpu + 2:
+            unparsed.append((lineno, line))
+            continue
+        chip = tokens[ncpu + 1]
+        rest = tokens[ncpu + 2 :]
+        if rest and rest[0].startswith("-"):
+            rest = rest[1:]
+        chips[chip] += 1
+        if chip.startswith("xen-"):
+            xen += 1
+        for action in " ".join(rest).split(","):
+            action = action.strip()
+            if not action:
+                continue
+            consumers[consumer_of(action)] += 1
+            vif = _VIF_QUEUE.match(action) or _VIF_SHARED.match(action)
+            if vif:
+                netback[int(vif.group(1))] += 1
+    return IrqTable(irqs, xen, dict(chips), dict(consumers), dict(netback), unparsed)

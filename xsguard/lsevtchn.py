@@ -1,0 +1,83 @@
+"""Parse ``lsevtchn <domid>`` output (Xen's tools/xcutils/lsevtchn.c): pure, no I/O.
+
+Each open port is one line, ``"%4d: VCPU %u: "`` then its state. A line whose prefix
+parses but whose state is new to us still counts as an open port (state ``unrecognised``);
+a line that does not even have the prefix is kept in ``unparsed`` and counted too, so that a
+count is never lower than what dom0 holds. Neither is dropped silently.
+"""
+
+import re
+from collections import Counter
+from typing import Dict, Iterable, List, NamedTuple, Tuple
+
+_PREFIX = re.compile(r"\s*(\d+): VCPU (\d+): (.*)\Z")
+_INTERDOMAIN = re.compile(
+    r"Interdomain \((Connected|Waiting connection)\) - Remote Domain (\d+)(?:, Port (\d+))?\Z"
+)
+_SIMPLE = {
+    "IPI": "ipi",
+    "Unknown": "unknown",
+}
+_NUMBERED = (("Physical IRQ ", "pirq"), ("Virtual IRQ ", "virq"))
+
+STATES = ("connected", "waiting", "pirq", "virq", "ipi", "unknown", "unrecognised", "unparsed")
+
+
+class PortTable(NamedTuple):
+    """dom0's open event channels, counted."""
+
+    ports: int  # open ports (every line)
+    max_port: int  # highest port number seen (Xen allocates the lowest free port)
+    by_state: Dict[str, int]
+    by_remote_domain: Dict[int, int]  # interdomain ports, connected or waiting, per domid
+    waiting_by_remote_domain: Dict[int, int]
+    unparsed: List[Tuple[int, str]]  # (line number, text) of lines that did not parse
+
+    def leaked(self, live_domids: Iterable[int]) -> Dict[int, int]:
+        """Ports whose remote domain is no longer alive: the backend never closed them."""
+        live = set(live_domids) | {0}
+        return {d: n for d, n in self.by_remote_domain.items() if d not in live}
+
+
+def parse(text: str) -> PortTable:
+    """Count the ports in one ``lsevtchn`` output."""
+    states = Counter()  # type: Counter[str]
+    remote = Counter()  # type: Counter[int]
+    waiting = Counter()  # type: Counter[int]
+    unparsed = []  # type: List[Tuple[int, str]]
+    ports = 0
+    max_port = 0
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        ports += 1
+        match = _PREFIX.match(line)
+        if match is None:
+            states["unparsed"] += 1
+            unparsed.append((lineno, line))
+            continue
+        port = int(match.group(1))
+        if port > max_port:
+            max_port = port
+        states[_state(match.group(3), remote, waiting)] += 1
+    return PortTable(ports, max_port, dict(states), dict(remote), dict(waiting), unparsed)
+
+
+def _state(rest: str, remote: "Counter[int]", waiting: "Counter[int]") -> str:
+    if rest.startswith("Interdomain"):
+        match = _INTERDOMAIN.match(rest)
+        if match is None:
+            return "unrecognised"
+        domid = int(match.group(2))
+        remote[domid] += 1
+        if match.group(1) == "Connected":
+            return "connected"
+        waiting[domid] += 1
+        return "waiting"
+    simple = _SIMPLE.get(rest)
+    if simple is not None:
+        return simple
+    for prefix, state in _NUMBERED:
+        if rest.startswith(prefix) and rest[len(prefix) :].isdigit():
+            return state
+    return "unrecognised"

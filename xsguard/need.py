@@ -1,0 +1,213 @@
+"""What a VM will hold in dom0 once fully up: event channels, as a breakdown by consumer.
+
+Pure: it reads XenAPI records (as the XML-RPC client returns them, integers as strings) and
+facts about the host, and charges the upper bound: PV disk and network channels count even
+though they appear only once the guest's PV drivers connect.
+"""
+
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence
+
+from .errors import NotACandidate
+from .profiles import Profile
+
+Record = Dict[str, Any]
+
+
+class Line(NamedTuple):
+    """One consumer of dom0 ports: who binds them, how many, and why."""
+
+    consumer: str
+    ports: int
+    why: str
+
+
+class HostFacts(NamedTuple):
+    """What the model needs to know about the host's dom0."""
+
+    dom0_vcpus: int
+    netback_max_queues: Optional[int] = None  # /sys/module/xen_netback/parameters/max_queues
+    netback_split: Optional[bool] = None  # .../separate_tx_rx_irq
+    blkback_max_queues: Optional[int] = None  # /sys/module/xen_blkback/parameters/max_queues
+
+
+class Need(NamedTuple):
+    """A VM's breakdown and its total."""
+
+    vm_uuid: str
+    vm_name: str
+    domain_type: str
+    vcpus: int
+    profile: str
+    lines: List[Line]
+
+    @property
+    def total(self) -> int:
+        return sum(line.ports for line in self.lines)
+
+    def largest(self, n: int = 3) -> List[Line]:
+        """The n consumers that cost the most, largest first (zero-cost lines left out)."""
+        costly = [line for line in self.lines if line.ports > 0]
+        return sorted(costly, key=lambda line: -line.ports)[:n]
+
+    def as_json(self) -> Dict[str, Any]:
+        return {
+            "vm_uuid": self.vm_uuid,
+            "vm_name": self.vm_name,
+            "domain_type": self.domain_type,
+            "vcpus": self.vcpus,
+            "profile": self.profile,
+            "total": self.total,
+            "breakdown": [
+                {"consumer": ln.consumer, "ports": ln.ports, "why": ln.why} for ln in self.lines
+            ],
+        }
+
+
+def as_int(value: Any, field: str) -> int:
+    """XenAPI sends int64 fields as strings over XML-RPC: read either."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise ValueError("field %s is not an integer: %r" % (field, value))
+
+
+def effective_domain_type(vm: Record) -> str:
+    """The domain type a start creates: ``unspecified`` is derived as xapi does."""
+    declared = vm.get("domain_type") or "unspecified"
+    if declared == "unspecified":
+        return "pv" if vm.get("HVM_boot_policy", "") == "" else "hvm"
+    return declared
+
+
+def refuse_non_candidate(vm: Record) -> None:
+    """Raise NotACandidate for records that are never started as guests."""
+    name = vm.get("name_label", "")
+    for flag, what in (
+        ("is_control_domain", "a control domain (dom0 or a driver domain)"),
+        ("is_a_template", "a template"),
+        ("is_a_snapshot", "a snapshot"),
+    ):
+        if vm.get(flag):
+            raise NotACandidate(
+                "VM '%s' is %s, not a VM that starts: nothing to admit" % (name, what),
+                vm.get("uuid", ""),
+            )
+
+
+def looks_like_windows(vm: Record, guest_metrics: Optional[Record]) -> bool:
+    """Windows PV drivers add a control ring per VIF; tell Windows guests by their settings."""
+    platform = vm.get("platform") or {}
+    if platform.get("viridian") == "true" or platform.get("device_id"):
+        return True
+    os_version = (guest_metrics or {}).get("os_version") or {}
+    text = " ".join(str(v) for v in os_version.values()).lower()
+    return "windows" in text
+
+
+def vm_need(
+    vm: Record,
+    vbds: Sequence[Record],
+    vifs: Sequence[Record],
+    host: HostFacts,
+    profile: Profile,
+    vgpus: Sequence[Record] = (),
+    guest_metrics: Optional[Record] = None,
+) -> Need:
+    """The breakdown of dom0 event channels ``vm`` will hold on ``host`` under ``profile``."""
+    refuse_non_candidate(vm)
+    dtype = effective_domain_type(vm)
+    hvm = dtype == "hvm"
+    vcpus = as_int(vm.get("VCPUs_max", 1), "VCPUs_max")
+    if vcpus < 1:
+        raise ValueError("VCPUs_max must be at least 1, not %d" % vcpus)
+    lines = [Line("xenstore", 1, "xenstore ring (oxenstored)")]
+    if profile.console_for_hvm or not hvm:
+        lines.append(Line("console", 1, "console ring (xenconsoled)"))
+    if hvm:
+        qemu = profile.qemu_per_vcpu * vcpus + profile.qemu_fixed
+        why = "QEMU device model: %d per vCPU x %d vCPUs" % (profile.qemu_per_vcpu, vcpus)
+        if profile.qemu_fixed:
+            why += " + %d buffered ioreq" % profile.qemu_fixed
+        lines.append(Line("qemu-ioreq", qemu, why))
+        firmware = (vm.get("HVM_boot_params") or {}).get("firmware", "bios")
+        if firmware == "uefi" and profile.varstored_per_vcpu:
+            lines.append(
+                Line(
+                    "varstored",
+                    profile.varstored_per_vcpu * vcpus,
+                    "UEFI variable store: %d per vCPU" % profile.varstored_per_vcpu,
+                )
+            )
+    lines.extend(_vbd_lines(vbds, hvm, vcpus, host, profile))
+    lines.extend(_vif_lines(vifs, vcpus, host, profile, looks_like_windows(vm, guest_metrics)))
+    for vgpu in sorted(vgpus, key=lambda r: str(r.get("device", ""))):
+        ports = profile.vgpu_per_vcpu * vcpus + profile.vgpu_fixed
+        lines.append(
+            Line("vgpu %s" % vgpu.get("device", "0"), ports, "vGPU emulator: vCPUs + 1 (estimate)")
+        )
+    if profile.extra_per_vm:
+        lines.append(Line("allowance", profile.extra_per_vm, "site allowance ([need] extra_per_vm)"))
+    return Need(
+        vm_uuid=vm.get("uuid", ""),
+        vm_name=vm.get("name_label", ""),
+        domain_type=dtype,
+        vcpus=vcpus,
+        profile=profile.name,
+        lines=lines,
+    )
+
+
+def _device_key(record: Record, field: str) -> Any:
+    text = str(record.get(field, ""))
+    return (0, int(text)) if text.isdigit() else (1, text)
+
+
+def _vbd_rings(vcpus: int, host: HostFacts, profile: Profile) -> int:
+    if profile.rings_per_vbd is not None:
+        return profile.rings_per_vbd
+    if profile.vbd_backend == "blkback":
+        cap = host.blkback_max_queues or host.dom0_vcpus
+        return max(1, min(vcpus, cap))
+    return 1
+
+
+def _vbd_lines(
+    vbds: Sequence[Record], hvm: bool, vcpus: int, host: HostFacts, profile: Profile
+) -> List[Line]:
+    lines = []
+    rings = _vbd_rings(vcpus, host, profile)
+    backend = "tapdisk3" if profile.vbd_backend == "tapdisk" else "blkback"
+    for vbd in sorted(vbds, key=lambda r: _device_key(r, "userdevice")):
+        kind = vbd.get("type", "Disk")
+        empty = bool(vbd.get("empty"))
+        label = "vbd %s (%s%s)" % (vbd.get("userdevice", "?"), kind, ", empty" if empty else "")
+        if hvm and kind in ("CD", "Floppy"):
+            lines.append(Line(label, 0, "emulated by QEMU for HVM guests"))
+        else:
+            why = "%s: %d ring%s, once PV drivers connect" % (backend, rings, "s" * (rings != 1))
+            lines.append(Line(label, rings, why))
+    return lines
+
+
+def _vif_lines(
+    vifs: Sequence[Record], vcpus: int, host: HostFacts, profile: Profile, windows: bool
+) -> List[Line]:
+    dom0_cap = host.netback_max_queues or host.dom0_vcpus
+    queues = max(1, min(vcpus, profile.netback_queue_cap, dom0_cap))
+    split = profile.split_event_channels
+    if split is None:
+        split = True if host.netback_split is None else host.netback_split
+    per_queue = 2 if split else 1
+    ctrl = {"always": 1, "never": 0}.get(profile.ctrl_ring, 1 if windows else 0)
+    lines = []
+    for vif in sorted(vifs, key=lambda r: _device_key(r, "device")):
+        why = "netback: %d queue%s x %d (%s)" % (
+            queues,
+            "s" * (queues != 1),
+            per_queue,
+            "split tx/rx" if split else "shared tx/rx",
+        )
+        if ctrl:
+            why += " + 1 control ring"
+        lines.append(Line("vif %s" % vif.get("device", "?"), queues * per_queue + ctrl, why))
+    return lines

@@ -1,0 +1,114 @@
+"""The xsguard host plugin: ``xe host-call-plugin host-uuid=... plugin=xsguard fn=<fn> args:k=v``.
+
+Each function returns JSON text. Errors reach the caller as XenAPI errors with xsguard's own
+codes (``XSGUARD_BAD_ARGUMENT``, ``XSGUARD_VM_NOT_FOUND``, ...) and readable parameters,
+never as a traceback.
+"""
+
+import json
+import re
+from typing import Any, Callable, Dict, Set
+
+from . import config, denials as denials_mod, engine, report
+from .deadline import Deadline
+from .errors import BadArgument, XsguardError, wire_error
+from .xapi import Xapi
+
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
+MAX_ARG = 256
+
+ALLOWED = {
+    "status": set(),
+    "need": {"vm_uuid"},
+    "check": {"vm_uuid"},
+    "denials": {"since", "limit", "vm", "host"},
+}  # type: Dict[str, Set[str]]
+
+
+def validate(fn: str, args: Dict[str, Any]) -> Dict[str, str]:
+    """The arguments as strings, or BadArgument naming what is wrong."""
+    if not isinstance(args, dict):
+        raise BadArgument("arguments must be a map of key=value")
+    unknown = sorted(set(args) - ALLOWED[fn])
+    if unknown:
+        raise BadArgument(
+            "%s takes %s; unknown: %s" % (fn, ", ".join(sorted(ALLOWED[fn])) or "no arguments",
+                                          ", ".join(k[:40] for k in unknown[:5])),
+            *[k[:40] for k in unknown[:5]]
+        )
+    clean = {}
+    for key, value in args.items():
+        text = str(value)
+        if len(text) > MAX_ARG:
+            raise BadArgument("argument %s is %d characters long (at most %d)" % (key, len(text), MAX_ARG), key)
+        clean[key] = text
+    if fn in ("need", "check"):
+        vm = clean.get("vm_uuid", "")
+        if not UUID.match(vm.lower()):
+            raise BadArgument("vm_uuid must be a VM's uuid, not %r" % vm[:60], "vm_uuid")
+        clean["vm_uuid"] = vm.lower()
+    return clean
+
+
+def _status(cfg: config.Config, api: Xapi, args: Dict[str, str], deadline: Deadline) -> Any:
+    return report.status(cfg, api, deadline)
+
+
+def _need(cfg: config.Config, api: Xapi, args: Dict[str, str], deadline: Deadline) -> Any:
+    return report.need(cfg, api, args["vm_uuid"], deadline)
+
+
+def _check(cfg: config.Config, api: Xapi, args: Dict[str, str], deadline: Deadline) -> Any:
+    return report.check(cfg, api, args["vm_uuid"], deadline)
+
+
+def _denials(cfg: config.Config, api: Xapi, args: Dict[str, str], deadline: Deadline) -> Any:
+    try:
+        limit = int(args.get("limit", "50"))
+    except ValueError:
+        raise BadArgument("limit must be a whole number, not %r" % args["limit"][:20], "limit")
+    if not 1 <= limit <= 10000:
+        raise BadArgument("limit must be between 1 and 10000", "limit")
+    try:
+        since = denials_mod.parse_since(args.get("since", "24h"))
+    except ValueError as exc:
+        raise BadArgument(str(exc), "since")
+    records = denials_mod.read(cfg.log["file"], since=since, vm=args.get("vm"), host=args.get("host"))
+    return {"denials": records.records[:limit], "corrupt_lines": records.corrupt}
+
+
+FUNCTIONS = {
+    "status": _status,
+    "need": _need,
+    "check": _check,
+    "denials": _denials,
+}  # type: Dict[str, Callable[..., Any]]
+
+
+def run(fn: str, session: Any, args: Dict[str, Any]) -> str:
+    """Run one plugin function with the caller's session; XsguardError on any failure."""
+    try:
+        clean = validate(fn, args)
+        cfg = config.load()
+        deadline = Deadline(max(cfg.policy["deadline"], 10.0))
+        with Xapi(cfg.xapi["url"], deadline, session_ref=session._session) as api:
+            result = FUNCTIONS[fn](cfg, api, clean, deadline)
+        return json.dumps(result, sort_keys=True)
+    except Exception as exc:  # noqa: BLE001 - every failure is mapped to a wire error here
+        raise wire_error(exc)
+
+
+def main() -> None:
+    """Entry point of /etc/xapi.d/plugins/xsguard."""
+    import XenAPIPlugin
+
+    def exported(fn: str) -> Callable[[Any, Dict[str, Any]], str]:
+        def call(session: Any, args: Dict[str, Any]) -> str:
+            try:
+                return run(fn, session, args)
+            except XsguardError as err:
+                raise XenAPIPlugin.Failure(err.code, err.params)
+
+        return call
+
+    XenAPIPlugin.dispatch({fn: exported(fn) for fn in FUNCTIONS})

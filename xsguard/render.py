@@ -1,0 +1,90 @@
+"""Human output of the command: short aligned tables."""
+
+from typing import Any, Dict, List, Sequence
+
+
+def table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
+    cells = [[str(c) for c in header]] + [["" if c is None else str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
+    return "\n".join(lines)
+
+
+def _n(value: Any) -> str:
+    return "unknown" if value is None else str(value)
+
+
+def status(s: Dict[str, Any]) -> str:
+    out = [
+        "host %s (%s)" % (s["host_name"] or "?", s["host_uuid"]),
+        "",
+        table(
+            [
+                ["Xen ports", _n(s["port_limit"]), s["ports_used"], s["promised"], s["margin"],
+                 _n(s["ports_free"]), s["port_limit_source"]],
+                ["Linux IRQs", _n(s["irq_limit"]), s["irqs_used"], s["promised"], s["margin"],
+                 _n(s["irqs_free"]), s["irq_limit_source"]],
+            ],
+            ["ceiling", "limit", "used", "promised", "margin", "free", "source"],
+        ),
+    ]
+    if s["promises"]:
+        out += ["", "promised to VMs starting or connecting:", table(
+            [[p["vm_name"], p["vm_uuid"], p["need"], p["held"], p["owed"], p["state"]] for p in s["promises"]],
+            ["vm", "uuid", "need", "held", "owed", "state"])]
+    domains = sorted(s["by_remote_domain"].items(), key=lambda kv: -kv[1]["ports"])
+    if domains:
+        out += ["", "ports by domain (largest first):", table(
+            [[d, v["ports"], v.get("vm_name", ""), v.get("vm_uuid", "")] for d, v in domains[:15]],
+            ["domid", "ports", "vm", "uuid"])]
+        if len(domains) > 15:
+            out.append("... %d more domains (--json lists them all)" % (len(domains) - 15))
+    consumers = sorted(s["by_consumer"].items(), key=lambda kv: -kv[1])
+    out += ["", "IRQs by consumer:", table([[k, v] for k, v in consumers[:12]], ["consumer", "irqs"])]
+    if s["leaked"]:
+        out += ["", "LEAKED ports (their domain no longer exists):",
+                table([[d, n] for d, n in s["leaked"].items()], ["domid", "ports"])]
+    for line in s["unparsed_lines"]:
+        out.append("unparsed lsevtchn line %d: %s" % (line["line"], line["text"]))
+    for note in s["notes"]:
+        out.append("note: %s" % note)
+    return "\n".join(out)
+
+
+def need(n: Dict[str, Any]) -> str:
+    head = "VM %s (%s), %s, %d vCPUs, profile %s" % (
+        n["vm_name"], n["vm_uuid"], n["domain_type"], n["vcpus"], n["profile"])
+    rows = [[b["consumer"], b["ports"], b["why"]] for b in n["breakdown"]]
+    rows.append(["total", n["total"], ""])
+    return head + "\n\n" + table(rows, ["consumer", "ports", "why"])
+
+
+def check(c: Dict[str, Any]) -> str:
+    if c.get("bypassed"):
+        return "admit: %s" % c["message"]
+    rows = [[k["ceiling"], _n(k["limit"]), k["used"], k["promised"], k["margin"], k["need"],
+             _n(k["free_after"]), "yes" if k["fits"] else "NO"] for k in c["checks"]]
+    return "%s\n\n%s\n\n%s" % (
+        c["verdict"].upper(),
+        table(rows, ["ceiling", "limit", "used", "promised", "margin", "need", "free after", "fits"]),
+        c["message"],
+    )
+
+
+def denials(records: List[Dict[str, Any]]) -> str:
+    rows = [[r["time"][:19].replace("T", " "), r.get("vm_name", ""), r.get("host_name", ""), r.get("need"),
+             _free(r), r.get("ceiling", "")] for r in records]
+    return table(rows, ["time (UTC)", "vm", "host", "need", "free", "ceiling"])
+
+
+def _free(record: Dict[str, Any]) -> str:
+    for check in record.get("checks", []):
+        if check.get("ceiling") == record.get("ceiling"):
+            return _n(check.get("free"))
+    return "?"
+
+
+def summary(groups: List[Dict[str, Any]]) -> str:
+    rows = [[g["hour"], g["vm_name"], g["host_name"], g["count"],
+             ", ".join("%s %d" % kv for kv in sorted(g["ceilings"].items()))] for g in groups]
+    return table(rows, ["hour (UTC)", "vm", "host", "refused", "ceiling"])

@@ -1,0 +1,106 @@
+"""What ``status``, ``need`` and ``check`` answer, as JSON-ready dicts (the CLI and the plugin share them)."""
+
+import time
+from typing import Any, Dict, Optional
+
+from . import dom0 as dom0_mod
+from . import engine, ledger, probes
+from .config import Config
+from .deadline import Deadline
+from .errors import XapiUnreachable
+from .promises import settle
+from .xapi import Xapi, quote
+
+
+def status(cfg: Config, api: Optional[Xapi], deadline: Deadline) -> Dict[str, Any]:
+    """This dom0's ceilings, usage, promises, free ports, consumers, domains and leaks.
+
+    With ``api`` None (xapi unreachable) the dom0 figures still come, without VM names and
+    leaks, and each ledger entry is charged its whole need.
+    """
+    state = dom0_mod.read(cfg, deadline)
+    host_uuid = dom0_mod.this_host_uuid(cfg)
+    names = {}  # type: Dict[int, Dict[str, str]]
+    host_name = ""
+    entries, note = ledger.load(cfg.ledger["path"], set_aside=False)
+    xapi_note = None
+    alive = {}  # type: Dict[str, Any]
+    leaked = None  # type: Optional[Dict[str, int]]
+    if api is not None:
+        try:
+            host_ref, host = api.host_by_uuid(host_uuid)
+            host_name = host.get("name_label", "")
+            resident = api.where("VM", "field \"resident_on\" = %s" % quote(host_ref))
+            live = set()
+            for rec in resident.values():
+                domid = int(rec.get("domid", -1))
+                if domid >= 0 and rec.get("power_state") in ("Running", "Paused"):
+                    live.add(domid)
+                    names[domid] = {"vm_uuid": rec["uuid"], "vm_name": rec.get("name_label", "")}
+            by_uuid = {r["uuid"]: r for r in resident.values()}
+            alive = engine.alive_here({u: by_uuid[u] for u in entries if u in by_uuid}, host_ref)
+            leaked = {str(d): n for d, n in sorted(state.ports.leaked(live).items())}
+        except XapiUnreachable as exc:
+            xapi_note = exc.message
+    else:
+        xapi_note = "xapi not consulted"
+    if api is None or xapi_note:
+        alive = {}
+    _, owed = settle(entries, alive, state.ports.by_remote_domain, time.time(), cfg.ledger["ttl"], "")
+    promised = sum(o.owed for o in owed)
+    margin = cfg.policy["margin"]
+
+    def free(limit: Optional[int], used: int) -> Optional[int]:
+        return None if limit is None else limit - margin - used - promised
+
+    by_domain = {}
+    for domid, count in sorted(state.ports.by_remote_domain.items()):
+        entry = {"ports": count}  # type: Dict[str, Any]
+        entry.update(names.get(domid, {}))
+        by_domain[str(domid)] = entry
+    return {
+        "host_uuid": host_uuid,
+        "host_name": host_name,
+        "port_limit": state.port_ceiling.limit,
+        "port_limit_source": state.port_ceiling.source,
+        "ports_used": state.ports.ports,
+        "ports_free": free(state.port_ceiling.limit, state.ports.ports),
+        "irq_limit": state.irq_ceiling.limit,
+        "irq_limit_source": state.irq_ceiling.source,
+        "irqs_used": state.irqs.irqs,
+        "irqs_free": free(state.irq_ceiling.limit, state.irqs.irqs),
+        "margin": margin,
+        "promised": promised,
+        "promises": [o._asdict() for o in owed],
+        "by_state": state.ports.by_state,
+        "by_remote_domain": by_domain,
+        "by_consumer": state.irqs.by_consumer,
+        "leaked": leaked,
+        "unparsed_lines": [{"line": n, "text": t[:120]} for n, t in state.ports.unparsed[:20]],
+        "lsevtchn": state.lsevtchn,
+        "notes": [n for n in (note, xapi_note) if n],
+    }
+
+
+def need(cfg: Config, api: Xapi, vm_key: str, deadline: Deadline) -> Dict[str, Any]:
+    """The VM's breakdown on this host."""
+    subject, parts = engine.read_subject(cfg, api, vm_key)
+    if parts is None:
+        parts = api.devices(subject.vm_ref, subject.vm) + (api.control_domain(subject.host_ref, subject.host),)
+    result = engine.compute_need(cfg, subject, parts, probes.backend_params(cfg.dom0["sys_module"])).as_json()
+    result["host_name"] = subject.host.get("name_label", "")
+    result["bypassed"] = subject.bypassed
+    return result
+
+
+def check(cfg: Config, api: Xapi, vm_key: str, deadline: Deadline) -> Dict[str, Any]:
+    """Would the VM be admitted on this host now (nothing recorded)."""
+    outcome = engine.decide(cfg, api, vm_key, deadline, record=False)
+    if outcome.verdict is None:
+        return {"verdict": "admit", "bypassed": True, "vm_uuid": outcome.subject.vm["uuid"],
+                "vm_name": outcome.subject.vm.get("name_label", ""), "mode": cfg.policy["mode"],
+                "message": "VM has other-config:xsguard=skip: starts are not checked"}
+    result = outcome.verdict.as_json()
+    result["mode"] = cfg.policy["mode"]
+    result["bypassed"] = False
+    return result

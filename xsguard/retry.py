@@ -1,0 +1,42 @@
+"""Retry policy for calls to xapi, configured in one place.
+
+Only transport errors are retried (a socket error, xapi restarting, an HTTP error status);
+a XenAPI ``Failure`` is an answer and is never retried. Retries stop at the deadline.
+"""
+
+import http.client
+import socket
+import xmlrpc.client
+from typing import Any, Callable, TypeVar
+
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+from .deadline import Deadline
+
+T = TypeVar("T")
+
+TRANSPORT_ERRORS = (OSError, socket.timeout, http.client.HTTPException, xmlrpc.client.ProtocolError)
+
+
+def stop_at_deadline(deadline: Deadline) -> Callable[[Any], bool]:
+    """A tenacity stop condition: no further attempt once less than a tenth of a second is left."""
+
+    def stop(retry_state: Any) -> bool:
+        return deadline.remaining() < 0.1
+
+    return stop
+
+
+def xapi_retrying(deadline: Deadline, attempts: int = 4) -> Retrying:
+    """The policy: transport errors only, backing off 0.1 s to 1 s, within the deadline."""
+    return Retrying(
+        retry=retry_if_exception_type(TRANSPORT_ERRORS),
+        stop=stop_after_attempt(attempts) | stop_at_deadline(deadline),
+        wait=wait_exponential(multiplier=0.1, max=1.0),
+        reraise=True,
+    )
+
+
+def call_with_retries(deadline: Deadline, fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` under the xapi retry policy."""
+    return xapi_retrying(deadline)(fn, *args)

@@ -1,0 +1,216 @@
+"""xapi's call surface over the Pool: method name and params in, ``Status`` envelope out."""
+
+import inspect
+import time
+from typing import Any, Callable, Dict, List
+
+from . import processes
+from .dom0 import Dom0
+from .pool import Pool, _dom0_args
+from .store import DEFAULTS, NULL, WRITABLE, ApiError
+
+CLASSES = set(DEFAULTS)
+
+
+def success(value: Any) -> Dict[str, Any]:
+    return {"Status": "Success", "Value": value}
+
+
+def failure(description: List[str]) -> Dict[str, Any]:
+    return {"Status": "Failure", "ErrorDescription": description}
+
+
+class Api:
+    """Dispatch one XML-RPC call as xapi would."""
+
+    def __init__(self, pool: Pool) -> None:
+        self.pool = pool
+
+    def dispatch(self, method: str, params: List[Any]) -> Dict[str, Any]:
+        try:
+            return success(self._dispatch(method, list(params)))
+        except ApiError as exc:
+            return failure(exc.description)
+        except Exception as exc:  # noqa: BLE001 - xapi turns its own bugs into INTERNAL_ERROR
+            return failure(["INTERNAL_ERROR", "%s: %s" % (type(exc).__name__, exc)])
+
+    def _dispatch(self, method: str, params: List[Any]) -> Any:
+        pool = self.pool
+        if method in ("session.login_with_password", "session.slave_local_login_with_password"):
+            _arity(method, params, 2, 4)
+            return pool.login(*[str(p) for p in params])
+        if method in ("session.logout", "session.local_logout"):
+            _arity(method, params, 1, 1)
+            pool.logout(params[0])
+            return ""
+        if not params:
+            raise ApiError("MESSAGE_PARAMETER_COUNT_MISMATCH", method, "1", "0")
+        session = pool.check_session(params[0], method)
+        args = params[1:]
+        cls, _, name = method.partition(".")
+        if cls == "sim":
+            return self._sim(name, args)
+        if method == "host.call_plugin":
+            _arity(method, args, 4, 4)
+            return self._call_plugin(params[0], *args)
+        handler = self._special().get(method)
+        if handler is not None:
+            return handler(*args) if _fits(handler, args) else _mismatch(method, handler, args)
+        if method == "session.get_this_host":
+            return session["host"]
+        if cls in CLASSES:
+            return self._generic(cls, name, args, method)
+        raise ApiError("MESSAGE_METHOD_UNKNOWN", method)
+
+    def _special(self) -> Dict[str, Callable[..., Any]]:
+        p = self.pool
+        return {
+            "VM.create": lambda rec: p.create_vm(rec),
+            "VBD.create": lambda rec: p.create_device("VBD", rec),
+            "VIF.create": lambda rec: p.create_device("VIF", rec),
+            "VGPU.create": lambda vm, gpu_group=NULL, device="0", other_config=None, *rest:
+                p.create_device("VGPU", {"VM": vm, "device": device, "other_config": other_config or {}}),
+            "VDI.create": lambda rec: self._plain_create("VDI", rec),
+            "network.create": lambda rec: self._plain_create("network", rec),
+            "VM.destroy": lambda vm: _none(p.destroy_vm(vm)),
+            "VM.start": lambda vm, paused=False, force=False: _none(p.start(vm)),
+            "VM.start_on": lambda vm, host, paused=False, force=False: _none(p.start(vm, host)),
+            "VM.hard_shutdown": lambda vm: _none(p.shutdown(vm)),
+            "VM.clean_shutdown": lambda vm: _none(p.shutdown(vm)),
+            "VM.hard_reboot": lambda vm: _none(p.reboot(vm)),
+            "VM.clean_reboot": lambda vm: _none(p.reboot(vm)),
+            "message.create": self._message_create,
+            "pool.get_master": lambda pool_ref: p.store.get("pool", pool_ref)["master"],
+        }
+
+    def _plain_create(self, cls: str, record: Dict[str, Any]) -> str:
+        with self.pool.lock:
+            return self.pool.store.create(cls, {k: v for k, v in record.items() if k != "uuid"})
+
+    def _call_plugin(self, session: str, host_ref: str, plugin: str, fn: str, args: Dict[str, Any]) -> str:
+        host = self.pool.host(host_ref)
+        plain = {str(k): str(v) for k, v in args.items()}
+        return processes.call_plugin(host.root, plugin, fn, session, plain, host.config_path)
+
+    def _message_create(self, name: str, priority: Any, cls: str, obj_uuid: str, body: str) -> str:
+        with self.pool.lock:
+            return self.pool.store.create("message", {
+                "name": name, "priority": str(priority), "cls": cls, "obj_uuid": obj_uuid, "body": body,
+                "timestamp": time.strftime("%Y%m%dT%H:%M:%SZ", time.gmtime())})
+
+    def _generic(self, cls: str, name: str, args: List[Any], method: str) -> Any:
+        pool = self.pool
+        store = pool.store
+        with pool.lock:
+            if name == "get_all":
+                _arity(method, args, 0, 0)
+                return list(store.tables[cls])
+            if name == "get_all_records":
+                _arity(method, args, 0, 0)
+                return {r: store.snapshot(cls, r) for r in store.tables[cls]}
+            if name == "get_record":
+                _arity(method, args, 1, 1)
+                return store.snapshot(cls, args[0])
+            if name == "get_by_uuid":
+                _arity(method, args, 1, 1)
+                return store.ref_of_uuid(cls, args[0])
+            if name == "get_by_name_label":
+                _arity(method, args, 1, 1)
+                return store.find(cls, lambda r: r.get("name_label") == args[0])
+        if name == "get_all_records_where":
+            _arity(method, args, 1, 1)
+            return pool.where(cls, args[0])
+        with pool.lock:
+            for prefix, arity in (("get_", 1), ("set_", 2), ("add_to_", 3), ("remove_from_", 2)):
+                if name.startswith(prefix):
+                    field = name[len(prefix):]
+                    template = DEFAULTS[cls]()
+                    template["uuid"] = ""
+                    if field not in template:
+                        break
+                    if prefix != "get_" and field not in WRITABLE.get(cls, set()):
+                        break
+                    _arity(method, args, arity, arity)
+                    record = store.get(cls, args[0])
+                    if prefix == "get_":
+                        return record[field]
+                    if prefix == "set_":
+                        record[field] = args[1]
+                    elif prefix == "add_to_":
+                        if args[1] in record[field]:
+                            raise ApiError("MAP_DUPLICATE_KEY", cls, field, args[0], args[1])
+                        record[field][args[1]] = args[2]
+                    else:
+                        record[field].pop(args[1], None)
+                    return ""
+        raise ApiError("MESSAGE_METHOD_UNKNOWN", method)
+
+    def _sim(self, name: str, args: List[Any]) -> Any:
+        pool = self.pool
+        if name == "add_host":
+            return pool.add_host(str(args[0]), dict(args[1]) if len(args) > 1 else {})
+        if name == "set_dom0":
+            host = pool.host(args[0])
+            with pool.lock:
+                d = host.dom0
+                merged = {"vcpus": d.vcpus, "abi": d.abi, "irq_limit": d.irq_limit,
+                          "baseline_ports": d.baseline_ports, "xen_version": d.xen_version,
+                          "port_limit": d.port_limit if "abi" not in args[1] else None}
+                merged.update({k: v for k, v in args[1].items()})
+                if len(d.ports) > d.baseline_ports:
+                    raise ApiError("OPERATION_NOT_ALLOWED", "sim.set_dom0 needs a dom0 with no guests")
+                host.dom0 = Dom0(host.root, **_dom0_args(merged))
+                host.dom0.write_boot_files()
+                ctrl = pool.store.get("host", host.ref)["control_domain"]
+                pool.vm(ctrl).update({"VCPUs_max": str(host.dom0.vcpus), "VCPUs_at_startup": str(host.dom0.vcpus)})
+            return ""
+        if name == "get_dom0":
+            with pool.lock:
+                return pool.host(args[0]).dom0.as_struct()
+        if name == "set_guest":
+            with pool.lock:
+                pool.guest(pool.vm(args[0])["uuid"]).update(dict(args[1]))
+            return ""
+        if name == "set_xsguard_config":
+            with pool.lock:
+                host = pool.host(args[0])
+                host.config.update({str(k): str(v) for k, v in args[1].items()})
+                pool.write_xsguard_config(host)
+            return ""
+        if name == "get_failures":
+            return pool.over_admitted()
+        if name == "get_hook_log":
+            with pool.lock:
+                return [dict(e, exit_code=str(e["exit_code"])) for e in pool.hook_log]
+        if name == "get_calls":
+            with pool.lock:
+                return [[o, m] for o, m in pool.calls]
+        if name == "fail_host":
+            return pool.fail_host(args[0])
+        if name == "get_host_root":
+            return pool.host(args[0]).root
+        raise ApiError("MESSAGE_METHOD_UNKNOWN", "sim." + name)
+
+
+def _none(_: Any) -> str:
+    return ""
+
+
+def _arity(method: str, args: List[Any], low: int, high: int) -> None:
+    if not low <= len(args) <= high:
+        raise ApiError("MESSAGE_PARAMETER_COUNT_MISMATCH", method, str(high), str(len(args)))
+
+
+def _fits(fn: Callable[..., Any], args: List[Any]) -> bool:
+    try:
+        inspect.signature(fn).bind(*args)
+        return True
+    except TypeError:
+        return False
+
+
+def _mismatch(method: str, fn: Callable[..., Any], args: List[Any]) -> Any:
+    expected = len([p for p in inspect.signature(fn).parameters.values()
+                    if p.default is inspect.Parameter.empty and p.kind == p.POSITIONAL_OR_KEYWORD])
+    raise ApiError("MESSAGE_PARAMETER_COUNT_MISMATCH", method, str(expected), str(len(args)))
+

@@ -1,0 +1,482 @@
+"""The simulated pool: xapi's calls and xenopsd's VM lifecycle, over one Store."""
+
+import os
+import shutil
+import stat
+import sys
+import tempfile
+import threading
+import uuid as uuid_mod
+from typing import Any, Dict, List, Optional, Tuple
+
+from . import processes
+from .dom0 import Dom0, NoSpace, action_name, lay_out
+from .store import NULL, ApiError, Store
+from .where import WhereSyntaxError, compile_where
+
+PLUGINS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "plugins")
+XENOPSD_WORKERS = 4
+
+
+class Guest:
+    """How a guest behaves once started (``sim.set_guest``)."""
+
+    def __init__(self) -> None:
+        self.pv_drivers = True
+        self.connect_delay = 0.0
+        self.queues = 0  # 0: negotiate min(vCPUs, 8, dom0's max_queues)
+        self.ctrl_ring = False
+
+    def update(self, values: Dict[str, Any]) -> None:
+        for key, value in values.items():
+            if key == "pv_drivers":
+                self.pv_drivers = _truth(value)
+            elif key == "connect_delay":
+                self.connect_delay = float(value)
+            elif key == "queues":
+                self.queues = int(value)
+            elif key == "ctrl_ring":
+                self.ctrl_ring = _truth(value)
+            else:
+                raise ApiError("INVALID_VALUE", "guest." + key, value)
+
+
+def _truth(value: Any) -> bool:
+    return value is True or str(value).lower() in ("true", "yes", "1")
+
+
+class SimHost:
+    """A host: its dom0, its root directory (dom0's files), its xenopsd worker pool."""
+
+    def __init__(self, ref: str, root: str, dom0: Dom0) -> None:
+        self.ref = ref
+        self.root = root
+        self.dom0 = dom0
+        self.workers = threading.BoundedSemaphore(XENOPSD_WORKERS)
+        self.config = {}  # type: Dict[str, str]
+
+    @property
+    def config_path(self) -> str:
+        return os.path.join(self.root, "etc", "xsguard", "xsguard.conf")
+
+
+class Pool:
+    """Everything the XML-RPC endpoint serves."""
+
+    def __init__(self, root: Optional[str] = None, install_xsguard: bool = True,
+                 plugins_dir: str = PLUGINS_DIR, interpreter: Optional[str] = None) -> None:
+        self.root = root or tempfile.mkdtemp(prefix="xsguard-sim-")
+        self.install_xsguard = install_xsguard
+        self.plugins_dir = plugins_dir
+        self.interpreter = interpreter or self._dom0_python()
+        self.store = Store()
+        self.lock = threading.RLock()
+        self.hosts = {}  # type: Dict[str, SimHost]
+        self.sessions = {}  # type: Dict[str, Dict[str, Any]]
+        self.guests = {}  # type: Dict[str, Guest]
+        self.failures = []  # type: List[Dict[str, str]]
+        self.hook_log = []  # type: List[Dict[str, Any]]
+        self.calls = []  # type: List[Tuple[str, str]]  # (originator, method)
+        self.busy = set()  # type: set
+        self.timers = []  # type: List[threading.Timer]
+        self.next_domid = 1
+        self.url = ""
+        self.pool_ref = self.store.create("pool", {"name_label": "sim-pool"})
+
+    # set-up
+
+    def _dom0_python(self) -> str:
+        """dom0's python3: this interpreter, with XenAPIPlugin on its path as dom0's has."""
+        site = os.path.join(self.root, "dom0", "site-packages")
+        os.makedirs(site, exist_ok=True)
+        here = os.path.dirname(os.path.abspath(__file__))
+        shutil.copy(os.path.join(here, "dom0_site", "XenAPIPlugin.py"), site)
+        wrapper = os.path.join(self.root, "dom0", "python3")
+        with open(wrapper, "w") as handle:
+            handle.write('#!/bin/sh\nPYTHONPATH=%s exec %s "$@"\n' % (site, sys.executable))
+        os.chmod(wrapper, 0o755)
+        return wrapper
+
+    def install(self, host: SimHost, source: str, target: str) -> None:
+        """Install one file from plugins/ into the host's /etc/xapi.d, as the RPM does."""
+        with open(source) as handle:
+            lines = handle.read().splitlines(True)
+        if lines and lines[0].startswith("#!"):
+            lines[0] = "#!%s\n" % self.interpreter
+        path = os.path.join(host.root, "etc", "xapi.d", target)
+        with open(path, "w") as handle:
+            handle.writelines(lines)
+        os.chmod(path, stat.S_IRWXU | stat.S_IRGRP | stat.S_IXGRP | stat.S_IROTH | stat.S_IXOTH)
+
+    def add_host(self, name: str, dom0: Dict[str, Any]) -> str:
+        with self.lock:
+            host_uuid = str(uuid_mod.uuid4())
+            root = os.path.join(self.root, "hosts", name or host_uuid)
+            lay_out(root)
+            ref = self.store.create("host", {"uuid": host_uuid, "name_label": name, "hostname": name})
+            sim_dom0 = Dom0(root, **_dom0_args(dom0))
+            host = SimHost(ref, root, sim_dom0)
+            self.hosts[ref] = host
+            ctrl = self.store.create("VM", {
+                "name_label": "Control domain on host: %s" % name, "is_control_domain": True,
+                "power_state": "Running", "domid": "0", "resident_on": ref,
+                "VCPUs_max": str(sim_dom0.vcpus), "VCPUs_at_startup": str(sim_dom0.vcpus),
+                "domain_type": "pv", "memory_static_max": str(4 * 1024 ** 3),
+            })
+            self.store.get("host", ref)["control_domain"] = ctrl
+            self.store.get("host", ref)["resident_VMs"].append(ctrl)
+            if self.store.get("pool", self.pool_ref)["master"] == NULL:
+                self.store.get("pool", self.pool_ref)["master"] = ref
+            with open(os.path.join(root, "etc", "xensource-inventory"), "w") as handle:
+                handle.write("PRODUCT_BRAND='XCP-ng'\nINSTALLATION_UUID='%s'\nCONTROL_DOMAIN_UUID='%s'\n"
+                             % (host_uuid, self.store.get("VM", ctrl)["uuid"]))
+            lsevtchn = os.path.join(root, "usr", "libexec", "xen", "bin", "lsevtchn")
+            with open(lsevtchn, "w") as handle:
+                handle.write('#!/bin/sh\ncase "${1:-0}" in\n0) exec cat %s ;;\n*) echo "lsevtchn: domain $1:'
+                             ' no such domain" >&2; exit 1 ;;\nesac\n' % os.path.join(root, "run", "sim", "lsevtchn.0"))
+            os.chmod(lsevtchn, 0o755)
+            sim_dom0.write_boot_files()
+            self.write_xsguard_config(host)
+            if self.install_xsguard:
+                for entry in sorted(os.listdir(os.path.join(self.plugins_dir, "vm-pre-start"))):
+                    self.install(host, os.path.join(self.plugins_dir, "vm-pre-start", entry),
+                                 os.path.join("vm-pre-start", entry))
+                self.install(host, os.path.join(self.plugins_dir, "xsguard"), os.path.join("plugins", "xsguard"))
+            return ref
+
+    def write_xsguard_config(self, host: SimHost) -> None:
+        r = host.root
+        values = {
+            "dom0.lsevtchn": os.path.join(r, "usr", "libexec", "xen", "bin", "lsevtchn"),
+            "dom0.proc_interrupts": os.path.join(r, "proc", "interrupts"),
+            "dom0.kernel_log": os.path.join(r, "var", "log", "kern.log"),
+            "dom0.cmdline": os.path.join(r, "proc", "cmdline"),
+            "dom0.hypervisor": os.path.join(r, "sys", "hypervisor"),
+            "dom0.sys_module": os.path.join(r, "sys", "module"),
+            "dom0.inventory": os.path.join(r, "etc", "xensource-inventory"),
+            "xapi.url": self.url or "http://127.0.0.1:1/",
+            "ledger.path": os.path.join(r, "var", "lib", "xsguard", "ledger.json"),
+            "log.file": os.path.join(r, "var", "log", "xsguard", "decisions.log"),
+            "log.syslog_socket": os.path.join(r, "dev", "log"),
+        }
+        values.update(host.config)
+        sections = {}  # type: Dict[str, List[str]]
+        for dotted, value in sorted(values.items()):
+            section, _, key = dotted.partition(".")
+            sections.setdefault(section, []).append("%s = %s\n" % (key, value))
+        text = "".join("[%s]\n%s\n" % (s, "".join(lines)) for s, lines in sections.items())
+        with open(host.config_path, "w") as handle:
+            handle.write(text)
+
+    def set_url(self, url: str) -> None:
+        self.url = url
+        with self.lock:
+            for host in self.hosts.values():
+                self.write_xsguard_config(host)
+
+    # sessions
+
+    def login(self, user: str, password: str, version: str = "", originator: str = "") -> str:
+        ref = "OpaqueRef:%s" % uuid_mod.uuid4()
+        with self.lock:
+            self.sessions[ref] = {"user": user, "originator": originator,
+                                  "host": self.store.get("pool", self.pool_ref)["master"]}
+        return ref
+
+    def check_session(self, ref: str, method: str) -> Dict[str, Any]:
+        with self.lock:
+            session = self.sessions.get(ref)
+            if session is None:
+                raise ApiError("SESSION_INVALID", ref)
+            self.calls.append((session["originator"], method))
+            return session
+
+    def logout(self, ref: str) -> None:
+        with self.lock:
+            self.sessions.pop(ref, None)
+
+    # helpers
+
+    def host(self, ref: str) -> SimHost:
+        self.store.get("host", ref)
+        return self.hosts[ref]
+
+    def vm(self, ref: str) -> Dict[str, Any]:
+        return self.store.get("VM", ref)
+
+    def where(self, cls: str, expression: str) -> Dict[str, Dict[str, Any]]:
+        try:
+            predicate = compile_where(expression)
+        except WhereSyntaxError as exc:
+            raise ApiError("INVALID_VALUE", "expression", str(exc))
+        with self.lock:
+            return {r: self.store.snapshot(cls, r) for r in self.store.find(cls, predicate)}
+
+    def set_devices_attached(self, vm: Dict[str, Any], attached: bool) -> None:
+        for cls, field in (("VBD", "VBDs"), ("VIF", "VIFs"), ("VGPU", "VGPUs")):
+            for ref in vm[field]:
+                self.store.get(cls, ref)["currently_attached"] = attached
+
+    def guest(self, vm_uuid: str) -> Guest:
+        return self.guests.setdefault(vm_uuid, Guest())
+
+    # creation
+
+    def create_vm(self, record: Dict[str, Any]) -> str:
+        fields = {k: v for k, v in record.items() if k not in ("uuid", "power_state", "domid",
+                                                               "resident_on", "VBDs", "VIFs")}
+        for key in ("VCPUs_max", "VCPUs_at_startup", "memory_static_max"):
+            if key in fields:
+                fields[key] = str(int(fields[key]))
+        with self.lock:
+            ref = self.store.create("VM", fields)
+            metrics = self.store.create("VM_metrics", {})
+            self.vm(ref)["metrics"] = metrics
+            return ref
+
+    def create_device(self, cls: str, record: Dict[str, Any]) -> str:
+        with self.lock:
+            vm_ref = record.get("VM", NULL)
+            vm = self.vm(vm_ref)
+            fields = dict(record)
+            fields["currently_attached"] = False
+            ref = self.store.create(cls, fields)
+            vm[{"VBD": "VBDs", "VIF": "VIFs", "VGPU": "VGPUs"}[cls]].append(ref)
+            return ref
+
+    def destroy_vm(self, ref: str) -> None:
+        with self.lock:
+            vm = self.vm(ref)
+            if vm["power_state"] != "Halted":
+                raise ApiError("VM_BAD_POWER_STATE", ref, "halted", vm["power_state"].lower())
+            for cls, field in (("VBD", "VBDs"), ("VIF", "VIFs"), ("VGPU", "VGPUs")):
+                for dev in vm[field]:
+                    self.store.destroy(cls, dev)
+            if vm["metrics"] != NULL:
+                self.store.destroy("VM_metrics", vm["metrics"])
+            self.store.destroy("VM", ref)
+
+    # the VM lifecycle
+
+    def start(self, vm_ref: str, host_ref: Optional[str] = None) -> None:
+        with self.lock:
+            vm = self.vm(vm_ref)
+            self._assert_startable(vm_ref, vm)
+            if host_ref is None:
+                host_ref = self._choose_host(vm_ref, vm)
+            else:
+                self.host(host_ref)
+                self._assert_memory(host_ref, vm)
+            self.busy.add(vm_ref)
+        try:
+            self._start_on(vm_ref, host_ref, reason="none")
+        finally:
+            with self.lock:
+                self.busy.discard(vm_ref)
+
+    def _assert_startable(self, vm_ref: str, vm: Dict[str, Any]) -> None:
+        if vm["is_control_domain"] or vm["is_a_template"] or vm["is_a_snapshot"]:
+            raise ApiError("OPERATION_NOT_ALLOWED", "VM %s is a template, snapshot or control domain" % vm_ref)
+        if vm_ref in self.busy:
+            raise ApiError("OTHER_OPERATION_IN_PROGRESS", "VM", vm_ref)
+        if vm["power_state"] != "Halted":
+            raise ApiError("VM_BAD_POWER_STATE", vm_ref, "halted", vm["power_state"].lower())
+
+    def _free_memory(self, host_ref: str) -> int:
+        host = self.store.get("host", host_ref)
+        used = 0
+        for ref, rec in self.store.tables["VM"].items():
+            if (rec["resident_on"] == host_ref or rec["scheduled_to_be_resident_on"] == host_ref) \
+                    and not rec["is_control_domain"]:
+                used += int(rec["memory_static_max"])
+        return int(host["memory_total"]) - used
+
+    def _assert_memory(self, host_ref: str, vm: Dict[str, Any]) -> None:
+        free = self._free_memory(host_ref)
+        needed = int(vm["memory_static_max"])
+        if needed > free:
+            raise ApiError("HOST_NOT_ENOUGH_FREE_MEMORY", str(needed), str(free))
+
+    def _choose_host(self, vm_ref: str, vm: Dict[str, Any]) -> str:
+        needed = int(vm["memory_static_max"])
+        affinity = vm["affinity"]
+        if affinity in self.hosts and self._free_memory(affinity) >= needed and \
+                self.store.get("host", affinity)["enabled"]:
+            return affinity
+        candidates = [(self._free_memory(h), self.store.get("host", h)["name_label"], h)
+                      for h in self.hosts if self.store.get("host", h)["enabled"]]
+        fitting = [c for c in candidates if c[0] >= needed]
+        if not fitting:
+            raise ApiError("HOST_NOT_ENOUGH_FREE_MEMORY", str(needed),
+                           str(max((c[0] for c in candidates), default=0)))
+        return sorted(fitting, key=lambda c: (-c[0], c[1]))[0][2]
+
+    def _start_on(self, vm_ref: str, host_ref: str, reason: str) -> None:
+        """xapi's part, then xenopsd's: hooks, domain build, devices."""
+        host = self.hosts[host_ref]
+        with self.lock:
+            vm = self.vm(vm_ref)
+            vm["scheduled_to_be_resident_on"] = host_ref
+            self.set_devices_attached(vm, True)  # xapi sets these before calling xenopsd
+            vm_uuid = vm["uuid"]
+        with host.workers:
+            try:
+                processes.run_hooks(host.root, "vm-pre-start", vm_uuid, reason, host.config_path,
+                                    self.hook_log)
+                with self.lock:
+                    self._build_domain(vm_ref, host)
+            except Exception:
+                with self.lock:
+                    vm = self.vm(vm_ref)
+                    vm["scheduled_to_be_resident_on"] = NULL
+                    vm["power_state"] = "Halted"
+                    self.set_devices_attached(vm, False)
+                raise
+
+    def _build_domain(self, vm_ref: str, host: SimHost) -> None:
+        vm = self.vm(vm_ref)
+        domid = self.next_domid
+        self.next_domid += 1
+        dtype = vm["domain_type"]
+        if dtype in ("", "unspecified"):
+            dtype = "pv" if vm["HVM_boot_policy"] == "" else "hvm"
+        vcpus = int(vm["VCPUs_max"])
+        actions = [action_name(domid, "xenstore"), action_name(domid, "console")]
+        if dtype == "hvm":
+            actions += [action_name(domid, "qemu")] * (vcpus + 1)
+            if vm["HVM_boot_params"].get("firmware") == "uefi":
+                actions += [action_name(domid, "varstored")] * vcpus
+        try:
+            host.dom0.bind(domid, actions)
+        except NoSpace as exc:
+            self.failures.append({"vm": vm["uuid"], "device": "domain", "error": "error 28: %s" % exc})
+            host.dom0.write_state()
+            raise ApiError("INTERNAL_ERROR", "xenopsd internal error: Device.Ioemu_failed(\"%s\")" % exc)
+        vm.update({"power_state": "Running", "domid": str(domid), "resident_on": host.ref,
+                   "scheduled_to_be_resident_on": NULL})
+        self.store.get("host", host.ref)["resident_VMs"].append(vm_ref)
+        metrics = self.store.tables["VM_metrics"].get(vm["metrics"])
+        if metrics is not None:
+            metrics.update({"VCPUs_number": str(int(vm["VCPUs_at_startup"])), "current_domain_type": dtype})
+        host.dom0.write_state()
+        guest = self.guest(vm["uuid"])
+        if guest.pv_drivers:
+            timer = threading.Timer(guest.connect_delay, self._connect, (vm_ref, host, domid, dtype))
+            timer.daemon = True
+            self.timers.append(timer)
+            timer.start()
+
+    def _connect(self, vm_ref: str, host: SimHost, domid: int, dtype: str) -> None:
+        """The guest's PV drivers connect: each VBD and VIF binds its channels, or fails."""
+        with self.lock:
+            vm = self.store.tables["VM"].get(vm_ref)
+            if vm is None or vm["domid"] != str(domid) or vm["power_state"] != "Running":
+                return  # the domain is gone
+            guest = self.guest(vm["uuid"])
+            vcpus = int(vm["VCPUs_max"])
+            for vbd_ref in sorted(vm["VBDs"], key=lambda r: self.store.get("VBD", r)["userdevice"]):
+                vbd = self.store.get("VBD", vbd_ref)
+                if dtype == "hvm" and vbd["type"] in ("CD", "Floppy"):
+                    continue  # emulated by QEMU
+                self._bind_device(vm, host, domid, "vbd %s" % vbd["userdevice"], [action_name(domid, "vbd")])
+            queues = guest.queues or min(vcpus, 8, host.dom0.vcpus)
+            for vif_ref in vm["VIFs"]:
+                vif = self.store.get("VIF", vif_ref)
+                actions = []
+                for q in range(queues):
+                    actions += [action_name(domid, "vif", vif["device"], q, "tx"),
+                                action_name(domid, "vif", vif["device"], q, "rx")]
+                if guest.ctrl_ring:
+                    actions.append(action_name(domid, "ctrl"))
+                self._bind_device(vm, host, domid, "vif %s" % vif["device"], actions)
+            host.dom0.write_state()
+
+    def _bind_device(self, vm: Dict[str, Any], host: SimHost, domid: int, device: str, actions: List[str]) -> None:
+        try:
+            host.dom0.bind(domid, actions)
+        except NoSpace as exc:
+            self.failures.append({"vm": vm["uuid"], "device": device,
+                                  "error": "error 28 mapping ring-refs and evtchn (%s)" % exc})
+
+    def _destroy_domain(self, vm_ref: str) -> None:
+        vm = self.vm(vm_ref)
+        host_ref = vm["resident_on"]
+        if host_ref in self.hosts:
+            host = self.hosts[host_ref]
+            host.dom0.release(int(vm["domid"]))
+            host.dom0.write_state()
+            resident = self.store.get("host", host_ref)["resident_VMs"]
+            if vm_ref in resident:
+                resident.remove(vm_ref)
+        vm.update({"power_state": "Halted", "domid": "-1", "resident_on": NULL})
+        self.set_devices_attached(vm, False)
+
+    def shutdown(self, vm_ref: str) -> None:
+        with self.lock:
+            vm = self.vm(vm_ref)
+            if vm["power_state"] not in ("Running", "Paused"):
+                raise ApiError("VM_BAD_POWER_STATE", vm_ref, "running", vm["power_state"].lower())
+            if vm_ref in self.busy:
+                raise ApiError("OTHER_OPERATION_IN_PROGRESS", "VM", vm_ref)
+            self._destroy_domain(vm_ref)
+
+    def reboot(self, vm_ref: str) -> None:
+        """Destroy the domain, then start it again on the same host: pre-start hooks run again."""
+        with self.lock:
+            vm = self.vm(vm_ref)
+            if vm["power_state"] != "Running":
+                raise ApiError("VM_BAD_POWER_STATE", vm_ref, "running", vm["power_state"].lower())
+            if vm_ref in self.busy:
+                raise ApiError("OTHER_OPERATION_IN_PROGRESS", "VM", vm_ref)
+            host_ref = vm["resident_on"]
+            self.busy.add(vm_ref)
+            host = self.hosts[host_ref]
+            host.dom0.release(int(vm["domid"]))
+            host.dom0.write_state()
+            resident = self.store.get("host", host_ref)["resident_VMs"]
+            if vm_ref in resident:
+                resident.remove(vm_ref)
+            vm["domid"] = "-1"  # power_state still reads Running during the hook, as on xapi
+        try:
+            self._start_on(vm_ref, host_ref, reason="none")
+        finally:
+            with self.lock:
+                self.busy.discard(vm_ref)
+                vm = self.vm(vm_ref)
+                if vm["domid"] == "-1":
+                    vm.update({"power_state": "Halted", "resident_on": NULL})
+
+    def fail_host(self, host_ref: str) -> List[str]:
+        """The host dies: its VMs' domains vanish (HA then restarts them elsewhere)."""
+        with self.lock:
+            self.host(host_ref)
+            gone = [r for r, v in self.store.tables["VM"].items()
+                    if v["resident_on"] == host_ref and not v["is_control_domain"]]
+            for ref in gone:
+                self._destroy_domain(ref)
+            self.store.get("host", host_ref)["enabled"] = False
+            return gone
+
+    def over_admitted(self) -> List[Dict[str, str]]:
+        with self.lock:
+            return [dict(f) for f in self.failures]
+
+    def stop_timers(self) -> None:
+        for timer in self.timers:
+            timer.cancel()
+
+
+def _dom0_args(dom0: Dict[str, Any]) -> Dict[str, Any]:
+    args = {}  # type: Dict[str, Any]
+    for key in ("vcpus", "port_limit", "irq_limit", "baseline_ports"):
+        if key in dom0 and str(dom0[key]) != "":
+            args[key] = int(dom0[key])
+    for key in ("abi", "xen_version"):
+        if key in dom0:
+            args[key] = str(dom0[key])
+    unknown = set(dom0) - {"vcpus", "port_limit", "irq_limit", "baseline_ports", "abi", "xen_version",
+                           "ports_used", "irqs_used", "by_remote_domain"}
+    if unknown:
+        raise ApiError("INVALID_VALUE", "dom0", ", ".join(sorted(unknown)))
+    return args
+

@@ -1,0 +1,172 @@
+"""Admit or refuse a start, for each ceiling: pure arithmetic and the operator's message."""
+
+from typing import Any, Dict, List, NamedTuple, Optional
+
+from .ceilings import Ceiling
+from .need import Need
+
+ADMIT = "admit"
+REFUSE = "refuse"
+
+
+class Check(NamedTuple):
+    """One ceiling's figures for one start."""
+
+    ceiling: str
+    limit: Optional[int]  # None: unknown, not checked
+    source: str
+    used: int
+    promised: int
+    margin: int
+    need: int
+
+    @property
+    def free(self) -> Optional[int]:
+        """What is left for guests before this start (margin kept back)."""
+        if self.limit is None:
+            return None
+        return self.limit - self.margin - self.used - self.promised
+
+    @property
+    def free_after(self) -> Optional[int]:
+        free = self.free
+        return None if free is None else free - self.need
+
+    @property
+    def fits(self) -> bool:
+        free_after = self.free_after
+        return free_after is None or free_after >= 0
+
+    def as_json(self) -> Dict[str, Any]:
+        return {
+            "ceiling": self.ceiling,
+            "limit": self.limit,
+            "source": self.source,
+            "used": self.used,
+            "promised": self.promised,
+            "margin": self.margin,
+            "need": self.need,
+            "free": self.free,
+            "free_after": self.free_after,
+            "fits": self.fits,
+        }
+
+
+class Verdict(NamedTuple):
+    """The decision, every figure behind it, and what to tell the operator."""
+
+    verdict: str  # ADMIT or REFUSE
+    binding: Check  # the refusing ceiling, or the tightest one when admitted
+    checks: List[Check]
+    need: Need
+    host_name: str
+    message: str
+
+    @property
+    def admitted(self) -> bool:
+        return self.verdict == ADMIT
+
+    def as_json(self) -> Dict[str, Any]:
+        b = self.binding
+        return {
+            "verdict": self.verdict,
+            "vm_uuid": self.need.vm_uuid,
+            "vm_name": self.need.vm_name,
+            "host": self.host_name,
+            "need": b.need,
+            "used": b.used,
+            "promised": b.promised,
+            "limit": b.limit,
+            "margin": b.margin,
+            "free": b.free,
+            "free_after": b.free_after,
+            "ceiling": b.ceiling,
+            "checks": [c.as_json() for c in self.checks],
+            "breakdown": self.need.as_json()["breakdown"],
+            "message": self.message,
+        }
+
+
+CEILING_TITLES = {"xen_ports": "Xen event-channel port", "linux_irqs": "Linux IRQ descriptor"}
+
+REMEDIES = {
+    "xen_ports": "raise the port limit: FIFO event channels (drop xen.fifo_events=0 from dom0's command line)",
+    "linux_irqs": "raise dom0's IRQ limit: a dom0 kernel built with a larger NR_IRQS",
+}
+
+
+def decide(
+    need: Need,
+    host_name: str,
+    ceilings: List[Ceiling],
+    used: Dict[str, int],
+    promised: int,
+    margin: int,
+) -> Verdict:
+    """Check ``need`` against every ceiling; refuse if any would be exceeded.
+
+    ``used`` maps a ceiling name to what dom0 holds now; ``promised`` is what VMs admitted
+    earlier are still owed. Every dom0 port a guest takes also takes a Linux IRQ, so the
+    need is the same against both ceilings.
+    """
+    checks = [
+        Check(c.name, c.limit, c.source, used.get(c.name, 0), promised, margin, need.total)
+        for c in ceilings
+    ]
+    refusing = [c for c in checks if not c.fits]
+    known = [c for c in checks if c.limit is not None] or checks
+    binding = min(refusing or known, key=lambda c: (c.free_after is None, c.free_after or 0))
+    verdict = REFUSE if refusing else ADMIT
+    return Verdict(verdict, binding, checks, need, host_name, render(verdict, binding, need, host_name))
+
+
+def render(verdict: str, binding: Check, need: Need, host_name: str) -> str:
+    """A few lines of plain ASCII: what, why, and what the operator can do."""
+    consumers = ", ".join("%s %d" % (ln.consumer, ln.ports) for ln in need.largest(3))
+    vm_uuid = ascii_safe(need.vm_uuid)
+    vm = "VM '%s' (%s)" % (ascii_safe(need.vm_name), vm_uuid)
+    host_name = ascii_safe(host_name)
+    if verdict == ADMIT:
+        return "xsguard: %s fits on host '%s': needs %d dom0 event channels, %s left under the %s limit." % (
+            vm,
+            host_name,
+            need.total,
+            binding.free if binding.free is not None else "unknown",
+            CEILING_TITLES.get(binding.ceiling, binding.ceiling),
+        )
+    lines = [
+        "xsguard refused to start %s on host '%s':" % (vm, host_name),
+        "it needs %d dom0 event channels; %d are left under the %s limit"
+        % (need.total, max(binding.free or 0, 0), CEILING_TITLES.get(binding.ceiling, binding.ceiling)),
+        "(%d: %d in use, %d promised to VMs starting, %d kept free for dom0)."
+        % (binding.limit or 0, binding.used, binding.promised, binding.margin),
+        "Largest consumers: %s." % (consumers or "none"),
+        "What to do:",
+        "- start it on a host with room: xe vm-start uuid=%s on=<host>" % vm_uuid,
+        "- or shut down another VM on this host",
+        "- or %s" % REMEDIES.get(binding.ceiling, "raise the limit"),
+        "- or bypass the check for this VM: xe vm-param-set uuid=%s other-config:xsguard=skip" % vm_uuid,
+    ]
+    return "\n".join(lines)
+
+
+def ascii_safe(text: str) -> str:
+    """Printable ASCII only (control characters become ``?``, others ``\\uXXXX``).
+
+    The hook's stdout is read with no LANG, on Python 3.6 too, and ends in a terminal.
+    """
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if 32 <= code < 127:
+            out.append(ch)
+        elif code < 32 or code == 127:
+            out.append("?")
+        else:
+            out.append("\\u%04x" % code if code < 0x10000 else "\\U%08x" % code)
+    return "".join(out)
+
+
+def ascii_safe_lines(text: str) -> str:
+    """``ascii_safe`` line by line, keeping the line breaks."""
+    return "\n".join(ascii_safe(line) for line in text.rstrip("\n").split("\n"))

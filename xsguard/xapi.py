@@ -1,0 +1,131 @@
+"""Talking to xapi: log in, read what a decision needs in a few calls, log out.
+
+Every call goes through the retry policy (transport errors only) and maps xapi's errors to
+xsguard's own. Records come back as XenAPI sends them (int64 fields as strings).
+"""
+
+import os
+import socket
+import xmlrpc.client
+from typing import Any, Dict, Iterable, List, Optional, Tuple
+
+import XenAPI
+
+from .deadline import Deadline
+from .errors import VmNotFound, XapiFailure, XapiUnreachable
+from .retry import TRANSPORT_ERRORS, call_with_retries
+
+Record = Dict[str, Any]
+NULL_REF = "OpaqueRef:NULL"
+ORIGINATOR = "xsguard"
+
+
+def quote(value: str) -> str:
+    """A string literal for xapi's ``get_all_records_where`` expressions."""
+    return '"%s"' % value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def any_of(field: str, values: Iterable[str]) -> str:
+    """``field "f" = "a" or field "f" = "b" ...``"""
+    return " or ".join("field %s = %s" % (quote(field), quote(v)) for v in values)
+
+
+class Xapi:
+    """A logged-in session, used as a context manager that always logs out."""
+
+    def __init__(self, url: str, deadline: Deadline, session_ref: Optional[str] = None) -> None:
+        self.url = url
+        self.deadline = deadline
+        self.session = None  # type: Any
+        self.borrowed = session_ref  # a caller's session (host plugin): no login, no logout
+
+    def __enter__(self) -> "Xapi":
+        socket.setdefaulttimeout(max(self.deadline.remaining(), 0.1))
+        if self.borrowed is not None:
+            self.session = XenAPI.xapi_local() if self.url == "local" else XenAPI.Session(self.url)
+            self.session._session = self.borrowed
+            return self
+        if self.url == "local":
+            self.session = XenAPI.xapi_local()
+            user, password = "root", ""
+        else:
+            self.session = XenAPI.Session(self.url)
+            user = os.environ.get("XSGUARD_XAPI_USER", "root")
+            password = os.environ.get("XSGUARD_XAPI_PASSWORD", "")
+        self._call(self.session.xenapi.login_with_password, user, password, "1.0", ORIGINATOR)
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        if self.borrowed is None and self.session is not None and self.session._session is not None:
+            try:
+                self.session.xenapi.session.logout()
+            except Exception:  # noqa: BLE001 - logging out is best effort
+                pass
+
+    def _call(self, fn: Any, *args: Any) -> Any:
+        try:
+            return call_with_retries(self.deadline, fn, *args)
+        except XenAPI.Failure as exc:
+            details = [str(d) for d in exc.details]
+            raise XapiFailure("xapi refused %s" % " ".join(details[:3]), *details)
+        except xmlrpc.client.Fault as exc:
+            raise XapiFailure("xapi fault %s: %s" % (exc.faultCode, exc.faultString))
+        except TRANSPORT_ERRORS as exc:
+            where = "the local xapi socket" if self.url == "local" else self.url
+            raise XapiUnreachable("xapi is not answering on %s: %s" % (where, exc), where)
+
+    def call(self, method: str, *args: Any) -> Any:
+        """``session.xenapi.<method>(*args)``, retried on transport errors."""
+        fn = self.session.xenapi
+        for part in method.split("."):
+            fn = getattr(fn, part)
+        return self._call(fn, *args)
+
+    def where(self, cls: str, expression: str) -> Dict[str, Record]:
+        return self.call("%s.get_all_records_where" % cls, expression)
+
+    def host_by_uuid(self, uuid: str) -> Tuple[str, Record]:
+        found = self.where("host", "field \"uuid\" = %s" % quote(uuid))
+        if not found:
+            raise XapiFailure("no host with uuid %s in this pool" % uuid, uuid)
+        return next(iter(found.items()))
+
+    def find_vm(self, key: str) -> Tuple[str, Record]:
+        """A VM by uuid, else by exact name (which must be unique)."""
+        found = self.where("VM", "field \"uuid\" = %s" % quote(key))
+        if not found:
+            found = self.where(
+                "VM", "field \"name__label\" = %s and field \"is_a_snapshot\" = \"false\"" % quote(key)
+            )
+        if not found:
+            raise VmNotFound("no VM has uuid or name '%s'" % key, key)
+        if len(found) > 1:
+            raise VmNotFound(
+                "%d VMs are named '%s': give the uuid" % (len(found), key),
+                key,
+                *sorted(r["uuid"] for r in found.values())
+            )
+        return next(iter(found.items()))
+
+    def devices(self, vm_ref: str, vm: Record) -> Tuple[List[Record], List[Record], List[Record]]:
+        """The VM's VBDs, VIFs and vGPUs: one call per class, whatever their number."""
+        match = "field \"VM\" = %s" % quote(vm_ref)
+        vbds = list(self.where("VBD", match).values()) if vm.get("VBDs") else []
+        vifs = list(self.where("VIF", match).values()) if vm.get("VIFs") else []
+        vgpus = list(self.where("VGPU", match).values()) if vm.get("VGPUs") else []
+        return vbds, vifs, vgpus
+
+    def vms_by_uuid(self, uuids: List[str]) -> Dict[str, Record]:
+        """Records of the VMs with these uuids (those that still exist), by uuid."""
+        if not uuids:
+            return {}
+        return {r["uuid"]: r for r in self.where("VM", any_of("uuid", uuids)).values()}
+
+    def control_domain(self, host_ref: str, host: Record) -> Optional[Record]:
+        ref = host.get("control_domain", NULL_REF)
+        if ref and ref != NULL_REF:
+            return self.call("VM.get_record", ref)
+        found = self.where(
+            "VM", "field \"is_control_domain\" = \"true\" and field \"resident_on\" = %s" % quote(host_ref)
+        )
+        return next(iter(found.values()), None)
