@@ -1,0 +1,41 @@
+"""Shared fixtures: a full disk, a simulated pool, a XenAPI session to it."""
+
+import os
+import subprocess
+import tempfile
+
+import pytest
+
+
+class SmallDisk:
+    """A directory on a 16 KiB tmpfs; ``fill()`` leaves it with no free byte."""
+
+    def __init__(self, mountpoint):
+        self.mountpoint = mountpoint
+        self.path = os.path.join(mountpoint, "d")
+        os.makedirs(self.path)
+
+    def fill(self):
+        fd = os.open(os.path.join(self.mountpoint, "filler"), os.O_WRONLY | os.O_CREAT)
+        try:
+            while os.write(fd, b"\0" * 512):
+                pass
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+
+
+@pytest.fixture
+def small_disk():
+    """A tiny tmpfs to fill up (mounting needs root, as dom0's tools have)."""
+    mountpoint = tempfile.mkdtemp(prefix="xsguard-full-")
+    if subprocess.call(["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", mountpoint],
+                       stderr=subprocess.DEVNULL) != 0:
+        os.rmdir(mountpoint)
+        pytest.skip("cannot mount a tmpfs here (not root)")
+    try:
+        yield SmallDisk(mountpoint)
+    finally:
+        subprocess.call(["umount", mountpoint])
+        os.rmdir(mountpoint)

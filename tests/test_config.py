@@ -1,0 +1,82 @@
+"""The configuration file: defaults, every key, clear errors naming the key."""
+
+import pytest
+
+from xsguard import config
+from xsguard.errors import ConfigError
+
+
+def write(tmp_path, text):
+    path = tmp_path / "xsguard.conf"
+    path.write_text(text)
+    return str(path)
+
+
+def test_defaults_when_the_default_file_is_absent(monkeypatch):
+    """No file at the default path: the documented defaults."""
+    monkeypatch.delenv("XSGUARD_CONFIG", raising=False)
+    monkeypatch.setattr(config, "DEFAULT_PATH", "/nonexistent/xsguard.conf")
+    cfg = config.load()
+    assert cfg.source == "defaults"
+    assert (cfg.policy["mode"], cfg.policy["on_error"], cfg.policy["margin"]) == ("enforce", "allow", 64)
+    assert cfg.dom0["port_limit"] is None and cfg.xapi["url"] == "local"
+
+
+def test_every_key_is_typed(tmp_path):
+    """Numbers, choices, auto and booleans are parsed."""
+    cfg = config.load(write(tmp_path, """
+[dom0]
+port_limit = 1023
+irq_limit = auto
+[policy]
+mode = warn
+margin = 0
+deadline = 2.5
+profile = xs62
+[need]
+split_event_channels = no
+ctrl_ring = always
+[log]
+alerts = off
+"""))
+    assert cfg.dom0["port_limit"] == 1023 and cfg.dom0["irq_limit"] is None
+    assert cfg.policy["mode"] == "warn" and cfg.policy["deadline"] == 2.5 and cfg.policy["profile"] == "xs62"
+    assert cfg.need["split_event_channels"] is False and cfg.need["ctrl_ring"] == "always"
+    assert cfg.log["alerts"] is False
+
+
+@pytest.mark.parametrize("text,named", [
+    ("[policy]\nmode = strict\n", "[policy] mode"),
+    ("[policy]\nmargin = -1\n", "[policy] margin"),
+    ("[dom0]\nport_limit = lots\n", "[dom0] port_limit"),
+    ("[policy]\ndeadline = 0\n", "[policy] deadline"),
+    ("[xapi]\nurl = ftp://x\n", "[xapi] url"),
+    ("[policy]\nmods = warn\n", "unknown key [policy] mods"),
+    ("[polcy]\nmode = warn\n", "unknown section [polcy]"),
+    ("not an ini file\n", "cannot read"),
+])
+def test_bad_values_name_the_key(tmp_path, text, named):
+    """Every bad value is an error that names its key."""
+    with pytest.raises(ConfigError) as info:
+        config.load(write(tmp_path, text))
+    assert named in info.value.message
+
+
+def test_named_file_must_exist(tmp_path):
+    """A file named explicitly (or by XSGUARD_CONFIG) that is missing is an error."""
+    with pytest.raises(ConfigError, match="does not exist"):
+        config.load(str(tmp_path / "missing.conf"))
+
+
+def test_environment_names_the_file(tmp_path, monkeypatch):
+    """XSGUARD_CONFIG names the file when no path is given."""
+    monkeypatch.setenv("XSGUARD_CONFIG", write(tmp_path, "[policy]\nmode = off\n"))
+    assert config.load().policy["mode"] == "off"
+
+
+def test_overrides_are_parsed_like_the_file():
+    """``with_values`` applies dotted keys and checks them."""
+    cfg = config.defaults().with_values({"xapi.url": "http://127.0.0.1:1/"})
+    assert cfg.xapi["url"] == "http://127.0.0.1:1/"
+    with pytest.raises(ConfigError):
+        config.defaults().with_values({"xapi.url": "nonsense"})

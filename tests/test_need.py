@@ -1,0 +1,183 @@
+"""What a VM needs: profiles, the reference's worked examples, edge cases, the measured host."""
+
+import os
+import re
+
+import pytest
+
+from tests import records
+from xsguard.errors import NotACandidate
+from xsguard.need import HostFacts, effective_domain_type, vm_need
+from xsguard.profiles import XS8, XS61, XS62, with_overrides
+
+D16 = HostFacts(dom0_vcpus=16)
+FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "xen417-pv-dom0-2vcpu")
+
+
+def total(vm, vbds=(), vifs=(), host=D16, profile=XS8, **kw):
+    return vm_need(vm, list(vbds), list(vifs), host, profile, **kw).total
+
+
+def test_worked_example_linux_bios_hvm():
+    """Linux BIOS HVM, 2 vCPUs, 1 VBD, 1 VIF on a 16-vCPU dom0 costs 10."""
+    assert total(records.vm(2, hvm=True), records.disks(1), records.nics(1)) == 10
+
+
+def test_worked_example_windows_uefi_small():
+    """Windows UEFI HVM, 4 vCPUs, 2 VBDs, 1 VIF costs 22."""
+    vm = records.vm(4, hvm=True, firmware="uefi", windows=True)
+    assert total(vm, records.disks(2), records.nics(1)) == 22
+
+
+def test_worked_example_windows_uefi_large():
+    """Windows UEFI HVM, 32 vCPUs, 4 VBDs, 2 VIFs costs 105 (queues capped at 8)."""
+    vm = records.vm(32, hvm=True, firmware="uefi", windows=True)
+    assert total(vm, records.disks(4), records.nics(2)) == 105
+
+
+def test_breakdown_lines_name_each_consumer():
+    """The breakdown has one line per consumer with its count and a reason."""
+    need = vm_need(records.vm(4, hvm=True, firmware="uefi", windows=True), records.disks(2),
+                   records.nics(1), D16, XS8)
+    got = {line.consumer: line.ports for line in need.lines}
+    assert got == {"xenstore": 1, "console": 1, "qemu-ioreq": 5, "varstored": 4,
+                   "vbd 0 (Disk)": 1, "vbd 1 (Disk)": 1, "vif 0": 9}
+    assert "4 queues x 2" in [ln.why for ln in need.lines if ln.consumer == "vif 0"][0]
+    assert [ln.consumer for ln in need.largest(3)] == ["vif 0", "qemu-ioreq", "varstored"]
+
+
+@pytest.mark.parametrize("profile,expected", [(XS62, 7), (XS61, 6)])
+def test_2013_profiles(profile, expected):
+    """HVM, 3 disks, 1 NIC, 1 vCPU: 7 channels on XenServer 6.2, 6 before it."""
+    assert total(records.vm(1, hvm=True), records.disks(3), records.nics(1), profile=profile) == expected
+
+
+def test_2013_profile_pv_guest_has_console():
+    """The 6.x figures charge a PV guest its console: 1 disk + 1 NIC + xenstore + console."""
+    assert total(records.vm(4), records.disks(1), records.nics(1), profile=XS62) == 4
+
+
+@pytest.mark.parametrize("declared,policy,expected", [
+    ("unspecified", "", "pv"),
+    ("unspecified", "BIOS order", "hvm"),
+    ("", "BIOS order", "hvm"),
+    ("pv_in_pvh", "", "pv_in_pvh"),
+    ("pvh", "", "pvh"),
+])
+def test_domain_type_derivation(declared, policy, expected):
+    """``unspecified`` is derived as xapi does: no HVM boot policy means PV."""
+    assert effective_domain_type({"domain_type": declared, "HVM_boot_policy": policy}) == expected
+
+
+@pytest.mark.parametrize("dtype", ["pv", "pvh", "pv_in_pvh"])
+def test_pv_family_has_no_qemu(dtype):
+    """PV, PVH and PV-in-PVH guests get no device model: 2 + disk + NIC queues."""
+    vm = records.vm(2, domain_type=dtype, HVM_boot_policy="")
+    assert total(vm, records.disks(1), records.nics(1)) == 2 + 1 + 2 * 2
+
+
+def test_unspecified_with_boot_policy_costs_as_hvm():
+    """An ``unspecified`` VM with an HVM boot policy is charged QEMU."""
+    vm = records.vm(2, hvm=True, domain_type="unspecified")
+    assert total(vm) == 2 + 3
+
+
+def test_hvm_cd_and_floppy_are_emulated():
+    """CD drives and floppies of HVM guests cost nothing: QEMU emulates them."""
+    vm = records.vm(1, hvm=True)
+    floppy = {"type": "Floppy", "empty": True, "userdevice": "4"}
+    assert total(vm, [records.cd(empty=False), records.cd(empty=True, userdevice="5"), floppy]) == 2 + 2
+
+
+def test_pv_empty_cd_is_charged_a_ring():
+    """A PV guest's CD drive is a PV device: charged its ring even while empty (upper bound)."""
+    assert total(records.vm(1), [records.cd(empty=True)]) == 3
+
+
+def test_uefi_adds_varstored_bios_does_not():
+    """varstored binds one port per vCPU for UEFI HVM guests only."""
+    bios = total(records.vm(8, hvm=True, firmware="bios"))
+    uefi = total(records.vm(8, hvm=True, firmware="uefi"))
+    assert uefi - bios == 8
+
+
+def test_no_devices():
+    """A VM with no VBD and no VIF costs xenstore and console only (PV)."""
+    assert total(records.vm(1)) == 2
+
+
+def test_vcpus_max_counts_not_vcpus_at_startup():
+    """Hot-pluggable vCPUs count: QEMU binds ioreq ports for VCPUs_max."""
+    vm = records.vm(2, hvm=True)
+    vm["VCPUs_max"] = "8"
+    assert total(vm, (), records.nics(1)) == 2 + 9 + 8 * 2
+
+
+def test_64_vcpus_caps_queues_at_8():
+    """64 vCPUs: QEMU 65, varstored 64, but netback queues stop at 8."""
+    vm = records.vm(64, hvm=True, firmware="uefi")
+    assert total(vm, records.disks(1), records.nics(1)) == 2 + 65 + 64 + 1 + 16
+
+
+def test_queues_capped_by_dom0_vcpus():
+    """On a 2-vCPU dom0 a 4-vCPU guest gets 2 queues per VIF."""
+    host = HostFacts(dom0_vcpus=2)
+    assert total(records.vm(4), (), records.nics(1), host=host) == 2 + 2 * 2
+
+
+def test_netback_parameters_beat_dom0_vcpus():
+    """dom0's netback max_queues and separate_tx_rx_irq are used when known."""
+    host = HostFacts(dom0_vcpus=16, netback_max_queues=3, netback_split=False)
+    assert total(records.vm(8), (), records.nics(1), host=host) == 2 + 3
+
+
+def test_vgpu_is_charged_vcpus_plus_one():
+    """A vGPU is charged V+1 (the reference marks this figure unverified)."""
+    vm = records.vm(4, hvm=True)
+    assert total(vm, vgpus=[{"device": "0"}]) == 2 + 5 + 5
+
+
+def test_site_overrides():
+    """Each per-device figure can be overridden by the site."""
+    profile = with_overrides(XS8, {"netback_queue_cap": 1, "split_event_channels": False,
+                                   "rings_per_vbd": 2, "ctrl_ring": "always", "extra_per_vm": 5})
+    assert total(records.vm(4), records.disks(2), records.nics(1), profile=profile) == 2 + 4 + 2 + 5
+
+
+@pytest.mark.parametrize("flag", ["is_a_template", "is_a_snapshot", "is_control_domain"])
+def test_non_candidates_are_refused_clearly(flag):
+    """Templates, snapshots and control domains are not VMs that start."""
+    with pytest.raises(NotACandidate) as info:
+        vm_need(records.vm(1, **{flag: True}), [], [], D16, XS8)
+    assert "nothing to admit" in info.value.message
+
+
+def test_bad_vcpus_is_an_error():
+    """A VCPUs_max that is not a number is reported, not guessed."""
+    with pytest.raises(ValueError, match="VCPUs_max"):
+        vm_need(records.vm(1, VCPUs_max="many"), [], [], D16, XS8)
+
+
+def _measured_cases():
+    cases = []
+    with open(os.path.join(FIXTURES, "summary.txt")) as handle:
+        for line in handle:
+            m = re.match(r"(\S+) type=(pvh?) vcpus=(\d+) disks=(\d+) vifs=(\d+) ready=1 .* delta=(\d+)", line)
+            if m:
+                cases.append((m.group(1), m.group(2), int(m.group(3)), int(m.group(4)), int(m.group(5)),
+                              int(m.group(6))))
+    return cases
+
+
+@pytest.mark.parametrize("name,dtype,vcpus,ndisks,nnics,delta", _measured_cases())
+def test_model_matches_the_measured_host(name, dtype, vcpus, ndisks, nnics, delta):
+    """With the measured host's backends (blkback, 2 queues), the model gives the measured cost."""
+    host = HostFacts(dom0_vcpus=2, netback_max_queues=2, netback_split=True, blkback_max_queues=2)
+    profile = with_overrides(XS8, {"vbd_backend": "blkback"})
+    vm = records.vm(vcpus, domain_type=dtype)
+    assert total(vm, records.disks(ndisks), records.nics(nnics), host=host, profile=profile) == delta
+
+
+def test_measured_cases_are_all_read():
+    """Every completed case of the capture is compared (the PVH run that never connected is not)."""
+    assert len(_measured_cases()) == 13
