@@ -39,3 +39,39 @@ def small_disk():
     finally:
         subprocess.call(["umount", mountpoint])
         os.rmdir(mountpoint)
+
+
+@pytest.fixture
+def sim():
+    """A simulated pool with xsguard's hook and plugin installed on every host."""
+    from xsguard.sim.server import Simulator
+
+    with Simulator() as running:
+        yield running
+
+
+@pytest.fixture
+def bare_sim():
+    """A simulated pool whose hosts have no xsguard installed."""
+    from xsguard.sim.server import Simulator
+
+    with Simulator(install_xsguard=False) as running:
+        yield running
+
+
+@pytest.fixture
+def api(sim):
+    from tests.pool import connect
+
+    session = connect(sim.url)
+    yield session.xenapi
+    session.xenapi.session.logout()
+
+
+@pytest.fixture
+def bare_api(bare_sim):
+    from tests.pool import connect
+
+    session = connect(bare_sim.url)
+    yield session.xenapi
+    session.xenapi.session.logout()

@@ -1,0 +1,63 @@
+"""Helpers to build a simulated pool through the XenAPI client, as a test or a user would."""
+
+import time
+from typing import Any, Dict
+
+import XenAPI
+
+GiB = 1024 ** 3
+
+
+def connect(url: str, originator: str = "tests") -> Any:
+    session = XenAPI.Session(url)
+    session.xenapi.login_with_password("root", "", "1.0", originator)
+    return session
+
+
+def make_vm(api: Any, name: str, vcpus: int = 1, hvm: bool = False, disks: int = 1, nics: int = 1,
+            firmware: str = "bios", windows: bool = False, memory_gib: float = 1, **extra: Any) -> str:
+    record = {
+        "name_label": name,
+        "VCPUs_max": str(vcpus),
+        "VCPUs_at_startup": str(vcpus),
+        "memory_static_max": str(int(memory_gib * GiB)),
+        "HVM_boot_policy": "BIOS order" if hvm else "",
+        "HVM_boot_params": {"firmware": firmware} if hvm else {},
+        "platform": {"viridian": "true", "device_id": "0002"} if windows else {},
+    }
+    record.update(extra)
+    ref = api.VM.create(record)
+    for d in range(disks):
+        api.VBD.create({"VM": ref, "userdevice": str(d), "type": "Disk", "empty": False})
+    for n in range(nics):
+        api.VIF.create({"VM": ref, "device": str(n), "network": "OpaqueRef:NULL"})
+    return ref
+
+
+def small_host(api: Any, name: str = "xs-a", port_limit: int = 200, vcpus: int = 4,
+               margin: int = 8, **config: str) -> str:
+    """A host whose dom0 has ``port_limit`` ports (2-level ABI, limit set in xsguard's config)."""
+    host = api.sim.add_host(name, {"vcpus": str(vcpus), "abi": "2-level", "port_limit": str(port_limit)})
+    values = {"dom0.port_limit": str(port_limit), "policy.margin": str(margin)}
+    values.update(config)
+    api.sim.set_xsguard_config(host, values)
+    return host
+
+
+def wait_for(predicate: Any, timeout: float = 10.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError("condition not met within %.1fs" % timeout)
+
+
+def failure(fn: Any, *args: Any) -> Dict[str, Any]:
+    """The error details of a XenAPI call that must fail."""
+    try:
+        fn(*args)
+    except XenAPI.Failure as exc:
+        return exc.details
+    raise AssertionError("call succeeded")
