@@ -81,17 +81,14 @@ class Outcome(NamedTuple):
 
 
 def read_subject(cfg: Config, api: Xapi, vm_key: str, host_uuid: Optional[str] = None) -> Tuple[Subject, Any]:
-    """Read the VM, its devices and the host from xapi (a fixed handful of calls)."""
+    """Read the host, the VM with dom0's record, and the VM's devices: four calls in all."""
     host_ref, host = api.host_by_uuid(host_uuid or dom0_mod.this_host_uuid(cfg))
-    vm_ref, vm = api.find_vm(vm_key)
-    if vm.get("is_control_domain"):
-        need_mod.refuse_non_candidate(vm)
+    vm_ref, vm, control = api.vm_and_control_domain(vm_key, host_ref)
+    need_mod.refuse_non_candidate(vm)
     subject = Subject(vm_ref, vm, host_ref, host, None)
     if subject.bypassed:
         return subject, None
-    need_mod.refuse_non_candidate(vm)
     vbds, vifs, vgpus = api.devices(vm_ref, vm)
-    control = api.control_domain(host_ref, host)
     return subject, (vbds, vifs, vgpus, control)
 
 

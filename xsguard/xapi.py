@@ -90,28 +90,30 @@ class Xapi:
             raise XapiFailure("no host with uuid %s in this pool" % uuid, uuid)
         return next(iter(found.items()))
 
-    def find_vm(self, key: str) -> Tuple[str, Record]:
-        """A VM by uuid, else by exact name (which must be unique)."""
-        found = self.where("VM", "field \"uuid\" = %s" % quote(key))
-        if not found:
-            found = self.where(
-                "VM", "field \"name__label\" = %s and field \"is_a_snapshot\" = \"false\"" % quote(key)
-            )
-        if not found:
-            raise VmNotFound("no VM has uuid or name '%s'" % key, key)
-        if len(found) > 1:
-            raise VmNotFound(
-                "%d VMs are named '%s': give the uuid" % (len(found), key),
-                key,
-                *sorted(r["uuid"] for r in found.values())
-            )
-        return next(iter(found.items()))
+    def vm_and_control_domain(self, key: str, host_ref: str) -> Tuple[str, Record, Optional[Record]]:
+        """The VM (by uuid, else by unique name) and the host's control domain, in one call."""
+        control = "(field \"is_control_domain\" = \"true\" and field \"resident_on\" = %s)" % quote(host_ref)
+        for match in ("field \"uuid\" = %s" % quote(key),
+                      "(field \"name__label\" = %s and field \"is_a_snapshot\" = \"false\")" % quote(key)):
+            found = self.where("VM", "%s or %s" % (match, control))
+            dom0 = [r for r in found.values() if r.get("is_control_domain") and r.get("resident_on") == host_ref]
+            vms = [(ref, r) for ref, r in found.items()
+                   if r.get("uuid") == key or (r.get("name_label") == key and not r.get("is_control_domain"))]
+            if len(vms) > 1:
+                raise VmNotFound("%d VMs are named '%s': give the uuid" % (len(vms), key), key,
+                                 *sorted(r["uuid"] for _, r in vms))
+            if vms:
+                return vms[0][0], vms[0][1], (dom0[0] if dom0 else None)
+        raise VmNotFound("no VM has uuid or name '%s'" % key, key)
 
     def devices(self, vm_ref: str, vm: Record) -> Tuple[List[Record], List[Record], List[Record]]:
-        """The VM's VBDs, VIFs and vGPUs: one call per class, whatever their number."""
+        """The VM's VBDs, VIFs and vGPUs: one call per class, whatever their number.
+
+        vGPUs are asked for only when the VM has some (rare, and a class xapi may not serve).
+        """
         match = "field \"VM\" = %s" % quote(vm_ref)
-        vbds = list(self.where("VBD", match).values()) if vm.get("VBDs") else []
-        vifs = list(self.where("VIF", match).values()) if vm.get("VIFs") else []
+        vbds = list(self.where("VBD", match).values())
+        vifs = list(self.where("VIF", match).values())
         vgpus = list(self.where("VGPU", match).values()) if vm.get("VGPUs") else []
         return vbds, vifs, vgpus
 
@@ -120,12 +122,3 @@ class Xapi:
         if not uuids:
             return {}
         return {r["uuid"]: r for r in self.where("VM", any_of("uuid", uuids)).values()}
-
-    def control_domain(self, host_ref: str, host: Record) -> Optional[Record]:
-        ref = host.get("control_domain", NULL_REF)
-        if ref and ref != NULL_REF:
-            return self.call("VM.get_record", ref)
-        found = self.where(
-            "VM", "field \"is_control_domain\" = \"true\" and field \"resident_on\" = %s" % quote(host_ref)
-        )
-        return next(iter(found.values()), None)

@@ -187,6 +187,8 @@ class Api:
                 return [[o, m] for o, m in pool.calls]
         if name == "fail_host":
             return pool.fail_host(args[0])
+        if name == "get_syslog":
+            return list(pool.host(args[0]).syslog)
         if name == "get_host_root":
             return pool.host(args[0]).root
         raise ApiError("MESSAGE_METHOD_UNKNOWN", "sim." + name)

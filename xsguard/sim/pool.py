@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import socket
 import stat
 import sys
 import tempfile
@@ -54,6 +55,29 @@ class SimHost:
         self.dom0 = dom0
         self.workers = threading.BoundedSemaphore(XENOPSD_WORKERS)
         self.config = {}  # type: Dict[str, str]
+        self.syslog = []  # type: List[str]
+        self._syslog_socket = self._listen_syslog()
+
+    def _listen_syslog(self) -> socket.socket:
+        """dom0's syslog daemon: a datagram socket at <root>/dev/log, lines kept in order."""
+        path = os.path.join(self.root, "dev", "log")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.bind(path)
+
+        def receive() -> None:
+            while True:
+                try:
+                    data = sock.recv(65536)
+                except OSError:
+                    return
+                self.syslog.append(data.decode("utf-8", "replace"))
+
+        threading.Thread(target=receive, name="syslog-%s" % ref_name(self.ref), daemon=True).start()
+        return sock
+
+    def close(self) -> None:
+        self._syslog_socket.close()
 
     @property
     def config_path(self) -> str:
@@ -464,6 +488,12 @@ class Pool:
     def stop_timers(self) -> None:
         for timer in self.timers:
             timer.cancel()
+        for host in self.hosts.values():
+            host.close()
+
+
+def ref_name(ref: str) -> str:
+    return ref.rsplit(":", 1)[-1][:8]
 
 
 def _dom0_args(dom0: Dict[str, Any]) -> Dict[str, Any]:

@@ -1,0 +1,249 @@
+"""The vm-pre-start hook, run by the simulated xenopsd as a real subprocess."""
+
+import json
+import os
+import time
+
+
+from tests.pool import failure, make_vm, small_host
+
+
+def decisions(api, host):
+    path = os.path.join(api.sim.get_host_root(host), "var", "log", "xsguard", "decisions.log")
+    with open(path) as handle:
+        return [json.loads(line) for line in handle]
+
+
+def hook_runs(api):
+    return [e for e in api.sim.get_hook_log() if e["hook"] == "vm-pre-start/50xsguard"]
+
+
+def fill(api, host, count, **vm):
+    """Start ``count`` VMs that fit; returns their refs."""
+    refs = []
+    for i in range(count):
+        ref = make_vm(api, "fill-%d" % i, affinity=host, **vm)
+        api.VM.start(ref, False, False)
+        refs.append(ref)
+    return refs
+
+
+def test_admits_what_fits_and_refuses_what_does_not(api):
+    """A VM that fits starts silently; one that does not gets XAPI_HOOK_FAILED, exit 2, and stays halted."""
+    host = small_host(api, port_limit=100, vcpus=4)  # baseline 40, margin 8: 52 ports for guests
+    fill(api, host, 3, vcpus=2, hvm=True, disks=1, nics=1)  # 10 each
+    runs = hook_runs(api)
+    assert [r["exit_code"] for r in runs] == ["0", "0", "0"] and {r["stdout"] for r in runs} == {""}
+    big = make_vm(api, "big-db", vcpus=8, hvm=True, firmware="uefi", disks=4, nics=2, affinity=host)
+    details = failure(api.VM.start, big, False, False)
+    assert details[:3] == ["XAPI_HOOK_FAILED", "vm-pre-start/50xsguard", "none"] and details[4] == "2"
+    stdout = details[3]
+    uuid = api.VM.get_uuid(big)
+    assert "xsguard refused to start VM 'big-db' (%s) on host 'xs-a'" % uuid in stdout
+    assert "needs 39 dom0 event channels; 22 are left" in stdout
+    assert "Largest consumers: qemu-ioreq 9, varstored 8, vif 0 8." in stdout
+    assert "other-config:xsguard=skip" in stdout and stdout == stdout.encode("ascii").decode()
+    assert api.VM.get_power_state(big) == "Halted"
+    assert api.sim.get_failures() == []
+    log = decisions(api, host)
+    assert [r["event"] for r in log] == ["start_admitted"] * 3 + ["start_refused"]
+    refused = log[-1]
+    assert (refused["vm_uuid"], refused["vm_name"], refused["host_name"]) == (uuid, "big-db", "xs-a")
+    assert (refused["need"], refused["ceiling"], refused["mode"]) == (39, "xen_ports", "enforce")
+    assert refused["version"] and refused["time"].endswith("Z") and refused["duration_ms"] > 0
+
+
+def test_warn_mode_logs_and_continues(api):
+    """mode = warn: the start goes on, the hook exits 1 with the message for xenopsd's log."""
+    host = small_host(api, port_limit=60, vcpus=4, **{"policy.mode": "warn"})
+    vm = make_vm(api, "big", vcpus=8, hvm=True, disks=1, nics=1, affinity=host)
+    api.VM.start(vm, False, False)
+    assert api.VM.get_power_state(vm) == "Running"
+    run = hook_runs(api)[-1]
+    assert run["exit_code"] == "1" and "mode = warn" in run["stdout"] and "xsguard refused" in run["stdout"]
+    assert decisions(api, host)[-1]["event"] == "start_warned"
+
+
+def test_off_mode_only_logs(api):
+    """mode = off: exit 0, nothing printed, the would-be refusal logged."""
+    host = small_host(api, port_limit=60, vcpus=4, **{"policy.mode": "off"})
+    vm = make_vm(api, "big", vcpus=8, hvm=True, disks=1, nics=1, affinity=host)
+    api.VM.start(vm, False, False)
+    assert hook_runs(api)[-1]["exit_code"] == "0" and hook_runs(api)[-1]["stdout"] == ""
+    assert decisions(api, host)[-1]["event"] == "start_would_refuse"
+
+
+def test_bypass_key(api):
+    """other-config:xsguard=skip admits without a check, and the bypass is logged."""
+    host = small_host(api, port_limit=60, vcpus=4)
+    vm = make_vm(api, "special", vcpus=8, hvm=True, disks=1, nics=1, affinity=host)
+    api.VM.add_to_other_config(vm, "xsguard", "skip")
+    api.VM.start(vm, False, False)
+    assert api.VM.get_power_state(vm) == "Running"
+    record = decisions(api, host)[-1]
+    assert record["event"] == "start_bypassed" and record["key"] == "other_config:xsguard=skip"
+
+
+def guard_error_case(api, values, vm_fields=None):
+    host = small_host(api, port_limit=4095, vcpus=4, **values)
+    vm = make_vm(api, "victim", affinity=host, **(vm_fields or {}))
+    return host, vm
+
+
+def test_xapi_down_on_error_allow(api):
+    """xapi unreachable with on_error = allow: exit 1 with the reason, the start goes on, logged."""
+    host, vm = guard_error_case(api, {"xapi.url": "http://127.0.0.1:9/", "policy.deadline": "1"})
+    api.VM.start(vm, False, False)
+    run = hook_runs(api)[-1]
+    assert run["exit_code"] == "1"
+    assert run["stdout"].startswith("xsguard could not check this start; allowed ([policy] on_error = allow)")
+    assert "xapi is not answering on http://127.0.0.1:9/" in run["stdout"]
+    record = decisions(api, host)[-1]
+    assert (record["event"], record["error"], record["on_error"]) == ("guard_error", "XSGUARD_XAPI_UNREACHABLE",
+                                                                      "allow")
+
+
+def test_xapi_down_on_error_deny(api):
+    """The same with on_error = deny: XAPI_HOOK_FAILED with exit 2 and a message that the guard failed."""
+    host, vm = guard_error_case(api, {"xapi.url": "http://127.0.0.1:9/", "policy.deadline": "1",
+                                      "policy.on_error": "deny"})
+    details = failure(api.VM.start, vm, False, False)
+    assert details[4] == "2"
+    assert "xsguard could not check this start and is set to refuse starts when it fails" in details[3]
+    assert "xe vm-param-set uuid=%s other-config:xsguard=skip" % api.VM.get_uuid(vm) in details[3]
+    assert api.VM.get_power_state(vm) == "Halted"
+
+
+def test_lsevtchn_missing(api):
+    """lsevtchn absent: a guard error naming it; allow lets the start through."""
+    host, vm = guard_error_case(api, {"dom0.lsevtchn": "/nonexistent/lsevtchn"})
+    api.VM.start(vm, False, False)
+    run = hook_runs(api)[-1]
+    assert run["exit_code"] == "1" and "lsevtchn not found or not executable at /nonexistent/lsevtchn" in run["stdout"]
+    assert decisions(api, host)[-1]["error"] == "XSGUARD_PROBE_FAILED"
+
+
+def test_lsevtchn_hanging_past_the_deadline(api, tmp_path):
+    """An lsevtchn that hangs is killed at the deadline; deny refuses within it."""
+    hang = tmp_path / "lsevtchn"
+    hang.write_text("#!/bin/sh\nexec sleep 60\n")
+    hang.chmod(0o755)
+    host, vm = guard_error_case(api, {"dom0.lsevtchn": str(hang), "policy.deadline": "1.5",
+                                      "dom0.probe_timeout": "30", "policy.on_error": "deny"})
+    started = time.monotonic()
+    details = failure(api.VM.start, vm, False, False)
+    elapsed = time.monotonic() - started
+    assert details[4] == "2" and "did not answer within" in details[3]
+    assert elapsed < 10  # bounded by the deadline, not by lsevtchn's 60 s
+    assert decisions(api, host)[-1]["error"] == "XSGUARD_PROBE_FAILED"
+
+
+def test_garbage_from_lsevtchn(api, tmp_path):
+    """lsevtchn printing no port line at all is a probe failure, not a count of 0."""
+    junk = tmp_path / "lsevtchn"
+    junk.write_text("#!/bin/sh\necho 'xc_interface_open failed'\n")
+    junk.chmod(0o755)
+    host, vm = guard_error_case(api, {"dom0.lsevtchn": str(junk), "policy.on_error": "deny"})
+    details = failure(api.VM.start, vm, False, False)
+    assert "printed no port lines" in details[3]
+
+
+def test_crash_inside_the_package(api, sim):
+    """An unexpected exception inside xsguard is an internal error under on_error, never an accidental exit 1."""
+    host, vm = guard_error_case(api, {"policy.on_error": "deny"})
+    with sim.pool.lock:
+        sim.pool.vm(vm)["VCPUs_max"] = "lots"  # a record no code path expects
+    details = failure(api.VM.start, vm, False, False)
+    assert details[4] == "2" and "internal error in xsguard: ValueError" in details[3]
+    assert decisions(api, host)[-1]["error"] == "XSGUARD_INTERNAL_ERROR"
+
+
+def test_unreadable_config_allows_with_a_reason(api):
+    """A config the hook cannot read: the start goes on (exit 1) and the reason is said."""
+    host = small_host(api, port_limit=4095, **{"policy.mode": "sometimes"})
+    vm = make_vm(api, "a", affinity=host)
+    api.VM.start(vm, False, False)
+    run = hook_runs(api)[-1]
+    assert run["exit_code"] == "1" and "bad value for [policy] mode" in run["stdout"]
+
+
+def test_bad_arguments_are_rejected_clearly():
+    """Unknown hook arguments are named; -vmdomid is tolerated."""
+    from xsguard.errors import BadArgument
+    from xsguard.hook import parse_argv
+
+    assert parse_argv(["-vmuuid", "u", "-reason", "none", "-vmdomid", "3"]).domid == "3"
+    try:
+        parse_argv(["-vmuuid", "u", "--force"])
+    except BadArgument as exc:
+        assert "unexpected hook arguments: -vmuuid u --force" in exc.message
+    else:
+        raise AssertionError("accepted")
+
+
+def test_control_domain_is_never_checked():
+    """A hook run for dom0 itself (never from xapi, but by hand) admits without a decision."""
+    from xsguard.errors import NotACandidate
+    from xsguard.need import refuse_non_candidate
+
+    try:
+        refuse_non_candidate({"is_control_domain": True, "name_label": "Control domain"})
+    except NotACandidate:
+        pass
+    else:
+        raise AssertionError("control domain treated as a candidate")
+
+
+def count_calls(api, fn):
+    before = len([c for c in api.sim.get_calls() if c[0] == "xsguard"])
+    fn()
+    return len([c for c in api.sim.get_calls() if c[0] == "xsguard"]) - before
+
+
+def test_round_trips_do_not_grow_with_vms_or_devices(api, sim):
+    """The same number of XenAPI calls for a VM with 1 device or 16, on a host with 2 VMs or 200."""
+    host = small_host(api, port_limit=131071, vcpus=16)
+    api.VM.start(make_vm(api, "first", affinity=host), False, False)  # the ledger is no longer empty
+    few = make_vm(api, "few", disks=1, nics=0, affinity=host)
+    calls_small = count_calls(api, lambda: api.VM.start(few, False, False))
+    for i in range(200):
+        make_vm(api, "idle-%d" % i, disks=1, nics=1)
+    many = make_vm(api, "many", disks=8, nics=8, affinity=host)
+    calls_large = count_calls(api, lambda: api.VM.start(many, False, False))
+    assert calls_small == calls_large
+    assert calls_large == 5  # host, VM + dom0, VBDs, VIFs, ledger VMs
+
+
+def test_reboot_is_checked_again(api):
+    """A reboot runs the hook after the old domain is gone: the VM's own old ports are not counted."""
+    host = small_host(api, port_limit=100, vcpus=4)  # 52 for guests
+    vm = make_vm(api, "big", vcpus=8, hvm=True, disks=2, nics=1, affinity=host)  # 2+9+2+8 = 21
+    fill(api, host, 2, vcpus=2, hvm=True, disks=1, nics=1)  # 20 more: 41 of 52
+    api.VM.start(vm, False, False)
+    api.VM.clean_reboot(vm)
+    assert api.VM.get_power_state(vm) == "Running"
+    assert [r["event"] for r in decisions(api, host)][-1] == "start_admitted"
+
+
+def test_xenapi_failure_is_not_retried(api, sim):
+    """A VM deleted between xenopsd's call and the hook: VM_NOT_FOUND-style failure, asked once."""
+    host = small_host(api, port_limit=4095, **{"policy.on_error": "deny"})
+    from xsguard import config as config_mod
+    from xsguard.deadline import Deadline
+    from xsguard.engine import decide
+    from xsguard.errors import VmNotFound
+    from xsguard.xapi import Xapi
+
+    cfg = config_mod.load(os.path.join(api.sim.get_host_root(host), "etc", "xsguard", "xsguard.conf"))
+    with Xapi(cfg.xapi["url"], Deadline(5)) as xs:
+        before = len(api.sim.get_calls())
+        try:
+            decide(cfg, xs, "7e1b1c55-0000-4000-8000-000000000000", Deadline(5), record=True)
+        except VmNotFound as exc:
+            assert "no VM has uuid or name" in exc.message
+        else:
+            raise AssertionError("found a VM that does not exist")
+        where_calls = [c for c in api.sim.get_calls()[before:] if c[1] == "VM.get_all_records_where"]
+        assert len(where_calls) == 2  # by uuid, then by name: each asked once, no retry
+
+
