@@ -1,0 +1,104 @@
+"""The xsguard command, run as a process on a simulated host's dom0."""
+
+import json
+import os
+import subprocess
+import sys
+
+from tests.pool import failure, make_vm, small_host
+
+
+def xsguard(api, host, *args, env=None):
+    conf = os.path.join(api.sim.get_host_root(host), "etc", "xsguard", "xsguard.conf")
+    proc = subprocess.run([sys.executable, "-m", "xsguard", "--config", conf] + list(args),
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    return proc.returncode, proc.stdout.decode(), proc.stderr.decode()
+
+
+def test_status_json_keys(api):
+    """status --json has the documented keys, with the host's real figures."""
+    host = small_host(api, port_limit=300, vcpus=4)
+    code, out, _ = xsguard(api, host, "status", "--json")
+    s = json.loads(out)
+    assert code == 0
+    for key in ("port_limit", "ports_used", "ports_free", "irq_limit", "irqs_used", "by_remote_domain", "leaked"):
+        assert key in s
+    assert (s["port_limit"], s["ports_used"]) == (300, 40)
+
+
+def test_status_table(api):
+    """The human status is a short aligned table naming both ceilings and their sources."""
+    host = small_host(api, port_limit=300, vcpus=4)
+    code, out, _ = xsguard(api, host, "status")
+    assert code == 0
+    assert "Xen ports   300    40    0         8       252    configured ([dom0] port_limit)" in out
+    assert "Linux IRQs  41220" in out and "NR_IRQS 33024 + 8196 (kernel log)" in out
+
+
+def test_need_by_name_and_uuid(api):
+    """need takes a name or a uuid and prints the breakdown."""
+    host = small_host(api)
+    vm = make_vm(api, "db-01", vcpus=4, hvm=True, firmware="uefi", disks=2, nics=1, windows=True)
+    code, out, _ = xsguard(api, host, "need", "db-01", "--json")
+    assert code == 0 and json.loads(out)["total"] == 2 + 5 + 4 + 2 + 4 * 2 + 1
+    code, out, _ = xsguard(api, host, "need", api.VM.get_uuid(vm))
+    assert "total" in out and "varstored" in out
+
+
+def test_check_exit_codes(api):
+    """check exits 0 when admitted, 3 when refused, 4 when the check itself failed."""
+    host = small_host(api, port_limit=100, vcpus=4)
+    make_vm(api, "small")
+    make_vm(api, "huge", vcpus=32, hvm=True, disks=4, nics=2)
+    code, out, _ = xsguard(api, host, "check", "small", "--json")
+    assert code == 0 and json.loads(out)["verdict"] == "admit"
+    code, out, _ = xsguard(api, host, "check", "huge", "--json")
+    c = json.loads(out)
+    assert code == 3 and c["verdict"] == "refuse"
+    for key in ("need", "used", "promised", "limit", "margin", "free", "ceiling", "message"):
+        assert key in c
+    code, _, err = xsguard(api, host, "check", "nosuchvm")
+    assert code == 4 and "no VM has uuid or name 'nosuchvm'" in err
+
+
+def test_same_name_twice_asks_for_the_uuid(api):
+    """Two VMs with one name: the command asks for the uuid."""
+    host = small_host(api)
+    make_vm(api, "twin")
+    make_vm(api, "twin")
+    code, _, err = xsguard(api, host, "need", "twin")
+    assert code == 4 and "2 VMs are named 'twin': give the uuid" in err
+
+
+def test_status_without_xapi(api):
+    """xapi down: status still shows dom0's figures and says xapi did not answer."""
+    host = small_host(api, **{"xapi.url": "http://127.0.0.1:9/", "policy.deadline": "1"})
+    code, out, _ = xsguard(api, host, "status", "--json")
+    s = json.loads(out)
+    assert code == 0 and s["ports_used"] == 40 and s["leaked"] is None
+    assert any("xapi is not answering" in n for n in s["notes"])
+
+
+def test_denials_command(api):
+    """denials lists refused starts, --summary groups them, --json gives the records."""
+    host = small_host(api, port_limit=100, vcpus=4)
+    for name in ("a", "a", "b"):
+        vm = api.VM.get_by_name_label(name) or [make_vm(api, name, vcpus=32, hvm=True, disks=4, nics=2)]
+        failure(api.VM.start, vm[0] if isinstance(vm, list) else vm, False, False)
+    code, out, _ = xsguard(api, host, "denials", "--json")
+    assert code == 0 and [r["vm_name"] for r in json.loads(out)] == ["b", "a", "a"]
+    code, out, _ = xsguard(api, host, "denials", "--summary", "--json")
+    groups = json.loads(out)
+    assert [(g["vm_name"], g["count"], g["ceilings"]) for g in groups] == [("a", 2, {"xen_ports": 2}),
+                                                                         ("b", 1, {"xen_ports": 1})]
+    code, out, _ = xsguard(api, host, "denials", "--vm", "b")
+    assert code == 0 and len(out.strip().splitlines()) == 2
+
+
+def test_bad_config_is_a_clear_error(tmp_path):
+    """A bad config value: exit 4 and the key named."""
+    conf = tmp_path / "x.conf"
+    conf.write_text("[policy]\nmargin = many\n")
+    proc = subprocess.run([sys.executable, "-m", "xsguard", "--config", str(conf), "status"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.returncode == 4 and b"bad value for [policy] margin" in proc.stderr
