@@ -4,7 +4,6 @@ import json
 import os
 import time
 
-
 from tests.pool import failure, make_vm, small_host
 
 

@@ -48,7 +48,7 @@ def claim_alert(state_path: str, vm_uuid: str, interval: float, now: float) -> b
         fcntl.flock(fd, fcntl.LOCK_EX)
         try:
             with open(state_path) as handle:
-                last = json.load(handle)  # type: Dict[str, float]
+                last: Dict[str, float] = json.load(handle)
             if not isinstance(last, dict):
                 last = {}
         except (OSError, ValueError):

@@ -4,9 +4,10 @@ import argparse
 import json
 import os
 import sys
-from typing import Any, Callable, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
-from . import __version__, config, denials as denials_mod, render, report
+from . import __version__, config, render, report
+from . import denials as denials_mod
 from .deadline import Deadline
 from .errors import XapiUnreachable, XsguardError
 
@@ -141,11 +142,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return demo.run(sys.stdout)
 
 
-COMMANDS = {
+COMMANDS: Dict[str, Callable[[argparse.Namespace], int]] = {
     "status": cmd_status,
     "need": cmd_need,
     "check": cmd_check,
     "denials": cmd_denials,
     "simulate": cmd_simulate,
     "demo": cmd_demo,
-}  # type: dict
+}

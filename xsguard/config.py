@@ -70,7 +70,7 @@ def _url(text: str) -> str:
 
 
 # (section, key, default, parser, what it means)
-SCHEMA = [
+SCHEMA: List[Tuple[str, str, str, Callable[[str], Any], str]] = [
     ("dom0", "lsevtchn", "auto", _path,
      "path of lsevtchn; auto tries " + ", ".join(LSEVTCHN_CANDIDATES)),
     ("dom0", "probe_timeout", "2", _positive_float, "seconds lsevtchn may run"),
@@ -113,7 +113,7 @@ SCHEMA = [
     ("log", "syslog_socket", "/dev/log", _path, "the syslog socket dom0's syslog daemon reads"),
     ("log", "alerts", "yes", _bool, "a xapi message (XenCenter / Xen Orchestra) per refusal"),
     ("log", "alert_interval", "3600", _positive_float, "seconds between two alerts for one VM"),
-]  # type: List[Tuple[str, str, str, Callable[[str], Any], str]]
+]
 
 Section = Dict[str, Any]
 
@@ -131,7 +131,7 @@ class Config(NamedTuple):
 
     def with_values(self, overrides: Dict[str, str]) -> "Config":
         """A copy with ``{"section.key": "text"}`` applied, parsed as a file's values are."""
-        raw = {s: {k: v for k, v in getattr(self, s).items()} for s in _SECTIONS}
+        raw: Dict[str, Any] = {s: dict(getattr(self, s)) for s in _SECTIONS}
         parsed = _parse_items(
             [(dotted.split(".", 1)[0], dotted.split(".", 1)[-1], text) for dotted, text in overrides.items()],
             "overrides",
@@ -146,7 +146,7 @@ _KNOWN = {(s, k): (d, p) for s, k, d, p, _ in SCHEMA}
 
 
 def _parse_items(items: List[Tuple[str, str, str]], where: str) -> Dict[str, Section]:
-    parsed = {s: {} for s in _SECTIONS}  # type: Dict[str, Section]
+    parsed: Dict[str, Section] = {s: {} for s in _SECTIONS}
     for section, key, text in items:
         if (section, key) not in _KNOWN:
             raise ConfigError("%s: unknown key [%s] %s" % (where, section, key), section, key)

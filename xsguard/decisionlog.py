@@ -8,7 +8,7 @@ logrotate rename between two records loses neither: the next record creates the 
 import json
 import os
 import sys
-from typing import Any, Dict
+from typing import Any, MutableMapping
 
 import structlog
 
@@ -49,7 +49,7 @@ class AppendingLoggerFactory:
         return AppendingLogger(self.path)
 
 
-def add_version(logger: Any, method: str, event: Dict[str, Any]) -> Dict[str, Any]:
+def add_version(logger: Any, method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     event.setdefault("version", __version__)
     return event
 

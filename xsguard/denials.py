@@ -57,7 +57,7 @@ def log_files(path: str) -> List[str]:
 def _lines(path: str) -> Iterator[str]:
     opener = gzip.open if path.endswith(".gz") else open
     try:
-        with opener(path, "rt", encoding="utf-8", errors="replace") as handle:  # type: ignore[operator]
+        with opener(path, "rt", encoding="utf-8", errors="replace") as handle:
             for line in handle:
                 yield line
     except (OSError, EOFError):
@@ -96,7 +96,7 @@ def read(path: str, since: Optional[float] = None, vm: Optional[str] = None,
 
 def summary(records: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
     """Counts by VM, host and hour, with the ceiling that bound, busiest first."""
-    groups = {}  # type: Dict[Any, Dict[str, Any]]
+    groups: Dict[Any, Dict[str, Any]] = {}
     for rec in records:
         key = (rec.get("vm_uuid"), rec.get("host_uuid"), rec["time"][:13])
         group = groups.get(key)

@@ -8,7 +8,9 @@ import time
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 from . import dom0 as dom0_mod
-from . import ledger, need as need_mod, verdict as verdict_mod
+from . import ledger
+from . import need as need_mod
+from . import verdict as verdict_mod
 from .config import Config
 from .deadline import Deadline
 from .need import HostFacts, Need, as_int

@@ -62,8 +62,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     on_error = "allow"
     mode = "enforce"
-    log = None  # type: Any
-    args = None  # type: Optional[Args]
+    log: Any = None
+    args: Optional[Args] = None
     try:
         cfg = config.load()
         on_error = cfg.policy["on_error"]
@@ -125,7 +125,8 @@ def _decide(cfg: config.Config, args: Args, deadline: Deadline, log: Any, starte
     if mode == "enforce":
         return EXIT_REFUSE, verdict.message
     if mode == "warn":
-        return EXIT_LOG_AND_CONTINUE, "xsguard (mode = warn) lets this start go on, but would refuse it:\n" + verdict.message
+        warning = "xsguard (mode = warn) lets this start go on, but would refuse it:\n"
+        return EXIT_LOG_AND_CONTINUE, warning + verdict.message
     return EXIT_GO, ""
 
 

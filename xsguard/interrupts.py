@@ -54,10 +54,10 @@ def parse(text: str) -> IrqTable:
     if not lines:
         return IrqTable(0, 0, {}, {}, {}, [])
     ncpu = sum(1 for tok in lines[0].split() if tok.startswith("CPU"))
-    chips = Counter()  # type: Counter[str]
-    consumers = Counter()  # type: Counter[str]
-    netback = Counter()  # type: Counter[int]
-    unparsed = []  # type: List[Tuple[int, str]]
+    chips: Counter[str] = Counter()
+    consumers: Counter[str] = Counter()
+    netback: Counter[int] = Counter()
+    unparsed: List[Tuple[int, str]] = []
     irqs = xen = 0
     for lineno, line in enumerate(lines[1:], 2):
         tokens = line.split()

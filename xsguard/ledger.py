@@ -11,9 +11,8 @@ import fcntl
 import json
 import os
 import time
-from typing import Dict, Iterator, Optional, Tuple
-
 from contextlib import contextmanager
+from typing import Dict, Iterator, Optional, Tuple
 
 from .deadline import Deadline
 from .errors import DeadlineExceeded, XsguardError

@@ -41,10 +41,10 @@ class PortTable(NamedTuple):
 
 def parse(text: str) -> PortTable:
     """Count the ports in one ``lsevtchn`` output."""
-    states = Counter()  # type: Counter[str]
-    remote = Counter()  # type: Counter[int]
-    waiting = Counter()  # type: Counter[int]
-    unparsed = []  # type: List[Tuple[int, str]]
+    states: Counter[str] = Counter()
+    remote: Counter[int] = Counter()
+    waiting: Counter[int] = Counter()
+    unparsed: List[Tuple[int, str]] = []
     ports = 0
     max_port = 0
     for lineno, line in enumerate(text.splitlines(), 1):

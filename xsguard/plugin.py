@@ -9,7 +9,8 @@ import json
 import re
 from typing import Any, Callable, Dict, Set
 
-from . import config, denials as denials_mod, engine, report
+from . import config, report
+from . import denials as denials_mod
 from .deadline import Deadline
 from .errors import BadArgument, XsguardError, wire_error
 from .xapi import Xapi
@@ -17,12 +18,12 @@ from .xapi import Xapi
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 MAX_ARG = 256
 
-ALLOWED = {
+ALLOWED: Dict[str, Set[str]] = {
     "status": set(),
     "need": {"vm_uuid"},
     "check": {"vm_uuid"},
     "denials": {"since", "limit", "vm", "host"},
-}  # type: Dict[str, Set[str]]
+}
 
 
 def validate(fn: str, args: Dict[str, Any]) -> Dict[str, str]:
@@ -77,12 +78,12 @@ def _denials(cfg: config.Config, api: Xapi, args: Dict[str, str], deadline: Dead
     return {"denials": records.records[:limit], "corrupt_lines": records.corrupt}
 
 
-FUNCTIONS = {
+FUNCTIONS: Dict[str, Callable[..., Any]] = {
     "status": _status,
     "need": _need,
     "check": _check,
     "denials": _denials,
-}  # type: Dict[str, Callable[..., Any]]
+}
 
 
 def run(fn: str, session: Any, args: Dict[str, Any]) -> str:

@@ -6,7 +6,7 @@ one port per disk, per NIC and for xenstore, the console for PV guests, and two 
 (before 6.2) per HVM vCPU.
 """
 
-from typing import Dict, NamedTuple, Optional
+from typing import Any, Dict, NamedTuple, Optional
 
 
 class Profile(NamedTuple):
@@ -59,10 +59,10 @@ XS62 = XS8._replace(
 
 XS61 = XS62._replace(name="xs61", qemu_per_vcpu=1)
 
-PROFILES = {p.name: p for p in (XS8, XS62, XS61)}  # type: Dict[str, Profile]
+PROFILES: Dict[str, Profile] = {p.name: p for p in (XS8, XS62, XS61)}
 
 
-def with_overrides(profile: Profile, overrides: Dict[str, object]) -> Profile:
+def with_overrides(profile: Profile, overrides: Dict[str, Any]) -> Profile:
     """The profile with a site's per-device figures (``[need]`` in the config) applied."""
     known = {k: v for k, v in overrides.items() if v is not None}
     unknown = set(known) - set(Profile._fields)

@@ -53,8 +53,8 @@ def settle(
     The candidate's own entry (a reboot, a retried start) is dropped: it is about to be
     decided again.
     """
-    kept = {}  # type: Dict[str, Entry]
-    owed = []  # type: List[Owed]
+    kept: Dict[str, Entry] = {}
+    owed: List[Owed] = []
     for uuid, entry in entries.items():
         if uuid == candidate:
             continue

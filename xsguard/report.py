@@ -20,12 +20,12 @@ def status(cfg: Config, api: Optional[Xapi], deadline: Deadline) -> Dict[str, An
     """
     state = dom0_mod.read(cfg, deadline)
     host_uuid = dom0_mod.this_host_uuid(cfg)
-    names = {}  # type: Dict[int, Dict[str, str]]
+    names: Dict[int, Dict[str, str]] = {}
     host_name = ""
     entries, note = ledger.load(cfg.ledger["path"], set_aside=False)
     xapi_note = None
-    alive = {}  # type: Dict[str, Any]
-    leaked = None  # type: Optional[Dict[str, int]]
+    alive: Dict[str, Any] = {}
+    leaked: Optional[Dict[str, int]] = None
     if api is not None:
         try:
             host_ref, host = api.host_by_uuid(host_uuid)
@@ -55,7 +55,7 @@ def status(cfg: Config, api: Optional[Xapi], deadline: Deadline) -> Dict[str, An
 
     by_domain = {}
     for domid, count in sorted(state.ports.by_remote_domain.items()):
-        entry = {"ports": count}  # type: Dict[str, Any]
+        entry: Dict[str, Any] = {"ports": count}
         entry.update(names.get(domid, {}))
         by_domain[str(domid)] = entry
     return {

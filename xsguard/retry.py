@@ -9,7 +9,8 @@ import socket
 import xmlrpc.client
 from typing import Any, Callable, TypeVar
 
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, stop_any, wait_exponential
+from tenacity.stop import stop_base
 
 from .deadline import Deadline
 
@@ -18,20 +19,21 @@ T = TypeVar("T")
 TRANSPORT_ERRORS = (OSError, socket.timeout, http.client.HTTPException, xmlrpc.client.ProtocolError)
 
 
-def stop_at_deadline(deadline: Deadline) -> Callable[[Any], bool]:
+class stop_at_deadline(stop_base):
     """A tenacity stop condition: no further attempt once less than a tenth of a second is left."""
 
-    def stop(retry_state: Any) -> bool:
-        return deadline.remaining() < 0.1
+    def __init__(self, deadline: Deadline) -> None:
+        self.deadline = deadline
 
-    return stop
+    def __call__(self, retry_state: Any) -> bool:
+        return self.deadline.remaining() < 0.1
 
 
 def xapi_retrying(deadline: Deadline, attempts: int = 4) -> Retrying:
     """The policy: transport errors only, backing off 0.1 s to 1 s, within the deadline."""
     return Retrying(
         retry=retry_if_exception_type(TRANSPORT_ERRORS),
-        stop=stop_after_attempt(attempts) | stop_at_deadline(deadline),
+        stop=stop_any(stop_after_attempt(attempts), stop_at_deadline(deadline)),
         wait=wait_exponential(multiplier=0.1, max=1.0),
         reraise=True,
     )

@@ -36,7 +36,7 @@ class Xapi:
     def __init__(self, url: str, deadline: Deadline, session_ref: Optional[str] = None) -> None:
         self.url = url
         self.deadline = deadline
-        self.session = None  # type: Any
+        self.session: Any = None
         self.borrowed = session_ref  # a caller's session (host plugin): no login, no logout
 
     def __enter__(self) -> "Xapi":

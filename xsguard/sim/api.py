@@ -72,13 +72,13 @@ class Api:
                 p.create_device("VGPU", {"VM": vm, "device": device, "other_config": other_config or {}}),
             "VDI.create": lambda rec: self._plain_create("VDI", rec),
             "network.create": lambda rec: self._plain_create("network", rec),
-            "VM.destroy": lambda vm: _none(p.destroy_vm(vm)),
-            "VM.start": lambda vm, paused=False, force=False: _none(p.start(vm)),
-            "VM.start_on": lambda vm, host, paused=False, force=False: _none(p.start(vm, host)),
-            "VM.hard_shutdown": lambda vm: _none(p.shutdown(vm)),
-            "VM.clean_shutdown": lambda vm: _none(p.shutdown(vm)),
-            "VM.hard_reboot": lambda vm: _none(p.reboot(vm)),
-            "VM.clean_reboot": lambda vm: _none(p.reboot(vm)),
+            "VM.destroy": _void(p.destroy_vm),
+            "VM.start": _void(lambda vm, paused=False, force=False: p.start(vm)),
+            "VM.start_on": _void(lambda vm, host, paused=False, force=False: p.start(vm, host)),
+            "VM.hard_shutdown": _void(p.shutdown),
+            "VM.clean_shutdown": _void(p.shutdown),
+            "VM.hard_reboot": _void(p.reboot),
+            "VM.clean_reboot": _void(p.reboot),
             "message.create": self._message_create,
             "pool.get_master": lambda pool_ref: p.store.get("pool", pool_ref)["master"],
         }
@@ -194,8 +194,15 @@ class Api:
         raise ApiError("MESSAGE_METHOD_UNKNOWN", "sim." + name)
 
 
-def _none(_: Any) -> str:
-    return ""
+def _void(fn: Callable[..., None]) -> Callable[..., str]:
+    """A call whose XenAPI result is void: the empty string on the wire."""
+
+    def call(*args: Any) -> str:
+        fn(*args)
+        return ""
+
+    call.__signature__ = inspect.signature(fn)  # type: ignore[attr-defined]
+    return call
 
 
 def _arity(method: str, args: List[Any], low: int, high: int) -> None:

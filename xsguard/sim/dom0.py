@@ -43,9 +43,9 @@ class Dom0:
         self.root = root
         self.configure(vcpus=vcpus, abi=abi, port_limit=port_limit, irq_limit=irq_limit,
                        baseline_ports=baseline_ports, xen_version=xen_version)
-        self.ports = {}  # type: Dict[int, Port]
-        self.guest_ports = {}  # type: Dict[int, List[int]]  # domid -> port numbers
-        self.free = []  # type: List[int]
+        self.ports: Dict[int, Port] = {}
+        self.guest_ports: Dict[int, List[int]] = {}  # domid -> port numbers
+        self.free: List[int] = []
         self.next_port = 1
         self._install_baseline()
 

@@ -54,8 +54,8 @@ class SimHost:
         self.root = root
         self.dom0 = dom0
         self.workers = threading.BoundedSemaphore(XENOPSD_WORKERS)
-        self.config = {}  # type: Dict[str, str]
-        self.syslog = []  # type: List[str]
+        self.config: Dict[str, str] = {}
+        self.syslog: List[str] = []
         self._syslog_socket = self._listen_syslog()
 
     def _listen_syslog(self) -> socket.socket:
@@ -95,14 +95,14 @@ class Pool:
         self.interpreter = interpreter or self._dom0_python()
         self.store = Store()
         self.lock = threading.RLock()
-        self.hosts = {}  # type: Dict[str, SimHost]
-        self.sessions = {}  # type: Dict[str, Dict[str, Any]]
-        self.guests = {}  # type: Dict[str, Guest]
-        self.failures = []  # type: List[Dict[str, str]]
-        self.hook_log = []  # type: List[Dict[str, Any]]
-        self.calls = []  # type: List[Tuple[str, str]]  # (originator, method)
-        self.busy = set()  # type: set
-        self.timers = []  # type: List[threading.Timer]
+        self.hosts: Dict[str, SimHost] = {}
+        self.sessions: Dict[str, Dict[str, Any]] = {}
+        self.guests: Dict[str, Guest] = {}
+        self.failures: List[Dict[str, str]] = []
+        self.hook_log: List[Dict[str, Any]] = []
+        self.calls: List[Tuple[str, str]] = []  # (originator, method)
+        self.busy: set = set()
+        self.timers: List[threading.Timer] = []
         self.next_domid = 1
         self.url = ""
         self.pool_ref = self.store.create("pool", {"name_label": "sim-pool"})
@@ -184,7 +184,7 @@ class Pool:
             "log.syslog_socket": os.path.join(r, "dev", "log"),
         }
         values.update(host.config)
-        sections = {}  # type: Dict[str, List[str]]
+        sections: Dict[str, List[str]] = {}
         for dotted, value in sorted(values.items()):
             section, _, key = dotted.partition(".")
             sections.setdefault(section, []).append("%s = %s\n" % (key, value))
@@ -309,7 +309,7 @@ class Pool:
     def _free_memory(self, host_ref: str) -> int:
         host = self.store.get("host", host_ref)
         used = 0
-        for ref, rec in self.store.tables["VM"].items():
+        for rec in self.store.tables["VM"].values():
             if (rec["resident_on"] == host_ref or rec["scheduled_to_be_resident_on"] == host_ref) \
                     and not rec["is_control_domain"]:
                 used += int(rec["memory_static_max"])
@@ -497,7 +497,7 @@ def ref_name(ref: str) -> str:
 
 
 def _dom0_args(dom0: Dict[str, Any]) -> Dict[str, Any]:
-    args = {}  # type: Dict[str, Any]
+    args: Dict[str, Any] = {}
     for key in ("vcpus", "port_limit", "irq_limit", "baseline_ports"):
         if key in dom0 and str(dom0[key]) != "":
             args[key] = int(dom0[key])

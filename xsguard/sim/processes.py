@@ -71,7 +71,8 @@ def call_plugin(root: str, plugin: str, fn: str, session: str, args: Dict[str, s
         raise ApiError("XENAPI_PLUGIN_FAILURE", "non-zero exit", stdout, stderr)
     try:
         (response,), _ = xmlrpc.client.loads(stdout)
-        status = response["Status"]
+        status = response["Status"]  # type: ignore[index,call-overload]
+        assert isinstance(response, dict)
     except Exception:  # noqa: BLE001 - anything unparseable is the plugin's fault
         raise ApiError("XENAPI_PLUGIN_FAILURE", "failed to parse plugin output", stdout, stderr)
     if status == "Success":

@@ -40,7 +40,7 @@ def vm_record(spec: Dict[str, Any], name: str, hosts: Dict[str, str]) -> Dict[st
 
 def build(pool: Pool, doc: Dict[str, Any]) -> Dict[str, List[str]]:
     """Create the hosts and VMs of a scenario; returns their refs by kind."""
-    hosts = {}  # type: Dict[str, str]
+    hosts: Dict[str, str] = {}
     for host in doc.get("hosts", []):
         ref = pool.add_host(host["name"], dict(host.get("dom0", {})))
         hosts[host["name"]] = ref

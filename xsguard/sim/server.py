@@ -5,7 +5,7 @@ import socketserver
 import sys
 import threading
 from types import TracebackType
-from typing import Any, List, Optional, Type
+from typing import Any, Optional, Type
 from xmlrpc.server import SimpleXMLRPCRequestHandler, SimpleXMLRPCServer
 
 from .api import Api
@@ -26,8 +26,8 @@ class _Server(socketserver.ThreadingMixIn, SimpleXMLRPCServer):
                                     logRequests=False, allow_none=True)
         self.api = api
 
-    def _dispatch(self, method: str, params: List[Any]) -> Any:
-        return self.api.dispatch(method, params)
+    def _dispatch(self, method: str, params: Any) -> Any:
+        return self.api.dispatch(method, list(params))
 
 
 class Simulator:

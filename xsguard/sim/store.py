@@ -38,7 +38,7 @@ def _vm_defaults() -> Dict[str, Any]:
     }
 
 
-DEFAULTS = {
+DEFAULTS: Dict[str, Callable[[], Dict[str, Any]]] = {
     "VM": _vm_defaults,
     "VBD": lambda: {
         "VM": NULL, "VDI": NULL, "type": "Disk", "empty": False, "mode": "RW",
@@ -68,7 +68,7 @@ DEFAULTS = {
                                  "other_config": {}},
     "message": lambda: {"name": "", "priority": "3", "cls": "VM", "obj_uuid": "",
                         "timestamp": "", "body": ""},
-}  # type: Dict[str, Callable[[], Dict[str, Any]]]
+}
 
 # fields a client may set (xapi has no setter for the others)
 WRITABLE = {
@@ -93,8 +93,8 @@ class Store:
     """All records, by class and reference, with a uuid index."""
 
     def __init__(self) -> None:
-        self.tables = {cls: {} for cls in DEFAULTS}  # type: Dict[str, Dict[str, Dict[str, Any]]]
-        self.by_uuid = {cls: {} for cls in DEFAULTS}  # type: Dict[str, Dict[str, str]]
+        self.tables: Dict[str, Dict[str, Dict[str, Any]]] = {cls: {} for cls in DEFAULTS}
+        self.by_uuid: Dict[str, Dict[str, str]] = {cls: {} for cls in DEFAULTS}
 
     def create(self, cls: str, fields: Dict[str, Any]) -> str:
         record = DEFAULTS[cls]()
