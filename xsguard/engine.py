@@ -15,7 +15,7 @@ from .config import Config
 from .deadline import Deadline
 from .need import HostFacts, Need, as_int
 from .profiles import PROFILES, Profile, with_overrides
-from .promises import Alive, Entry, Owed, settle
+from .promises import Entry, Owed, here_from_records, settle
 from .xapi import Xapi
 
 BYPASS_KEY = "xsguard"
@@ -139,8 +139,8 @@ def _evaluate(
     state = dom0_mod.read(cfg, deadline)
     need = compute_need(cfg, subject, parts, state.backend)
     now = time.time()
-    alive = alive_here(records, subject.host_ref)
-    kept, owed = settle(entries, alive, state.ports.by_remote_domain, now, cfg.ledger["ttl"], candidate)
+    here = here_from_records(records, subject.host_ref)
+    kept, owed = settle(entries, here, state.ports.by_remote_domain, now, cfg.ledger["ttl"], candidate)
     promised = sum(o.owed for o in owed)
     verdict = verdict_mod.decide(
         need, subject.host.get("name_label", ""), state.ceilings, state.used, promised, cfg.policy["margin"]
@@ -152,13 +152,3 @@ def _evaluate(
         if kept != entries:
             ledger.save(cfg.ledger["path"], kept)
     return Outcome(subject._replace(need=need), verdict, owed, note, record and goes_ahead, waited)
-
-
-def alive_here(records: Dict[str, Dict[str, Any]], host_ref: str) -> Dict[str, Alive]:
-    """The VMs among ``records`` that have a domain on this host."""
-    alive = {}
-    for uuid, rec in records.items():
-        domid = as_int(rec.get("domid", -1), "domid")
-        if rec.get("power_state") in ("Running", "Paused") and rec.get("resident_on") == host_ref and domid > 0:
-            alive[uuid] = Alive(domid)
-    return alive

@@ -1,12 +1,20 @@
 """The charging rule: what VMs admitted earlier are still owed. Pure.
 
-ports in use = what dom0 holds now + for each admitted VM still alive here, its predicted
-need minus what dom0 already holds for its domain (never below 0). An admitted VM whose
-start has not produced a domain yet is owed its whole need until a TTL passes; one that was
-seen alive and no longer is leaves the ledger. The VM being decided is never charged twice.
+ports in use = what dom0 holds now + for each admitted VM still on this host, its predicted
+need minus what dom0 already holds for its domain (never below 0).
+
+- A VM whose start is still under way here (xapi has it scheduled on this host, no domain
+  yet) is owed its whole need, for at most a TTL.
+- A VM neither running nor starting here (refused by a later hook, its start failed or its
+  hook was killed, shut down, migrated away, deleted) leaves the ledger.
+- A VM whose domain holds its whole need leaves the ledger: dom0's live count covers it.
+- The VM being decided is never charged twice (a reboot, a retried start).
 """
 
 from typing import Dict, List, NamedTuple, Optional, Tuple
+
+RUNNING = "running"
+STARTING = "starting"
 
 
 class Entry(NamedTuple):
@@ -22,6 +30,13 @@ class Entry(NamedTuple):
         return dict(self._asdict())
 
 
+class Here(NamedTuple):
+    """What xapi says of a ledger VM on this host: running (with its domid) or starting."""
+
+    state: str
+    domid: Optional[int] = None
+
+
 class Owed(NamedTuple):
     """What one admitted VM is still owed, and why."""
 
@@ -30,18 +45,12 @@ class Owed(NamedTuple):
     need: int
     held: int
     owed: int
-    state: str  # "starting" (no domain yet) or "running"
-
-
-class Alive(NamedTuple):
-    """A VM's domain on this host, as xapi reports it."""
-
-    domid: int
+    state: str  # STARTING or RUNNING
 
 
 def settle(
     entries: Dict[str, Entry],
-    alive: Dict[str, Alive],
+    here: Optional[Dict[str, Here]],
     held_by_domid: Dict[int, int],
     now: float,
     ttl: float,
@@ -49,27 +58,44 @@ def settle(
 ) -> Tuple[Dict[str, Entry], List[Owed]]:
     """The ledger that remains and what each entry in it is owed.
 
-    ``alive`` maps a VM uuid to its domain on this host for the ledger's VMs that run here.
-    The candidate's own entry (a reboot, a retried start) is dropped: it is about to be
-    decided again.
+    ``here`` maps the uuids of ledger VMs that run or start on this host to their state;
+    None means xapi could not be asked, and every entry younger than the TTL is then
+    charged its whole need.
     """
     kept: Dict[str, Entry] = {}
     owed: List[Owed] = []
     for uuid, entry in entries.items():
         if uuid == candidate:
             continue
-        domain = alive.get(uuid)
-        if domain is None:
-            if entry.domid is not None or now - entry.admitted_at > ttl:
-                continue  # it ran and stopped, or its start never produced a domain
-            kept[uuid] = entry
-            owed.append(Owed(uuid, entry.vm_name, entry.need, 0, entry.need, "starting"))
+        state = Here(STARTING) if here is None else here.get(uuid)
+        if state is None:
             continue
-        if entry.domid is not None and entry.domid != domain.domid:
-            continue  # a different domain: that start was decided again by its own hook
-        held = held_by_domid.get(domain.domid, 0)
+        if state.state == STARTING or state.domid is None:
+            if now - entry.admitted_at > ttl:
+                continue  # a start stuck past the TTL is not charged forever
+            kept[uuid] = entry
+            owed.append(Owed(uuid, entry.vm_name, entry.need, 0, entry.need, STARTING))
+            continue
+        if entry.domid is not None and entry.domid != state.domid:
+            continue  # a later domain of this VM: its own hook decided that start
+        held = held_by_domid.get(state.domid, 0)
         if held >= entry.need:
-            continue  # fully connected: dom0's count now holds all of it
-        kept[uuid] = entry._replace(domid=domain.domid)
-        owed.append(Owed(uuid, entry.vm_name, entry.need, held, entry.need - held, "running"))
+            continue
+        kept[uuid] = entry._replace(domid=state.domid)
+        owed.append(Owed(uuid, entry.vm_name, entry.need, held, entry.need - held, RUNNING))
     return kept, owed
+
+
+def here_from_records(records: Dict[str, Dict[str, object]], host_ref: str) -> Dict[str, Here]:
+    """Which of these VM records run or start on this host (records as XenAPI returns them)."""
+    here: Dict[str, Here] = {}
+    for uuid, rec in records.items():
+        try:
+            domid = int(str(rec.get("domid", -1)))
+        except ValueError:
+            domid = -1
+        if rec.get("resident_on") == host_ref and rec.get("power_state") in ("Running", "Paused") and domid > 0:
+            here[uuid] = Here(RUNNING, domid)
+        elif rec.get("scheduled_to_be_resident_on") == host_ref:
+            here[uuid] = Here(STARTING)
+    return here

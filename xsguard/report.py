@@ -8,7 +8,7 @@ from . import engine, ledger, probes
 from .config import Config
 from .deadline import Deadline
 from .errors import XapiUnreachable
-from .promises import settle
+from .promises import Here, here_from_records, settle
 from .xapi import Xapi, quote
 
 
@@ -24,7 +24,7 @@ def status(cfg: Config, api: Optional[Xapi], deadline: Deadline) -> Dict[str, An
     host_name = ""
     entries, note = ledger.load(cfg.ledger["path"], set_aside=False)
     xapi_note = None
-    alive: Dict[str, Any] = {}
+    here: Optional[Dict[str, Here]] = None
     leaked: Optional[Dict[str, int]] = None
     if api is not None:
         try:
@@ -37,16 +37,13 @@ def status(cfg: Config, api: Optional[Xapi], deadline: Deadline) -> Dict[str, An
                 if domid >= 0 and rec.get("power_state") in ("Running", "Paused"):
                     live.add(domid)
                     names[domid] = {"vm_uuid": rec["uuid"], "vm_name": rec.get("name_label", "")}
-            by_uuid = {r["uuid"]: r for r in resident.values()}
-            alive = engine.alive_here({u: by_uuid[u] for u in entries if u in by_uuid}, host_ref)
+            here = here_from_records(api.vms_by_uuid(sorted(entries)), host_ref)
             leaked = {str(d): n for d, n in sorted(state.ports.leaked(live).items())}
         except XapiUnreachable as exc:
             xapi_note = exc.message
     else:
         xapi_note = "xapi not consulted"
-    if api is None or xapi_note:
-        alive = {}
-    _, owed = settle(entries, alive, state.ports.by_remote_domain, time.time(), cfg.ledger["ttl"], "")
+    _, owed = settle(entries, here, state.ports.by_remote_domain, time.time(), cfg.ledger["ttl"], "")
     promised = sum(o.owed for o in owed)
     margin = cfg.policy["margin"]
 

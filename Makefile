@@ -1,0 +1,45 @@
+# Everything runs from a virtual environment this Makefile makes: only python3 and make needed.
+PYTHON ?= python3
+VENV ?= .venv
+OLDEST ?= .venv-oldest
+PY := $(VENV)/bin/python
+CHECKED := xsguard plugins/xsguard plugins/vm-pre-start/50xsguard
+
+.PHONY: all demo test test-oldest lint bench rpm clean
+
+all: lint test
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+$(OLDEST)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(OLDEST)
+	$(OLDEST)/bin/python -m pip install -q --upgrade pip
+	$(OLDEST)/bin/python -m pip install -q -e '.[test]' 'structlog==21.5.0' 'tenacity==8.2.2'
+	touch $@
+
+demo: $(VENV)/.installed
+	$(PY) -m xsguard demo
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q
+
+# the suite again with the oldest dependencies dom0's Python 3.6 can install
+test-oldest: $(OLDEST)/.installed
+	$(OLDEST)/bin/python -c 'import structlog, tenacity, importlib.metadata as m; \
+	  print("structlog", m.version("structlog"), "tenacity", m.version("tenacity"))'
+	$(OLDEST)/bin/python -m pytest -q
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/vermin --no-tips --violations --target=3.6- $(CHECKED)
+	$(VENV)/bin/ruff check $(CHECKED) tests benchmarks
+	$(VENV)/bin/mypy
+
+bench: $(VENV)/.installed
+	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) $(OLDEST) build dist *.egg-info
