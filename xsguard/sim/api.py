@@ -187,6 +187,9 @@ class Api:
                 return [[o, m] for o, m in pool.calls]
         if name == "fail_host":
             return pool.fail_host(args[0])
+        if name == "install_xsguard":
+            pool.install_plugins(pool.host(args[0]))
+            return ""
         if name == "get_syslog":
             return list(pool.host(args[0]).syslog)
         if name == "get_host_root":

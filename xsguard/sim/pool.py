@@ -162,11 +162,15 @@ class Pool:
             sim_dom0.write_boot_files()
             self.write_xsguard_config(host)
             if self.install_xsguard:
-                for entry in sorted(os.listdir(os.path.join(self.plugins_dir, "vm-pre-start"))):
-                    self.install(host, os.path.join(self.plugins_dir, "vm-pre-start", entry),
-                                 os.path.join("vm-pre-start", entry))
-                self.install(host, os.path.join(self.plugins_dir, "xsguard"), os.path.join("plugins", "xsguard"))
+                self.install_plugins(host)
             return ref
+
+    def install_plugins(self, host: SimHost) -> None:
+        """Install xsguard's hook and plugin from plugins/ on one host."""
+        for entry in sorted(os.listdir(os.path.join(self.plugins_dir, "vm-pre-start"))):
+            self.install(host, os.path.join(self.plugins_dir, "vm-pre-start", entry),
+                         os.path.join("vm-pre-start", entry))
+        self.install(host, os.path.join(self.plugins_dir, "xsguard"), os.path.join("plugins", "xsguard"))
 
     def write_xsguard_config(self, host: SimHost) -> None:
         r = host.root

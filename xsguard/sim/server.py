@@ -20,6 +20,7 @@ class _Handler(SimpleXMLRPCRequestHandler):
 class _Server(socketserver.ThreadingMixIn, SimpleXMLRPCServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 1024  # a boot storm opens hundreds of connections at once
 
     def __init__(self, port: int, api: Api) -> None:
         SimpleXMLRPCServer.__init__(self, ("127.0.0.1", port), requestHandler=_Handler,
