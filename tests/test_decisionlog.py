@@ -1,0 +1,158 @@
+"""The decision log: structlog records, whole lines under concurrency and rotation, operator signals."""
+
+import gzip
+import json
+import os
+import subprocess
+import sys
+import time
+
+from structlog.testing import capture_logs
+
+from tests.pool import failure, make_vm, small_host
+from xsguard import decisionlog
+from xsguard.denials import log_files, read, summary
+
+
+def test_records_are_captured_with_their_fields():
+    """The hook's events reach structlog with the documented keys (capture_logs)."""
+    with capture_logs() as logs:
+        decisionlog.get().bind(vm_uuid="u", mode="enforce").warning(
+            "start_refused", need=22, ceiling="xen_ports", vm_name="n")
+    assert logs == [{"event": "start_refused", "log_level": "warning", "vm_uuid": "u", "mode": "enforce",
+                     "need": 22, "ceiling": "xen_ports", "vm_name": "n"}]
+
+
+def test_hostile_name_gives_one_valid_json_line(tmp_path):
+    """Newlines, quotes, ANSI escapes and non-ASCII in a name: still one JSON line, read back intact."""
+    path = str(tmp_path / "decisions.log")
+    decisionlog.configure(path)
+    name = 'evil\n"quoted"\x1b[31mred\u00e9\U0001f600'
+    decisionlog.get().warning("start_refused", vm_name=name, vm_uuid="u")
+    with open(path, "rb") as handle:
+        data = handle.read()
+    assert data.count(b"\n") == 1 and data.endswith(b"\n")
+    record = json.loads(data.decode("ascii"))
+    assert record["vm_name"] == name
+    assert record["event"] == "start_refused" and record["time"].endswith("Z") and record["version"]
+
+
+WRITER = r"""
+import sys
+from xsguard import decisionlog
+decisionlog.configure(sys.argv[1])
+log = decisionlog.get()
+for i in range(int(sys.argv[3])):
+    log.info("start_admitted", writer=int(sys.argv[2]), seq=i, padding="x" * 3000)
+"""
+
+
+def test_concurrent_writers_write_whole_lines(tmp_path):
+    """50 processes appending at once: every line whole, none lost."""
+    path = str(tmp_path / "decisions.log")
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, path, str(w), "40"]) for w in range(50)]
+    for p in procs:
+        assert p.wait() == 0
+    with open(path) as handle:
+        records = [json.loads(line) for line in handle]
+    assert len(records) == 50 * 40
+    assert {(r["writer"], r["seq"]) for r in records} == {(w, i) for w in range(50) for i in range(40)}
+
+
+def test_rotation_mid_run_loses_nothing(tmp_path):
+    """logrotate renames the file while writers run: old file plus new file hold every record."""
+    path = str(tmp_path / "decisions.log")
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, path, str(w), "200"]) for w in range(4)]
+    rotated = 0
+    while any(p.poll() is None for p in procs):
+        if os.path.exists(path):
+            rotated += 1
+            os.rename(path, "%s.%d" % (path, rotated))
+        time.sleep(0.05)
+    assert rotated >= 2
+    seen = set()
+    for name in log_files(path):
+        with open(name) as handle:
+            for line in handle:
+                r = json.loads(line)
+                seen.add((r["writer"], r["seq"]))
+    assert seen == {(w, i) for w in range(4) for i in range(200)}
+
+
+def test_full_disk_keeps_the_decision(small_disk, capsys):
+    """The log cannot be written: the record is reported on stderr, nothing raises."""
+    path = os.path.join(small_disk.path, "decisions.log")
+    small_disk.fill()
+    decisionlog.configure(path)
+    decisionlog.get().warning("start_refused", vm_uuid="u", padding="x" * 20000)
+    assert "cannot write the decision log" in capsys.readouterr().err
+
+
+def refusal(i, vm="a", host="h", hour="08"):
+    return {"event": "start_refused", "time": "2026-11-26T%s:%02d:00.000000Z" % (hour, i % 60),
+            "vm_uuid": vm + "-uuid", "vm_name": vm, "host_uuid": host + "-uuid", "host_name": host,
+            "ceiling": "xen_ports", "need": 10, "checks": []}
+
+
+def test_denials_reads_rotated_and_compressed_files_and_skips_corrupt_lines(tmp_path):
+    """Current, .1 and .2.gz files are all read; a corrupt line is counted, not fatal."""
+    path = str(tmp_path / "decisions.log")
+    with gzip.open(path + ".2.gz", "wt") as handle:
+        handle.write(json.dumps(refusal(1)) + "\n")
+    with open(path + ".1", "w") as handle:
+        handle.write(json.dumps(refusal(2, vm="b")) + "\n" + '{"event": "start_refused", "time": \n')
+    with open(path, "w") as handle:
+        handle.write(json.dumps(refusal(3)) + "\n" + json.dumps(dict(refusal(4), event="start_admitted")) + "\n")
+        handle.write("garbage\x00line\n")
+    found = read(path)
+    assert [r["time"][14:16] for r in found.records] == ["03", "02", "01"]
+    assert found.corrupt == 2
+    assert [r["vm_name"] for r in read(path, vm="b").records] == ["b"]
+    assert [g["count"] for g in summary(found.records)] == [2, 1]
+
+
+def test_denials_since(tmp_path):
+    """--since keeps what is newer."""
+    path = str(tmp_path / "decisions.log")
+    with open(path, "w") as handle:
+        for hour in ("06", "07", "08"):
+            handle.write(json.dumps(refusal(0, hour=hour)) + "\n")
+    from xsguard.denials import iso_to_epoch, parse_since
+
+    assert len(read(path, since=parse_since("2026-11-26T07:00")).records) == 2
+    assert parse_since("2h", now=iso_to_epoch("2026-11-26T08:00")) == iso_to_epoch("2026-11-26T06:00")
+
+
+def test_refusal_on_the_pool_leaves_record_syslog_and_one_alert(api):
+    """A refused start: a log record, a syslog line, one xapi message; a second refusal: no second message."""
+    host = small_host(api, port_limit=100, vcpus=4)
+    vm = make_vm(api, "big", vcpus=32, hvm=True, disks=4, nics=2, affinity=host)
+    uuid = api.VM.get_uuid(vm)
+    failure(api.VM.start, vm, False, False)
+    failure(api.VM.start, vm, False, False)
+    root = api.sim.get_host_root(host)
+    with open(os.path.join(root, "var", "log", "xsguard", "decisions.log")) as handle:
+        events = [json.loads(line)["event"] for line in handle]
+    assert events == ["start_refused", "start_refused"]
+    lines = api.sim.get_syslog(host)
+    assert len(lines) == 2
+    assert lines[0].startswith("<28>xsguard[") and "refused VM 'big' (%s) on host 'xs-a'" % uuid in lines[0]
+    messages = [m for m in api.message.get_all_records().values() if m["name"] == "XSGUARD_START_REFUSED"]
+    assert len(messages) == 1
+    assert (messages[0]["cls"], messages[0]["obj_uuid"], messages[0]["priority"]) == ("VM", uuid, "3")
+    assert "xsguard refused to start VM 'big'" in messages[0]["body"]
+
+
+def test_failed_alert_does_not_change_the_verdict(api, sim):
+    """message.create failing (a role without the right, a slow master): still refused, still logged."""
+    host = small_host(api, port_limit=100, vcpus=4)
+    vm = make_vm(api, "big", vcpus=32, hvm=True, disks=4, nics=2, affinity=host)
+    sim.pool.store.tables.pop("message")  # the call now fails inside xapi
+    details = failure(api.VM.start, vm, False, False)
+    assert details[0] == "XAPI_HOOK_FAILED" and details[4] == "2"
+    root = api.sim.get_host_root(host)
+    with open(os.path.join(root, "var", "log", "xsguard", "decisions.log")) as handle:
+        events = [json.loads(line)["event"] for line in handle]
+    assert events == ["alert_failed", "start_refused"]
+
+
