@@ -9,7 +9,7 @@ import time
 
 from structlog.testing import capture_logs
 
-from tests.pool import failure, make_vm, small_host
+from tests.pool import failure, make_vm, small_host, wait_for
 from xsguard import decisionlog
 from xsguard.denials import log_files, read, summary
 
@@ -38,12 +38,14 @@ def test_hostile_name_gives_one_valid_json_line(tmp_path):
 
 
 WRITER = r"""
-import sys
+import sys, time
 from xsguard import decisionlog
 decisionlog.configure(sys.argv[1])
 log = decisionlog.get()
+pause = float(sys.argv[4]) if len(sys.argv) > 4 else 0
 for i in range(int(sys.argv[3])):
     log.info("start_admitted", writer=int(sys.argv[2]), seq=i, padding="x" * 3000)
+    time.sleep(pause)
 """
 
 
@@ -62,16 +64,18 @@ def test_concurrent_writers_write_whole_lines(tmp_path):
 def test_rotation_mid_run_loses_nothing(tmp_path):
     """logrotate renames the file while writers run: old file plus new file hold every record."""
     path = str(tmp_path / "decisions.log")
-    procs = [subprocess.Popen([sys.executable, "-c", WRITER, path, str(w), "200"]) for w in range(4)]
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, path, str(w), "200", "0.002"]) for w in range(4)]
     rotated = 0
     while any(p.poll() is None for p in procs):
         if os.path.exists(path):
             rotated += 1
             os.rename(path, "%s.%d" % (path, rotated))
-        time.sleep(0.05)
-    assert rotated >= 2
+        time.sleep(0.03)
+    assert rotated >= 3
     seen = set()
     for name in log_files(path):
+        if not os.path.exists(name):
+            continue  # renamed last, and no record came after
         with open(name) as handle:
             for line in handle:
                 r = json.loads(line)
@@ -86,6 +90,18 @@ def test_full_disk_keeps_the_decision(small_disk, capsys):
     decisionlog.configure(path)
     decisionlog.get().warning("start_refused", vm_uuid="u", padding="x" * 20000)
     assert "cannot write the decision log" in capsys.readouterr().err
+
+
+def wait_records(path, count):
+    """The log's records once it holds ``count``: the hook's detached child writes them."""
+    def records():
+        if not os.path.exists(path):
+            return None
+        with open(path) as handle:
+            found = [json.loads(line) for line in handle]
+        return found if len(found) >= count else None
+
+    return wait_for(records)
 
 
 def refusal(i, vm="a", host="h", hour="08"):
@@ -131,10 +147,9 @@ def test_refusal_on_the_pool_leaves_record_syslog_and_one_alert(api):
     failure(api.VM.start, vm, False, False)
     failure(api.VM.start, vm, False, False)
     root = api.sim.get_host_root(host)
-    with open(os.path.join(root, "var", "log", "xsguard", "decisions.log")) as handle:
-        events = [json.loads(line)["event"] for line in handle]
+    events = [r["event"] for r in wait_records(os.path.join(root, "var", "log", "xsguard", "decisions.log"), 2)]
     assert events == ["start_refused", "start_refused"]
-    lines = api.sim.get_syslog(host)
+    lines = wait_for(lambda: api.sim.get_syslog(host) if len(api.sim.get_syslog(host)) >= 2 else None)
     assert len(lines) == 2
     assert lines[0].startswith("<28>xsguard[") and "refused VM 'big' (%s) on host 'xs-a'" % uuid in lines[0]
     messages = [m for m in api.message.get_all_records().values() if m["name"] == "XSGUARD_START_REFUSED"]
@@ -151,8 +166,7 @@ def test_failed_alert_does_not_change_the_verdict(api, sim):
     details = failure(api.VM.start, vm, False, False)
     assert details[0] == "XAPI_HOOK_FAILED" and details[4] == "2"
     root = api.sim.get_host_root(host)
-    with open(os.path.join(root, "var", "log", "xsguard", "decisions.log")) as handle:
-        events = [json.loads(line)["event"] for line in handle]
+    events = [r["event"] for r in wait_records(os.path.join(root, "var", "log", "xsguard", "decisions.log"), 2)]
     assert events == ["alert_failed", "start_refused"]
 
 

@@ -4,13 +4,22 @@ import json
 import os
 import time
 
-from tests.pool import failure, make_vm, small_host
+from tests.pool import failure, make_vm, small_host, wait_for
 
 
-def decisions(api, host):
+def decisions(api, host, count):
+    """The decision log's records, once it holds ``count`` (a detached child writes them)."""
     path = os.path.join(api.sim.get_host_root(host), "var", "log", "xsguard", "decisions.log")
-    with open(path) as handle:
-        return [json.loads(line) for line in handle]
+
+    def records():
+        try:
+            with open(path) as handle:
+                found = [json.loads(line) for line in handle]
+        except FileNotFoundError:
+            return None
+        return found if len(found) >= count else None
+
+    return wait_for(records)
 
 
 def hook_runs(api):
@@ -44,7 +53,7 @@ def test_admits_what_fits_and_refuses_what_does_not(api):
     assert "other-config:xsguard=skip" in stdout and stdout == stdout.encode("ascii").decode()
     assert api.VM.get_power_state(big) == "Halted"
     assert api.sim.get_failures() == []
-    log = decisions(api, host)
+    log = decisions(api, host, 4)
     assert [r["event"] for r in log] == ["start_admitted"] * 3 + ["start_refused"]
     refused = log[-1]
     assert (refused["vm_uuid"], refused["vm_name"], refused["host_name"]) == (uuid, "big-db", "xs-a")
@@ -60,7 +69,7 @@ def test_warn_mode_logs_and_continues(api):
     assert api.VM.get_power_state(vm) == "Running"
     run = hook_runs(api)[-1]
     assert run["exit_code"] == "1" and "mode = warn" in run["stdout"] and "xsguard refused" in run["stdout"]
-    assert decisions(api, host)[-1]["event"] == "start_warned"
+    assert decisions(api, host, 1)[-1]["event"] == "start_warned"
 
 
 def test_off_mode_only_logs(api):
@@ -69,7 +78,7 @@ def test_off_mode_only_logs(api):
     vm = make_vm(api, "big", vcpus=8, hvm=True, disks=1, nics=1, affinity=host)
     api.VM.start(vm, False, False)
     assert hook_runs(api)[-1]["exit_code"] == "0" and hook_runs(api)[-1]["stdout"] == ""
-    assert decisions(api, host)[-1]["event"] == "start_would_refuse"
+    assert decisions(api, host, 1)[-1]["event"] == "start_would_refuse"
 
 
 def test_bypass_key(api):
@@ -79,7 +88,7 @@ def test_bypass_key(api):
     api.VM.add_to_other_config(vm, "xsguard", "skip")
     api.VM.start(vm, False, False)
     assert api.VM.get_power_state(vm) == "Running"
-    record = decisions(api, host)[-1]
+    record = decisions(api, host, 1)[-1]
     assert record["event"] == "start_bypassed" and record["key"] == "other_config:xsguard=skip"
 
 
@@ -97,7 +106,7 @@ def test_xapi_down_on_error_allow(api):
     assert run["exit_code"] == "1"
     assert run["stdout"].startswith("xsguard could not check this start; allowed ([policy] on_error = allow)")
     assert "xapi is not answering on http://127.0.0.1:9/" in run["stdout"]
-    record = decisions(api, host)[-1]
+    record = decisions(api, host, 1)[-1]
     assert (record["event"], record["error"], record["on_error"]) == ("guard_error", "XSGUARD_XAPI_UNREACHABLE",
                                                                       "allow")
 
@@ -119,7 +128,7 @@ def test_lsevtchn_missing(api):
     api.VM.start(vm, False, False)
     run = hook_runs(api)[-1]
     assert run["exit_code"] == "1" and "lsevtchn not found or not executable at /nonexistent/lsevtchn" in run["stdout"]
-    assert decisions(api, host)[-1]["error"] == "XSGUARD_PROBE_FAILED"
+    assert decisions(api, host, 1)[-1]["error"] == "XSGUARD_PROBE_FAILED"
 
 
 def test_lsevtchn_hanging_past_the_deadline(api, tmp_path):
@@ -134,7 +143,7 @@ def test_lsevtchn_hanging_past_the_deadline(api, tmp_path):
     elapsed = time.monotonic() - started
     assert details[4] == "2" and "did not answer within" in details[3]
     assert elapsed < 10  # bounded by the deadline, not by lsevtchn's 60 s
-    assert decisions(api, host)[-1]["error"] == "XSGUARD_PROBE_FAILED"
+    assert decisions(api, host, 1)[-1]["error"] == "XSGUARD_PROBE_FAILED"
 
 
 def test_garbage_from_lsevtchn(api, tmp_path):
@@ -154,7 +163,7 @@ def test_crash_inside_the_package(api, sim):
         sim.pool.vm(vm)["VCPUs_max"] = "lots"  # a record no code path expects
     details = failure(api.VM.start, vm, False, False)
     assert details[4] == "2" and "internal error in xsguard: ValueError" in details[3]
-    assert decisions(api, host)[-1]["error"] == "XSGUARD_INTERNAL_ERROR"
+    assert decisions(api, host, 1)[-1]["error"] == "XSGUARD_INTERNAL_ERROR"
 
 
 def test_unreadable_config_allows_with_a_reason(api):
@@ -221,7 +230,7 @@ def test_reboot_is_checked_again(api):
     api.VM.start(vm, False, False)
     api.VM.clean_reboot(vm)
     assert api.VM.get_power_state(vm) == "Running"
-    assert [r["event"] for r in decisions(api, host)][-1] == "start_admitted"
+    assert [r["event"] for r in decisions(api, host, 4)][-1] == "start_admitted"
 
 
 def test_xenapi_failure_is_not_retried(api, sim):

@@ -6,7 +6,7 @@ import os
 import pytest
 
 from tests.fixtures_path import PV, PVH, read
-from xsguard.interrupts import consumer_of, parse
+from xsguard.interrupts import consumer_of, count, parse
 
 
 def test_baseline_capture():
@@ -45,6 +45,7 @@ def test_guest_ports_appear_as_irqs(path):
     baseline = parse(read(PV, "01-baseline.interrupts.txt")).by_chip["xen-dyn-lateeoi"]
     assert table.by_chip.get("xen-dyn-lateeoi", 0) - baseline == guest_ports
     assert table.irqs - 28 == guest_ports
+    assert count(read(path)) == table.irqs
     assert table.unparsed == []
 
 

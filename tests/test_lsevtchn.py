@@ -6,7 +6,7 @@ import os
 import pytest
 
 from tests.fixtures_path import PV, PVH, read
-from xsguard.lsevtchn import parse
+from xsguard.lsevtchn import parse, parse_lines
 
 
 def _captures():
@@ -18,6 +18,7 @@ def _captures():
 def test_every_capture_counts_as_captured(path):
     """Each capture parses whole, and the port count equals the captured ``.count``."""
     table = parse(read(path))
+    assert table == parse_lines(read(path))  # the whole-text scan and the line-by-line count agree
     assert table.unparsed == []
     assert table.by_state.get("unrecognised", 0) == 0
     assert table.ports == int(read(path.replace(".lsevtchn0.txt", ".count")).strip())
@@ -65,6 +66,7 @@ def test_all_states():
         "   6: VCPU 0: Unknown",
     ])
     table = parse(text)
+    assert table == parse_lines(text)
     assert table.by_state == {s: 1 for s in ("connected", "waiting", "pirq", "virq", "ipi", "unknown")}
     assert table.leaked([5]) == {7: 1}
 
@@ -104,6 +106,7 @@ def test_fifo_sized_output():
     lines = ["%4d: VCPU %d: Interdomain (Connected) - Remote Domain %d, Port %d" % (p, p % 16, 1 + p // 10, p % 10)
              for p in range(1, 131072)]
     table = parse("\n".join(lines) + "\n")
+    assert table == parse_lines("\n".join(lines) + "\n")
     assert table.ports == 131071
     assert table.max_port == 131071
     assert sum(table.by_remote_domain.values()) == 131071

@@ -56,6 +56,14 @@ def start_all(url, refs, action="start"):
     return outcomes
 
 
+def assert_no_guard_error(api):
+    """Every hook decided (0 or 2): a guard error would have let a start through uncounted."""
+    codes = {}
+    for run in api.sim.get_hook_log():
+        codes.setdefault(run["exit_code"], run["stdout"][:300])
+    assert set(codes) <= {"0", "2"}, codes
+
+
 def settle_ports(api, host, timeout=30):
     """Wait until every admitted guest's PV drivers have connected."""
     def done():
@@ -72,6 +80,7 @@ def test_boot_storm_admits_exactly_what_fits(api, sim):
     host = host_with_room(api, "xs-a", 150)
     refs = desktops(api, 200, "desk", rng, affinity=host)
     outcomes = start_all(sim.url, refs)
+    assert_no_guard_error(api)
     admitted = [r for r, o in outcomes.items() if o == "ok"]
     refused = [o for o in outcomes.values() if o != "ok"]
     assert len(admitted) == 150
@@ -126,7 +135,7 @@ def hook_pids(root):
 
 
 def test_hooks_killed_at_random_points(api, sim):
-    """SIGKILL at random points across 100 starts: the ledger parses, names only running VMs, and the next start is decided."""
+    """SIGKILL at random points in 100 starts: the ledger parses, names only running VMs, the next start is decided."""
     rng = random.Random(42)
     host = host_with_room(api, "xs-a", 300)
     root = api.sim.get_host_root(host)
@@ -184,6 +193,7 @@ def test_reboot_storm(api, sim):
         t.start()
     for t in threads:
         t.join(300)
+    assert_no_guard_error(api)
     running = [r for r in first + extra if api.VM.get_power_state(r) == "Running"]
     assert len(running) == 60
     settle_ports(api, host)
@@ -201,6 +211,7 @@ def test_ha_restart_storm(api, sim):
     assert set(start_all(sim.url, vms).values()) == {"ok"}
     api.sim.fail_host(failing)
     outcomes = start_all(sim.url, vms)
+    assert_no_guard_error(api)
     assert sum(1 for o in outcomes.values() if o == "ok") == 70
     assert {api.VM.get_resident_on(r) for r in vms if api.VM.get_power_state(r) == "Running"} == {survivor}
     settle_ports(api, survivor)

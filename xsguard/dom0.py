@@ -1,6 +1,6 @@
 """One reading of this host's dom0: its ports, its IRQs, its ceilings and backend settings."""
 
-from typing import Dict, List, NamedTuple
+from typing import Dict, List, NamedTuple, Optional
 
 from . import ceilings, interrupts, lsevtchn, probes
 from .ceilings import Ceiling
@@ -15,7 +15,8 @@ class Dom0(NamedTuple):
     """dom0's state as read now."""
 
     ports: PortTable
-    irqs: IrqTable
+    irqs_used: int
+    irq_table: Optional[IrqTable]  # by chip and consumer, when read in ``detail``
     port_ceiling: Ceiling
     irq_ceiling: Ceiling
     backend: Dict[str, str]
@@ -27,11 +28,14 @@ class Dom0(NamedTuple):
 
     @property
     def used(self) -> Dict[str, int]:
-        return {"xen_ports": self.ports.ports, "linux_irqs": self.irqs.irqs}
+        return {"xen_ports": self.ports.ports, "linux_irqs": self.irqs_used}
 
 
-def read(cfg: Config, deadline: Deadline) -> Dom0:
-    """Run lsevtchn and read the files the config names; ProbeFailed on what is unusable."""
+def read(cfg: Config, deadline: Deadline, detail: bool = False) -> Dom0:
+    """Run lsevtchn and read the files the config names; ProbeFailed on what is unusable.
+
+    ``detail`` also breaks the IRQs down by chip and consumer (for ``status``).
+    """
     d = cfg.dom0
     path = probes.find_lsevtchn(d["lsevtchn"])
     text = probes.run_lsevtchn(path, deadline.cap(d["probe_timeout"]))
@@ -39,7 +43,9 @@ def read(cfg: Config, deadline: Deadline) -> Dom0:
     if ports.ports == 0 or ports.ports == len(ports.unparsed):
         first = ports.unparsed[0][1][:80] if ports.unparsed else "(nothing)"
         raise ProbeFailed("%s printed no port lines: %r" % (path, first), path)
-    irqs = interrupts.parse(probes.read_text(d["proc_interrupts"], "dom0's IRQ table"))
+    irq_text = probes.read_text(d["proc_interrupts"], "dom0's IRQ table")
+    irq_table = interrupts.parse(irq_text) if detail else None
+    irqs_used = irq_table.irqs if irq_table else interrupts.count(irq_text)
     log = None
     if d["port_limit"] is None or d["irq_limit"] is None:
         log = probes.read_kernel_log_head(d["kernel_log"])
@@ -49,7 +55,7 @@ def read(cfg: Config, deadline: Deadline) -> Dom0:
     else:
         port = ceilings.port_ceiling(d["port_limit"], None, None, None)
     irq = ceilings.irq_ceiling(d["irq_limit"], log)
-    return Dom0(ports, irqs, port, irq, probes.backend_params(d["sys_module"]), path)
+    return Dom0(ports, irqs_used, irq_table, port, irq, probes.backend_params(d["sys_module"]), path)
 
 
 def this_host_uuid(cfg: Config) -> str:

@@ -134,9 +134,10 @@ def _evaluate(
     waited: float,
 ) -> Outcome:
     candidate = subject.vm["uuid"]
-    others = sorted(u for u in entries if u != candidate)
-    records = api.vms_by_uuid(others)
+    # dom0 first, xapi second: a VM that gets its domain in between is then charged its whole
+    # need minus the nothing dom0 held for it, never its ports twice.
     state = dom0_mod.read(cfg, deadline)
+    records = api.vms_by_uuid(sorted(u for u in entries if u != candidate))
     need = compute_need(cfg, subject, parts, state.backend)
     now = time.time()
     here = here_from_records(records, subject.host_ref)

@@ -13,7 +13,7 @@ import sys
 import time
 from typing import Any, List, NamedTuple, Optional
 
-from . import alerts, config, decisionlog, engine
+from . import config, engine
 from .deadline import Deadline
 from .errors import BadArgument, DeadlineExceeded, NotACandidate, XsguardError, wire_error
 from .verdict import ascii_safe_lines
@@ -23,6 +23,7 @@ EXIT_GO = 0
 EXIT_LOG_AND_CONTINUE = 1
 EXIT_REFUSE = 2
 BACKSTOP_GRACE = 0.25  # seconds past the deadline before the alarm interrupts whatever runs
+ALERT_DEADLINE = 10.0  # the alert is sent after the verdict: it may take longer
 
 
 class Args(NamedTuple):
@@ -56,33 +57,100 @@ def write_out(text: str) -> None:
         sys.stdout.flush()
 
 
+class Journal:
+    """The decision's log events, kept until the verdict is out, then written by ``publish``.
+
+    The hook's exit status is what the VM start waits for; structlog's import, the log
+    write, syslog and the xapi alert are not, so they happen after it (see ``publish``).
+    """
+
+    def __init__(self, **context: Any) -> None:
+        self.context = context
+        self.events: List[Any] = []
+        self.refusal: Any = None  # the Verdict to signal (syslog, alert), if any
+
+    def bind(self, **context: Any) -> "Journal":
+        self.context.update(context)
+        return self
+
+    def _add(self, level: str, event: str, **fields: Any) -> None:
+        self.events.append((level, event, dict(self.context, **fields)))
+
+    def info(self, event: str, **fields: Any) -> None:
+        self._add("info", event, **fields)
+
+    def warning(self, event: str, **fields: Any) -> None:
+        self._add("warning", event, **fields)
+
+    def error(self, event: str, **fields: Any) -> None:
+        self._add("error", event, **fields)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     """Run the hook; returns the exit status (never raises)."""
     started = time.monotonic()
     argv = sys.argv[1:] if argv is None else argv
     on_error = "allow"
-    mode = "enforce"
-    log: Any = None
+    log = Journal()
+    cfg: Optional[config.Config] = None
     args: Optional[Args] = None
     try:
-        cfg = config.load()
-        on_error = cfg.policy["on_error"]
-        mode = cfg.policy["mode"]
-        decisionlog.configure(cfg.log["file"])
-        log = decisionlog.get()
-        args = parse_argv(argv)
-        log = log.bind(vm_uuid=args.vm_uuid, reason=args.reason, mode=mode)
-        deadline = Deadline(cfg.policy["deadline"])
-        signal.signal(signal.SIGALRM, _alarm)
-        signal.setitimer(signal.ITIMER_REAL, cfg.policy["deadline"] + BACKSTOP_GRACE)
         try:
-            status, message = _decide(cfg, args, deadline, log, started)
-        finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-        write_out(message)
+            cfg = config.load()
+            on_error = cfg.policy["on_error"]
+            args = parse_argv(argv)
+            log.bind(vm_uuid=args.vm_uuid, reason=args.reason, mode=cfg.policy["mode"])
+            deadline = Deadline(cfg.policy["deadline"])
+            signal.signal(signal.SIGALRM, _alarm)
+            signal.setitimer(signal.ITIMER_REAL, cfg.policy["deadline"] + BACKSTOP_GRACE)
+            try:
+                status, message = _decide(cfg, args, deadline, log, started)
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+            write_out(message)
+        except BaseException as exc:  # noqa: BLE001 - the status must be chosen, never defaulted
+            status = _guard_error(exc, on_error, log, args, started)
+        if cfg is not None:
+            publish(cfg, log)
         return status
-    except BaseException as exc:  # noqa: BLE001 - the status must be chosen, never defaulted
-        return _guard_error(exc, on_error, log, args, started)
+    except BaseException:  # noqa: BLE001 - publishing must not change the status
+        return status if "status" in locals() else EXIT_LOG_AND_CONTINUE
+
+
+def publish(cfg: config.Config, log: Journal) -> None:
+    """Write the journal to the decision log and signal a refusal, in a detached child.
+
+    The parent returns at once so that the start goes on (or fails) without waiting. If no
+    child can be made, the work is done here, late but not lost.
+    """
+    sys.stdout.flush()
+    try:
+        pid = os.fork()
+    except OSError:
+        pid = 0
+        _write_journal(cfg, log)
+        return
+    if pid > 0:
+        return
+    try:
+        os.setsid()
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(devnull, fd)
+        _write_journal(cfg, log)
+    finally:
+        os._exit(0)
+
+
+def _write_journal(cfg: config.Config, journal: Journal) -> None:
+    from . import decisionlog
+
+    decisionlog.configure(cfg.log["file"])
+    log = decisionlog.get()
+    if journal.refusal is not None:
+        _signal_refusal(cfg, journal.refusal, log)
+    for level, event, fields in journal.events:
+        getattr(log, level)(event, **fields)
 
 
 def _decide(cfg: config.Config, args: Args, deadline: Deadline, log: Any, started: float) -> Any:
@@ -116,7 +184,8 @@ def _decide(cfg: config.Config, args: Args, deadline: Deadline, log: Any, starte
             if verdict.admitted:
                 log.info("start_admitted", duration_ms=_ms(started), **figures)
                 return EXIT_GO, ""
-            _signal_refusal(cfg, api, verdict, log, mode)
+            if mode != "off":
+                log.refusal = verdict
             event = {"enforce": "start_refused", "warn": "start_warned", "off": "start_would_refuse"}[mode]
             log.warning(event, duration_ms=_ms(started), message=verdict.message, **figures)
     except NotACandidate as exc:
@@ -130,10 +199,10 @@ def _decide(cfg: config.Config, args: Args, deadline: Deadline, log: Any, starte
     return EXIT_GO, ""
 
 
-def _signal_refusal(cfg: config.Config, api: Xapi, verdict: Any, log: Any, mode: str) -> None:
+def _signal_refusal(cfg: config.Config, verdict: Any, log: Any) -> None:
     """Syslog and a xapi alert: best effort, never a change to the verdict."""
-    if mode == "off":
-        return
+    from . import alerts
+
     if cfg.log["syslog"]:
         try:
             alerts.send_syslog(cfg.log["syslog_socket"], alerts.syslog_line(verdict))
@@ -143,23 +212,19 @@ def _signal_refusal(cfg: config.Config, api: Xapi, verdict: Any, log: Any, mode:
         try:
             state = os.path.join(os.path.dirname(cfg.ledger["path"]) or ".", "alerts.json")
             if alerts.claim_alert(state, verdict.need.vm_uuid, cfg.log["alert_interval"], alerts.now()):
-                api.call("message.create", alerts.ALERT_NAME, str(alerts.ALERT_PRIORITY), "VM",
-                         verdict.need.vm_uuid, alerts.alert_body(verdict))
+                with Xapi(cfg.xapi["url"], Deadline(ALERT_DEADLINE)) as api:
+                    api.call("message.create", alerts.ALERT_NAME, str(alerts.ALERT_PRIORITY), "VM",
+                             verdict.need.vm_uuid, alerts.alert_body(verdict))
         except Exception as exc:  # noqa: BLE001 - an alert that fails must not change the verdict
             log.warning("alert_failed", error=str(wire_error(exc)))
 
 
-def _guard_error(exc: BaseException, on_error: str, log: Any, args: Optional[Args], started: float) -> int:
+def _guard_error(exc: BaseException, on_error: str, log: Journal, args: Optional[Args], started: float) -> int:
     """xsguard itself failed: log it, then allow (exit 1) or deny (exit 2) as configured."""
     err = wire_error(exc)
     if isinstance(exc, (KeyboardInterrupt, SystemExit)) and not isinstance(exc, XsguardError):
         err = XsguardError("interrupted (%s)" % type(exc).__name__)
-    if log is not None:
-        try:
-            log.error("guard_error", error=err.code, detail=err.message, on_error=on_error,
-                      duration_ms=_ms(started))
-        except Exception:  # noqa: BLE001 - the status still has to be returned
-            pass
+    log.error("guard_error", error=err.code, detail=err.message, on_error=on_error, duration_ms=_ms(started))
     vm = args.vm_uuid if args else "?"
     try:
         if on_error == "deny":

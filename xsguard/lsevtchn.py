@@ -39,8 +39,49 @@ class PortTable(NamedTuple):
         return {d: n for d, n in self.by_remote_domain.items() if d not in live}
 
 
+_VALID_LINE = re.compile(
+    r"^ *\d+: VCPU \d+: (?:Interdomain \((?:Connected|Waiting connection)\) - Remote Domain \d+(?:, Port \d+)?"
+    r"|Physical IRQ \d+|Virtual IRQ \d+|IPI|Unknown)$",
+    re.M,
+)
+_REMOTE_DOMAIN = re.compile(r"\) - Remote Domain (\d+)")
+_WAITING_DOMAIN = re.compile(r"\(Waiting connection\) - Remote Domain (\d+)")
+_LAST_PORT = re.compile(r"^ *(\d+): VCPU ")
+
+
 def parse(text: str) -> PortTable:
-    """Count the ports in one ``lsevtchn`` output."""
+    """Count the ports in one ``lsevtchn`` output.
+
+    When every line is well formed (the usual case, and a FIFO dom0 can print 131071 of
+    them) the counts come from whole-text scans; otherwise line by line.
+    """
+    lines = text.splitlines()
+    nonblank = [line for line in lines if line.strip()]
+    if not nonblank or len(_VALID_LINE.findall(text)) != len(nonblank):
+        return parse_lines(text)
+    states = {
+        "connected": text.count("Interdomain (Connected) - Remote Domain "),
+        "waiting": text.count("Interdomain (Waiting connection) - Remote Domain "),
+        "pirq": text.count(": Physical IRQ "),
+        "virq": text.count(": Virtual IRQ "),
+        "ipi": sum(1 for line in nonblank if line.endswith(": IPI")),
+        "unknown": sum(1 for line in nonblank if line.endswith(": Unknown")),
+    }
+    remote = Counter(_REMOTE_DOMAIN.findall(text))
+    waiting = Counter(_WAITING_DOMAIN.findall(text))
+    ports = [int(m.group(1)) for m in map(_LAST_PORT.match, nonblank[-64:]) if m]  # printed in port order
+    return PortTable(
+        len(nonblank),
+        max(ports),
+        {k: v for k, v in states.items() if v},
+        {int(d): n for d, n in remote.items()},
+        {int(d): n for d, n in waiting.items()},
+        [],
+    )
+
+
+def parse_lines(text: str) -> PortTable:
+    """Count the ports line by line: exact whatever the text holds (the fallback of ``parse``)."""
     states: Counter[str] = Counter()
     remote: Counter[int] = Counter()
     waiting: Counter[int] = Counter()

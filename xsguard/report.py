@@ -18,7 +18,7 @@ def status(cfg: Config, api: Optional[Xapi], deadline: Deadline) -> Dict[str, An
     With ``api`` None (xapi unreachable) the dom0 figures still come, without VM names and
     leaks, and each ledger entry is charged its whole need.
     """
-    state = dom0_mod.read(cfg, deadline)
+    state = dom0_mod.read(cfg, deadline, detail=True)
     host_uuid = dom0_mod.this_host_uuid(cfg)
     names: Dict[int, Dict[str, str]] = {}
     host_name = ""
@@ -64,14 +64,14 @@ def status(cfg: Config, api: Optional[Xapi], deadline: Deadline) -> Dict[str, An
         "ports_free": free(state.port_ceiling.limit, state.ports.ports),
         "irq_limit": state.irq_ceiling.limit,
         "irq_limit_source": state.irq_ceiling.source,
-        "irqs_used": state.irqs.irqs,
-        "irqs_free": free(state.irq_ceiling.limit, state.irqs.irqs),
+        "irqs_used": state.irqs_used,
+        "irqs_free": free(state.irq_ceiling.limit, state.irqs_used),
         "margin": margin,
         "promised": promised,
         "promises": [o._asdict() for o in owed],
         "by_state": state.ports.by_state,
         "by_remote_domain": by_domain,
-        "by_consumer": state.irqs.by_consumer,
+        "by_consumer": state.irq_table.by_consumer if state.irq_table else {},
         "leaked": leaked,
         "unparsed_lines": [{"line": n, "text": t[:120]} for n, t in state.ports.unparsed[:20]],
         "lsevtchn": state.lsevtchn,

@@ -9,9 +9,6 @@ import socket
 import xmlrpc.client
 from typing import Any, Callable, TypeVar
 
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, stop_any, wait_exponential
-from tenacity.stop import stop_base
-
 from .deadline import Deadline
 
 T = TypeVar("T")
@@ -19,26 +16,36 @@ T = TypeVar("T")
 TRANSPORT_ERRORS = (OSError, socket.timeout, http.client.HTTPException, xmlrpc.client.ProtocolError)
 
 
-class stop_at_deadline(stop_base):
+def stop_at_deadline(deadline: Deadline) -> Callable[[Any], bool]:
     """A tenacity stop condition: no further attempt once less than a tenth of a second is left."""
 
-    def __init__(self, deadline: Deadline) -> None:
-        self.deadline = deadline
+    def stop(retry_state: Any) -> bool:
+        return deadline.remaining() < 0.1
 
-    def __call__(self, retry_state: Any) -> bool:
-        return self.deadline.remaining() < 0.1
+    return stop
 
 
-def xapi_retrying(deadline: Deadline, attempts: int = 4) -> Retrying:
+def xapi_retrying(deadline: Deadline, attempts: int = 4) -> Any:
     """The policy: transport errors only, backing off 0.1 s to 1 s, within the deadline."""
+    from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, stop_any, wait_exponential
+
     return Retrying(
         retry=retry_if_exception_type(TRANSPORT_ERRORS),
-        stop=stop_any(stop_after_attempt(attempts), stop_at_deadline(deadline)),
+        stop=stop_any(stop_after_attempt(attempts), stop_at_deadline(deadline)),  # type: ignore[arg-type]
         wait=wait_exponential(multiplier=0.1, max=1.0),
         reraise=True,
     )
 
 
 def call_with_retries(deadline: Deadline, fn: Callable[..., T], *args: Any) -> T:
-    """``fn(*args)`` under the xapi retry policy."""
-    return xapi_retrying(deadline)(fn, *args)
+    """``fn(*args)`` under the xapi retry policy.
+
+    The first attempt runs bare: tenacity is imported only once a transport error happens,
+    so that the hook's usual path does not pay for its import.
+    """
+    try:
+        return fn(*args)
+    except TRANSPORT_ERRORS:
+        if deadline.remaining() < 0.1:
+            raise
+    return xapi_retrying(deadline, attempts=3)(fn, *args)

@@ -4,6 +4,7 @@ Every call goes through the retry policy (transport errors only) and maps xapi's
 xsguard's own. Records come back as XenAPI sends them (int64 fields as strings).
 """
 
+import http.client
 import os
 import socket
 import xmlrpc.client
@@ -30,6 +31,66 @@ def any_of(field: str, values: Iterable[str]) -> str:
     return " or ".join("field %s = %s" % (quote(field), quote(v)) for v in values)
 
 
+LOCAL_SOCKET = "/var/lib/xcp/xapi"
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    """HTTP over xapi's UNIX socket, with a timeout (XenAPI's own has none)."""
+
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.path = path
+
+    def connect(self) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(self.timeout)
+        self.sock.connect(self.path)
+
+
+def _bounded(conn: Any, deadline: Deadline) -> Any:
+    """Give a connection, and its socket if open, what is left of the deadline as timeout."""
+    conn.timeout = max(deadline.remaining(), 0.1)
+    if conn.sock is not None:
+        conn.sock.settimeout(conn.timeout)
+    return conn
+
+
+class _DeadlineTransport(xmlrpc.client.Transport):
+    """Every request's socket times out when the deadline does (per session, not process-wide)."""
+
+    def __init__(self, deadline: Deadline, unix_path: Optional[str] = None) -> None:
+        super().__init__()
+        self.deadline = deadline
+        self.unix_path = unix_path
+
+    def make_connection(self, host: Any) -> http.client.HTTPConnection:
+        if self.unix_path is None:
+            return _bounded(super().make_connection(host), self.deadline)
+        cached = self._connection[1]
+        if cached is None:
+            cached = _UnixConnection(self.unix_path, self.deadline.remaining())
+            self._connection = (host, cached)
+        return _bounded(cached, self.deadline)
+
+
+class _DeadlineSafeTransport(xmlrpc.client.SafeTransport):
+    def __init__(self, deadline: Deadline) -> None:
+        super().__init__()
+        self.deadline = deadline
+
+    def make_connection(self, host: Any) -> http.client.HTTPSConnection:
+        return _bounded(super().make_connection(host), self.deadline)
+
+
+def open_session(url: str, deadline: Deadline) -> Any:
+    """A XenAPI session object (not logged in) whose calls time out at the deadline."""
+    if url == "local":
+        return XenAPI.Session("http://localhost/", transport=_DeadlineTransport(deadline, LOCAL_SOCKET))
+    if url.startswith("https://"):
+        return XenAPI.Session(url, transport=_DeadlineSafeTransport(deadline))
+    return XenAPI.Session(url, transport=_DeadlineTransport(deadline))
+
+
 class Xapi:
     """A logged-in session, used as a context manager that always logs out."""
 
@@ -40,16 +101,13 @@ class Xapi:
         self.borrowed = session_ref  # a caller's session (host plugin): no login, no logout
 
     def __enter__(self) -> "Xapi":
-        socket.setdefaulttimeout(max(self.deadline.remaining(), 0.1))
+        self.session = open_session(self.url, self.deadline)
         if self.borrowed is not None:
-            self.session = XenAPI.xapi_local() if self.url == "local" else XenAPI.Session(self.url)
             self.session._session = self.borrowed
             return self
         if self.url == "local":
-            self.session = XenAPI.xapi_local()
-            user, password = "root", ""
+            user, password = "root", ""  # the local socket is pre-authenticated as root
         else:
-            self.session = XenAPI.Session(self.url)
             user = os.environ.get("XSGUARD_XAPI_USER", "root")
             password = os.environ.get("XSGUARD_XAPI_PASSWORD", "")
         self._call(self.session.xenapi.login_with_password, user, password, "1.0", ORIGINATOR)

@@ -1,0 +1,77 @@
+"""The hook's whole-process time, next to a floor measured in the same run. Prints figures.
+
+The hook runs as xenopsd runs it (PATH-only environment, argv -vmuuid U -reason none) on a
+simulated host with 100 running VMs. The floor is a bare Python process doing the least a
+hook must: log in, read the same records with the same calls, run the same lsevtchn, log out.
+"""
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from tests.pool import connect, make_vm  # noqa: E402
+from xsguard.sim.processes import environment  # noqa: E402
+from xsguard.sim.server import Simulator  # noqa: E402
+
+FLOOR = r"""
+import subprocess, sys, XenAPI
+url, host_uuid, vm_uuid, lsevtchn = sys.argv[1:5]
+s = XenAPI.Session(url)
+s.xenapi.login_with_password("root", "", "1.0", "floor")
+x = s.xenapi
+host_ref = list(x.host.get_all_records_where('field "uuid" = "%s"' % host_uuid))[0]
+vms = x.VM.get_all_records_where('field "uuid" = "%s" or (field "is_control_domain" = "true" and '
+                                 'field "resident_on" = "%s")' % (vm_uuid, host_ref))
+vm_ref = [r for r, v in vms.items() if v["uuid"] == vm_uuid][0]
+x.VBD.get_all_records_where('field "VM" = "%s"' % vm_ref)
+x.VIF.get_all_records_where('field "VM" = "%s"' % vm_ref)
+x.VM.get_all_records_where('field "uuid" = "%s"' % vm_uuid)
+subprocess.run([lsevtchn, "0"], stdout=subprocess.PIPE, check=True)
+open("/proc/interrupts").read()
+x.session.logout()
+"""
+
+
+def run(cmd, env):
+    started = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    elapsed = time.perf_counter() - started
+    if proc.returncode not in (0, 1):
+        raise SystemExit("%s exited %d: %s" % (cmd[0], proc.returncode, proc.stdout[-500:]))
+    return elapsed
+
+
+def main(samples=30):
+    with Simulator() as sim:
+        api = connect(sim.url).xenapi
+        host = api.sim.add_host("xs-a", {"vcpus": "16"})
+        for i in range(100):
+            ref = make_vm(api, "running-%d" % i, vcpus=2, hvm=True, disks=2, nics=1, affinity=host)
+            api.VM.start(ref, False, False)
+        root = api.sim.get_host_root(host)
+        hook = os.path.join(root, "etc", "xapi.d", "vm-pre-start", "50xsguard")
+        lsevtchn = os.path.join(root, "usr", "libexec", "xen", "bin", "lsevtchn")
+        env = environment(os.path.join(root, "etc", "xsguard", "xsguard.conf"))
+        host_uuid = api.host.get_uuid(host)
+        candidates = [api.VM.get_uuid(make_vm(api, "cand-%d" % i, vcpus=2, hvm=True, disks=2, nics=1))
+                      for i in range(samples)]
+        ports = api.sim.get_dom0(host)["ports_used"]
+        hook_times, floor_times = [], []
+        for uuid in candidates:
+            hook_times.append(run([hook, "-vmuuid", uuid, "-reason", "none"], env))
+            floor_times.append(run([sys.executable, "-c", FLOOR, sim.url, host_uuid, uuid, lsevtchn], env))
+        hook_median = statistics.median(hook_times)
+        floor_median = statistics.median(floor_times)
+        print("host with 100 running VMs, %s dom0 ports in use; %d samples each" % (ports, samples))
+        print("hook, whole process:   median %.0f ms  p90 %.0f ms" % (
+            hook_median * 1000, sorted(hook_times)[int(samples * 0.9) - 1] * 1000))
+        print("floor, whole process:  median %.0f ms" % (floor_median * 1000))
+        print("hook / floor:          %.2fx (target <= 1.5x)" % (hook_median / floor_median))
+
+
+if __name__ == "__main__":
+    main()
