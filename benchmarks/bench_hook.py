@@ -2,7 +2,8 @@
 
 The hook runs as xenopsd runs it (PATH-only environment, argv -vmuuid U -reason none) on a
 simulated host with 100 running VMs. The floor is a bare Python process doing the least a
-hook must: log in, read the same records with the same calls, run the same lsevtchn, log out.
+hook must: log in on the same local socket, read the same records with the same calls, run the
+same lsevtchn, log out.
 """
 
 import os
@@ -18,9 +19,21 @@ from xsguard.sim.processes import environment  # noqa: E402
 from xsguard.sim.server import Simulator  # noqa: E402
 
 FLOOR = r"""
-import subprocess, sys, XenAPI
-url, host_uuid, vm_uuid, lsevtchn = sys.argv[1:5]
-s = XenAPI.Session(url)
+import http.client, socket, subprocess, sys, xmlrpc.client, XenAPI
+path, host_uuid, vm_uuid, lsevtchn = sys.argv[1:5]
+
+class Conn(http.client.HTTPConnection):
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(path)
+
+class Local(xmlrpc.client.Transport):
+    def make_connection(self, host):
+        if self._connection[1] is None:
+            self._connection = (host, Conn("localhost"))
+        return self._connection[1]
+
+s = XenAPI.Session("http://localhost/", transport=Local())
 s.xenapi.login_with_password("root", "", "1.0", "floor")
 x = s.xenapi
 host_ref = list(x.host.get_all_records_where('field "uuid" = "%s"' % host_uuid))[0]
@@ -63,7 +76,7 @@ def main(samples=30):
         hook_times, floor_times = [], []
         for uuid in candidates:
             hook_times.append(run([hook, "-vmuuid", uuid, "-reason", "none"], env))
-            floor_times.append(run([sys.executable, "-c", FLOOR, sim.url, host_uuid, uuid, lsevtchn], env))
+            floor_times.append(run([sys.executable, "-c", FLOOR, sim.socket_path, host_uuid, uuid, lsevtchn], env))
         hook_median = statistics.median(hook_times)
         floor_median = statistics.median(floor_times)
         print("host with 100 running VMs, %s dom0 ports in use; %d samples each" % (ports, samples))

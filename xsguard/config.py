@@ -64,8 +64,8 @@ def _path(text: str) -> str:
 
 
 def _url(text: str) -> str:
-    if text != "local" and not text.startswith(("http://", "https://")):
-        raise ValueError("expected 'local' or an http:// or https:// URL")
+    if text != "local" and not text.startswith(("http://", "https://", "unix:///")):
+        raise ValueError("expected 'local', unix:///path, or an http:// or https:// URL")
     return text
 
 
@@ -104,7 +104,8 @@ SCHEMA: List[Tuple[str, str, str, Callable[[str], Any], str]] = [
     ("need", "ctrl_ring", "auto", _auto(_choice("always", "never")),
      "a control ring per VIF; auto: for Windows guests"),
     ("need", "extra_per_vm", "0", _int_min(0), "ports added to every VM's need"),
-    ("xapi", "url", "local", _url, "local (the UNIX socket /var/lib/xcp/xapi) or a URL"),
+    ("xapi", "url", "local", _url,
+     "local (xapi's UNIX socket /var/lib/xcp/xapi), unix:///other/socket, or an http(s):// URL"),
     ("ledger", "path", "/var/lib/xsguard/ledger.json", _path, "the admitted-VM ledger"),
     ("ledger", "ttl", "600", _positive_float,
      "seconds an admitted start that never produced a domain stays charged"),

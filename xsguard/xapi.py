@@ -84,8 +84,9 @@ class _DeadlineSafeTransport(xmlrpc.client.SafeTransport):
 
 def open_session(url: str, deadline: Deadline) -> Any:
     """A XenAPI session object (not logged in) whose calls time out at the deadline."""
-    if url == "local":
-        return XenAPI.Session("http://localhost/", transport=_DeadlineTransport(deadline, LOCAL_SOCKET))
+    if url == "local" or url.startswith("unix://"):
+        path = LOCAL_SOCKET if url == "local" else url[len("unix://"):]
+        return XenAPI.Session("http://localhost/", transport=_DeadlineTransport(deadline, path))
     if url.startswith("https://"):
         return XenAPI.Session(url, transport=_DeadlineSafeTransport(deadline))
     return XenAPI.Session(url, transport=_DeadlineTransport(deadline))
@@ -105,7 +106,7 @@ class Xapi:
         if self.borrowed is not None:
             self.session._session = self.borrowed
             return self
-        if self.url == "local":
+        if self.url == "local" or self.url.startswith("unix://"):
             user, password = "root", ""  # the local socket is pre-authenticated as root
         else:
             user = os.environ.get("XSGUARD_XAPI_USER", "root")
@@ -129,7 +130,7 @@ class Xapi:
         except xmlrpc.client.Fault as exc:
             raise XapiFailure("xapi fault %s: %s" % (exc.faultCode, exc.faultString))
         except TRANSPORT_ERRORS as exc:
-            where = "the local xapi socket" if self.url == "local" else self.url
+            where = LOCAL_SOCKET if self.url == "local" else self.url
             raise XapiUnreachable("xapi is not answering on %s: %s" % (where, exc), where)
 
     def call(self, method: str, *args: Any) -> Any:

@@ -1,12 +1,13 @@
 """The simulated pool's XenAPI endpoint: XML-RPC over HTTP on 127.0.0.1."""
 
+import os
 import signal
 import socketserver
 import sys
 import threading
 from types import TracebackType
 from typing import Any, Optional, Type
-from xmlrpc.server import SimpleXMLRPCRequestHandler, SimpleXMLRPCServer
+from xmlrpc.server import SimpleXMLRPCDispatcher, SimpleXMLRPCRequestHandler, SimpleXMLRPCServer
 
 from .api import Api
 from .pool import Pool
@@ -31,25 +32,56 @@ class _Server(socketserver.ThreadingMixIn, SimpleXMLRPCServer):
         return self.api.dispatch(method, list(params))
 
 
+class _UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer, SimpleXMLRPCDispatcher):
+    """The same endpoint on a UNIX socket, as xapi serves dom0 on /var/lib/xcp/xapi."""
+
+    daemon_threads = True
+    request_queue_size = 1024
+
+    def __init__(self, path: str, api: Api) -> None:
+        SimpleXMLRPCDispatcher.__init__(self, allow_none=True, encoding=None)
+        socketserver.UnixStreamServer.__init__(self, path, _UnixHandler)
+        self.logRequests = False
+        self.api = api
+
+    def _dispatch(self, method: str, params: Any) -> Any:
+        return self.api.dispatch(method, list(params))
+
+
+class _UnixHandler(_Handler):
+    disable_nagle_algorithm = False  # no TCP here
+
+    def address_string(self) -> str:
+        return "local"
+
+
 class Simulator:
     """A pool served on a free (or given) port, in background threads; a context manager."""
 
     def __init__(self, port: int = 0, pool: Optional[Pool] = None, **pool_args: Any) -> None:
         self.pool = pool or Pool(**pool_args)
-        self.server = _Server(port, Api(self.pool))
+        api = Api(self.pool)
+        self.server = _Server(port, api)
         self.port = self.server.server_address[1]
         self.url = "http://127.0.0.1:%d/" % self.port
-        self.pool.set_url(self.url)
-        self.thread = threading.Thread(target=self.server.serve_forever, name="xsguard-sim", daemon=True)
+        self.socket_path = os.path.join(self.pool.root, "xapi.sock")
+        self.unix_server = _UnixServer(self.socket_path, api)
+        self.pool.set_url("unix://" + self.socket_path)  # what each simulated dom0's xsguard uses
+        self.threads = [
+            threading.Thread(target=self.server.serve_forever, name="xsguard-sim", daemon=True),
+            threading.Thread(target=self.unix_server.serve_forever, name="xsguard-sim-local", daemon=True),
+        ]
 
     def start(self) -> "Simulator":
-        self.thread.start()
+        for thread in self.threads:
+            thread.start()
         return self
 
     def stop(self) -> None:
         self.pool.stop_timers()
-        self.server.shutdown()
-        self.server.server_close()
+        for server in (self.server, self.unix_server):
+            server.shutdown()
+            server.server_close()
 
     def __enter__(self) -> "Simulator":
         return self.start()
