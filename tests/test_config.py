@@ -80,3 +80,24 @@ def test_overrides_are_parsed_like_the_file():
     assert cfg.xapi["url"] == "http://127.0.0.1:1/"
     with pytest.raises(ConfigError):
         config.defaults().with_values({"xapi.url": "nonsense"})
+
+
+def test_shipped_config_lists_every_key_and_parses():
+    """packaging/xsguard.conf shows every key at its default, and parses once uncommented."""
+    import os
+    import re
+
+    path = os.path.join(os.path.dirname(os.path.dirname(__file__)), "packaging", "xsguard.conf")
+    with open(path) as handle:
+        text = handle.read()
+    shown = set(re.findall(r"^# (\w+) = ", text, re.M))
+    assert shown == {key for _, key, _, _, _ in config.SCHEMA}
+    uncommented = re.sub(r"^# (\w+ = .*)$", r"\1", text, flags=re.M)
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".conf", delete=False) as handle:
+        handle.write(uncommented)
+    try:
+        assert config.load(handle.name)._replace(source="defaults") == config.defaults()
+    finally:
+        os.unlink(handle.name)

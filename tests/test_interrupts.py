@@ -80,7 +80,8 @@ def test_empty():
 
 @pytest.mark.parametrize("action,consumer", [
     ("vif12.0-q1-rx", "netback"), ("timer0", "timer"), ("callfuncsingle15", "callfuncsingle"),
-    ("evtchn:tapdisk", "evtchn:tapdisk"), ("blkif-backend", "blkif-backend"), ("eth0-q1", "eth0-q1"),
+    ("evtchn:tapdisk", "evtchn:tapdisk"), ("blkif-backend", "blkif-backend"), ("eth0-TxRx-3", "eth0-TxRx-*"),
+    ("virtio0-req.1", "virtio0-req.*"), ("i8042", "i8042"), ("xen-netback-ctrl", "xen-netback-ctrl"),
 ])
 def test_consumer_grouping(action, consumer):
     """Per-domain and per-CPU names are grouped; others kept."""

@@ -12,6 +12,7 @@ from typing import Dict, List, NamedTuple, Tuple
 _PER_CPU_NAME = re.compile(r"([a-z_]+?)\d+\Z")
 _VIF_QUEUE = re.compile(r"vif(\d+)\.(\d+)-q(\d+)-(tx|rx)\Z")
 _VIF_SHARED = re.compile(r"vif(\d+)\.(\d+)-q(\d+)\Z")
+_NUMBERED_QUEUE = re.compile(r"(.*[-._][A-Za-z]*)\d+\Z")  # eth0-TxRx-3, virtio0-req.1, megasas0-msix7
 
 
 class IrqTable(NamedTuple):
@@ -26,7 +27,8 @@ class IrqTable(NamedTuple):
 
 
 def consumer_of(action: str) -> str:
-    """Group an action name: ``vif12.0-q1-rx`` -> ``netback``, ``timer0`` -> ``timer``."""
+    """Group an action name: ``vif12.0-q1-rx`` -> ``netback``, ``timer0`` -> ``timer``,
+    ``eth0-TxRx-3`` -> ``eth0-TxRx-*``."""
     if action.startswith("evtchn:"):
         return action
     if _VIF_QUEUE.match(action) or _VIF_SHARED.match(action):
@@ -34,6 +36,9 @@ def consumer_of(action: str) -> str:
     per_cpu = _PER_CPU_NAME.match(action)
     if per_cpu and action.rstrip("0123456789") in _PER_CPU_ACTIONS:
         return per_cpu.group(1)
+    queue = _NUMBERED_QUEUE.match(action)
+    if queue:
+        return queue.group(1) + "*"
     return action
 
 

@@ -93,7 +93,7 @@ class Dom0:
         irq = 1
         while count < self.baseline_ports:
             n = self._take()
-            self.ports[n] = Port(n, n % self.vcpus, -2, irq, "pirq%d" % irq)
+            self.ports[n] = Port(n, n % self.vcpus, -2, irq, "megasas0-msix%d" % irq)
             irq += 1
             count += 1
 
@@ -145,7 +145,7 @@ class Dom0:
         irq = 1
         extra_pirqs = self.baseline_irqs - self.baseline_ports
         for _ in range(extra_pirqs):
-            lines.append("%3d:%s  xen-pirq    -msi-x     eth%d-q%d\n" % (irq, zeros, irq // 8, irq % 8))
+            lines.append("%3d:%s  xen-pirq    -msi-x     eth%d-TxRx-%d\n" % (irq, zeros, irq // 8, irq % 8))
             irq += 1
         for n in sorted(self.ports):
             p = self.ports[n]
