@@ -1,5 +1,6 @@
 """What ``status``, ``need`` and ``check`` answer, as JSON-ready dicts (the CLI and the plugin share them)."""
 
+import os
 import time
 from typing import Any, Dict, Optional
 
@@ -76,7 +77,36 @@ def status(cfg: Config, api: Optional[Xapi], deadline: Deadline) -> Dict[str, An
         "unparsed_lines": [{"line": n, "text": t[:120]} for n, t in state.ports.unparsed[:20]],
         "lsevtchn": state.lsevtchn,
         "notes": [n for n in (note, xapi_note) if n],
+        "software": software(),
     }
+
+
+def software() -> Dict[str, Any]:
+    """What runs: Python, xsguard and its dependencies, each with the directory it came from."""
+    import platform
+
+    import structlog
+    import tenacity
+
+    import xsguard
+
+    found: Dict[str, Any] = {"python": platform.python_version()}
+    for module in (xsguard, structlog, tenacity):
+        where = os.path.dirname(os.path.dirname(os.path.abspath(module.__file__ or "")))
+        found[module.__name__] = {"version": _dist_version(module.__name__, where), "path": where}
+    return found
+
+
+def _dist_version(name: str, where: str) -> str:
+    """The version in ``<name>-<version>.dist-info`` next to the package (3.6 has no importlib.metadata)."""
+    if name == "xsguard":
+        from . import __version__
+
+        return __version__
+    for entry in sorted(os.listdir(where)):
+        if entry.startswith(name + "-") and entry.endswith((".dist-info", ".egg-info")):
+            return entry[len(name) + 1:].rsplit(".", 1)[0]
+    return "unknown"
 
 
 def need(cfg: Config, api: Xapi, vm_key: str, deadline: Deadline) -> Dict[str, Any]:

@@ -132,10 +132,12 @@ class Pool:
             handle.writelines(lines)
         os.chmod(path, stat.S_IRWXU | stat.S_IRGRP | stat.S_IXGRP | stat.S_IROTH | stat.S_IXOTH)
 
-    def add_host(self, name: str, dom0: Dict[str, Any]) -> str:
+    def add_host(self, name: str, dom0: Dict[str, Any], root: Optional[str] = None) -> str:
+        """A host; its dom0's files go under ``root`` (default: a directory of the pool's own,
+        or a tree where a package was installed, to run what it installed)."""
         with self.lock:
             host_uuid = str(uuid_mod.uuid4())
-            root = os.path.join(self.root, "hosts", name or host_uuid)
+            root = root or os.path.join(self.root, "hosts", name or host_uuid)
             lay_out(root)
             ref = self.store.create("host", {"uuid": host_uuid, "name_label": name, "hostname": name})
             sim_dom0 = Dom0(root, **_dom0_args(dom0))

@@ -1,0 +1,122 @@
+"""The dom0 RPM: built from the committed tree, lint-clean, installed into a root, run isolated."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import XenAPI
+
+from tests.pool import connect, failure, make_vm
+from xsguard.sim.server import Simulator
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SITE_STANDIN = os.path.join(REPO, "xsguard", "sim", "dom0_site", "XenAPIPlugin.py")
+
+pytestmark = pytest.mark.skipif(shutil.which("rpmbuild") is None, reason="rpmbuild is not installed")
+
+
+@pytest.fixture(scope="module")
+def rpms(tmp_path_factory):
+    """The package, and a later release of it for the upgrade."""
+    out = tmp_path_factory.mktemp("rpmbuild")
+    built = []
+    for release in ("", "upgrade"):
+        proc = subprocess.run([os.path.join(REPO, "packaging", "build-rpm"), str(out / (release or "first")), release],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=True)
+        built.append(proc.stdout.decode().strip().splitlines()[-1])
+    return built
+
+
+def rpm(root, *args):
+    return subprocess.run(["rpm", "--root", str(root)] + list(args), stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, check=True).stdout.decode()
+
+
+def dom0_python(path):
+    """A clean interpreter standing for dom0's /usr/bin/python3: XenAPI and XenAPIPlugin only."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(path)], check=True)
+    site = subprocess.run([str(path / "bin" / "python3"), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                          stdout=subprocess.PIPE, check=True).stdout.decode().strip()
+    shutil.copytree(os.path.dirname(XenAPI.__file__), os.path.join(site, "XenAPI"))
+    shutil.copy(SITE_STANDIN, site)
+    return str(path / "bin" / "python3")
+
+
+def point_at(interpreter, path):
+    """What dom0's /usr/bin/python3 is here: rewrite the installed script's first line."""
+    with open(path) as handle:
+        lines = handle.readlines()
+    assert lines[0] == "#!/usr/bin/python3\n"
+    lines[0] = "#!%s -I\n" % interpreter
+    with open(path, "w") as handle:
+        handle.writelines(lines)
+
+
+def test_rpmlint_has_no_errors(rpms):
+    """rpmlint with the project's filters reports no error."""
+    if shutil.which("rpmlint") is None:
+        pytest.skip("rpmlint is not installed")
+    proc = subprocess.run(["rpmlint", "-r", os.path.join(REPO, "packaging", "rpmlintrc"), rpms[0]],
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert " 0 errors" in proc.stdout.decode(), proc.stdout.decode()
+
+
+def test_contents(rpms):
+    """Hook, plugin (0755), private directory with dist-info versions, config, state and log dirs."""
+    listing = subprocess.run(["rpm", "-qlpv", rpms[0]], stdout=subprocess.PIPE, check=True).stdout.decode()
+    lines = {line.split()[-1]: line.split()[0] for line in listing.splitlines()}
+    assert lines["/etc/xapi.d/vm-pre-start/50xsguard"] == "-rwxr-xr-x"
+    assert lines["/etc/xapi.d/plugins/xsguard"] == "-rwxr-xr-x"
+    assert lines["/var/lib/xsguard"] == "drwx------" and lines["/var/log/xsguard"] == "drwx------"
+    for dist in ("structlog-21.5.0.dist-info", "tenacity-8.2.2.dist-info", "typing_extensions-4.1.1.dist-info"):
+        assert "/usr/lib/xsguard/%s/METADATA" % dist in lines
+    assert "/usr/lib/xsguard/xsguard/hook.py" in lines and "/usr/bin/xsguard" in lines
+    assert not any("/xsguard/sim/" in p or "__pycache__" in p for p in lines)
+    config = subprocess.run(["rpm", "-qcp", rpms[0]], stdout=subprocess.PIPE, check=True).stdout.decode().split()
+    assert "/etc/xsguard/xsguard.conf" in config
+
+
+def test_installed_hook_and_plugin_run_isolated(rpms, tmp_path):
+    """Installed into a root and run by an isolated interpreter: the vendored libraries load,
+    a start is admitted, another refused; upgrade keeps config and ledger; erase leaves nothing."""
+    root = tmp_path / "root"
+    rpm(root, "--initdb")
+    rpm(root, "--nodeps", "-i", rpms[0])
+    python = dom0_python(tmp_path / "dom0py")
+    for script in ("etc/xapi.d/vm-pre-start/50xsguard", "etc/xapi.d/plugins/xsguard", "usr/bin/xsguard"):
+        point_at(python, str(root / script))
+    with Simulator(install_xsguard=False) as sim:
+        host = sim.pool.add_host("xs-rpm", {"vcpus": "4", "abi": "2-level"}, root=str(root))
+        api = connect(sim.url).xenapi
+        api.sim.set_xsguard_config(host, {"dom0.port_limit": "120", "policy.margin": "8"})
+        status = json.loads(api.host.call_plugin(host, "xsguard", "status", {}))
+        private = str(root / "usr" / "lib" / "xsguard")
+        assert status["software"]["structlog"] == {"version": "21.5.0", "path": private}
+        assert status["software"]["tenacity"] == {"version": "8.2.2", "path": private}
+        assert status["software"]["xsguard"]["path"] == private
+        small = make_vm(api, "small", vcpus=2, hvm=True, affinity=host)
+        api.VM.start(small, False, False)
+        big = make_vm(api, "big", vcpus=16, hvm=True, firmware="uefi", disks=4, nics=2, affinity=host)
+        details = failure(api.VM.start, big, False, False)
+        assert details[:2] == ["XAPI_HOOK_FAILED", "vm-pre-start/50xsguard"] and details[4] == "2"
+        assert "xsguard refused to start VM 'big'" in details[3]
+        cli = subprocess.run([str(root / "usr/bin/xsguard"), "--config", str(root / "etc/xsguard/xsguard.conf"),
+                              "need", "big", "--json"], stdout=subprocess.PIPE, env={"PATH": "/usr/bin:/bin"})
+        assert json.loads(cli.stdout.decode())["total"] == 2 + 17 + 16 + 4 + 2 * 8
+        ledger = root / "var/lib/xsguard/ledger.json"
+        assert ledger.exists()
+        kept_config = (root / "etc/xsguard/xsguard.conf").read_text()
+
+        rpm(root, "--nodeps", "-U", rpms[1])
+        assert (root / "etc/xsguard/xsguard.conf").read_text() == kept_config
+        assert ledger.exists()
+        assert "upgrade" in rpm(root, "-q", "xsguard")
+
+    rpm(root, "--nodeps", "-e", "xsguard")
+    assert not (root / "etc/xapi.d/vm-pre-start/50xsguard").exists()
+    assert not (root / "etc/xapi.d/plugins/xsguard").exists()
+    assert not (root / "usr/lib/xsguard").exists()
+    assert not ledger.exists()
