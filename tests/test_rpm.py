@@ -55,6 +55,15 @@ def point_at(interpreter, path):
         handle.writelines(lines)
 
 
+def run_scriptlet(rpm_path, name, root, arg):
+    """Run one of the package's scriptlets against ``root`` (no shell or python3 inside it)."""
+    scripts = subprocess.run(["rpm", "-qp", "--scripts", rpm_path], stdout=subprocess.PIPE, check=True).stdout.decode()
+    body = scripts.split("%s scriptlet (using /bin/sh):\n" % name, 1)[1].split(" scriptlet (using", 1)[0]
+    body = body.rsplit("\n", 1)[0].replace("/usr/lib/xsguard", str(root / "usr/lib/xsguard"))
+    subprocess.run(["sh", "-c", body, name, str(arg)], check=True, env={"PATH": os.path.dirname(sys.executable)
+                                                                        + ":/usr/bin:/bin"})
+
+
 def test_rpmlint_has_no_errors(rpms):
     """rpmlint with the project's filters reports no error."""
     if shutil.which("rpmlint") is None:
@@ -84,7 +93,9 @@ def test_installed_hook_and_plugin_run_isolated(rpms, tmp_path):
     a start is admitted, another refused; upgrade keeps config and ledger; erase leaves nothing."""
     root = tmp_path / "root"
     rpm(root, "--initdb")
-    rpm(root, "--nodeps", "-i", rpms[0])
+    rpm(root, "--nodeps", "--noscripts", "-i", rpms[0])
+    run_scriptlet(rpms[0], "postinstall", root, 1)
+    assert list((root / "usr/lib/xsguard/xsguard").glob("__pycache__/hook.*.pyc"))
     python = dom0_python(tmp_path / "dom0py")
     for script in ("etc/xapi.d/vm-pre-start/50xsguard", "etc/xapi.d/plugins/xsguard", "usr/bin/xsguard"):
         point_at(python, str(root / script))
@@ -99,23 +110,24 @@ def test_installed_hook_and_plugin_run_isolated(rpms, tmp_path):
         assert status["software"]["xsguard"]["path"] == private
         small = make_vm(api, "small", vcpus=2, hvm=True, affinity=host)
         api.VM.start(small, False, False)
-        big = make_vm(api, "big", vcpus=16, hvm=True, firmware="uefi", disks=4, nics=2, affinity=host)
+        big = make_vm(api, "big", vcpus=32, hvm=True, firmware="uefi", disks=4, nics=2, affinity=host)
         details = failure(api.VM.start, big, False, False)
         assert details[:2] == ["XAPI_HOOK_FAILED", "vm-pre-start/50xsguard"] and details[4] == "2"
         assert "xsguard refused to start VM 'big'" in details[3]
         cli = subprocess.run([str(root / "usr/bin/xsguard"), "--config", str(root / "etc/xsguard/xsguard.conf"),
                               "need", "big", "--json"], stdout=subprocess.PIPE, env={"PATH": "/usr/bin:/bin"})
-        assert json.loads(cli.stdout.decode())["total"] == 2 + 17 + 16 + 4 + 2 * 8
+        assert json.loads(cli.stdout.decode())["total"] == 2 + 33 + 32 + 4 + 2 * 8
         ledger = root / "var/lib/xsguard/ledger.json"
         assert ledger.exists()
         kept_config = (root / "etc/xsguard/xsguard.conf").read_text()
 
-        rpm(root, "--nodeps", "-U", rpms[1])
+        rpm(root, "--nodeps", "--noscripts", "-U", rpms[1])
         assert (root / "etc/xsguard/xsguard.conf").read_text() == kept_config
         assert ledger.exists()
         assert "upgrade" in rpm(root, "-q", "xsguard")
 
-    rpm(root, "--nodeps", "-e", "xsguard")
+    run_scriptlet(rpms[1], "preuninstall", root, 0)
+    rpm(root, "--nodeps", "--noscripts", "-e", "xsguard")
     assert not (root / "etc/xapi.d/vm-pre-start/50xsguard").exists()
     assert not (root / "etc/xapi.d/plugins/xsguard").exists()
     assert not (root / "usr/lib/xsguard").exists()
