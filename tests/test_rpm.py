@@ -38,8 +38,9 @@ def rpm(root, *args):
 def dom0_python(path):
     """A clean interpreter standing for dom0's /usr/bin/python3: XenAPI and XenAPIPlugin only."""
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(path)], check=True)
-    site = subprocess.run([str(path / "bin" / "python3"), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
-                          stdout=subprocess.PIPE, check=True).stdout.decode().strip()
+    where = "import sysconfig; print(sysconfig.get_path('purelib'))"
+    site = subprocess.run([str(path / "bin" / "python3"), "-c", where], stdout=subprocess.PIPE,
+                          check=True).stdout.decode().strip()
     shutil.copytree(os.path.dirname(XenAPI.__file__), os.path.join(site, "XenAPI"))
     shutil.copy(SITE_STANDIN, site)
     return str(path / "bin" / "python3")

@@ -312,3 +312,16 @@ def test_dom0_files_show_the_state(bare_api):
         irqs = interrupts.parse(handle.read())
     assert irqs.irqs == int(dom0["irqs_used"])
     assert irqs.netback_by_domain == {domid: 4}
+
+
+def test_fast_responses_are_what_xmlrpc_writes():
+    """The simulator's response writer parses back to what xmlrpc.client.dumps would give."""
+    from xsguard.sim import wire
+
+    value = {"Status": "Success", "Value": {"OpaqueRef:1": {
+        "name_label": "a <b> & \"c\" \u00e9\U0001f600", "VCPUs_max": "2", "is_a_template": False,
+        "other_config": {"k&": "v<"}, "VBDs": ["OpaqueRef:2", "OpaqueRef:3"], "n": 3, "f": 1.5, "none": None,
+        "empty": [], "nested": {"a": [{"b": True}]}}}}
+    ours = xmlrpc.client.loads(wire.response(value).decode("utf-8"))
+    theirs = xmlrpc.client.loads(xmlrpc.client.dumps((value,), methodresponse=True, allow_none=True))
+    assert ours == theirs

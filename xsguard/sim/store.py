@@ -3,7 +3,6 @@
 Integers are kept as xapi sends them over XML-RPC, as decimal strings.
 """
 
-import copy
 import uuid as uuid_mod
 from typing import Any, Callable, Dict, List, Optional
 
@@ -123,7 +122,8 @@ class Store:
             raise ApiError("UUID_INVALID", cls, uuid)
 
     def snapshot(self, cls: str, ref: str) -> Dict[str, Any]:
-        return copy.deepcopy(self.get(cls, ref))
+        """A copy safe to send while the pool changes (fields are scalars, lists and flat maps)."""
+        return {k: (v.copy() if isinstance(v, (list, dict)) else v) for k, v in self.get(cls, ref).items()}
 
     def find(self, cls: str, predicate: Callable[[Dict[str, Any]], bool]) -> List[str]:
         return [ref for ref, rec in self.tables[cls].items() if predicate(rec)]
