@@ -5,7 +5,7 @@ OLDEST ?= .venv-oldest
 PY := $(VENV)/bin/python
 CHECKED := xsguard plugins/xsguard plugins/vm-pre-start/50xsguard
 
-.PHONY: all demo test test-oldest lint bench rpm clean
+.PHONY: all demo test test-oldest lint bench rpm dist clean
 
 all: lint test
 
@@ -40,6 +40,15 @@ lint: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
+
+# the dom0 RPM (needs rpmbuild: apt-get install rpm), from the committed tree
+rpm:
+	packaging/build-rpm build/rpm
+
+# wheel and sdist for workstations (pip install xsguard: the xsguard command, --xapi https://...)
+dist: $(VENV)/.installed
+	$(PY) -m pip install -q build
+	$(PY) -m build --outdir dist .
 
 clean:
 	rm -rf $(VENV) $(OLDEST) build dist *.egg-info

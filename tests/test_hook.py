@@ -255,3 +255,35 @@ def test_xenapi_failure_is_not_retried(api, sim):
         assert len(where_calls) == 2  # by uuid, then by name: each asked once, no retry
 
 
+
+
+def test_corrupt_ledger_is_set_aside_and_the_start_decided(api):
+    """A ledger that does not parse: kept aside, the start still decided, ledger_reset logged."""
+    host = small_host(api, port_limit=4095)
+    root = api.sim.get_host_root(host)
+    ledger = os.path.join(root, "var", "lib", "xsguard", "ledger.json")
+    with open(ledger, "w") as handle:
+        handle.write('{"version": 1, "entries": [{"vm_uuid": ')
+    vm = make_vm(api, "a", affinity=host)
+    api.VM.start(vm, False, False)
+    assert api.VM.get_power_state(vm) == "Running"
+    records = decisions(api, host, 2)
+    assert [r["event"] for r in records] == ["ledger_reset", "start_admitted"]
+    assert "kept as" in records[0]["note"]
+    aside = [n for n in os.listdir(os.path.dirname(ledger)) if n.startswith("ledger.json.corrupt-")]
+    assert len(aside) == 1
+    with open(ledger) as handle:
+        assert [e["vm_uuid"] for e in json.load(handle)["entries"]] == [api.VM.get_uuid(vm)]
+
+
+def test_status_lists_what_is_promised(api):
+    """A started VM whose drivers have not connected: status shows what it is still owed."""
+    host = small_host(api, port_limit=4095, vcpus=4)
+    vm = make_vm(api, "slow", vcpus=2, hvm=True, disks=1, nics=1, affinity=host)
+    api.sim.set_guest(vm, {"connect_delay": "30"})
+    api.VM.start(vm, False, False)
+    status = json.loads(api.host.call_plugin(host, "xsguard", "status", {}))
+    assert status["promises"] == [{"vm_uuid": api.VM.get_uuid(vm), "vm_name": "slow", "need": 10, "held": 5,
+                                   "owed": 5, "state": "running"}]
+    assert status["promised"] == 5
+    assert status["ports_free"] == 4095 - 8 - status["ports_used"] - 5

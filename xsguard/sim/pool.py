@@ -169,6 +169,9 @@ class Pool:
 
     def install_plugins(self, host: SimHost) -> None:
         """Install xsguard's hook and plugin from plugins/ on one host."""
+        if not os.path.isdir(os.path.join(self.plugins_dir, "vm-pre-start")):
+            raise ApiError("OPERATION_NOT_ALLOWED", "xsguard's hook and plugin are not at %s: run the simulator"
+                           " from a source checkout, or start it bare" % self.plugins_dir)
         for entry in sorted(os.listdir(os.path.join(self.plugins_dir, "vm-pre-start"))):
             self.install(host, os.path.join(self.plugins_dir, "vm-pre-start", entry),
                          os.path.join("vm-pre-start", entry))

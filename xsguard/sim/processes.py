@@ -8,6 +8,7 @@ Plugins: ``<root>/etc/xapi.d/plugins/<name>`` with one argument, an XML-RPC meth
 
 import os
 import subprocess
+import time
 import xmlrpc.client
 from typing import Any, Dict, List
 
@@ -31,6 +32,7 @@ def run_hooks(root: str, hook: str, vm_uuid: str, reason: str, config_path: str,
     args = ["-vmuuid", vm_uuid, "-reason", reason]
     for script in scripts:
         path = os.path.join(directory, script)
+        started = time.monotonic()
         try:
             proc = subprocess.run(
                 [path] + args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -42,7 +44,7 @@ def run_hooks(root: str, hook: str, vm_uuid: str, reason: str, config_path: str,
         stdout = proc.stdout.decode("utf-8", "replace")
         code = proc.returncode
         log.append({"hook": "%s/%s" % (hook, script), "vm": vm_uuid, "reason": reason,
-                    "exit_code": code, "stdout": stdout})
+                    "exit_code": code, "stdout": stdout, "elapsed_ms": round((time.monotonic() - started) * 1000, 1)})
         if code == 0 or code == 1:
             continue  # 1: "log and continue"
         if code < 0:  # killed by a signal: xenopsd lets Spawn_internal_error through
