@@ -71,6 +71,15 @@ class Subject(NamedTuple):
         return (self.vm.get("other_config") or {}).get(BYPASS_KEY) == BYPASS_VALUE
 
 
+class Devices(NamedTuple):
+    """What the need is computed from besides the VM: its devices and dom0's record."""
+
+    vbds: List[Dict[str, Any]]
+    vifs: List[Dict[str, Any]]
+    vgpus: List[Dict[str, Any]]
+    control_domain: Optional[Dict[str, Any]]
+
+
 class Outcome(NamedTuple):
     """A decision and everything behind it."""
 
@@ -82,23 +91,25 @@ class Outcome(NamedTuple):
     lock_wait: float
 
 
-def read_subject(cfg: Config, api: Xapi, vm_key: str, host_uuid: Optional[str] = None) -> Tuple[Subject, Any]:
-    """Read the host, the VM with dom0's record, and the VM's devices: four calls in all."""
+def read_subject(
+    cfg: Config, api: Xapi, vm_key: str, host_uuid: Optional[str] = None
+) -> Tuple[Subject, Optional[Devices]]:
+    """Read the host, the VM with dom0's record, and the VM's devices: four calls in all.
+
+    The devices are not read for a bypassed VM (None).
+    """
     host_ref, host = api.host_by_uuid(host_uuid or dom0_mod.this_host_uuid(cfg))
     vm_ref, vm, control = api.vm_and_control_domain(vm_key, host_ref)
     need_mod.refuse_non_candidate(vm)
     subject = Subject(vm_ref, vm, host_ref, host, None)
     if subject.bypassed:
         return subject, None
-    vbds, vifs, vgpus = api.devices(vm_ref, vm)
-    return subject, (vbds, vifs, vgpus, control)
+    return subject, Devices(*api.devices(vm_ref, vm), control_domain=control)
 
 
-def compute_need(cfg: Config, subject: Subject, parts: Any, backend: Dict[str, str]) -> Need:
-    vbds, vifs, vgpus, control = parts
-    return need_mod.vm_need(
-        subject.vm, vbds, vifs, host_facts(control, backend), profile_of(cfg), vgpus
-    )
+def compute_need(cfg: Config, subject: Subject, devices: Devices, backend: Dict[str, str]) -> Need:
+    facts = host_facts(devices.control_domain, backend)
+    return need_mod.vm_need(subject.vm, devices.vbds, devices.vifs, facts, profile_of(cfg), devices.vgpus)
 
 
 def decide(
@@ -110,23 +121,23 @@ def decide(
     host_uuid: Optional[str] = None,
 ) -> Outcome:
     """Decide whether ``vm_key`` may start on this host; with ``record``, enter it in the ledger."""
-    subject, parts = read_subject(cfg, api, vm_key, host_uuid)
-    if parts is None:
+    subject, devices = read_subject(cfg, api, vm_key, host_uuid)
+    if devices is None:
         return Outcome(subject, None, [], None, False, 0.0)
     path = cfg.ledger["path"]
     if not record:
         entries, _ = ledger.load(path, set_aside=False)
-        return _evaluate(cfg, api, subject, parts, entries, deadline, None, False, 0.0)
+        return _evaluate(cfg, api, subject, devices, entries, deadline, None, False, 0.0)
     with ledger.locked(path, deadline) as waited:
         entries, note = ledger.load(path)
-        return _evaluate(cfg, api, subject, parts, entries, deadline, note, True, waited)
+        return _evaluate(cfg, api, subject, devices, entries, deadline, note, True, waited)
 
 
 def _evaluate(
     cfg: Config,
     api: Xapi,
     subject: Subject,
-    parts: Any,
+    devices: Devices,
     entries: Dict[str, Entry],
     deadline: Deadline,
     note: Optional[str],
@@ -138,7 +149,7 @@ def _evaluate(
     # need minus the nothing dom0 held for it, never its ports twice.
     state = dom0_mod.read(cfg, deadline)
     records = api.vms_by_uuid(sorted(u for u in entries if u != candidate))
-    need = compute_need(cfg, subject, parts, state.backend)
+    need = compute_need(cfg, subject, devices, state.backend)
     now = time.time()
     here = here_from_records(records, subject.host_ref)
     kept, owed = settle(entries, here, state.ports.by_remote_domain, now, cfg.ledger["ttl"], candidate)

@@ -111,11 +111,12 @@ def _dist_version(name: str, where: str) -> str:
 
 def need(cfg: Config, api: Xapi, vm_key: str, deadline: Deadline) -> Dict[str, Any]:
     """The VM's breakdown on this host."""
-    subject, parts = engine.read_subject(cfg, api, vm_key)
-    if parts is None:  # bypassed: still say what it would need
+    subject, devices = engine.read_subject(cfg, api, vm_key)
+    if devices is None:  # bypassed: still say what it would need
         _, _, control = api.vm_and_control_domain(subject.vm["uuid"], subject.host_ref)
-        parts = api.devices(subject.vm_ref, subject.vm) + (control,)
-    result = engine.compute_need(cfg, subject, parts, probes.backend_params(cfg.dom0["sys_module"])).as_json()
+        devices = engine.Devices(*api.devices(subject.vm_ref, subject.vm), control_domain=control)
+    backend = probes.backend_params(cfg.dom0["sys_module"])
+    result = engine.compute_need(cfg, subject, devices, backend).as_json()
     result["host_name"] = subject.host.get("name_label", "")
     result["bypassed"] = subject.bypassed
     return result

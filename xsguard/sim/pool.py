@@ -431,8 +431,8 @@ class Pool:
             self.failures.append({"vm": vm["uuid"], "device": device,
                                   "error": "error 28 mapping ring-refs and evtchn (%s)" % exc})
 
-    def _destroy_domain(self, vm_ref: str) -> None:
-        vm = self.vm(vm_ref)
+    def _release_domain(self, vm_ref: str, vm: Dict[str, Any]) -> None:
+        """The domain is gone: its ports close in dom0, the host no longer lists it."""
         host_ref = vm["resident_on"]
         if host_ref in self.hosts:
             host = self.hosts[host_ref]
@@ -441,7 +441,12 @@ class Pool:
             resident = self.store.get("host", host_ref)["resident_VMs"]
             if vm_ref in resident:
                 resident.remove(vm_ref)
-        vm.update({"power_state": "Halted", "domid": "-1", "resident_on": NULL})
+        vm["domid"] = "-1"
+
+    def _destroy_domain(self, vm_ref: str) -> None:
+        vm = self.vm(vm_ref)
+        self._release_domain(vm_ref, vm)
+        vm.update({"power_state": "Halted", "resident_on": NULL})
         self.set_devices_attached(vm, False)
 
     def shutdown(self, vm_ref: str) -> None:
@@ -463,13 +468,7 @@ class Pool:
                 raise ApiError("OTHER_OPERATION_IN_PROGRESS", "VM", vm_ref)
             host_ref = vm["resident_on"]
             self.busy.add(vm_ref)
-            host = self.hosts[host_ref]
-            host.dom0.release(int(vm["domid"]))
-            host.dom0.write_state()
-            resident = self.store.get("host", host_ref)["resident_VMs"]
-            if vm_ref in resident:
-                resident.remove(vm_ref)
-            vm["domid"] = "-1"  # power_state still reads Running during the hook, as on xapi
+            self._release_domain(vm_ref, vm)  # power_state still reads Running during the hook, as on xapi
         try:
             self._start_on(vm_ref, host_ref, reason="none")
         finally:
