@@ -89,32 +89,28 @@ class Journal:
 def main(argv: Optional[List[str]] = None) -> int:
     """Run the hook; returns the exit status (never raises)."""
     started = time.monotonic()
-    argv = sys.argv[1:] if argv is None else argv
-    on_error = "allow"
     log = Journal()
-    cfg: Optional[config.Config] = None
+    cfg = config.defaults()  # until the file is read: its log path, on_error = allow
     args: Optional[Args] = None
     try:
+        cfg = config.load()
+        args = parse_argv(sys.argv[1:] if argv is None else argv)
+        log.bind(vm_uuid=args.vm_uuid, reason=args.reason, mode=cfg.policy["mode"])
+        deadline = Deadline(cfg.policy["deadline"])
+        signal.signal(signal.SIGALRM, _alarm)
+        signal.setitimer(signal.ITIMER_REAL, cfg.policy["deadline"] + BACKSTOP_GRACE)
         try:
-            cfg = config.load()
-            on_error = cfg.policy["on_error"]
-            args = parse_argv(argv)
-            log.bind(vm_uuid=args.vm_uuid, reason=args.reason, mode=cfg.policy["mode"])
-            deadline = Deadline(cfg.policy["deadline"])
-            signal.signal(signal.SIGALRM, _alarm)
-            signal.setitimer(signal.ITIMER_REAL, cfg.policy["deadline"] + BACKSTOP_GRACE)
-            try:
-                status, message = _decide(cfg, args, deadline, log, started)
-            finally:
-                signal.setitimer(signal.ITIMER_REAL, 0)
-            write_out(message)
-        except BaseException as exc:  # noqa: BLE001 - the status must be chosen, never defaulted
-            status = _guard_error(exc, on_error, log, args, started)
-        if cfg is not None:
-            publish(cfg, log)
-        return status
-    except BaseException:  # noqa: BLE001 - publishing must not change the status
-        return status if "status" in locals() else EXIT_LOG_AND_CONTINUE
+            status, message = _decide(cfg, args, deadline, log, started)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        write_out(message)
+    except BaseException as exc:  # noqa: BLE001 - the status must be chosen, never defaulted
+        status = _guard_error(exc, cfg.policy["on_error"], log, args, started)
+    try:
+        publish(cfg, log)
+    except BaseException:  # noqa: BLE001 - the log must not change the status
+        pass
+    return status
 
 
 def publish(cfg: config.Config, log: Journal) -> None:
@@ -127,7 +123,6 @@ def publish(cfg: config.Config, log: Journal) -> None:
     try:
         pid = os.fork()
     except OSError:
-        pid = 0
         _write_journal(cfg, log)
         return
     if pid > 0:
