@@ -102,3 +102,28 @@ def test_bad_config_is_a_clear_error(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "xsguard", "--config", str(conf), "status"],
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert proc.returncode == 4 and b"bad value for [policy] margin" in proc.stderr
+
+
+def test_simulate_serves_until_sigterm(tmp_path):
+    """xsguard simulate prints its URL first, serves the scenario's pool, stops on SIGTERM."""
+    import signal
+
+    import XenAPI
+
+    scenario = tmp_path / "pool.json"
+    scenario.write_text(json.dumps({"hosts": [{"name": "xs-a", "dom0": {"vcpus": 8}}],
+                                    "vms": [{"name": "web", "count": 3, "affinity": "xs-a"}]}))
+    proc = subprocess.Popen([sys.executable, "-m", "xsguard", "simulate", "--scenario", str(scenario)],
+                            stdout=subprocess.PIPE)
+    try:
+        first = proc.stdout.readline().decode()
+        assert first.startswith("XenAPI at http://127.0.0.1:")
+        session = XenAPI.Session(first.split()[-1])
+        session.xenapi.login_with_password("root", "", "1.0", "tests")
+        assert sorted(r["name_label"] for r in session.xenapi.VM.get_all_records_where(
+            'field "is_control_domain" = "false"').values()) == ["web-01", "web-02", "web-03"]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()

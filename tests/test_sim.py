@@ -256,23 +256,37 @@ def test_guest_without_pv_drivers_never_binds_devices(bare_api):
     assert bare_api.sim.get_dom0(host)["by_remote_domain"] == {bare_api.VM.get_domid(vm): "5"}
 
 
-def test_exhaustion_without_a_guard_fails_like_a_real_host(bare_api):
-    """Starting VMs with no hook until dom0 runs out: devices fail with error 28, then starts fail."""
-    host = bare_api.sim.add_host("xs-a", {"vcpus": "4", "abi": "2-level", "port_limit": "120"})
-    started = 0
+def exhaust(api):
+    """Start 12 VMs whose drivers connect while the next ones start, on a 120-port dom0."""
+    host = api.sim.add_host("xs-a", {"vcpus": "4", "abi": "2-level", "port_limit": "120"})
+    api.sim.set_xsguard_config(host, {"dom0.port_limit": "120", "policy.margin": "0"})
     errors = []
     for i in range(12):
-        vm = make_vm(bare_api, "vm%d" % i, vcpus=4, hvm=True, disks=1, nics=1)
-        bare_api.sim.set_guest(vm, {"connect_delay": "0.5"})  # drivers connect after the next starts
+        vm = make_vm(api, "vm%d" % i, vcpus=4, hvm=True, disks=1, nics=1)
+        api.sim.set_guest(vm, {"connect_delay": "0.5"})  # drivers connect after the next starts
         try:
-            bare_api.VM.start(vm, False, False)
-            started += 1
+            api.VM.start(vm, False, False)
         except XenAPI.Failure as exc:
-            errors.append(exc.details[0])
+            errors.append(exc.details)
+    return host, errors
+
+
+def test_exhaustion_without_a_guard_fails_like_a_real_host(bare_api):
+    """No hook: devices fail with error 28 once dom0 runs out, then starts fail inside xenopsd."""
+    host, errors = exhaust(bare_api)
     failures = wait_for(lambda: [f for f in bare_api.sim.get_failures() if "ring-refs" in f["error"]])
-    assert started >= 1 and errors and set(errors) == {"INTERNAL_ERROR"}
-    assert any("error 28 mapping ring-refs and evtchn" in f["error"] for f in failures)
+    assert failures and errors and {e[0] for e in errors} == {"INTERNAL_ERROR"}
     assert int(bare_api.sim.get_dom0(host)["ports_used"]) <= 120
+
+
+def test_the_same_with_xsguard_fails_nothing(api):
+    """The same starts with xsguard installed: refused up front, no device ever fails."""
+    host, errors = exhaust(api)
+    assert errors and {(e[0], e[4]) for e in errors} == {("XAPI_HOOK_FAILED", "2")}
+    running = api.VM.get_all_records_where('field "power_state" = "Running" and field "is_control_domain" = "false"')
+    assert len(running) == (120 - 40) // 16  # 5 VMs of 16 ports on a dom0 with 40 of its own
+    wait_for(lambda: all(api.sim.get_dom0(host)["by_remote_domain"].get(r["domid"]) == "16" for r in running.values()))
+    assert api.sim.get_failures() == []
 
 
 def test_reboot_runs_the_hook_again_after_the_old_domain_is_gone(bare_api):
