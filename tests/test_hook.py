@@ -287,3 +287,22 @@ def test_status_lists_what_is_promised(api):
                                    "owed": 5, "state": "running"}]
     assert status["promised"] == 5
     assert status["ports_free"] == 4095 - 8 - status["ports_used"] - 5
+
+
+def test_lost_ledger_is_rebuilt_from_live_state(api):
+    """The ledger is lost while a VM's drivers have not connected: what it is owed is rebuilt,
+    so the next starts cannot take its ports."""
+    host = small_host(api, port_limit=40 + 8 + 25, vcpus=4)  # room for 2.5 VMs of 10
+    slow = make_vm(api, "slow", vcpus=2, hvm=True, disks=1, nics=1, affinity=host)
+    api.sim.set_guest(slow, {"connect_delay": "60"})
+    api.VM.start(slow, False, False)  # holds 5 of its 10 for the next minute
+    ledger = os.path.join(api.sim.get_host_root(host), "var", "lib", "xsguard", "ledger.json")
+    with open(ledger, "w") as handle:
+        handle.write("\0\0\0")
+    b, c = (make_vm(api, name, vcpus=2, hvm=True, disks=1, nics=1, affinity=host) for name in ("b", "c"))
+    for vm in (b, c):
+        api.sim.set_guest(vm, {"connect_delay": "60"})
+    api.VM.start(b, False, False)
+    details = failure(api.VM.start, c, False, False)
+    assert details[0] == "XAPI_HOOK_FAILED" and "10 promised to VMs starting" in details[3]
+    assert [r["event"] for r in decisions(api, host, 4)][1] == "ledger_reset"

@@ -16,7 +16,7 @@ from .deadline import Deadline
 from .need import HostFacts, Need, as_int
 from .profiles import PROFILES, Profile, with_overrides
 from .promises import Entry, Owed, here_from_records, settle
-from .xapi import Xapi
+from .xapi import Xapi, any_of, quote
 
 BYPASS_KEY = "xsguard"
 BYPASS_VALUE = "skip"
@@ -130,7 +130,8 @@ def decide(
         return _evaluate(cfg, api, subject, devices, entries, deadline, None, False, 0.0)
     with ledger.locked(path, deadline) as waited:
         entries, note = ledger.load(path)
-        return _evaluate(cfg, api, subject, devices, entries, deadline, note, True, waited)
+        return _evaluate(cfg, api, subject, devices, entries if note is None else None, deadline, note, True,
+                         waited)
 
 
 def _evaluate(
@@ -138,7 +139,7 @@ def _evaluate(
     api: Xapi,
     subject: Subject,
     devices: Devices,
-    entries: Dict[str, Entry],
+    entries: Optional[Dict[str, Entry]],
     deadline: Deadline,
     note: Optional[str],
     record: bool,
@@ -148,9 +149,11 @@ def _evaluate(
     # dom0 first, xapi second: a VM that gets its domain in between is then charged its whole
     # need minus the nothing dom0 held for it, never its ports twice.
     state = dom0_mod.read(cfg, deadline)
+    now = time.time()
+    if entries is None:  # the ledger was lost: every VM running or starting here is owed its need
+        entries = rebuild(cfg, api, subject, devices, state.backend, now)
     records = api.vms_by_uuid(sorted(u for u in entries if u != candidate))
     need = compute_need(cfg, subject, devices, state.backend)
-    now = time.time()
     here = here_from_records(records, subject.host_ref)
     kept, owed = settle(entries, here, state.ports.by_remote_domain, now, cfg.ledger["ttl"], candidate)
     promised = sum(o.owed for o in owed)
@@ -164,3 +167,31 @@ def _evaluate(
         if kept != entries:
             ledger.save(cfg.ledger["path"], kept)
     return Outcome(subject._replace(need=need), verdict, owed, note, record and goes_ahead, waited)
+
+
+def rebuild(
+    cfg: Config, api: Xapi, subject: Subject, devices: Devices, backend: Dict[str, str], now: float
+) -> Dict[str, Entry]:
+    """A ledger made from live state: each VM running or starting on this host, at its need.
+
+    Charging then takes off what dom0 already holds for each; three calls, on this rare path.
+    """
+    host = subject.host_ref
+    found = api.where("VM", "field \"resident_on\" = %s or field \"scheduled_to_be_resident_on\" = %s"
+                      % (quote(host), quote(host)))
+    vms = {ref: r for ref, r in found.items() if not r.get("is_control_domain") and ref != subject.vm_ref}
+    if not vms:
+        return {}
+    vbds = api.where("VBD", any_of("VM", sorted(vms)))
+    vifs = api.where("VIF", any_of("VM", sorted(vms)))
+    facts = host_facts(devices.control_domain, backend)
+    profile = profile_of(cfg)
+    entries = {}
+    for ref, vm in vms.items():
+        mine = [r for r in vbds.values() if r.get("VM") == ref], [r for r in vifs.values() if r.get("VM") == ref]
+        try:
+            total = need_mod.vm_need(vm, mine[0], mine[1], facts, profile).total
+        except ValueError:
+            continue  # a record the model cannot read: charged what dom0 holds for it
+        entries[vm["uuid"]] = Entry(vm["uuid"], vm.get("name_label", ""), total, now, None)
+    return entries
