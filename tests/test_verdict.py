@@ -93,3 +93,16 @@ def test_json_carries_every_figure():
 def test_ascii_safe():
     """Printable ASCII passes; control characters become ?; the rest is escaped."""
     assert ascii_safe("ok \t\x7f\u00e9") == "ok ??\\u00e9"
+
+
+def test_remedy_follows_where_the_limit_came_from():
+    """2-level: switch to FIFO; configured: check the config; FIFO: nothing to raise; IRQs: the kernel."""
+    used = {"xen_ports": 4090, "linux_irqs": 41200}
+    two_level = decide(NEED, "h", [PORTS], used, 0, 64).message
+    configured = decide(NEED, "h", [PORTS._replace(source="configured ([dom0] port_limit)")], used, 0, 64).message
+    fifo = decide(NEED, "h", [Ceiling("xen_ports", 4095, "fifo ABI (kernel log)")], used, 0, 64).message
+    irqs = decide(NEED, "h", [IRQS], used, 0, 64).message
+    assert "drop xen.fifo_events=0" in two_level
+    assert "[dom0] port_limit" in configured and "fifo_events" not in configured
+    assert "131071 ports are Xen's most" in fifo
+    assert "larger NR_IRQS" in irqs

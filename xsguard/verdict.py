@@ -89,10 +89,15 @@ class Verdict(NamedTuple):
 
 CEILING_TITLES = {"xen_ports": "Xen event-channel port", "linux_irqs": "Linux IRQ descriptor"}
 
-REMEDIES = {
-    "xen_ports": "raise the port limit: FIFO event channels (drop xen.fifo_events=0 from dom0's command line)",
-    "linux_irqs": "raise dom0's IRQ limit: a dom0 kernel built with a larger NR_IRQS",
-}
+def remedy(check: Check) -> str:
+    """How the binding ceiling itself could be raised, from where its limit came."""
+    if check.ceiling == "linux_irqs":
+        return "raise dom0's IRQ limit: a dom0 kernel built with a larger NR_IRQS"
+    if check.source.startswith("configured"):
+        return "check the port limit set in /etc/xsguard/xsguard.conf ([dom0] port_limit)"
+    if check.source.startswith("fifo"):
+        return "nothing raises it further: FIFO's 131071 ports are Xen's most"
+    return "raise the port limit: FIFO event channels (drop xen.fifo_events=0 from dom0's command line)"
 
 
 def decide(
@@ -144,7 +149,7 @@ def render(verdict: str, binding: Check, need: Need, host_name: str) -> str:
         "What to do:",
         "- start it on a host with room: xe vm-start uuid=%s on=<host>" % vm_uuid,
         "- or shut down another VM on this host",
-        "- or %s" % REMEDIES.get(binding.ceiling, "raise the limit"),
+        "- or %s" % remedy(binding),
         "- or bypass the check for this VM: xe vm-param-set uuid=%s other-config:xsguard=skip" % vm_uuid,
     ]
     return "\n".join(lines)
