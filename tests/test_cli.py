@@ -127,3 +127,22 @@ def test_simulate_serves_until_sigterm(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_ceilings_outlive_the_rotated_kernel_log(api):
+    """The boot lines leave kern.log at rotation: what they said is kept until dom0 reboots."""
+    host = api.sim.add_host("xs-a", {"vcpus": "4", "abi": "2-level"})
+    root = api.sim.get_host_root(host)
+    code, out, _ = xsguard(api, host, "status", "--json")
+    first = json.loads(out)
+    assert (first["port_limit"], first["port_limit_source"]) == (4095, "2-level ABI (kernel log)")
+    assert (first["irq_limit"], first["irq_limit_source"]) == (41220, "NR_IRQS 33024 + 8196 (kernel log)")
+    open(os.path.join(root, "var", "log", "kern.log"), "w").close()  # logrotate
+    kept = json.loads(xsguard(api, host, "status", "--json")[1])
+    assert (kept["port_limit"], kept["irq_limit"]) == (4095, 41220)
+    assert kept["port_limit_source"] == "2-level ABI (kernel log) since this boot's first reading"
+    with open(os.path.join(root, "proc", "sys", "kernel", "random", "boot_id"), "w") as handle:
+        handle.write("00000000-0000-4000-8000-000000000001\n")  # dom0 rebooted
+    rebooted = json.loads(xsguard(api, host, "status", "--json")[1])
+    assert rebooted["port_limit"] == 4095 and "inferred" in rebooted["port_limit_source"]
+    assert (rebooted["irq_limit"], rebooted["irq_limit_source"]) == (None, "unknown: set [dom0] irq_limit")

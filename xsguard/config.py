@@ -78,6 +78,8 @@ SCHEMA: List[Tuple[str, str, str, Callable[[str], Any], str]] = [
     ("dom0", "kernel_log", "/var/log/kern.log", _path,
      "kernel log holding the boot lines (ABI, NR_IRQS)"),
     ("dom0", "cmdline", "/proc/cmdline", _path, "dom0's kernel command line"),
+    ("dom0", "boot_id", "/proc/sys/kernel/random/boot_id", _path,
+     "this boot's id: what the kernel log said is kept until it changes"),
     ("dom0", "hypervisor", "/sys/hypervisor", _path, "sysfs directory with version/major, minor"),
     ("dom0", "sys_module", "/sys/module", _path,
      "sysfs directory with xen_netback and xen_blkback parameters"),

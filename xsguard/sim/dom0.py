@@ -7,6 +7,7 @@ Linux IRQ. The state is written to files in the host's root after every change: 
 
 import heapq
 import os
+import uuid
 from typing import Any, Dict, List, NamedTuple, Optional
 
 from .store import ApiError
@@ -182,6 +183,8 @@ class Dom0:
         if self.abi != "fifo":
             cmdline += " xen.fifo_events=0"
         _write_atomic(os.path.join(r, "proc", "cmdline"), cmdline + "\n")
+        os.makedirs(os.path.join(r, "proc", "sys", "kernel", "random"), exist_ok=True)
+        _write_atomic(os.path.join(r, "proc", "sys", "kernel", "random", "boot_id"), "%s\n" % uuid.uuid4())
         major, _, minor = self.xen_version.partition(".")
         _write_atomic(os.path.join(r, "sys", "hypervisor", "version", "major"), major + "\n")
         _write_atomic(os.path.join(r, "sys", "hypervisor", "version", "minor"), (minor or "0") + "\n")

@@ -184,6 +184,7 @@ class Pool:
             "dom0.proc_interrupts": os.path.join(r, "proc", "interrupts"),
             "dom0.kernel_log": os.path.join(r, "var", "log", "kern.log"),
             "dom0.cmdline": os.path.join(r, "proc", "cmdline"),
+            "dom0.boot_id": os.path.join(r, "proc", "sys", "kernel", "random", "boot_id"),
             "dom0.hypervisor": os.path.join(r, "sys", "hypervisor"),
             "dom0.sys_module": os.path.join(r, "sys", "module"),
             "dom0.inventory": os.path.join(r, "etc", "xensource-inventory"),
