@@ -4,7 +4,6 @@ import fcntl
 import json
 import os
 import socket
-import time
 from typing import Dict
 
 from .verdict import Verdict, ascii_safe
@@ -65,6 +64,3 @@ def claim_alert(state_path: str, vm_uuid: str, interval: float, now: float) -> b
     finally:
         os.close(fd)
 
-
-def now() -> float:
-    return time.time()

@@ -87,7 +87,6 @@ class Outcome(NamedTuple):
     verdict: Optional[verdict_mod.Verdict]  # None when bypassed
     owed: List[Owed]
     ledger_note: Optional[str]
-    recorded: bool
     lock_wait: float
 
 
@@ -123,7 +122,7 @@ def decide(
     """Decide whether ``vm_key`` may start on this host; with ``record``, enter it in the ledger."""
     subject, devices = read_subject(cfg, api, vm_key, host_uuid)
     if devices is None:
-        return Outcome(subject, None, [], None, False, 0.0)
+        return Outcome(subject, None, [], None, 0.0)
     path = cfg.ledger["path"]
     if not record:
         entries, _ = ledger.load(path, set_aside=False)
@@ -166,7 +165,7 @@ def _evaluate(
             kept[candidate] = Entry(candidate, need.vm_name, need.total, now, None)
         if kept != entries:
             ledger.save(cfg.ledger["path"], kept)
-    return Outcome(subject._replace(need=need), verdict, owed, note, record and goes_ahead, waited)
+    return Outcome(subject._replace(need=need), verdict, owed, note, waited)
 
 
 def rebuild(

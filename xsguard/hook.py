@@ -206,7 +206,7 @@ def _signal_refusal(cfg: config.Config, verdict: Any, log: Any) -> None:
     if cfg.log["alerts"]:
         try:
             state = os.path.join(os.path.dirname(cfg.ledger["path"]) or ".", "alerts.json")
-            if alerts.claim_alert(state, verdict.need.vm_uuid, cfg.log["alert_interval"], alerts.now()):
+            if alerts.claim_alert(state, verdict.need.vm_uuid, cfg.log["alert_interval"], time.time()):
                 with Xapi(cfg.xapi["url"], Deadline(ALERT_DEADLINE)) as api:
                     api.call("message.create", alerts.ALERT_NAME, str(alerts.ALERT_PRIORITY), "VM",
                              verdict.need.vm_uuid, alerts.alert_body(verdict))
