@@ -339,3 +339,30 @@ def test_fast_responses_are_what_xmlrpc_writes():
     ours = xmlrpc.client.loads(wire.response(value).decode("utf-8"))
     theirs = xmlrpc.client.loads(xmlrpc.client.dumps((value,), methodresponse=True, allow_none=True))
     assert ours == theirs
+
+
+def test_a_32_bit_dom0_needs_its_limit_configured(api):
+    """XenServer 6.2's 32-bit dom0: the kernel log says 2-level (4095) but Xen stops at 1023.
+    Detected alone, xsguard over-admits; with [dom0] port_limit = 1023 it does not."""
+    outcome = {}
+    for configured in (False, True):
+        host = api.sim.add_host("xs-%s" % configured, {"vcpus": "4", "abi": "2-level-32"})
+        if configured:
+            api.sim.set_xsguard_config(host, {"dom0.port_limit": "1023"})
+        assert api.sim.get_dom0(host)["port_limit"] == "1023"
+        before = len(api.sim.get_failures())
+        for i in range(25):  # 55 ports each: 17 fit in 1023, all 25 in 4095
+            vm = make_vm(api, "vm-%s-%d" % (configured, i), vcpus=32, hvm=True, disks=4, nics=2, affinity=host)
+            try:
+                api.VM.start(vm, False, False)
+            except XenAPI.Failure:
+                pass
+        wait_for(lambda: not any(t.is_alive() for t in api_timers()), timeout=5)
+        outcome[configured] = len(api.sim.get_failures()) - before
+    assert outcome[False] > 0 and outcome[True] == 0
+
+
+def api_timers():
+    import threading
+
+    return [t for t in threading.enumerate() if isinstance(t, threading.Timer)]
