@@ -16,7 +16,7 @@ from .deadline import Deadline
 from .need import HostFacts, Need, as_int
 from .profiles import PROFILES, Profile, with_overrides
 from .promises import Entry, Owed, here_from_records, settle
-from .xapi import Xapi, any_of, quote
+from .xapi import Xapi, any_of
 
 BYPASS_KEY = "xsguard"
 BYPASS_VALUE = "skip"
@@ -176,9 +176,8 @@ def rebuild(
     Charging then takes off what dom0 already holds for each; three calls, on this rare path.
     """
     host = subject.host_ref
-    found = api.where("VM", "field \"resident_on\" = %s or field \"scheduled_to_be_resident_on\" = %s"
-                      % (quote(host), quote(host)))
-    vms = {ref: r for ref, r in found.items() if not r.get("is_control_domain") and ref != subject.vm_ref}
+    vms = {ref: r for ref, r in api.vms_on_host(host).items()
+           if not r.get("is_control_domain") and ref != subject.vm_ref}
     if not vms:
         return {}
     vbds = api.where("VBD", any_of("VM", sorted(vms)))

@@ -6,11 +6,13 @@ from typing import Any, Dict, Optional
 
 from . import dom0 as dom0_mod
 from . import engine, ledger, probes
+from .ceilings import Ceiling
 from .config import Config
 from .deadline import Deadline
 from .errors import XapiUnreachable
 from .promises import Here, here_from_records, settle
-from .xapi import Xapi, quote
+from .verdict import Check
+from .xapi import Xapi
 
 
 def status(cfg: Config, api: Optional[Xapi], deadline: Deadline) -> Dict[str, Any]:
@@ -31,14 +33,16 @@ def status(cfg: Config, api: Optional[Xapi], deadline: Deadline) -> Dict[str, An
         try:
             host_ref, host = api.host_by_uuid(host_uuid)
             host_name = host.get("name_label", "")
-            resident = api.where("VM", "field \"resident_on\" = %s" % quote(host_ref))
+            on_host = {r["uuid"]: r for r in api.vms_on_host(host_ref).values()}
             live = set()
-            for rec in resident.values():
+            for rec in on_host.values():
                 domid = int(rec.get("domid", -1))
-                if domid >= 0 and rec.get("power_state") in ("Running", "Paused"):
+                running = rec.get("power_state") in ("Running", "Paused")
+                if domid >= 0 and running and rec.get("resident_on") == host_ref:
                     live.add(domid)
                     names[domid] = {"vm_uuid": rec["uuid"], "vm_name": rec.get("name_label", "")}
-            here = here_from_records(api.vms_by_uuid(sorted(entries)), host_ref)
+            # a ledger VM neither running nor starting here is not among them: gone, as settle() wants
+            here = here_from_records({u: on_host[u] for u in entries if u in on_host}, host_ref)
             leaked = {str(d): n for d, n in sorted(state.ports.leaked(live).items())}
         except XapiUnreachable as exc:
             xapi_note = exc.message
@@ -48,8 +52,8 @@ def status(cfg: Config, api: Optional[Xapi], deadline: Deadline) -> Dict[str, An
     promised = sum(o.owed for o in owed)
     margin = cfg.policy["margin"]
 
-    def free(limit: Optional[int], used: int) -> Optional[int]:
-        return None if limit is None else limit - margin - used - promised
+    def free(ceiling: Ceiling, used: int) -> Optional[int]:
+        return Check(ceiling.name, ceiling.limit, ceiling.source, used, promised, margin, 0).free
 
     by_domain = {}
     for domid, count in sorted(state.ports.by_remote_domain.items()):
@@ -62,11 +66,11 @@ def status(cfg: Config, api: Optional[Xapi], deadline: Deadline) -> Dict[str, An
         "port_limit": state.port_ceiling.limit,
         "port_limit_source": state.port_ceiling.source,
         "ports_used": state.ports.ports,
-        "ports_free": free(state.port_ceiling.limit, state.ports.ports),
+        "ports_free": free(state.port_ceiling, state.ports.ports),
         "irq_limit": state.irq_ceiling.limit,
         "irq_limit_source": state.irq_ceiling.source,
         "irqs_used": state.irqs_used,
-        "irqs_free": free(state.irq_ceiling.limit, state.irqs_used),
+        "irqs_free": free(state.irq_ceiling, state.irqs_used),
         "margin": margin,
         "promised": promised,
         "promises": [o._asdict() for o in owed],

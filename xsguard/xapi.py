@@ -176,6 +176,11 @@ class Xapi:
         vgpus = list(self.where("VGPU", match).values()) if vm.get("VGPUs") else []
         return vbds, vifs, vgpus
 
+    def vms_on_host(self, host_ref: str) -> Dict[str, Record]:
+        """Every VM running on the host or being started on it (control domain included), by ref."""
+        return self.where("VM", "field \"resident_on\" = %s or field \"scheduled_to_be_resident_on\" = %s"
+                          % (quote(host_ref), quote(host_ref)))
+
     def vms_by_uuid(self, uuids: List[str]) -> Dict[str, Record]:
         """Records of the VMs with these uuids (those that still exist), by uuid."""
         if not uuids:
