@@ -9,7 +9,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from tests.pool import connect  # noqa: E402
-from xsguard import interrupts, lsevtchn  # noqa: E402
+from xsguard.model import interrupts, lsevtchn  # noqa: E402
 from xsguard.sim.server import Simulator  # noqa: E402
 
 

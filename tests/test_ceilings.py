@@ -3,27 +3,27 @@
 import pytest
 
 from tests.fixtures_path import PV, read
-from xsguard.ceilings import abi_from_cmdline, abi_from_kernel_log, irq_ceiling, port_ceiling
+from xsguard.model.ceilings import abi_from_boot_lines, abi_from_cmdline, irq_ceiling, port_ceiling
 
 
 def test_real_boot_log():
     """The captured dom0 boot log gives FIFO (131071 ports) and NR_IRQS 524544 + 8196."""
     log = read(PV, "dom0-dmesg-boot.txt")
-    assert port_ceiling(None, log, None, None) == (
-        "xen_ports", 131071, "fifo ABI (kernel log)")
+    ceiling = port_ceiling(None, log, None, None)
+    assert (ceiling.name, ceiling.limit, ceiling.source) == ("xen_ports", 131071, "fifo ABI (kernel log)")
     assert irq_ceiling(None, log).limit == 524544 + 8196
 
 
 def test_two_level_log_line():
     """``Using 2-level ABI`` means 4095 ports on a 64-bit dom0."""
-    assert abi_from_kernel_log("[    1.0] xen:events: Using 2-level ABI\n") == "2-level"
+    assert abi_from_boot_lines("[    1.0] xen:events: Using 2-level ABI\n") == "2-level"
     assert port_ceiling(None, "xen:events: Using 2-level ABI", None, None).limit == 4095
 
 
 def test_last_boot_wins():
     """A log spanning reboots: the last ABI line is the running kernel's."""
     log = "xen:events: Using FIFO-based ABI\n...\nxen:events: Using 2-level ABI\n"
-    assert abi_from_kernel_log(log) == "2-level"
+    assert abi_from_boot_lines(log) == "2-level"
 
 
 def test_xenserver_irq_limit():
@@ -52,12 +52,13 @@ def test_inferred_source_is_stated():
 
 def test_configured_beats_detected():
     """A configured number is used and said to be configured (e.g. a 32-bit dom0's 1023)."""
-    assert port_ceiling(1023, "xen:events: Using 2-level ABI", None, None) == (
-        "xen_ports", 1023, "configured ([dom0] port_limit)")
+    ceiling = port_ceiling(1023, "xen:events: Using 2-level ABI", None, None)
+    assert (ceiling.limit, ceiling.source) == (1023, "configured ([dom0] port_limit)")
     assert irq_ceiling(5000, "NR_IRQS: 33024, nr_irqs: 1").source == "configured ([dom0] irq_limit)"
 
 
 def test_unknown_says_what_to_set():
     """Nothing to go on: the limit is unknown and the source names the key to set."""
-    assert port_ceiling(None, None, "", None) == ("xen_ports", None, "unknown: set [dom0] port_limit")
-    assert irq_ceiling(None, None) == ("linux_irqs", None, "unknown: set [dom0] irq_limit")
+    ports, irqs = port_ceiling(None, None, "", None), irq_ceiling(None, None)
+    assert (ports.limit, ports.source) == (None, "unknown: set [dom0] port_limit")
+    assert (irqs.limit, irqs.source) == (None, "unknown: set [dom0] irq_limit")

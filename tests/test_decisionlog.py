@@ -167,6 +167,6 @@ def test_failed_alert_does_not_change_the_verdict(api, sim):
     assert details[0] == "XAPI_HOOK_FAILED" and details[4] == "2"
     root = api.sim.get_host_root(host)
     events = [r["event"] for r in wait_records(os.path.join(root, "var", "log", "xsguard", "decisions.log"), 2)]
-    assert events == ["alert_failed", "start_refused"]
+    assert events == ["start_refused", "alert_failed"]
 
 

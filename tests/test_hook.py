@@ -50,7 +50,7 @@ def test_admits_what_fits_and_refuses_what_does_not(api):
     assert "xsguard refused to start VM 'big-db' (%s) on host 'xs-a'" % uuid in stdout
     assert "needs 39 dom0 event channels; 22 are left" in stdout
     assert "Largest consumers: qemu-ioreq 9, varstored 8, vif 0 8." in stdout
-    assert "other-config:xsguard=skip" in stdout and stdout == stdout.encode("ascii").decode()
+    assert "[policy] bypass" in stdout and stdout == stdout.encode("ascii").decode()
     assert api.VM.get_power_state(big) == "Halted"
     assert api.sim.get_failures() == []
     log = decisions(api, host, 4)
@@ -81,15 +81,29 @@ def test_off_mode_only_logs(api):
     assert decisions(api, host, 1)[-1]["event"] == "start_would_refuse"
 
 
-def test_bypass_key(api):
-    """other-config:xsguard=skip admits without a check, and the bypass is logged."""
+def test_a_vm_key_cannot_bypass(api):
+    """other-config:xsguard=skip is the VM owner's to set: it is ignored, the start is checked."""
     host = small_host(api, port_limit=60, vcpus=4)
     vm = make_vm(api, "special", vcpus=8, hvm=True, disks=1, nics=1, affinity=host)
     api.VM.add_to_other_config(vm, "xsguard", "skip")
-    api.VM.start(vm, False, False)
-    assert api.VM.get_power_state(vm) == "Running"
-    record = decisions(api, host, 1)[-1]
-    assert record["event"] == "start_bypassed" and record["key"] == "other_config:xsguard=skip"
+    assert failure(api.VM.start, vm, False, False)[0] == "XAPI_HOOK_FAILED"
+    assert decisions(api, host, 1)[-1]["event"] == "start_refused"
+
+
+def test_bypass_from_dom0_config_is_still_charged(api):
+    """A VM listed in [policy] bypass starts unchecked, and the next start is charged for it."""
+    host = small_host(api, port_limit=60, vcpus=4)
+    special = make_vm(api, "special", vcpus=8, hvm=True, disks=1, nics=1, affinity=host)  # 20 ports, 12 free
+    api.sim.set_guest(special, {"connect_delay": "30"})  # its PV devices have not connected yet
+    api.sim.set_xsguard_config(host, {"policy.bypass": api.VM.get_uuid(special)})
+    api.VM.start(special, False, False)
+    assert api.VM.get_power_state(special) == "Running"
+    assert decisions(api, host, 1)[-1]["event"] == "start_bypassed"
+    small = make_vm(api, "small", vcpus=1, disks=0, nics=0, affinity=host)  # 2 ports
+    assert failure(api.VM.start, small, False, False)[0] == "XAPI_HOOK_FAILED"
+    refusal = decisions(api, host, 2)[-1]
+    assert refusal["event"] == "start_refused"
+    assert [p["vm_uuid"] for p in refusal["promised_to"]] == [api.VM.get_uuid(special)]
 
 
 def guard_error_case(api, values, vm_fields=None):
@@ -104,11 +118,13 @@ def test_xapi_down_on_error_allow(api):
     api.VM.start(vm, False, False)
     run = hook_runs(api)[-1]
     assert run["exit_code"] == "1"
-    assert run["stdout"].startswith("xsguard could not check this start; allowed ([policy] on_error = allow)")
+    assert run["stdout"].startswith("xsguard could not check the start of VM %s; let through unchecked"
+                                    " ([policy] on_error = allow)" % api.VM.get_uuid(vm))
     assert "xapi is not answering on http://127.0.0.1:9/" in run["stdout"]
-    record = decisions(api, host, 1)[-1]
-    assert (record["event"], record["error"], record["on_error"]) == ("guard_error", "XSGUARD_XAPI_UNREACHABLE",
-                                                                      "allow")
+    records = decisions(api, host, 2)
+    assert (records[0]["event"], records[0]["error"], records[0]["on_error"]) == (
+        "guard_error", "XSGUARD_XAPI_UNREACHABLE", "allow")
+    assert records[1]["event"] == "start_unchecked"
 
 
 def test_xapi_down_on_error_deny(api):
@@ -117,8 +133,8 @@ def test_xapi_down_on_error_deny(api):
                                       "policy.on_error": "deny"})
     details = failure(api.VM.start, vm, False, False)
     assert details[4] == "2"
-    assert "xsguard could not check this start and is set to refuse starts when it fails" in details[3]
-    assert "xe vm-param-set uuid=%s other-config:xsguard=skip" % api.VM.get_uuid(vm) in details[3]
+    assert "xsguard could not check this start and is set to refuse when it fails" in details[3]
+    assert "What failed: xapi is not answering on http://127.0.0.1:9/" in details[3]
     assert api.VM.get_power_state(vm) == "Halted"
 
 
@@ -192,7 +208,7 @@ def test_bad_arguments_are_rejected_clearly():
 def test_control_domain_is_never_checked():
     """A hook run for dom0 itself (never from xapi, but by hand) admits without a decision."""
     from xsguard.errors import NotACandidate
-    from xsguard.need import refuse_non_candidate
+    from xsguard.model.need import refuse_non_candidate
 
     try:
         refuse_non_candidate({"is_control_domain": True, "name_label": "Control domain"})
@@ -238,7 +254,7 @@ def test_xenapi_failure_is_not_retried(api, sim):
     host = small_host(api, port_limit=4095, **{"policy.on_error": "deny"})
     from xsguard import config as config_mod
     from xsguard.deadline import Deadline
-    from xsguard.engine import decide
+    from xsguard.decision import admit
     from xsguard.errors import VmNotFound
     from xsguard.xapi import Xapi
 
@@ -246,7 +262,7 @@ def test_xenapi_failure_is_not_retried(api, sim):
     with Xapi(cfg.xapi["url"], Deadline(5)) as xs:
         before = len(api.sim.get_calls())
         try:
-            decide(cfg, xs, "7e1b1c55-0000-4000-8000-000000000000", Deadline(5), record=True)
+            admit(cfg, xs, "7e1b1c55-0000-4000-8000-000000000000", Deadline(5))
         except VmNotFound as exc:
             assert "no VM has uuid or name" in exc.message
         else:

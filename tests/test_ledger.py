@@ -12,34 +12,53 @@ import pytest
 from xsguard import ledger
 from xsguard.deadline import Deadline
 from xsguard.errors import DeadlineExceeded
-from xsguard.promises import Entry
+from xsguard.model.charging import Entry
 
 E = Entry("6f1c6d3e-1b8a-4c43-9d4e-0a7b2a1c9e11", "vm", 22, 1000.0, None)
+BOOT = "b1f0c2a4-0000-4000-8000-000000000001"
 
 
 def test_round_trip(tmp_path):
     """What is saved loads back."""
     path = str(tmp_path / "ledger.json")
-    ledger.save(path, {E.vm_uuid: E})
-    assert ledger.load(path) == ({E.vm_uuid: E}, None)
+    ledger.save(path, BOOT, {E.vm_uuid: E})
+    assert ledger.load(path, BOOT) == ({E.vm_uuid: E}, None, 0, 0)
     assert oct(os.stat(path).st_mode & 0o777) == "0o600"
 
 
 def test_missing_is_empty(tmp_path):
     """No ledger yet: empty, no note."""
-    assert ledger.load(str(tmp_path / "none.json")) == ({}, None)
+    assert ledger.load(str(tmp_path / "none.json"), BOOT).entries == {}
 
 
-@pytest.mark.parametrize("content", [b"", b"{", b"\xff\xfe", b'{"version": 9, "entries": []}',
-                                     b'{"version": 1, "entries": [{"need": 3}]}', b"[]"])
+def test_earlier_boot_is_rebuilt_quietly(tmp_path):
+    """A ledger of an earlier boot speaks of domains that are gone: rebuilt, not reported corrupt."""
+    path = str(tmp_path / "ledger.json")
+    ledger.save(path, "another-boot", {E.vm_uuid: E})
+    loaded = ledger.load(path, BOOT)
+    assert (loaded.entries, loaded.note) == (None, None)
+
+
+CORRUPT = [b"", b"{", b"\xff\xfe", b'{"version": 9, "entries": []}', b"[]",
+           b'{"version": 2, "boot_id": "%s", "entries": [{"need": 3}]}' % BOOT.encode(),
+           b'{"version": 2, "boot_id": "%s", "entries": [{"vm_uuid": "u", "need": Infinity, "admitted_at": 1}]}'
+           % BOOT.encode(),
+           b'{"version": 2, "boot_id": "%s", "entries": [{"vm_uuid": "u", "need": 3, "admitted_at": 1e999}]}'
+           % BOOT.encode(),
+           b'{"version": 2, "boot_id": "%s", "entries": [{"vm_uuid": "u", "need": 1e999, "admitted_at": 1}]}'
+           % BOOT.encode(),
+           b"[" * 100000 + b"]" * 100000]
+
+
+@pytest.mark.parametrize("content", CORRUPT, ids=range(len(CORRUPT)))
 def test_corrupt_is_set_aside(tmp_path, content):
-    """A ledger that does not parse is kept aside for inspection and read as empty."""
+    """A ledger that does not parse (Infinity, 1e999 and deep nesting included) is kept aside and rebuilt."""
     path = str(tmp_path / "ledger.json")
     with open(path, "wb") as handle:
         handle.write(content)
-    entries, note = ledger.load(path)
-    assert entries == {}
-    assert "kept as" in note
+    loaded = ledger.load(path, BOOT)
+    assert loaded.entries is None
+    assert "kept as" in loaded.note and "rebuilt from live state" in loaded.note
     aside = [n for n in os.listdir(str(tmp_path)) if n.startswith("ledger.json.corrupt-")]
     assert len(aside) == 1
     with open(str(tmp_path / aside[0]), "rb") as handle:
@@ -47,25 +66,51 @@ def test_corrupt_is_set_aside(tmp_path, content):
 
 
 def test_read_only_load_leaves_corrupt_file(tmp_path):
-    """``status`` and ``check`` read without moving anything."""
+    """``status`` and ``check`` read without moving anything, and also rebuild."""
     path = str(tmp_path / "ledger.json")
     with open(path, "w") as handle:
         handle.write("{")
-    entries, note = ledger.load(path, set_aside=False)
-    assert entries == {} and "read as empty" in note and os.path.exists(path)
+    loaded = ledger.load(path, BOOT, set_aside=False)
+    assert loaded.entries is None and "rebuilt from live state" in loaded.note and os.path.exists(path)
+
+
+def test_pending_charges_are_folded_in(tmp_path):
+    """A start let through unchecked appends a charge that the next load includes, this boot's only."""
+    path = str(tmp_path / "ledger.json")
+    ledger.save(path, BOOT, {E.vm_uuid: E})
+    unchecked = Entry("0a0a0a0a-1b8a-4c43-9d4e-0a7b2a1c9e11", "late", ledger.UNKNOWN_NEED, 1001.0, None, "unchecked")
+    ledger.append_pending(path, BOOT, unchecked)
+    ledger.append_pending(path, "another-boot", unchecked._replace(vm_uuid="other"))
+    loaded = ledger.load(path, BOOT)
+    assert loaded.entries == {E.vm_uuid: E, unchecked.vm_uuid: unchecked}
+    assert loaded.pending == 1
+    ledger.save(path, BOOT, loaded.entries, loaded.pending_size)
+    assert not os.path.exists(path + ".pending")
+    assert ledger.load(path, BOOT).entries == {E.vm_uuid: E, unchecked.vm_uuid: unchecked}
+
+
+def test_pending_file_that_grew_is_kept(tmp_path):
+    """A charge appended after the pending file was read is not removed with it."""
+    path = str(tmp_path / "ledger.json")
+    first = E._replace(how="unchecked")
+    ledger.append_pending(path, BOOT, first)
+    loaded = ledger.load(path, BOOT)
+    late = E._replace(vm_uuid="late", how="unchecked")
+    ledger.append_pending(path, BOOT, late)
+    ledger.save(path, BOOT, loaded.entries, loaded.pending_size)
+    assert set(ledger.load(path, BOOT).entries) == {E.vm_uuid, "late"}
 
 
 def test_full_disk_is_a_clear_error(small_disk):
     """A full disk: LedgerUnavailable naming the file, the old ledger intact, no temporary left."""
     path = os.path.join(small_disk.path, "ledger.json")
-    with open(path, "w") as handle:
-        handle.write('{"version": 1, "entries": []}')
+    ledger.save(path, BOOT, {})
     small_disk.fill()
     big = {str(n): E._replace(vm_uuid=str(n)) for n in range(2000)}
     with pytest.raises(ledger.LedgerUnavailable, match="cannot write the ledger .*ledger.json"):
-        ledger.save(path, big)
-    assert os.listdir(small_disk.path) == ["ledger.json"]
-    assert ledger.load(path) == ({}, None)
+        ledger.save(path, BOOT, big)
+    assert sorted(os.listdir(small_disk.path)) == ["ledger.json"]
+    assert ledger.load(path, BOOT).entries == {}
 
 
 def test_lock_wait_counts_against_the_deadline(tmp_path):
@@ -96,20 +141,20 @@ def test_kill_during_writes_leaves_old_or_new(tmp_path):
     """A writer killed at random points leaves a ledger that parses, old version or new."""
     path = str(tmp_path / "ledger.json")
     script = (
-        "import sys; from xsguard import ledger; from xsguard.promises import Entry\n"
+        "import sys; from xsguard import ledger; from xsguard.model.charging import Entry\n"
         "i = 0\n"
         "while True:\n"
         "    i += 1\n"
-        "    ledger.save(sys.argv[1], {str(n): Entry(str(n), 'vm', i, 0.0, None) for n in range(200)})\n"
+        "    ledger.save(sys.argv[1], 'boot', {str(n): Entry(str(n), 'vm', i, 0.0, None) for n in range(200)})\n"
     )
     for delay in (0.05, 0.11, 0.17, 0.23, 0.31):
         writer = subprocess.Popen([sys.executable, "-c", script, path])
         time.sleep(delay + 0.3)
         writer.send_signal(signal.SIGKILL)
         writer.wait()
-        entries, note = ledger.load(path)
+        entries, note, _, _ = ledger.load(path, "boot")
         assert note is None
         assert len(entries) == 200
         assert len({e.need for e in entries.values()}) == 1
     with open(path) as handle:
-        assert json.load(handle)["version"] == 1
+        assert json.load(handle)["version"] == 2

@@ -7,8 +7,8 @@ import pytest
 
 from tests import records
 from xsguard.errors import NotACandidate
-from xsguard.need import HostFacts, effective_domain_type, vm_need
-from xsguard.profiles import XS8, XS61, XS62, with_overrides
+from xsguard.model.need import HostFacts, effective_domain_type, vm_need
+from xsguard.model.profiles import XS8, XS61, XS62, with_overrides
 
 D16 = HostFacts(dom0_vcpus=16)
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures", "xen417-pv-dom0-2vcpu")

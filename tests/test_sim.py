@@ -306,7 +306,7 @@ def test_reboot_runs_the_hook_again_after_the_old_domain_is_gone(bare_api):
 
 def test_dom0_files_show_the_state(bare_api):
     """The simulated dom0's lsevtchn and /proc/interrupts parse to the simulator's own counts."""
-    from xsguard import interrupts, lsevtchn
+    from xsguard.model import interrupts, lsevtchn
 
     host = bare_api.sim.add_host("xs-a", {"vcpus": "2"})
     vm = make_vm(bare_api, "a", vcpus=2, disks=1, nics=1)
@@ -325,7 +325,7 @@ def test_dom0_files_show_the_state(bare_api):
     with open(os.path.join(root, "proc/interrupts")) as handle:
         irqs = interrupts.parse(handle.read())
     assert irqs.irqs == int(dom0["irqs_used"])
-    assert irqs.netback_by_domain == {domid: 4}
+    assert irqs.by_consumer["netback"] == 4
 
 
 def test_fast_responses_are_what_xmlrpc_writes():

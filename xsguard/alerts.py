@@ -2,13 +2,16 @@
 
 import fcntl
 import json
+import math
 import os
 import socket
 from typing import Dict
 
-from .verdict import Verdict, ascii_safe
+from . import state
+from .model.verdict import Verdict, ascii_safe
 
 ALERT_NAME = "XSGUARD_START_REFUSED"
+UNCHECKED_ALERT_NAME = "XSGUARD_START_UNCHECKED"
 ALERT_PRIORITY = 3  # 1 highest .. 5; XenCenter shows 3 as a warning
 LOG_DAEMON_WARNING = 3 * 8 + 4
 
@@ -41,26 +44,31 @@ def alert_body(verdict: Verdict) -> str:
 
 
 def claim_alert(state_path: str, vm_uuid: str, interval: float, now: float) -> bool:
-    """True if no alert for this VM was raised in the last ``interval`` s (and record this one)."""
-    fd = os.open(state_path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    """True if no alert for this VM was raised in the last ``interval`` s (and record this one).
+
+    A file that does not hold a map of uuids to times is replaced: at worst one alert too many.
+    """
+    fd = os.open(state_path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        try:
-            with open(state_path) as handle:
-                last: Dict[str, float] = json.load(handle)
-            if not isinstance(last, dict):
-                last = {}
-        except (OSError, ValueError):
-            last = {}
-        if now - float(last.get(vm_uuid, 0)) < interval:
+        last = _read_times(state_path)
+        if now - last.get(vm_uuid, float("-inf")) < interval:
             return False
-        last = {k: v for k, v in last.items() if now - float(v) < interval}
+        last = {k: v for k, v in last.items() if now - v < interval}
         last[vm_uuid] = now
-        tmp = "%s.tmp-%d" % (state_path, os.getpid())
-        with open(tmp, "w") as handle:
-            json.dump(last, handle)
-        os.rename(tmp, state_path)
+        state.write_atomic(state_path, json.dumps(last).encode("utf-8"))
         return True
     finally:
         os.close(fd)
 
+
+def _read_times(state_path: str) -> Dict[str, float]:
+    try:
+        with open(state_path, "rb") as handle:
+            doc = json.loads(handle.read(1024 * 1024).decode("utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return {}
+    if not isinstance(doc, dict):
+        return {}
+    return {str(k): float(v) for k, v in doc.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}

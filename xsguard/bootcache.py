@@ -1,51 +1,47 @@
-"""Ceilings read from the kernel log, kept for the rest of that boot.
+"""Ceilings read from the kernel's boot lines, kept for the rest of that boot.
 
 The boot lines (the event-channel ABI, ``NR_IRQS``) leave ``kern.log`` at its first
-rotation; the ceilings they gave hold until dom0 reboots. So what the log said is kept in
-the state directory under the boot's id (``/proc/sys/kernel/random/boot_id``) and used for
-as long as the id is the same. Losing the file only means reading the log again.
+rotation; the ceilings they gave hold until dom0 reboots. So what they said is kept in the
+state directory under the boot's id (``/proc/sys/kernel/random/boot_id``) and used for as
+long as the id is the same. A file that is lost, corrupt or another boot's means reading the
+boot lines again.
 """
 
 import json
-import os
-from typing import Dict, Optional
+from typing import Dict
 
-from .ceilings import Ceiling
+from . import state
+from .model.ceilings import BOOT_LOG, Ceiling
 
-KEPT = " since this boot's first reading"
+KEPT = ", kept since this boot's first reading"
 
 
 def load(path: str, boot_id: str) -> Dict[str, Ceiling]:
-    """The ceilings kept for this boot, by name (empty if none, another boot's, or unreadable)."""
+    """The ceilings kept for this boot, by name (empty if none, another boot's, or unusable)."""
     try:
-        with open(path) as handle:
-            doc = json.load(handle)
+        with open(path, "rb") as handle:
+            doc = json.loads(handle.read(65536).decode("utf-8"))
         if doc.get("boot_id") != boot_id:
             return {}
-        return {name: Ceiling(name, int(limit), str(source)) for name, (limit, source) in doc["ceilings"].items()}
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        kept = {}
+        for name, (limit, basis, where) in doc["ceilings"].items():
+            if not (isinstance(limit, int) and 0 < limit < 2 ** 31):
+                return {}
+            kept[name] = Ceiling(str(name), limit, BOOT_LOG, str(basis), str(where))
+        return kept
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
         return {}
 
 
 def save(path: str, boot_id: str, found: Dict[str, Ceiling]) -> None:
-    """Keep these ceilings for this boot (best effort: atomic, errors ignored)."""
-    tmp = "%s.tmp-%d" % (path, os.getpid())
+    """Keep these ceilings for this boot (best effort: errors ignored)."""
+    doc = {"boot_id": boot_id, "ceilings": {c.name: [c.limit, c.basis, c.where] for c in found.values()}}
     try:
-        with open(tmp, "w") as handle:
-            json.dump({"boot_id": boot_id,
-                       "ceilings": {c.name: [c.limit, c.source] for c in found.values()}}, handle)
-        os.rename(tmp, path)
+        state.write_atomic(path, json.dumps(doc).encode("utf-8"))
     except OSError:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
+        pass
 
 
 def kept(ceiling: Ceiling) -> Ceiling:
     """The same ceiling, its source saying it comes from the kept reading."""
-    return ceiling if ceiling.source.endswith(KEPT) else ceiling._replace(source=ceiling.source + KEPT)
-
-
-def from_log(ceiling: Optional[Ceiling]) -> bool:
-    return ceiling is not None and ceiling.limit is not None and ceiling.source.endswith("(kernel log)")
+    return ceiling if ceiling.where.endswith(KEPT) else ceiling._replace(where=ceiling.where + KEPT)

@@ -6,8 +6,7 @@ import os
 import sys
 from typing import Any, Callable, Dict, List, Optional
 
-from . import __version__, config, render, report
-from . import denials as denials_mod
+from . import __version__, config, decision, denials, tables
 from .deadline import Deadline
 from .errors import XapiUnreachable, XsguardError
 
@@ -88,38 +87,38 @@ def cmd_status(args: argparse.Namespace) -> int:
     deadline = Deadline(max(cfg.policy["deadline"], 30.0))
     try:
         with Xapi(cfg.xapi["url"], deadline) as api:
-            data = report.status(cfg, api, deadline)
+            data = decision.status(cfg, api, deadline)
     except XapiUnreachable as exc:
-        data = report.status(cfg, None, deadline)
+        data = decision.status(cfg, None, deadline)
         data["notes"].append(exc.message)
-    _emit(args, data, render.status)
+    _emit(args, data, tables.status)
     return EXIT_OK
 
 
 def cmd_need(args: argparse.Namespace) -> int:
-    data = _with_api(args, lambda cfg, api, dl: report.need(cfg, api, args.vm, dl))
-    _emit(args, data, render.need)
+    data = _with_api(args, lambda cfg, api, dl: decision.need_report(cfg, api, args.vm, dl))
+    _emit(args, data, tables.need)
     return EXIT_OK
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    data = _with_api(args, lambda cfg, api, dl: report.check(cfg, api, args.vm, dl))
-    _emit(args, data, render.check)
-    return EXIT_OK if data["verdict"] == "admit" else EXIT_REFUSED
+    data = _with_api(args, lambda cfg, api, dl: decision.check_report(cfg, api, args.vm, dl))
+    _emit(args, data, tables.check)
+    return EXIT_OK if data["verdict"] == "admit" or data["bypassed"] else EXIT_REFUSED
 
 
 def cmd_denials(args: argparse.Namespace) -> int:
     cfg = _cfg(args)
     try:
-        since = denials_mod.parse_since(args.since)
+        since = denials.parse_since(args.since)
     except ValueError as exc:
         sys.stderr.write("xsguard: %s\n" % exc)
         return 2
-    found = denials_mod.read(cfg.log["file"], since=since, vm=args.vm, host=args.host)
+    found = denials.read(cfg.log["file"], since=since, vm=args.vm, host=args.host)
     if args.summary:
-        _emit(args, denials_mod.summary(found.records), render.summary)
+        _emit(args, denials.summary(found.records), tables.summary)
     else:
-        _emit(args, found.records, render.denials)
+        _emit(args, found.records, tables.denials)
     if found.corrupt:
         sys.stderr.write("xsguard: skipped %d corrupt line(s) in %s\n" % (found.corrupt, cfg.log["file"]))
     return EXIT_OK

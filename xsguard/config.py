@@ -6,10 +6,11 @@ sections and keys are errors, so that a typo never silently leaves a default in 
 
 import configparser
 import os
+import re
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
 from .errors import ConfigError
-from .profiles import PROFILES
+from .model.profiles import PROFILES
 
 DEFAULT_PATH = "/etc/xsguard/xsguard.conf"
 LSEVTCHN_CANDIDATES = ("/usr/libexec/xen/bin", "/usr/lib/xen/bin", "/usr/lib/xen-*/bin")
@@ -57,6 +58,17 @@ def _bool(text: str) -> bool:
     raise ValueError("expected yes or no")
 
 
+def _uuids(text: str) -> Tuple[str, ...]:
+    found = tuple(u.strip().lower() for u in text.replace(",", " ").split())
+    for uuid in found:
+        if not _UUID.match(uuid):
+            raise ValueError("%r is not a VM uuid" % uuid[:60])
+    return found
+
+
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
+
+
 def _path(text: str) -> str:
     if not text:
         raise ValueError("must not be empty")
@@ -97,6 +109,8 @@ SCHEMA: List[Tuple[str, str, str, Callable[[str], Any], str]] = [
     ("policy", "deadline", "5", _positive_float,
      "seconds the hook may take in all, retries and lock waits included"),
     ("policy", "profile", "xs8", _choice(*sorted(PROFILES)), "per-device figures: xs8, xs62, xs61"),
+    ("policy", "bypass", "", _uuids,
+     "uuids of VMs whose starts are not checked (still charged); only root in dom0 sets this"),
     ("need", "vbd_backend", "auto", _auto(_choice("tapdisk", "blkback")),
      "disk backend: tapdisk (1 ring per VBD) or blkback (1 per queue); auto: the profile's"),
     ("need", "rings_per_vbd", "auto", _auto(_int_min(0)), "fixed rings per VBD"),

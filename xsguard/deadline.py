@@ -15,9 +15,6 @@ class Deadline:
     def remaining(self) -> float:
         return self.expires - time.monotonic()
 
-    def expired(self) -> bool:
-        return self.remaining() <= 0
-
     def cap(self, seconds: float) -> float:
         """``seconds``, or less if the deadline comes first; raises once it has passed."""
         left = self.remaining()

@@ -11,17 +11,16 @@ import os
 import signal
 import sys
 import time
-from typing import Any, List, NamedTuple, Optional
+from typing import Any, Dict, List, NamedTuple, Optional
 
-from . import config, engine
+from . import config, decision, ledger, state
 from .deadline import Deadline
+from .decision import EXIT_GO, EXIT_LOG_AND_CONTINUE, EXIT_REFUSE
 from .errors import BadArgument, DeadlineExceeded, NotACandidate, XsguardError, wire_error
-from .verdict import ascii_safe_lines
+from .model.charging import HOW_UNCHECKED, Entry
+from .model.verdict import ascii_safe, ascii_safe_lines
 from .xapi import Xapi
 
-EXIT_GO = 0
-EXIT_LOG_AND_CONTINUE = 1
-EXIT_REFUSE = 2
 BACKSTOP_GRACE = 0.25  # seconds past the deadline before the alarm interrupts whatever runs
 ALERT_DEADLINE = 10.0  # the alert is sent after the verdict: it may take longer
 
@@ -57,6 +56,15 @@ def write_out(text: str) -> None:
         sys.stdout.flush()
 
 
+class Signal(NamedTuple):
+    """A syslog line and a xapi alert about one VM."""
+
+    syslog_line: str
+    alert_name: str
+    alert_body: str
+    vm_uuid: str
+
+
 class Journal:
     """The decision's log events, kept until the verdict is out, then written by ``publish``.
 
@@ -67,7 +75,8 @@ class Journal:
     def __init__(self, **context: Any) -> None:
         self.context = context
         self.events: List[Any] = []
-        self.refusal: Any = None  # the Verdict to signal (syslog, alert), if any
+        self.signal: Optional[Signal] = None  # what to tell syslog and xapi, if anything
+        self.counters: List[str] = []  # state.COUNTERS to bump
 
     def bind(self, **context: Any) -> "Journal":
         self.context.update(context)
@@ -86,12 +95,13 @@ class Journal:
         self._add("error", event, **fields)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: Optional[List[str]] = None, operation: str = "start") -> int:
     """Run the hook; returns the exit status (never raises)."""
     started = time.monotonic()
-    log = Journal()
+    log = Journal(operation=operation)
     cfg = config.defaults()  # until the file is read: its log path, on_error = allow
     args: Optional[Args] = None
+    progress: Dict[str, Any] = {}  # what is known of the VM so far: charged if it goes ahead unchecked
     try:
         cfg = config.load()
         args = parse_argv(sys.argv[1:] if argv is None else argv)
@@ -100,12 +110,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         signal.signal(signal.SIGALRM, _alarm)
         signal.setitimer(signal.ITIMER_REAL, cfg.policy["deadline"] + BACKSTOP_GRACE)
         try:
-            status, message = _decide(cfg, args, deadline, log, started)
+            status, message = _decide(cfg, args, deadline, log, started, progress)
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
         write_out(message)
     except BaseException as exc:  # noqa: BLE001 - the status must be chosen, never defaulted
-        status = _guard_error(exc, cfg.policy["on_error"], log, args, started)
+        status = _guard_error(cfg, exc, log, args, started, progress)
     try:
         publish(cfg, log)
     except BaseException:  # noqa: BLE001 - the log must not change the status
@@ -114,7 +124,7 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 
 def publish(cfg: config.Config, log: Journal) -> None:
-    """Write the journal to the decision log and signal a refusal, in a detached child.
+    """Write the journal to the decision log and signal, in a detached child.
 
     The parent returns at once so that the start goes on (or fails) without waiting. If no
     child can be made, the work is done here, late but not lost.
@@ -142,98 +152,129 @@ def _write_journal(cfg: config.Config, journal: Journal) -> None:
 
     decisionlog.configure(cfg.log["file"])
     log = decisionlog.get()
-    if journal.refusal is not None:
-        _signal_refusal(cfg, journal.refusal, log)
+    for counter in journal.counters:
+        try:
+            state.bump(cfg, counter)
+        except OSError as exc:
+            log.warning("count_failed", counter=counter, error=str(exc))
     for level, event, fields in journal.events:
         getattr(log, level)(event, **fields)
+    if journal.signal is not None:
+        _send_signal(cfg, journal.signal, log)
 
 
-def _decide(cfg: config.Config, args: Args, deadline: Deadline, log: Any, started: float) -> Any:
-    mode = cfg.policy["mode"]
+def _decide(cfg: config.Config, args: Args, deadline: Deadline, log: Journal, started: float,
+            progress: Dict[str, Any]) -> Any:
+    operation = log.context["operation"]
     try:
         with Xapi(cfg.xapi["url"], deadline) as api:
-            outcome = engine.decide(cfg, api, args.vm_uuid, deadline, record=True)
-            verdict = outcome.verdict
-            subject = outcome.subject
-            common = dict(
-                vm_name=subject.vm.get("name_label", ""),
-                host_uuid=subject.host.get("uuid", ""),
-                host_name=subject.host.get("name_label", ""),
-            )
-            if outcome.ledger_note:
-                log.warning("ledger_reset", note=outcome.ledger_note, **common)
-            if verdict is None:
-                log.info("start_bypassed", key="other_config:%s=%s" % (engine.BYPASS_KEY, engine.BYPASS_VALUE),
-                         duration_ms=_ms(started), **common)
-                return EXIT_GO, ""
-            figures = dict(
-                common,
-                verdict=verdict.verdict,
-                ceiling=verdict.binding.ceiling,
-                need=verdict.need.total,
-                checks=[c.as_json() for c in verdict.checks],
-                breakdown=verdict.need.as_json()["breakdown"],
-                promised_to=[o._asdict() for o in outcome.owed],
-                lock_wait_ms=round(outcome.lock_wait * 1000, 1),
-            )
-            if verdict.admitted:
-                log.info("start_admitted", duration_ms=_ms(started), **figures)
-                return EXIT_GO, ""
-            if mode != "off":
-                log.refusal = verdict
-            event = {"enforce": "start_refused", "warn": "start_warned", "off": "start_would_refuse"}[mode]
-            log.warning(event, duration_ms=_ms(started), message=verdict.message, **figures)
+            outcome = decision.admit(cfg, api, args.vm_uuid, deadline, progress=progress)
     except NotACandidate as exc:
-        log.info("start_not_checked", why=exc.message, duration_ms=_ms(started))
+        log.info("%s_not_checked" % operation, why=exc.message, duration_ms=_ms(started))
         return EXIT_GO, ""
-    if mode == "enforce":
-        return EXIT_REFUSE, verdict.message
-    if mode == "warn":
-        warning = "xsguard (mode = warn) lets this start go on, but would refuse it:\n"
-        return EXIT_LOG_AND_CONTINUE, warning + verdict.message
-    return EXIT_GO, ""
+    verdict, subject, policy = outcome.verdict, outcome.subject, outcome.policy
+    figures = dict(
+        vm_name=subject.vm.get("name_label", ""),
+        host_uuid=subject.host.get("uuid", ""),
+        host_name=subject.host_name,
+        verdict=verdict.verdict,
+        ceiling=verdict.binding.ceiling,
+        need=verdict.need.total,
+        checks=[c.as_json() for c in verdict.checks],
+        breakdown=verdict.need.as_json()["breakdown"],
+        promised_to=[o._asdict() for o in outcome.owed],
+        lock_wait_ms=round(outcome.lock_wait * 1000, 1),
+    )
+    if outcome.ledger_note:
+        log.warning("ledger_reset", note=outcome.ledger_note, **{k: figures[k] for k in ("vm_name", "host_name")})
+    event = "%s_%s" % (operation, policy.event)
+    if policy.event in ("admitted", "bypassed"):
+        log.info(event, duration_ms=_ms(started), **figures)
+        return policy.exit, ""
+    log.warning(event, duration_ms=_ms(started), message=verdict.message, **figures)
+    if policy.signalled:
+        from . import alerts
+
+        log.signal = Signal(alerts.syslog_line(verdict), alerts.ALERT_NAME, alerts.alert_body(verdict),
+                            verdict.need.vm_uuid)
+    if policy.exit == EXIT_REFUSE:
+        log.counters.append("refused")
+        return policy.exit, verdict.message
+    if policy.exit == EXIT_LOG_AND_CONTINUE:
+        return policy.exit, "xsguard (mode = warn) lets this start go on, but would refuse it:\n" + verdict.message
+    return policy.exit, ""
 
 
-def _signal_refusal(cfg: config.Config, verdict: Any, log: Any) -> None:
+def _send_signal(cfg: config.Config, sig: Signal, log: Any) -> None:
     """Syslog and a xapi alert: best effort, never a change to the verdict."""
     from . import alerts
 
     if cfg.log["syslog"]:
         try:
-            alerts.send_syslog(cfg.log["syslog_socket"], alerts.syslog_line(verdict))
+            alerts.send_syslog(cfg.log["syslog_socket"], sig.syslog_line)
         except OSError as exc:
             log.warning("syslog_failed", error=str(exc))
     if cfg.log["alerts"]:
         try:
-            state = os.path.join(os.path.dirname(cfg.ledger["path"]) or ".", "alerts.json")
-            if alerts.claim_alert(state, verdict.need.vm_uuid, cfg.log["alert_interval"], time.time()):
+            if alerts.claim_alert(state.path(cfg, state.ALERTS), sig.vm_uuid, cfg.log["alert_interval"], time.time()):
                 with Xapi(cfg.xapi["url"], Deadline(ALERT_DEADLINE)) as api:
-                    api.call("message.create", alerts.ALERT_NAME, str(alerts.ALERT_PRIORITY), "VM",
-                             verdict.need.vm_uuid, alerts.alert_body(verdict))
+                    api.call("message.create", sig.alert_name, str(alerts.ALERT_PRIORITY), "VM", sig.vm_uuid,
+                             sig.alert_body)
         except Exception as exc:  # noqa: BLE001 - an alert that fails must not change the verdict
             log.warning("alert_failed", error=str(wire_error(exc)))
 
 
-def _guard_error(exc: BaseException, on_error: str, log: Journal, args: Optional[Args], started: float) -> int:
-    """xsguard itself failed: log it, then allow (exit 1) or deny (exit 2) as configured."""
+def _guard_error(cfg: config.Config, exc: BaseException, log: Journal, args: Optional[Args], started: float,
+                 progress: Dict[str, Any]) -> int:
+    """xsguard itself failed: deny (exit 2), or allow (exit 1) loudly and still charge the VM."""
+    on_error = cfg.policy["on_error"]
     err = wire_error(exc)
     if isinstance(exc, (KeyboardInterrupt, SystemExit)) and not isinstance(exc, XsguardError):
         err = XsguardError("interrupted (%s)" % type(exc).__name__)
-    log.error("guard_error", error=err.code, detail=err.message, on_error=on_error, duration_ms=_ms(started))
     vm = args.vm_uuid if args else "?"
+    operation = log.context["operation"]
+    log.error("guard_error", error=err.code, detail=err.message, on_error=on_error, duration_ms=_ms(started))
+    if on_error == "deny":
+        _say("xsguard could not check this %s and is set to refuse when it fails ([policy] on_error = deny).\n"
+             "What failed: %s\nFix the cause, or set on_error = allow in /etc/xsguard/xsguard.conf." % (
+                 operation, err.message))
+        return EXIT_REFUSE
+    charged = _charge_unchecked(cfg, args, progress, log)
+    line = "could not check the %s of VM %s; let through unchecked ([policy] on_error = allow), %s: %s" % (
+        operation, vm, charged, err.message)
+    log.error("%s_unchecked" % operation, error=err.code, detail=err.message, charged=charged,
+              need=progress.get("need"), duration_ms=_ms(started))
+    log.counters.append("unchecked")
+    if args is not None:
+        from . import alerts
+
+        log.signal = Signal(ascii_safe(line), alerts.UNCHECKED_ALERT_NAME, ascii_safe_lines(line), args.vm_uuid)
+    _say("xsguard " + line)
+    return EXIT_LOG_AND_CONTINUE
+
+
+def _charge_unchecked(cfg: config.Config, args: Optional[Args], progress: Dict[str, Any], log: Journal) -> str:
+    """Enter a start let through unchecked in the ledger, without its lock; says what was charged."""
+    if args is None:
+        return "not charged (no VM named)"
+    need = progress.get("need")
+    entry = Entry(args.vm_uuid, progress.get("vm_name", ""), ledger.UNKNOWN_NEED if need is None else need,
+                  state.now(), None, HOW_UNCHECKED)
     try:
-        if on_error == "deny":
-            write_out(
-                "xsguard could not check this start and is set to refuse starts when it fails"
-                " ([policy] on_error = deny).\nWhat failed: %s\nFix the cause, set on_error = allow in"
-                " /etc/xsguard/xsguard.conf, or bypass the check for this VM:\n"
-                "xe vm-param-set uuid=%s other-config:xsguard=skip" % (err.message, vm)
-            )
-            return EXIT_REFUSE
-        write_out("xsguard could not check this start; allowed ([policy] on_error = allow): %s" % err.message)
+        ledger.append_pending(cfg.ledger["path"], state.boot_id(cfg), entry)
+    except OSError as exc:
+        log.error("charge_failed", error=str(exc))
+        return "NOT charged (%s)" % exc.strerror
+    if need is None:
+        return "charged its need once the next decision can compute it"
+    return "charged its need of %d" % need
+
+
+def _say(text: str) -> None:
+    try:
+        write_out(text)
     except Exception:  # noqa: BLE001 - stdout gone: the status is all that is left
         pass
-    return EXIT_REFUSE if on_error == "deny" else EXIT_LOG_AND_CONTINUE
 
 
 def _ms(started: float) -> float:

@@ -1,24 +1,31 @@
-"""The per-host ledger file and its lock.
+"""The per-host ledger file, its lock, and the charges of starts let through unchecked.
 
 The lock is ``flock`` on a separate file, so the kernel releases it when a holder dies,
-``kill -9`` included. Writes go to a temporary file that is fsynced and renamed over the
-ledger, so a reader sees the old version or the new one, never half of either. A ledger that
-does not parse is renamed aside for inspection and the caller starts from an empty one.
+``kill -9`` included. Only admissions write the ledger (a refusal needs no write): the new
+version replaces the old by rename, so a reader sees one or the other, never half of either.
+The ledger belongs to one boot (its ``boot_id``): times in it are CLOCK_MONOTONIC seconds.
+
+A start let through because xsguard could not decide in time must still be charged, but its
+hook cannot wait for the lock: it appends a line to ``<ledger>.pending`` (no lock, one
+``O_APPEND`` write) and the next decision folds those lines into the ledger under the lock.
 """
 
 import errno
 import fcntl
 import json
+import math
 import os
 import time
 from contextlib import contextmanager
-from typing import Dict, Iterator, Optional, Tuple
+from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Tuple
 
+from . import state
 from .deadline import Deadline
 from .errors import DeadlineExceeded, XsguardError
-from .promises import Entry
+from .model.charging import Entry
 
-VERSION = 1
+VERSION = 2
+UNKNOWN_NEED = -1  # a pending charge whose need was not known: computed by the next decision
 
 
 class LedgerUnavailable(XsguardError):
@@ -27,13 +34,22 @@ class LedgerUnavailable(XsguardError):
     code = "XSGUARD_LEDGER_UNAVAILABLE"
 
 
+class Loaded(NamedTuple):
+    """The ledger as read: its entries, or None when they must be rebuilt, and why."""
+
+    entries: Optional[Dict[str, Entry]]
+    note: Optional[str]  # what was wrong, when something was
+    pending: int  # pending charges folded in
+    pending_size: int  # bytes of the pending file read: removed on save if it did not grow
+
+
 @contextmanager
-def locked(path: str, deadline: Deadline, poll: float = 0.005) -> Iterator[float]:
+def locked(path: str, deadline: Deadline, poll: float = 0.002) -> Iterator[float]:
     """Hold the ledger's lock; yields the seconds spent waiting for it."""
     directory = os.path.dirname(path) or "."
     try:
         os.makedirs(directory, mode=0o700, exist_ok=True)
-        fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     except OSError as exc:
         raise LedgerUnavailable("cannot open the ledger lock %s.lock: %s" % (path, exc.strerror), path)
     started = time.monotonic()
@@ -55,69 +71,170 @@ def locked(path: str, deadline: Deadline, poll: float = 0.005) -> Iterator[float
         os.close(fd)  # closing releases the flock
 
 
-def load(path: str, set_aside: bool = True) -> Tuple[Dict[str, Entry], Optional[str]]:
-    """The ledger's entries, and a note if it was corrupt (and, with ``set_aside``, moved aside)."""
+def load(path: str, boot_id: str, set_aside: bool = True) -> Loaded:
+    """The ledger's entries with the pending charges folded in.
+
+    ``entries`` is None when the ledger is corrupt (then, with ``set_aside``, moved aside),
+    unreadable, or an earlier boot's: the caller rebuilds it from live state.
+    """
+    pending, size = read_pending(path, boot_id)
     try:
         with open(path, "rb") as handle:
             raw = handle.read()
     except FileNotFoundError:
-        return {}, None
+        return Loaded(_fold({}, pending), None, len(pending), size)
     except OSError as exc:
-        return {}, _set_aside(path, "unreadable (%s)" % exc.strerror, set_aside)
+        return Loaded(None, "ledger %s is unreadable (%s): rebuilt from live state" % (path, exc.strerror),
+                      len(pending), size)
     try:
-        doc = json.loads(raw.decode("utf-8"))
-        if doc.get("version") != VERSION:
-            raise ValueError("version %r" % doc.get("version"))
-        entries = {}
-        for item in doc["entries"]:
-            entry = Entry(
-                vm_uuid=str(item["vm_uuid"]),
-                vm_name=str(item.get("vm_name", "")),
-                need=int(item["need"]),
-                admitted_at=float(item["admitted_at"]),
-                domid=None if item.get("domid") is None else int(item["domid"]),
-            )
-            entries[entry.vm_uuid] = entry
-        return entries, None
-    except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as exc:
-        return {}, _set_aside(path, "corrupt (%s)" % exc, set_aside)
+        entries = parse(raw, boot_id)
+    except _EarlierBoot:
+        return Loaded(None, None, len(pending), size)  # every domain it spoke of is gone: rebuilt, no alarm
+    except ValueError as exc:
+        why = "corrupt (%s)" % str(exc)[:200]
+        if not set_aside:
+            return Loaded(None, "ledger %s is %s: rebuilt from live state" % (path, why), len(pending), size)
+        aside = state.set_aside(path)
+        kept = "kept as %s" % aside if aside else "could not be set aside"
+        return Loaded(None, "ledger %s was %s: %s, rebuilt from live state" % (path, why, kept), len(pending), size)
+    return Loaded(_fold(entries, pending), None, len(pending), size)
 
 
-def _set_aside(path: str, why: str, move: bool) -> str:
-    if not move:
-        return "ledger %s is %s: read as empty" % (path, why)
-    aside = "%s.corrupt-%d" % (path, int(time.time() * 1000))
+class _EarlierBoot(ValueError):
+    pass
+
+
+def parse(raw: bytes, boot_id: str) -> Dict[str, Entry]:
+    """The entries of one ledger file; ValueError naming what is wrong."""
     try:
-        os.rename(path, aside)
+        doc = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
+    except (UnicodeDecodeError, RecursionError) as exc:
+        raise ValueError(type(exc).__name__)
+    if not isinstance(doc, dict) or doc.get("version") != VERSION:
+        version = doc.get("version") if isinstance(doc, dict) else None
+        raise ValueError("not a version %d ledger (version %r)" % (VERSION, version))
+    if doc.get("boot_id") != boot_id:
+        raise _EarlierBoot()
+    items = doc.get("entries")
+    if not isinstance(items, list):
+        raise ValueError("entries is not a list")
+    entries = {}
+    for item in items:
+        entry = _entry(item)
+        entries[entry.vm_uuid] = entry
+    return entries
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError("%s is not a number a ledger holds" % name)
+
+
+def _entry(item: Any) -> Entry:
+    if not isinstance(item, dict):
+        raise ValueError("an entry is not an object")
+    try:
+        need = item["need"]
+        at = item["admitted_at"]
+        domid = item.get("domid")
+        uuid, name, how = item["vm_uuid"], item.get("vm_name", ""), item.get("how", "checked")
+    except KeyError as exc:
+        raise ValueError("an entry has no %s" % exc)
+    if not (isinstance(need, int) and need >= UNKNOWN_NEED and need < 2 ** 31):
+        raise ValueError("need %r is not a port count" % (need,))
+    if not (isinstance(at, (int, float)) and math.isfinite(at)):
+        raise ValueError("admitted_at %r is not a time" % (at,))
+    if not (domid is None or isinstance(domid, int) and 0 <= domid < 2 ** 31):
+        raise ValueError("domid %r is not a domain id" % (domid,))
+    if not all(isinstance(v, str) for v in (uuid, name, how)):
+        raise ValueError("vm_uuid, vm_name and how must be strings")
+    return Entry(uuid, name, need, float(at), domid, how)
+
+
+def save(path: str, boot_id: str, entries: Dict[str, Entry], pending_size: int = 0) -> None:
+    """Replace the ledger (no fsync: see ``sync``); the pending charges read are now in it."""
+    doc = {"version": VERSION, "boot_id": boot_id,
+           "entries": [e.as_json() for e in sorted(entries.values())]}
+    try:
+        state.write_atomic(path, json.dumps(doc, sort_keys=True).encode("utf-8"))
     except OSError as exc:
-        return "ledger %s was %s and could not be set aside: %s" % (path, why, exc.strerror)
-    return "ledger %s was %s: kept as %s, rebuilt from live state" % (path, why, aside)
+        raise LedgerUnavailable("cannot write the ledger %s: %s" % (path, exc.strerror), path)
+    if pending_size:
+        _drop_pending(path, pending_size)
 
 
-def save(path: str, entries: Dict[str, Entry]) -> None:
-    """Replace the ledger atomically: temporary file, fsync, rename, fsync the directory."""
-    doc = {"version": VERSION, "entries": [e.as_json() for e in sorted(entries.values())]}
-    data = json.dumps(doc, sort_keys=True).encode("utf-8")
-    directory = os.path.dirname(path) or "."
-    tmp = "%s.tmp-%d" % (path, os.getpid())
+def sync(path: str) -> None:
+    """Flush the ledger to the disk, after the lock is released (best effort).
+
+    Not needed for correctness: a crash that loses the page cache ends every domain the
+    ledger speaks of, and the next boot's ledger starts anew.
+    """
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
             os.fsync(fd)
         finally:
             os.close(fd)
-        os.rename(tmp, path)
-        dir_fd = os.open(directory, os.O_RDONLY)
+        state.sync_directory(path)
+    except OSError:
+        pass
+
+
+# pending charges
+
+
+def append_pending(path: str, boot_id: str, entry: Entry) -> None:
+    """Charge a start let through unchecked, without the lock: one appended line (OSError)."""
+    line = json.dumps(dict(entry.as_json(), boot_id=boot_id), sort_keys=True).encode("utf-8") + b"\n"
+    os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
+    for _ in range(3):
+        fd = os.open(path + ".pending", os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW,
+                     0o600)
         try:
-            os.fsync(dir_fd)
+            os.write(fd, line)  # one write of a short line: appended whole
+            written = os.fstat(fd).st_ino
         finally:
-            os.close(dir_fd)
-    except OSError as exc:
+            os.close(fd)
         try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise LedgerUnavailable("cannot write the ledger %s: %s" % (path, exc.strerror), path)
+            if os.stat(path + ".pending").st_ino == written:
+                return
+        except FileNotFoundError:
+            pass  # folded and removed as this line went in: write it again (a repeat is harmless)
+
+
+def read_pending(path: str, boot_id: str) -> Tuple[List[Entry], int]:
+    """The pending charges of this boot and the bytes read (lines that do not parse are skipped)."""
+    try:
+        with open(path + ".pending", "rb") as handle:
+            raw = handle.read(4 * 1024 * 1024)
+    except OSError:
+        return [], 0
+    found = []
+    for line in raw.splitlines():
+        try:
+            item = json.loads(line.decode("utf-8"), parse_constant=_no_constant)
+            if isinstance(item, dict) and item.get("boot_id") == boot_id:
+                found.append(_entry(item))
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            continue
+    return found, len(raw)
+
+
+def _fold(entries: Dict[str, Entry], pending: List[Entry]) -> Dict[str, Entry]:
+    merged = dict(entries)
+    for entry in pending:
+        if entry.vm_uuid not in merged or merged[entry.vm_uuid].admitted_at <= entry.admitted_at:
+            merged[entry.vm_uuid] = entry
+    return merged
+
+
+def _drop_pending(path: str, size_read: int) -> None:
+    """The pending lines read are in the saved ledger: remove the file if nothing was added.
+
+    A line appended after the size check finds its file gone and is written again
+    (``append_pending``), so no charge is lost.
+    """
+    try:
+        if os.stat(path + ".pending").st_size == size_read:
+            os.unlink(path + ".pending")
+    except OSError:
+        pass

@@ -9,8 +9,7 @@ import json
 import re
 from typing import Any, Callable, Dict, Set
 
-from . import config, report
-from . import denials as denials_mod
+from . import config, decision, denials
 from .deadline import Deadline
 from .errors import BadArgument, XsguardError, wire_error
 from .xapi import Xapi
@@ -52,18 +51,18 @@ def validate(fn: str, args: Dict[str, Any]) -> Dict[str, str]:
 
 
 def _status(cfg: config.Config, api: Xapi, args: Dict[str, str], deadline: Deadline) -> Any:
-    return report.status(cfg, api, deadline)
+    return decision.status(cfg, api, deadline)
 
 
 def _need(cfg: config.Config, api: Xapi, args: Dict[str, str], deadline: Deadline) -> Any:
-    return report.need(cfg, api, args["vm_uuid"], deadline)
+    return decision.need_report(cfg, api, args["vm_uuid"], deadline)
 
 
 def _check(cfg: config.Config, api: Xapi, args: Dict[str, str], deadline: Deadline) -> Any:
-    return report.check(cfg, api, args["vm_uuid"], deadline)
+    return decision.check_report(cfg, api, args["vm_uuid"], deadline)
 
 
-def _denials(cfg: config.Config, api: Xapi, args: Dict[str, str], deadline: Deadline) -> Any:
+def _denials_fn(cfg: config.Config, api: Xapi, args: Dict[str, str], deadline: Deadline) -> Any:
     try:
         limit = int(args.get("limit", "50"))
     except ValueError:
@@ -71,10 +70,10 @@ def _denials(cfg: config.Config, api: Xapi, args: Dict[str, str], deadline: Dead
     if not 1 <= limit <= 10000:
         raise BadArgument("limit must be between 1 and 10000", "limit")
     try:
-        since = denials_mod.parse_since(args.get("since", "24h"))
+        since = denials.parse_since(args.get("since", "24h"))
     except ValueError as exc:
         raise BadArgument(str(exc), "since")
-    records = denials_mod.read(cfg.log["file"], since=since, vm=args.get("vm"), host=args.get("host"))
+    records = denials.read(cfg.log["file"], since=since, vm=args.get("vm"), host=args.get("host"))
     return {"denials": records.records[:limit], "corrupt_lines": records.corrupt}
 
 
@@ -82,7 +81,7 @@ FUNCTIONS: Dict[str, Callable[..., Any]] = {
     "status": _status,
     "need": _need,
     "check": _check,
-    "denials": _denials,
+    "denials": _denials_fn,
 }
 
 

@@ -1,11 +1,21 @@
-"""Read dom0's state: run lsevtchn, read /proc and /sys files. Thin: parsing lives elsewhere."""
+"""dom0's probes: run lsevtchn, read /proc and /sys files, and what they say together.
+
+Thin: the parsing and the arithmetic live in ``xsguard.model``.
+"""
 
 import glob
 import os
 import subprocess
-from typing import Dict, Optional
+from typing import Dict, List, NamedTuple, Optional, Tuple
 
+from . import bootcache, state
+from .config import Config
+from .deadline import Deadline
 from .errors import ProbeFailed
+from .model import ceilings, interrupts, lsevtchn
+from .model.ceilings import BOOT_LOG, LINUX_IRQS, XEN_PORTS, Ceiling
+from .model.interrupts import IrqTable
+from .model.lsevtchn import PortTable
 
 LSEVTCHN_DIRS = ("/usr/libexec/xen/bin", "/usr/lib/xen/bin", "/usr/lib/xen-*/bin")
 
@@ -111,3 +121,85 @@ def read_inventory(path: str) -> Dict[str, str]:
         if sep:
             inventory[key.strip()] = value.strip().strip("'\"")
     return inventory
+
+
+class Dom0(NamedTuple):
+    """dom0's state as read now."""
+
+    ports: PortTable
+    irqs_used: int
+    irq_table: Optional[IrqTable]  # by consumer, when read in ``detail``
+    port_ceiling: Ceiling
+    irq_ceiling: Ceiling
+    backend: Dict[str, str]
+    lsevtchn: str
+
+    @property
+    def ceilings(self) -> List[Ceiling]:
+        return [self.port_ceiling, self.irq_ceiling]
+
+    @property
+    def used(self) -> Dict[str, int]:
+        return {XEN_PORTS: self.ports.ports, LINUX_IRQS: self.irqs_used}
+
+
+def read_dom0(cfg: Config, deadline: Deadline, detail: bool = False) -> Dom0:
+    """Run lsevtchn and read the files the config names; ProbeFailed on what is unusable.
+
+    ``detail`` also breaks the IRQs down by consumer (for ``status``).
+    """
+    d = cfg.dom0
+    path = find_lsevtchn(d["lsevtchn"])
+    text = run_lsevtchn(path, deadline.cap(d["probe_timeout"]))
+    ports = lsevtchn.parse(text)
+    if ports.ports == 0 or ports.ports == len(ports.unparsed):
+        first = ports.unparsed[0][1][:80] if ports.unparsed else "(nothing)"
+        raise ProbeFailed("%s printed no port lines: %r" % (path, first), path)
+    irq_text = read_text(d["proc_interrupts"], "dom0's IRQ table")
+    irq_table = interrupts.parse(irq_text) if detail else None
+    irqs_used = irq_table.irqs if irq_table else interrupts.count(irq_text)
+    if irqs_used == 0:
+        raise ProbeFailed("%s lists no IRQ: %r" % (d["proc_interrupts"], irq_text[:80]), d["proc_interrupts"])
+    port, irq = read_ceilings(cfg)
+    return Dom0(ports, irqs_used, irq_table, port, irq, backend_params(d["sys_module"]), path)
+
+
+def read_ceilings(cfg: Config) -> Tuple[Ceiling, Ceiling]:
+    """The two ceilings: configured, else kept from this boot's kernel log, else read or inferred."""
+    d = cfg.dom0
+    if d["port_limit"] is not None and d["irq_limit"] is not None:
+        return ceilings.port_ceiling(d["port_limit"], None, None, None), ceilings.irq_ceiling(d["irq_limit"], None)
+    boot_id = state.boot_id(cfg)
+    cache = state.path(cfg, state.CEILINGS)
+    known = bootcache.load(cache, boot_id) if boot_id else {}
+    log = None
+    if any(d[key] is None and name not in known for key, name in (("port_limit", XEN_PORTS),
+                                                                      ("irq_limit", LINUX_IRQS))):
+        log = read_kernel_log_head(d["kernel_log"])
+    where = d["kernel_log"]
+    cmdline = read_optional(d["cmdline"])
+    if d["port_limit"] is not None:
+        port = ceilings.port_ceiling(d["port_limit"], None, None, None)
+    elif XEN_PORTS in known:
+        port = bootcache.kept(known[XEN_PORTS])
+    else:
+        port = ceilings.port_ceiling(None, log, cmdline, xen_version(d["hypervisor"]), where)
+    if d["irq_limit"] is not None:
+        irq = ceilings.irq_ceiling(d["irq_limit"], None)
+    elif LINUX_IRQS in known:
+        irq = bootcache.kept(known[LINUX_IRQS])
+    else:
+        irq = ceilings.irq_ceiling(None, log, where)
+    fresh = {c.name: c for c in (port, irq) if c.origin == BOOT_LOG and c.name not in known}
+    if boot_id and fresh:
+        bootcache.save(cache, boot_id, dict(known, **fresh))
+    return port, irq
+
+
+def this_host_uuid(cfg: Config) -> str:
+    """INSTALLATION_UUID from the inventory: the host this dom0 belongs to."""
+    inventory = read_inventory(cfg.dom0["inventory"])
+    uuid = inventory.get("INSTALLATION_UUID")
+    if not uuid:
+        raise ProbeFailed("no INSTALLATION_UUID in %s" % cfg.dom0["inventory"], cfg.dom0["inventory"])
+    return uuid

@@ -17,7 +17,6 @@ from .errors import VmNotFound, XapiFailure, XapiUnreachable
 from .retry import TRANSPORT_ERRORS, call_with_retries
 
 Record = Dict[str, Any]
-NULL_REF = "OpaqueRef:NULL"
 ORIGINATOR = "xsguard"
 
 

@@ -20,17 +20,12 @@ _SIMPLE = {
 }
 _NUMBERED = (("Physical IRQ ", "pirq"), ("Virtual IRQ ", "virq"))
 
-STATES = ("connected", "waiting", "pirq", "virq", "ipi", "unknown", "unrecognised", "unparsed")
-
-
 class PortTable(NamedTuple):
     """dom0's open event channels, counted."""
 
     ports: int  # open ports (every line)
-    max_port: int  # highest port number seen (Xen allocates the lowest free port)
     by_state: Dict[str, int]
     by_remote_domain: Dict[int, int]  # interdomain ports, connected or waiting, per domid
-    waiting_by_remote_domain: Dict[int, int]
     unparsed: List[Tuple[int, str]]  # (line number, text) of lines that did not parse
 
     def leaked(self, live_domids: Iterable[int]) -> Dict[int, int]:
@@ -45,8 +40,6 @@ _VALID_LINE = re.compile(
     re.M,
 )
 _REMOTE_DOMAIN = re.compile(r"\) - Remote Domain (\d+)")
-_WAITING_DOMAIN = re.compile(r"\(Waiting connection\) - Remote Domain (\d+)")
-_LAST_PORT = re.compile(r"^ *(\d+): VCPU ")
 
 
 def parse(text: str) -> PortTable:
@@ -68,14 +61,10 @@ def parse(text: str) -> PortTable:
         "unknown": sum(1 for line in nonblank if line.endswith(": Unknown")),
     }
     remote = Counter(_REMOTE_DOMAIN.findall(text))
-    waiting = Counter(_WAITING_DOMAIN.findall(text))
-    ports = [int(m.group(1)) for m in map(_LAST_PORT.match, nonblank[-64:]) if m]  # printed in port order
     return PortTable(
         len(nonblank),
-        max(ports),
         {k: v for k, v in states.items() if v},
         {int(d): n for d, n in remote.items()},
-        {int(d): n for d, n in waiting.items()},
         [],
     )
 
@@ -84,10 +73,8 @@ def parse_lines(text: str) -> PortTable:
     """Count the ports line by line: exact whatever the text holds (the fallback of ``parse``)."""
     states: Counter[str] = Counter()
     remote: Counter[int] = Counter()
-    waiting: Counter[int] = Counter()
     unparsed: List[Tuple[int, str]] = []
     ports = 0
-    max_port = 0
     for lineno, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
@@ -97,24 +84,18 @@ def parse_lines(text: str) -> PortTable:
             states["unparsed"] += 1
             unparsed.append((lineno, line))
             continue
-        port = int(match.group(1))
-        if port > max_port:
-            max_port = port
-        states[_state(match.group(3), remote, waiting)] += 1
-    return PortTable(ports, max_port, dict(states), dict(remote), dict(waiting), unparsed)
+        states[_state(match.group(3), remote)] += 1
+    return PortTable(ports, dict(states), dict(remote), unparsed)
 
 
-def _state(rest: str, remote: "Counter[int]", waiting: "Counter[int]") -> str:
+def _state(rest: str, remote: "Counter[int]") -> str:
     if rest.startswith("Interdomain"):
         match = _INTERDOMAIN.match(rest)
         if match is None:
             return "unrecognised"
         domid = int(match.group(2))
         remote[domid] += 1
-        if match.group(1) == "Connected":
-            return "connected"
-        waiting[domid] += 1
-        return "waiting"
+        return "connected" if match.group(1) == "Connected" else "waiting"
     simple = _SIMPLE.get(rest)
     if simple is not None:
         return simple

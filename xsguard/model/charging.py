@@ -4,7 +4,8 @@ ports in use = what dom0 holds now + for each admitted VM still on this host, it
 need minus what dom0 already holds for its domain (never below 0).
 
 - A VM whose start is still under way here (xapi has it scheduled on this host, no domain
-  yet) is owed its whole need, for at most a TTL.
+  yet) is owed its whole need, for at most a TTL. Times are CLOCK_MONOTONIC seconds, which
+  every process of this boot shares and no clock step moves.
 - A VM neither running nor starting here (refused by a later hook, its start failed or its
   hook was killed, shut down, migrated away, deleted) leaves the ledger.
 - A VM whose domain holds its whole need leaves the ledger: dom0's live count covers it.
@@ -16,6 +17,10 @@ from typing import Dict, List, NamedTuple, Optional, Tuple
 RUNNING = "running"
 STARTING = "starting"
 
+HOW_CHECKED = "checked"
+HOW_BYPASSED = "bypassed"
+HOW_UNCHECKED = "unchecked"
+
 
 class Entry(NamedTuple):
     """One admitted start in the ledger."""
@@ -23,8 +28,9 @@ class Entry(NamedTuple):
     vm_uuid: str
     vm_name: str
     need: int
-    admitted_at: float  # wall-clock seconds
+    admitted_at: float  # CLOCK_MONOTONIC seconds of this boot
     domid: Optional[int]  # the domain it was last seen running as, None before that
+    how: str = "checked"  # HOW_CHECKED, HOW_BYPASSED, HOW_UNCHECKED (let through on error)
 
     def as_json(self) -> Dict[str, object]:
         return dict(self._asdict())
@@ -55,19 +61,22 @@ def settle(
     now: float,
     ttl: float,
     candidate: str,
+    asked_at: Optional[float] = None,
 ) -> Tuple[Dict[str, Entry], List[Owed]]:
     """The ledger that remains and what each entry in it is owed.
 
-    ``here`` maps the uuids of ledger VMs that run or start on this host to their state;
-    None means xapi could not be asked, and every entry younger than the TTL is then
-    charged its whole need.
+    ``here`` maps the uuids of ledger VMs that run or start on this host to their state, as
+    xapi said at ``asked_at``; an entry made since then is taken as starting whatever ``here``
+    says (xapi was asked before it was admitted). None means xapi could not be asked, and
+    every entry younger than the TTL is then charged its whole need.
     """
     kept: Dict[str, Entry] = {}
     owed: List[Owed] = []
     for uuid, entry in entries.items():
         if uuid == candidate:
             continue
-        state = Here(STARTING) if here is None else here.get(uuid)
+        fresh = asked_at is not None and entry.admitted_at >= asked_at
+        state = Here(STARTING) if fresh or here is None else here.get(uuid)
         if state is None:
             continue
         if state.state == STARTING or state.domid is None:

@@ -1,8 +1,8 @@
-"""Admit or refuse a start, for each ceiling: pure arithmetic and the operator's message."""
+"""Admit or refuse a VM, for each ceiling: pure arithmetic and the operator's message."""
 
 from typing import Any, Dict, List, NamedTuple, Optional
 
-from .ceilings import Ceiling
+from .ceilings import CONFIGURED, LINUX_IRQS, XEN_PORTS, Ceiling
 from .need import Need
 
 ADMIT = "admit"
@@ -14,11 +14,17 @@ class Check(NamedTuple):
 
     ceiling: str
     limit: Optional[int]  # None: unknown, not checked
+    origin: str
+    basis: str
     source: str
     used: int
     promised: int
     margin: int
     need: int
+
+    @classmethod
+    def of(cls, c: Ceiling, used: int, promised: int, margin: int, need: int) -> "Check":
+        return cls(c.name, c.limit, c.origin, c.basis, c.source, used, promised, margin, need)
 
     @property
     def free(self) -> Optional[int]:
@@ -53,18 +59,30 @@ class Check(NamedTuple):
 
 
 class Verdict(NamedTuple):
-    """The decision, every figure behind it, and what to tell the operator."""
+    """The decision and every figure behind it; the rest is derived from the checks."""
 
-    verdict: str  # ADMIT or REFUSE
-    binding: Check  # the refusing ceiling, or the tightest one when admitted
     checks: List[Check]
     need: Need
     host_name: str
-    message: str
 
     @property
     def admitted(self) -> bool:
-        return self.verdict == ADMIT
+        return all(c.fits for c in self.checks)
+
+    @property
+    def verdict(self) -> str:
+        return ADMIT if self.admitted else REFUSE
+
+    @property
+    def binding(self) -> Check:
+        """The refusing ceiling, or the tightest known one when admitted."""
+        refusing = [c for c in self.checks if not c.fits]
+        known = [c for c in self.checks if c.limit is not None] or self.checks
+        return min(refusing or known, key=lambda c: (c.free_after is None, c.free_after or 0))
+
+    @property
+    def message(self) -> str:
+        return explain(self)
 
     def as_json(self) -> Dict[str, Any]:
         b = self.binding
@@ -87,51 +105,45 @@ class Verdict(NamedTuple):
         }
 
 
-CEILING_TITLES = {"xen_ports": "Xen event-channel port", "linux_irqs": "Linux IRQ descriptor"}
+CEILING_TITLES = {XEN_PORTS: "Xen event-channel port", LINUX_IRQS: "Linux IRQ descriptor"}
+
 
 def remedy(check: Check) -> str:
     """How the binding ceiling itself could be raised, from where its limit came."""
-    if check.ceiling == "linux_irqs":
+    if check.ceiling == LINUX_IRQS:
         return "raise dom0's IRQ limit: a dom0 kernel built with a larger NR_IRQS"
-    if check.source.startswith("configured"):
+    if check.origin == CONFIGURED:
         return "check the port limit set in /etc/xsguard/xsguard.conf ([dom0] port_limit)"
-    if check.source.startswith("fifo"):
+    if check.basis == "fifo":
         return "nothing raises it further: FIFO's 131071 ports are Xen's most"
     return "raise the port limit: FIFO event channels (drop xen.fifo_events=0 from dom0's command line)"
 
 
-def decide(
-    need: Need,
-    host_name: str,
-    ceilings: List[Ceiling],
-    used: Dict[str, int],
-    promised: int,
-    margin: int,
-) -> Verdict:
-    """Check ``need`` against every ceiling; refuse if any would be exceeded.
+def judge(need: Need, host_name: str, ceilings: List[Ceiling], used: Dict[str, int], promised: int,
+          margin: int) -> Verdict:
+    """Check ``need`` against every ceiling; the VM is refused if any would be exceeded.
 
     ``used`` maps a ceiling name to what dom0 holds now; ``promised`` is what VMs admitted
     earlier are still owed. Every dom0 port a guest takes also takes a Linux IRQ, so the
     need is the same against both ceilings.
     """
-    checks = [
-        Check(c.name, c.limit, c.source, used.get(c.name, 0), promised, margin, need.total)
-        for c in ceilings
-    ]
-    refusing = [c for c in checks if not c.fits]
-    known = [c for c in checks if c.limit is not None] or checks
-    binding = min(refusing or known, key=lambda c: (c.free_after is None, c.free_after or 0))
-    verdict = REFUSE if refusing else ADMIT
-    return Verdict(verdict, binding, checks, need, host_name, render(verdict, binding, need, host_name))
+    checks = [Check.of(c, used.get(c.name, 0), promised, margin, need.total) for c in ceilings]
+    return Verdict(checks, need, host_name)
 
 
-def render(verdict: str, binding: Check, need: Need, host_name: str) -> str:
+def headroom(ceiling: Ceiling, used: int, promised: int, margin: int) -> Optional[int]:
+    """What is left for guests under ``ceiling`` (None when its limit is unknown)."""
+    return Check.of(ceiling, used, promised, margin, 0).free
+
+
+def explain(verdict: Verdict) -> str:
     """A few lines of plain ASCII: what, why, and what the operator can do."""
+    need, binding = verdict.need, verdict.binding
     consumers = ", ".join("%s %d" % (ln.consumer, ln.ports) for ln in need.largest(3))
     vm_uuid = ascii_safe(need.vm_uuid)
     vm = "VM '%s' (%s)" % (ascii_safe(need.vm_name), vm_uuid)
-    host_name = ascii_safe(host_name)
-    if verdict == ADMIT:
+    host_name = ascii_safe(verdict.host_name)
+    if verdict.admitted:
         return "xsguard: %s fits on host '%s': needs %d dom0 event channels, %s left under the %s limit." % (
             vm,
             host_name,
@@ -150,7 +162,8 @@ def render(verdict: str, binding: Check, need: Need, host_name: str) -> str:
         "- start it on a host with room: xe vm-start uuid=%s on=<host>" % vm_uuid,
         "- or shut down another VM on this host",
         "- or %s" % remedy(binding),
-        "- or bypass the check for this VM: xe vm-param-set uuid=%s other-config:xsguard=skip" % vm_uuid,
+        "- or, if this VM must start regardless, exempt it as root in dom0:"
+        " add %s to [policy] bypass in /etc/xsguard/xsguard.conf" % vm_uuid,
     ]
     return "\n".join(lines)
 

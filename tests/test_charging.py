@@ -1,6 +1,6 @@
 """The charging rule for VMs admitted earlier."""
 
-from xsguard.promises import RUNNING, STARTING, Entry, Here, here_from_records, settle
+from xsguard.model.charging import RUNNING, STARTING, Entry, Here, here_from_records, settle
 
 NOW = 10000.0
 TTL = 600.0

@@ -60,8 +60,6 @@ def need(n: Dict[str, Any]) -> str:
 
 
 def check(c: Dict[str, Any]) -> str:
-    if c.get("bypassed"):
-        return "admit: %s" % c["message"]
     rows = [[k["ceiling"], _n(k["limit"]), k["used"], k["promised"], k["margin"], k["need"],
              _n(k["free_after"]), "yes" if k["fits"] else "NO"] for k in c["checks"]]
     return "%s\n\n%s\n\n%s" % (

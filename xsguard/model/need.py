@@ -7,7 +7,7 @@ though they appear only once the guest's PV drivers connect.
 
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence
 
-from .errors import NotACandidate
+from ..errors import NotACandidate
 from .profiles import Profile
 
 Record = Dict[str, Any]

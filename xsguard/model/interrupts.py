@@ -19,10 +19,7 @@ class IrqTable(NamedTuple):
     """dom0's IRQ descriptors, counted."""
 
     irqs: int  # every numbered line: the gauge for the IRQ ceiling
-    xen_irqs: int  # those on a Xen chip (xen-dyn, xen-dyn-lateeoi, xen-percpu, xen-pirq)
-    by_chip: Dict[str, int]
     by_consumer: Dict[str, int]
-    netback_by_domain: Dict[int, int]  # vif<domid>.<n>-q<k>-tx/rx lines per guest domid
     unparsed: List[Tuple[int, str]]
 
 
@@ -65,13 +62,11 @@ def parse(text: str) -> IrqTable:
     """Count the IRQ descriptors in one ``/proc/interrupts``."""
     lines = text.splitlines()
     if not lines:
-        return IrqTable(0, 0, {}, {}, {}, [])
+        return IrqTable(0, {}, [])
     ncpu = sum(1 for tok in lines[0].split() if tok.startswith("CPU"))
-    chips: Counter[str] = Counter()
     consumers: Counter[str] = Counter()
-    netback: Counter[int] = Counter()
     unparsed: List[Tuple[int, str]] = []
-    irqs = xen = 0
+    irqs = 0
     for lineno, line in enumerate(lines[1:], 2):
         tokens = line.split()
         if not tokens:
@@ -83,19 +78,12 @@ def parse(text: str) -> IrqTable:
         if len(tokens) < ncpu + 2:
             unparsed.append((lineno, line))
             continue
-        chip = tokens[ncpu + 1]
         rest = tokens[ncpu + 2 :]
         if rest and rest[0].startswith("-"):
             rest = rest[1:]
-        chips[chip] += 1
-        if chip.startswith("xen-"):
-            xen += 1
         for action in " ".join(rest).split(","):
             action = action.strip()
             if not action:
                 continue
             consumers[consumer_of(action)] += 1
-            vif = _VIF_QUEUE.match(action) or _VIF_SHARED.match(action)
-            if vif:
-                netback[int(vif.group(1))] += 1
-    return IrqTable(irqs, xen, dict(chips), dict(consumers), dict(netback), unparsed)
+    return IrqTable(irqs, dict(consumers), unparsed)

@@ -1,0 +1,395 @@
+"""The one path of a decision: read the VM and the host, measure dom0, charge the ledger, judge.
+
+The hooks, the host plugin and the command all come here and differ only in whether the
+outcome is recorded: ``evaluate`` answers; ``admit`` answers and, as ``POLICY`` says,
+records the VM in the ledger under its lock. Slow work (xapi, lsevtchn) happens before the
+lock; under it there is only the ledger's read, the arithmetic and, for an admission, one
+rename. ``status`` charges the same ledger the same way.
+"""
+
+import os
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
+
+from . import ledger, probes, state
+from .config import Config
+from .deadline import Deadline
+from .errors import XapiUnreachable
+from .model import need as need_model
+from .model.charging import HOW_BYPASSED, HOW_CHECKED, Entry, Here, Owed, here_from_records, settle
+from .model.need import HostFacts, Need, as_int
+from .model.profiles import PROFILES, Profile, with_overrides
+from .model.verdict import Verdict, headroom, judge
+from .probes import Dom0
+from .xapi import Record, Xapi, any_of
+
+# What each hook exits with (xenopsd's meaning: 0 go on, 1 log and continue, 2 abort).
+EXIT_GO = 0
+EXIT_LOG_AND_CONTINUE = 1
+EXIT_REFUSE = 2
+
+
+class Policy(NamedTuple):
+    """What follows from a verdict under a mode."""
+
+    exit: int  # the hook's exit status
+    event: str  # the decision log's event, after the operation: start_admitted, migrate_refused, ...
+    recorded: bool  # the VM is entered in the ledger (it goes ahead)
+    signalled: bool  # syslog and a xapi alert
+
+
+# (mode, admitted) -> policy; a bypassed VM goes ahead unchecked and is still charged
+POLICY: Dict[Tuple[str, bool], Policy] = {
+    ("enforce", True): Policy(EXIT_GO, "admitted", True, False),
+    ("enforce", False): Policy(EXIT_REFUSE, "refused", False, True),
+    ("warn", True): Policy(EXIT_GO, "admitted", True, False),
+    ("warn", False): Policy(EXIT_LOG_AND_CONTINUE, "warned", True, True),
+    ("off", True): Policy(EXIT_GO, "admitted", True, False),
+    ("off", False): Policy(EXIT_GO, "would_refuse", True, False),
+}
+BYPASSED = Policy(EXIT_GO, "bypassed", True, False)
+
+
+def profile_of(cfg: Config) -> Profile:
+    """The configured profile with the site's ``[need]`` overrides (every key is a profile field)."""
+    return with_overrides(PROFILES[cfg.policy["profile"]], cfg.need)
+
+
+def host_facts(control_domain: Optional[Record], backend: Dict[str, str]) -> HostFacts:
+    """dom0's vCPUs from its xapi record (never from the machine this runs on) and backend caps."""
+    vcpus = 1
+    if control_domain:
+        vcpus = as_int(control_domain.get("VCPUs_at_startup") or control_domain.get("VCPUs_max", 1), "VCPUs")
+
+    def number(key: str) -> Optional[int]:
+        text = backend.get(key, "")
+        return int(text) if text.isdigit() else None
+
+    split = backend.get("xen_netback.separate_tx_rx_irq")
+    return HostFacts(
+        dom0_vcpus=max(vcpus, 1),
+        netback_max_queues=number("xen_netback.max_queues"),
+        netback_split=None if split is None else split.upper() in ("Y", "1"),
+        blkback_max_queues=number("xen_blkback.max_queues"),
+    )
+
+
+class Subject(NamedTuple):
+    """The VM being decided, its devices, and the host it would run on, as xapi described them."""
+
+    vm_ref: str
+    vm: Record
+    host_ref: str
+    host: Record
+    control_domain: Optional[Record]
+    vbds: List[Record]
+    vifs: List[Record]
+    vgpus: List[Record]
+
+    @property
+    def vm_uuid(self) -> str:
+        return str(self.vm.get("uuid", ""))
+
+    @property
+    def host_name(self) -> str:
+        return str(self.host.get("name_label", ""))
+
+
+class Survey(NamedTuple):
+    """dom0 as read now, then what xapi says runs or starts on the host, and when it was asked."""
+
+    dom0: Dom0
+    on_host: Dict[str, Record]  # by ref, control domain included
+    asked_at: float  # CLOCK_MONOTONIC
+
+
+class Outcome(NamedTuple):
+    """A decision and everything behind it."""
+
+    subject: Subject
+    verdict: Verdict
+    owed: List[Owed]
+    policy: Policy
+    bypassed: bool
+    ledger_note: Optional[str]
+    lock_wait: float
+
+    @property
+    def need(self) -> Need:
+        return self.verdict.need
+
+
+def read_subject(cfg: Config, api: Xapi, vm_key: str, host_uuid: Optional[str] = None) -> Subject:
+    """The host, the VM with dom0's record, and the VM's devices: four calls in all."""
+    host_ref, host = api.host_by_uuid(host_uuid or probes.this_host_uuid(cfg))
+    vm_ref, vm, control = api.vm_and_control_domain(vm_key, host_ref)
+    need_model.refuse_non_candidate(vm)
+    vbds, vifs, vgpus = api.devices(vm_ref, vm)
+    return Subject(vm_ref, vm, host_ref, host, control, vbds, vifs, vgpus)
+
+
+def compute_need(cfg: Config, subject: Subject, backend: Dict[str, str]) -> Need:
+    facts = host_facts(subject.control_domain, backend)
+    return need_model.vm_need(subject.vm, subject.vbds, subject.vifs, facts, profile_of(cfg), subject.vgpus)
+
+
+def survey(cfg: Config, api: Xapi, host_ref: str, deadline: Deadline, detail: bool = False) -> Survey:
+    """dom0 first, xapi second: a VM that gets its domain in between is then charged its whole
+    need minus the nothing dom0 held for it, never its ports twice."""
+    dom0 = probes.read_dom0(cfg, deadline, detail)
+    asked_at = state.now()
+    return Survey(dom0, api.vms_on_host(host_ref), asked_at)
+
+
+def is_bypassed(cfg: Config, vm_uuid: str) -> bool:
+    """Only root in dom0 exempts a VM (``[policy] bypass``): a VM's own keys are its owner's."""
+    return vm_uuid.lower() in cfg.policy["bypass"]
+
+
+def needs_of(cfg: Config, api: Xapi, vms: Dict[str, Record], control: Optional[Record],
+             backend: Dict[str, str]) -> Dict[str, int]:
+    """The need of each of these VMs (by uuid), from their devices: two calls whatever their number.
+
+    A record the model cannot read is left out: it is charged what dom0 holds for it.
+    """
+    if not vms:
+        return {}
+    vbds = api.where("VBD", any_of("VM", sorted(vms)))
+    vifs = api.where("VIF", any_of("VM", sorted(vms)))
+    facts = host_facts(control, backend)
+    profile = profile_of(cfg)
+    found = {}
+    for ref, vm in vms.items():
+        mine_vbds = [r for r in vbds.values() if r.get("VM") == ref]
+        mine_vifs = [r for r in vifs.values() if r.get("VM") == ref]
+        try:
+            found[str(vm["uuid"])] = need_model.vm_need(vm, mine_vbds, mine_vifs, facts, profile).total
+        except (ValueError, KeyError):
+            continue
+    return found
+
+
+def load_entries(cfg: Config, api: Xapi, subject_vm_ref: str, control: Optional[Record], found: Survey,
+                 boot_id: str, set_aside: bool) -> ledger.Loaded:
+    """The ledger, or, when it is lost, corrupt or an earlier boot's, one rebuilt from live state.
+
+    Every caller comes here: a rebuilt ledger holds each VM running or starting on the host
+    at its need (charging then takes off what dom0 already holds for each). A charge whose
+    need was not known when it was made (a start let through on error) gets it now.
+    """
+    loaded = ledger.load(cfg.ledger["path"], boot_id, set_aside=set_aside)
+    entries = loaded.entries
+    others = {ref: r for ref, r in found.on_host.items()
+              if not r.get("is_control_domain") and ref != subject_vm_ref}
+    if entries is None:
+        needs = needs_of(cfg, api, others, control, found.dom0.backend)
+        now = state.now()
+        entries = {u: Entry(u, _name(others, u), n, now, None, "rebuilt") for u, n in needs.items()}
+    unknown = {e.vm_uuid for e in entries.values() if e.need == ledger.UNKNOWN_NEED}
+    if unknown:
+        refs = {ref: r for ref, r in others.items() if r.get("uuid") in unknown}
+        needs = needs_of(cfg, api, refs, control, found.dom0.backend)
+        entries = {u: (e._replace(need=needs[u]) if u in needs else e) for u, e in entries.items()
+                   if e.need != ledger.UNKNOWN_NEED or u in needs}
+    return loaded._replace(entries=entries)
+
+
+def _name(vms: Dict[str, Record], uuid: str) -> str:
+    return next((str(r.get("name_label", "")) for r in vms.values() if r.get("uuid") == uuid), "")
+
+
+def charge(cfg: Config, entries: Dict[str, Entry], subject: Subject, found: Survey, candidate: str
+           ) -> Tuple[Dict[str, Entry], List[Owed]]:
+    """The charging rule applied to this host's ledger: what remains, and what each VM is owed."""
+    records = {str(r["uuid"]): r for r in found.on_host.values() if r.get("uuid") in entries}
+    here = here_from_records(records, subject.host_ref)
+    return settle(entries, here, found.dom0.ports.by_remote_domain, state.now(), cfg.ledger["ttl"], candidate,
+                  found.asked_at)
+
+
+def _verdict(cfg: Config, subject: Subject, found: Survey, owed: List[Owed], need: Optional[Need] = None
+             ) -> Verdict:
+    need = need or compute_need(cfg, subject, found.dom0.backend)
+    promised = sum(o.owed for o in owed)
+    return judge(need, subject.host_name, found.dom0.ceilings, found.dom0.used, promised, cfg.policy["margin"])
+
+
+def evaluate(cfg: Config, api: Xapi, vm_key: str, deadline: Deadline, host_uuid: Optional[str] = None) -> Outcome:
+    """Would ``vm_key`` be admitted on the host now: the same reading as ``admit``, nothing recorded."""
+    subject = read_subject(cfg, api, vm_key, host_uuid)
+    found = survey(cfg, api, subject.host_ref, deadline)
+    loaded = load_entries(cfg, api, subject.vm_ref, subject.control_domain, found, state.boot_id(cfg),
+                          set_aside=False)
+    _, owed = charge(cfg, loaded.entries or {}, subject, found, subject.vm_uuid)
+    verdict = _verdict(cfg, subject, found, owed)
+    bypassed = is_bypassed(cfg, subject.vm_uuid)
+    policy = BYPASSED if bypassed else POLICY[(cfg.policy["mode"], verdict.admitted)]
+    return Outcome(subject, verdict, owed, policy, bypassed, loaded.note, 0.0)
+
+
+def admit(cfg: Config, api: Xapi, vm_key: str, deadline: Deadline, host_uuid: Optional[str] = None,
+          held_by_candidate: int = 0, progress: Optional[Dict[str, Any]] = None) -> Outcome:
+    """Decide ``vm_key`` on the host and, as ``POLICY`` says, record it in the ledger.
+
+    ``held_by_candidate``: ports dom0 already holds for the VM's own new domain (a resume),
+    taken off its need so that they are not counted twice. ``progress`` receives the VM's
+    need as soon as it is known, for a caller that must charge it if the decision fails.
+    """
+    subject = read_subject(cfg, api, vm_key, host_uuid)
+    found = survey(cfg, api, subject.host_ref, deadline)
+    if held_by_candidate:
+        found = found._replace(dom0=_less(found.dom0, held_by_candidate))
+    need = compute_need(cfg, subject, found.dom0.backend)
+    if progress is not None:
+        progress.update(need=need.total, vm_name=need.vm_name)
+    boot_id = state.boot_id(cfg)
+    path = cfg.ledger["path"]
+    bypassed = is_bypassed(cfg, subject.vm_uuid)
+    with ledger.locked(path, deadline) as waited:
+        loaded = load_entries(cfg, api, subject.vm_ref, subject.control_domain, found, boot_id, set_aside=True)
+        kept, owed = charge(cfg, loaded.entries or {}, subject, found, subject.vm_uuid)
+        verdict = _verdict(cfg, subject, found, owed, need)
+        policy = BYPASSED if bypassed else POLICY[(cfg.policy["mode"], verdict.admitted)]
+        if policy.recorded:  # a refusal writes nothing: it must stand on a full disk too
+            how = HOW_BYPASSED if bypassed else HOW_CHECKED
+            kept[subject.vm_uuid] = Entry(subject.vm_uuid, verdict.need.vm_name, verdict.need.total, state.now(),
+                                          None, how)
+            ledger.save(path, boot_id, kept, loaded.pending_size)
+    if policy.recorded:
+        ledger.sync(path)
+    return Outcome(subject, verdict, owed, policy, bypassed, loaded.note, waited)
+
+
+def _less(dom0: Dom0, ports: int) -> Dom0:
+    """dom0 as it was before the candidate's own domain bound ``ports`` (each took an IRQ too)."""
+    table = dom0.ports._replace(ports=dom0.ports.ports - ports)
+    return dom0._replace(ports=table, irqs_used=dom0.irqs_used - ports)
+
+
+def need_report(cfg: Config, api: Xapi, vm_key: str, deadline: Deadline,
+                host_uuid: Optional[str] = None) -> Dict[str, Any]:
+    """A VM's breakdown on the host, and whether it is exempt from the check."""
+    subject = read_subject(cfg, api, vm_key, host_uuid)
+    result = compute_need(cfg, subject, probes.backend_params(cfg.dom0["sys_module"])).as_json()
+    result["host_name"] = subject.host_name
+    result["bypassed"] = is_bypassed(cfg, subject.vm_uuid)
+    return result
+
+
+def check_report(cfg: Config, api: Xapi, vm_key: str, deadline: Deadline,
+                 host_uuid: Optional[str] = None) -> Dict[str, Any]:
+    """Would the VM be admitted on the host now (nothing recorded)."""
+    return outcome_json(cfg, evaluate(cfg, api, vm_key, deadline, host_uuid))
+
+
+def outcome_json(cfg: Config, outcome: Outcome) -> Dict[str, Any]:
+    """What ``check`` and ``admit`` answer: the verdict's figures, the mode, whether bypassed."""
+    result = outcome.verdict.as_json()
+    result["mode"] = cfg.policy["mode"]
+    result["bypassed"] = outcome.bypassed
+    result["recorded"] = outcome.policy.recorded
+    if outcome.bypassed:
+        result["message"] = ("VM %s is exempt from the check ([policy] bypass); it is still charged: %s"
+                             % (outcome.subject.vm_uuid, result["message"]))
+    return result
+
+
+def status(cfg: Config, api: Optional[Xapi], deadline: Deadline) -> Dict[str, Any]:
+    """This dom0's ceilings, usage, promises, free ports, consumers, domains and leaks.
+
+    With ``api`` None or xapi unreachable, the dom0 figures still come, without VM names and
+    leaks, and each ledger entry is charged its whole need.
+    """
+    host_uuid = probes.this_host_uuid(cfg)
+    dom0 = probes.read_dom0(cfg, deadline, detail=True)
+    boot_id = state.boot_id(cfg)
+    names: Dict[int, Dict[str, str]] = {}
+    host_name = ""
+    xapi_note = None
+    leaked: Optional[Dict[str, int]] = None
+    entries: Dict[str, Entry] = {}
+    note: Optional[str] = None
+    here: Optional[Dict[str, Here]] = None
+    asked_at = None
+    if api is not None:
+        try:
+            host_ref, host = api.host_by_uuid(host_uuid)
+            host_name = host.get("name_label", "")
+            asked_at = state.now()
+            found = Survey(dom0, api.vms_on_host(host_ref), asked_at)
+            control = next((r for r in found.on_host.values() if r.get("is_control_domain")), None)
+            loaded = load_entries(cfg, api, "", control, found, boot_id, set_aside=False)
+            entries, note = loaded.entries or {}, loaded.note
+            records = {str(r["uuid"]): r for r in found.on_host.values()}
+            here = here_from_records(records, host_ref)
+            for rec in records.values():
+                state_here = here.get(str(rec["uuid"]))
+                if state_here is not None and state_here.domid is not None:
+                    names[state_here.domid] = {"vm_uuid": rec["uuid"], "vm_name": rec.get("name_label", "")}
+            leaked = {str(d): n for d, n in sorted(dom0.ports.leaked(names).items())}
+        except XapiUnreachable as exc:
+            xapi_note = exc.message
+            api = None
+    if api is None:
+        loaded = ledger.load(cfg.ledger["path"], boot_id, set_aside=False)
+        entries = {u: e for u, e in (loaded.entries or {}).items() if e.need != ledger.UNKNOWN_NEED}
+        note = loaded.note
+        xapi_note = xapi_note or "xapi not consulted"
+    _, owed = settle(entries, here, dom0.ports.by_remote_domain, state.now(), cfg.ledger["ttl"], "", asked_at)
+    promised = sum(o.owed for o in owed)
+    margin = cfg.policy["margin"]
+    by_domain = {}
+    for domid, count in sorted(dom0.ports.by_remote_domain.items()):
+        entry: Dict[str, Any] = {"ports": count}
+        entry.update(names.get(domid, {}))
+        by_domain[str(domid)] = entry
+    return {
+        "host_uuid": host_uuid,
+        "host_name": host_name,
+        "port_limit": dom0.port_ceiling.limit,
+        "port_limit_source": dom0.port_ceiling.source,
+        "ports_used": dom0.ports.ports,
+        "ports_free": headroom(dom0.port_ceiling, dom0.ports.ports, promised, margin),
+        "irq_limit": dom0.irq_ceiling.limit,
+        "irq_limit_source": dom0.irq_ceiling.source,
+        "irqs_used": dom0.irqs_used,
+        "irqs_free": headroom(dom0.irq_ceiling, dom0.irqs_used, promised, margin),
+        "margin": margin,
+        "promised": promised,
+        "promises": [o._asdict() for o in owed],
+        "by_state": dom0.ports.by_state,
+        "by_remote_domain": by_domain,
+        "by_consumer": dom0.irq_table.by_consumer if dom0.irq_table else {},
+        "leaked": leaked,
+        "unparsed_lines": [{"line": n, "text": t[:120]} for n, t in dom0.ports.unparsed[:20]],
+        "lsevtchn": dom0.lsevtchn,
+        "notes": [n for n in (note, xapi_note) if n],
+        "software": software(),
+    }
+
+
+def software() -> Dict[str, Any]:
+    """What runs: Python, xsguard and its dependencies, each with the directory it came from."""
+    import platform
+
+    import structlog
+    import tenacity
+
+    import xsguard
+
+    found: Dict[str, Any] = {"python": platform.python_version()}
+    for module in (xsguard, structlog, tenacity):
+        where = os.path.dirname(os.path.dirname(os.path.abspath(module.__file__ or "")))
+        found[module.__name__] = {"version": _dist_version(module.__name__, where), "path": where}
+    return found
+
+
+def _dist_version(name: str, where: str) -> str:
+    """The version in ``<name>-<version>.dist-info`` next to the package (3.6 has no importlib.metadata)."""
+    if name == "xsguard":
+        from . import __version__
+
+        return __version__
+    for entry in sorted(os.listdir(where)):
+        if entry.startswith(name + "-") and entry.endswith((".dist-info", ".egg-info")):
+            return entry[len(name) + 1:].rsplit(".", 1)[0]
+    return "unknown"

@@ -1,0 +1,107 @@
+"""The state directory and its files: one place names them, one helper writes them.
+
+Everything xsguard keeps between runs lives in the directory of ``[ledger] path``
+(``/var/lib/xsguard`` by default): the ledger and its lock, the ceilings kept for this boot,
+the alert times, the counters. A reader sees a file's old version or its new one, never half.
+"""
+
+import os
+import time
+from typing import Optional
+
+from .config import Config
+
+LEDGER = "ledger.json"
+CEILINGS = "ceilings.json"
+ALERTS = "alerts.json"
+COUNTERS = ("refused", "unchecked")  # count.<name>: one byte per event, the count is the size
+
+
+def directory(cfg: Config) -> str:
+    return os.path.dirname(cfg.ledger["path"]) or "."
+
+
+def path(cfg: Config, name: str) -> str:
+    """The path of one state file (the ledger keeps its configured path)."""
+    if name == LEDGER:
+        return str(cfg.ledger["path"])
+    return os.path.join(directory(cfg), name)
+
+
+def write_atomic(target: str, data: bytes, fsync: bool = False) -> None:
+    """Replace ``target`` with ``data``: a temporary file renamed over it (OSError on failure).
+
+    With ``fsync`` the data and the rename reach the disk before this returns. The temporary
+    file never stays behind.
+    """
+    tmp = "%s.tmp-%d" % (target, os.getpid())
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            if fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.rename(tmp, target)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    if fsync:
+        sync_directory(target)
+
+
+def sync_directory(target: str) -> None:
+    """fsync the directory holding ``target`` (its renames reach the disk)."""
+    fd = os.open(os.path.dirname(target) or ".", os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def set_aside(target: str) -> Optional[str]:
+    """Rename a corrupt file for inspection; its new name, or None if it could not be moved."""
+    aside = "%s.corrupt-%d" % (target, int(time.time() * 1000))
+    try:
+        os.rename(target, aside)
+    except OSError:
+        return None
+    return aside
+
+
+def boot_id(cfg: Config) -> str:
+    """This boot's id (empty if unreadable): state of an earlier boot is not this boot's."""
+    try:
+        with open(cfg.dom0["boot_id"], "rb") as handle:
+            return handle.read().decode("ascii", "replace").strip()
+    except OSError:
+        return ""
+
+
+def now() -> float:
+    """CLOCK_MONOTONIC seconds: shared by every process of this boot, never stepped."""
+    return time.monotonic()
+
+
+def bump(cfg: Config, counter: str) -> None:
+    """Count one event: a byte appended to ``count.<counter>`` (OSError on failure)."""
+    fd = os.open(path(cfg, "count." + counter), os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+                 | os.O_NOFOLLOW, 0o600)
+    try:
+        os.write(fd, b".")
+    finally:
+        os.close(fd)
+
+
+def counted(cfg: Config, counter: str) -> int:
+    """How many events were counted (0 before the first)."""
+    try:
+        return os.stat(path(cfg, "count." + counter)).st_size
+    except OSError:
+        return 0
