@@ -120,6 +120,12 @@ SCHEMA: List[Tuple[str, str, str, Callable[[str], Any], str]] = [
     ("need", "ctrl_ring", "auto", _auto(_choice("always", "never")),
      "a control ring per VIF; auto: for Windows guests"),
     ("need", "extra_per_vm", "0", _int_min(0), "ports added to every VM's need"),
+    ("need", "vif_queues", "negotiated", _choice("negotiated", "backend_max"),
+     "netback queues charged per VIF: negotiated (min(vCPUs, 8, dom0's max_queues)) or backend_max"
+     " (all dom0's netback grants: guests that pick their own count are not trusted)"),
+    ("need", "vbd_rings", "negotiated", _choice("negotiated", "backend_max"),
+     "blkback rings charged per VBD: negotiated (min(vCPUs, dom0's max_queues)) or backend_max"
+     " (all blkback grants); tapdisk3 serves one ring whatever"),
     ("xapi", "url", "local", _url,
      "local (xapi's UNIX socket /var/lib/xcp/xapi), unix:///other/socket, or an http(s):// URL"),
     ("ledger", "path", "/var/lib/xsguard/ledger.json", _path, "the admitted-VM ledger"),

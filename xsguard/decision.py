@@ -84,6 +84,7 @@ class Subject(NamedTuple):
     vbds: List[Record]
     vifs: List[Record]
     vgpus: List[Record]
+    guest_metrics: Optional[Record] = None  # VM_guest_metrics, when the VM has one
 
     @property
     def vm_uuid(self) -> str:
@@ -124,12 +125,23 @@ def read_subject(cfg: Config, api: Xapi, vm_key: str, host_uuid: Optional[str] =
     vm_ref, vm, control = api.vm_and_control_domain(vm_key, host_ref)
     need_model.refuse_non_candidate(vm)
     vbds, vifs, vgpus = api.devices(vm_ref, vm)
-    return Subject(vm_ref, vm, host_ref, host, control, vbds, vifs, vgpus)
+    return Subject(vm_ref, vm, host_ref, host, control, vbds, vifs, vgpus, api.guest_metrics(vm))
 
 
 def compute_need(cfg: Config, subject: Subject, backend: Dict[str, str]) -> Need:
     facts = host_facts(subject.control_domain, backend)
-    return need_model.vm_need(subject.vm, subject.vbds, subject.vifs, facts, profile_of(cfg), subject.vgpus)
+    return need_model.vm_need(subject.vm, subject.vbds, subject.vifs, facts, profile_of(cfg), subject.vgpus,
+                              subject.guest_metrics)
+
+
+def with_peak(need: Need, previous: Optional[Entry]) -> Need:
+    """The need raised to what dom0 was seen holding for the VM's last domain here, if more:
+    a guest that took more than the model predicts is never counted at the prediction again."""
+    if previous is None or previous.peak <= need.total:
+        return need
+    extra = previous.peak - need.total
+    why = "dom0 held %d ports for its last domain on this host, %d more than predicted" % (previous.peak, extra)
+    return need._replace(lines=need.lines + [need_model.Line("held beyond the model", extra, why)])
 
 
 def survey(cfg: Config, api: Xapi, host_ref: str, deadline: Deadline, detail: bool = False) -> Survey:
@@ -220,7 +232,8 @@ def evaluate(cfg: Config, api: Xapi, vm_key: str, deadline: Deadline, host_uuid:
     loaded = load_entries(cfg, api, subject.vm_ref, subject.control_domain, found, state.boot_id(cfg),
                           set_aside=False)
     _, owed = charge(cfg, loaded.entries or {}, subject, found, subject.vm_uuid)
-    verdict = _verdict(cfg, subject, found, owed)
+    need = with_peak(compute_need(cfg, subject, found.dom0.backend), (loaded.entries or {}).get(subject.vm_uuid))
+    verdict = _verdict(cfg, subject, found, owed, need)
     bypassed = is_bypassed(cfg, subject.vm_uuid)
     policy = BYPASSED if bypassed else POLICY[(cfg.policy["mode"], verdict.admitted)]
     return Outcome(subject, verdict, owed, policy, bypassed, loaded.note, 0.0)
@@ -247,12 +260,13 @@ def admit(cfg: Config, api: Xapi, vm_key: str, deadline: Deadline, host_uuid: Op
     with ledger.locked(path, deadline) as waited:
         loaded = load_entries(cfg, api, subject.vm_ref, subject.control_domain, found, boot_id, set_aside=True)
         kept, owed = charge(cfg, loaded.entries or {}, subject, found, subject.vm_uuid)
-        verdict = _verdict(cfg, subject, found, owed, need)
+        previous = (loaded.entries or {}).get(subject.vm_uuid)
+        verdict = _verdict(cfg, subject, found, owed, with_peak(need, previous))
         policy = BYPASSED if bypassed else POLICY[(cfg.policy["mode"], verdict.admitted)]
         if policy.recorded:  # a refusal writes nothing: it must stand on a full disk too
             how = HOW_BYPASSED if bypassed else HOW_CHECKED
             kept[subject.vm_uuid] = Entry(subject.vm_uuid, verdict.need.vm_name, verdict.need.total, state.now(),
-                                          None, how)
+                                          None, how, previous.peak if previous else 0)
             ledger.save(path, boot_id, kept, loaded.pending_size)
     if policy.recorded:
         ledger.sync(path)

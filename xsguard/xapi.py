@@ -31,6 +31,7 @@ def any_of(field: str, values: Iterable[str]) -> str:
 
 
 LOCAL_SOCKET = "/var/lib/xcp/xapi"
+NULL_REF = "OpaqueRef:NULL"
 
 
 class _UnixConnection(http.client.HTTPConnection):
@@ -174,6 +175,19 @@ class Xapi:
         vifs = list(self.where("VIF", match).values())
         vgpus = list(self.where("VGPU", match).values()) if vm.get("VGPUs") else []
         return vbds, vifs, vgpus
+
+    def guest_metrics(self, vm: Record) -> Optional[Record]:
+        """The VM's VM_guest_metrics record (its guest agent's report): one call, and only for a VM
+        that has one; None for a VM without, or whose record went away since the VM was read."""
+        ref = vm.get("guest_metrics") or NULL_REF
+        if ref == NULL_REF:
+            return None
+        try:
+            return dict(self.call("VM_guest_metrics.get_record", ref))
+        except XapiFailure as exc:
+            if exc.details[:1] == ["HANDLE_INVALID"]:
+                return None
+            raise
 
     def vms_on_host(self, host_ref: str) -> Dict[str, Record]:
         """Every VM running on the host or being started on it (control domain included), by ref."""
