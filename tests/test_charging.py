@@ -31,9 +31,36 @@ def test_fully_connected_vm_leaves_the_ledger():
 
 
 def test_never_below_zero():
-    """A VM holding more than predicted is owed nothing."""
+    """A VM holding more than predicted is owed nothing: dom0's live count already holds it all."""
     _, owed = settle({"a": entry("a", 10)}, {"a": Here(RUNNING, 7)}, {7: 12}, NOW, TTL, "x")
-    assert owed == []
+    assert [(o.need, o.held, o.owed) for o in owed] == [(12, 12, 0)]
+
+
+def test_guest_holding_more_keeps_its_peak():
+    """Predicted 5, dom0 holds 35 for it (a guest that asked for 16 queues): kept at 35, not dropped."""
+    kept, _ = settle({"a": entry("a", 5)}, {"a": Here(RUNNING, 7)}, {7: 35}, NOW, TTL, "x")
+    assert kept["a"].peak == 35 and kept["a"].charged == 35
+
+
+def test_peak_is_charged_when_the_guest_holds_less_again():
+    """Seen at 35, now holding 3 (its netfront reconnecting): owed 32, never 5 - 3 = 2."""
+    kept, _ = settle({"a": entry("a", 5)}, {"a": Here(RUNNING, 7)}, {7: 35}, NOW, TTL, "x")
+    _, owed = settle(kept, {"a": Here(RUNNING, 7)}, {7: 3}, NOW + 1, TTL, "x")
+    assert [(o.need, o.held, o.owed) for o in owed] == [(35, 3, 32)]
+
+
+def test_peak_survives_a_lower_reading():
+    """A reading below the peak never lowers it."""
+    seen = {"a": entry("a", 5)._replace(peak=35, domid=7)}
+    kept, _ = settle(seen, {"a": Here(RUNNING, 7)}, {7: 20}, NOW, TTL, "x")
+    assert kept["a"].peak == 35
+
+
+def test_starting_vm_with_a_peak_is_owed_its_peak():
+    """A VM whose entry carries a peak of 35 over a need of 5 is owed 35 while it starts."""
+    seen = {"a": entry("a", 5)._replace(peak=35)}
+    _, owed = settle(seen, {"a": Here(STARTING)}, {}, NOW, TTL, "x")
+    assert [o.owed for o in owed] == [35]
 
 
 def test_vm_no_longer_here_leaves():
