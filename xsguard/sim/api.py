@@ -151,12 +151,17 @@ class Api:
             return pool.add_host(str(args[0]), dict(args[1]) if len(args) > 1 else {})
         if name == "set_dom0":
             host = pool.host(args[0])
+            values = dict(args[1])
+            if "stack" in values:
+                pool.set_stack(args[0], str(values.pop("stack")))
+                if not values:
+                    return ""
             with pool.lock:
                 d = host.dom0
                 merged = {"vcpus": d.vcpus, "abi": d.abi, "irq_limit": d.irq_limit,
                           "baseline_ports": d.baseline_ports, "xen_version": d.xen_version,
-                          "port_limit": d.port_limit if "abi" not in args[1] else None}
-                merged.update({k: v for k, v in args[1].items()})
+                          "port_limit": d.port_limit if "abi" not in values else None}
+                merged.update(values)
                 if len(d.ports) > d.baseline_ports:
                     raise ApiError("OPERATION_NOT_ALLOWED", "sim.set_dom0 needs a dom0 with no guests")
                 host.dom0 = Dom0(host.root, **_dom0_args(merged))

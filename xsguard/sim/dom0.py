@@ -202,6 +202,7 @@ def action_name(domid: int, kind: str, index: Any = 0, queue: int = 0, direction
         "qemu": "evtchn:qemu-system-i38",
         "varstored": "evtchn:varstored",
         "vbd": "evtchn:tapdisk",
+        "blkif": "blkif-backend",
         "ctrl": "xen-netback-ctrl",
     }
     if kind == "vif":

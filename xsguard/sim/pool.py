@@ -10,7 +10,7 @@ import threading
 import uuid as uuid_mod
 from typing import Any, Dict, List, Optional, Tuple
 
-from . import processes
+from . import guests, processes
 from .dom0 import Dom0, NoSpace, action_name, lay_out
 from .store import NULL, ApiError, Store
 from .where import WhereSyntaxError, compile_where
@@ -25,8 +25,9 @@ class Guest:
     def __init__(self) -> None:
         self.pv_drivers = True
         self.connect_delay = 0.0
-        self.queues = 0  # 0: negotiate min(vCPUs, 8, dom0's max_queues)
-        self.ctrl_ring = False
+        self.queues = 0  # netfront's max_queues; 0: its default, min(vCPUs, 8)
+        self.rings = 0  # blkfront's max_queues; 0: its default, min(vCPUs, 4)
+        self.ctrl_ring = False  # Windows' xenvif binds a control ring per NIC
 
     def update(self, values: Dict[str, Any]) -> None:
         for key, value in values.items():
@@ -36,10 +37,16 @@ class Guest:
                 self.connect_delay = float(value)
             elif key == "queues":
                 self.queues = int(value)
+            elif key == "rings":
+                self.rings = int(value)
             elif key == "ctrl_ring":
                 self.ctrl_ring = _truth(value)
             else:
                 raise ApiError("INVALID_VALUE", "guest." + key, value)
+
+    @property
+    def asks(self) -> guests.Asks:
+        return guests.Asks(self.queues, self.rings, self.ctrl_ring)
 
 
 def _truth(value: Any) -> bool:
@@ -55,6 +62,7 @@ class SimHost:
         self.dom0 = dom0
         self.workers = threading.BoundedSemaphore(XENOPSD_WORKERS)
         self.config: Dict[str, str] = {}
+        self.stack = guests.XS8  # what its guests hold (sim.set_dom0's ``stack``)
         self.syslog: List[str] = []
         self._syslog_socket = self._listen_syslog()
 
@@ -375,11 +383,8 @@ class Pool:
         if dtype in ("", "unspecified"):
             dtype = "pv" if vm["HVM_boot_policy"] == "" else "hvm"
         vcpus = int(vm["VCPUs_max"])
-        actions = [action_name(domid, "xenstore"), action_name(domid, "console")]
-        if dtype == "hvm":
-            actions += [action_name(domid, "qemu")] * (vcpus + 1)
-            if vm["HVM_boot_params"].get("firmware") == "uefi":
-                actions += [action_name(domid, "varstored")] * vcpus
+        firmware = vm["HVM_boot_params"].get("firmware", "bios")
+        actions = [action_name(domid, kind) for kind in guests.at_build(host.stack, dtype, vcpus, firmware)]
         try:
             host.dom0.bind(domid, actions)
         except NoSpace as exc:
@@ -407,22 +412,14 @@ class Pool:
             if vm is None or vm["domid"] != str(domid) or vm["power_state"] != "Running":
                 return  # the domain is gone
             guest = self.guest(vm["uuid"])
-            vcpus = int(vm["VCPUs_max"])
-            for vbd_ref in sorted(vm["VBDs"], key=lambda r: self.store.get("VBD", r)["userdevice"]):
-                vbd = self.store.get("VBD", vbd_ref)
-                if dtype == "hvm" and vbd["type"] in ("CD", "Floppy"):
-                    continue  # emulated by QEMU
-                self._bind_device(vm, host, domid, "vbd %s" % vbd["userdevice"], [action_name(domid, "vbd")])
-            queues = guest.queues or min(vcpus, 8, host.dom0.vcpus)
-            for vif_ref in vm["VIFs"]:
-                vif = self.store.get("VIF", vif_ref)
-                actions = []
-                for q in range(queues):
-                    actions += [action_name(domid, "vif", vif["device"], q, "tx"),
-                                action_name(domid, "vif", vif["device"], q, "rx")]
-                if guest.ctrl_ring:
-                    actions.append(action_name(domid, "ctrl"))
-                self._bind_device(vm, host, domid, "vif %s" % vif["device"], actions)
+            vbds = [self.store.get("VBD", r) for r in vm["VBDs"]]
+            vifs = [self.store.get("VIF", r) for r in vm["VIFs"]]
+            backend = guests.Backend(host.dom0.vcpus, host.dom0.vcpus)  # the sysfs max_queues dom0 writes
+            for device, ports in guests.at_connect(host.stack, dtype, int(vm["VCPUs_max"]), vbds, vifs, guest.asks,
+                                                   backend):
+                actions = [action_name(domid, kind, index, queue, direction)
+                           for kind, index, queue, direction in ports]
+                self._bind_device(vm, host, domid, device, actions)
             host.dom0.write_state()
 
     def _bind_device(self, vm: Dict[str, Any], host: SimHost, domid: int, device: str, actions: List[str]) -> None:
@@ -493,6 +490,15 @@ class Pool:
     def over_admitted(self) -> List[Dict[str, str]]:
         with self.lock:
             return [dict(f) for f in self.failures]
+
+    def set_stack(self, host_ref: str, name: str) -> None:
+        """What the host's guests hold: ``xs8``, or the 2013 ``xs62`` and ``xs61`` (sim.set_dom0's ``stack``)."""
+        try:
+            stack = guests.stack_named(name)
+        except ValueError as exc:
+            raise ApiError("INVALID_VALUE", "stack", str(exc))
+        with self.lock:
+            self.host(host_ref).stack = stack
 
     def stop_timers(self) -> None:
         for timer in self.timers:
