@@ -49,7 +49,7 @@ XS8_EVIDENCE = {
             "tests/fixtures/xen417-pvh-qdisk-dom0-2vcpu/table.md",
     "empty_cd": "0 for an empty CD of any guest but HVM, read: xen-api "
                 "ocaml/xenopsd/xc/xenops_server_xen.ml:4160 (vbd.backend = None && domain_type <> Domain_HVM)",
-    "emulated": "0 for CD drives and floppies of HVM guests: QEMU emulates them (evtchn-accounting.md, 3)",
+    "emulated": "0 for CD drives and floppies of HVM guests, read: QEMU emulates them (evtchn-accounting.md, 3)",
     "vif": "queues x 2 (tx and rx), queues = min(what the guest asks, dom0's netback max_queues); measured: "
            "%s/table.md (v2d1n1: 2 queues, 4 ports; v4d1n1 on a 2-vCPU dom0: still 2). The guest asks "
            "min(8, its vCPUs) unless its netfront max_queues says otherwise, read: Linux "
