@@ -34,6 +34,8 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--host", help="host uuid or name")
     d.add_argument("--json", action="store_true")
     d.add_argument("--summary", action="store_true", help="counts by VM, host and hour")
+    a = sub.add_parser("audit", help="each VM running here: predicted next to what dom0 holds, and a verdict")
+    a.add_argument("--json", action="store_true")
     m = sub.add_parser("simulate", help="serve a simulated pool's XenAPI on 127.0.0.1")
     m.add_argument("--port", type=int, default=0)
     m.add_argument("--scenario", help="JSON file describing the pool")
@@ -124,6 +126,15 @@ def cmd_denials(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    from . import audit
+
+    report = _with_api(args, audit.audit)
+    covers = {f.vm_name: f.cover for f in report.findings if f.cover}
+    _emit(args, report.as_json(), lambda data: tables.audit(data, covers))
+    return EXIT_OK
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     from .sim import scenario
     from .sim.server import Simulator, serve
@@ -146,6 +157,7 @@ COMMANDS: Dict[str, Callable[[argparse.Namespace], int]] = {
     "need": cmd_need,
     "check": cmd_check,
     "denials": cmd_denials,
+    "audit": cmd_audit,
     "simulate": cmd_simulate,
     "demo": cmd_demo,
 }

@@ -180,6 +180,41 @@ def needs_of(cfg: Config, api: Xapi, vms: Dict[str, Record], control: Optional[R
     return found
 
 
+class Described(NamedTuple):
+    """A VM as the model reads it: its record, devices and guest metrics."""
+
+    vm: Record
+    vbds: List[Record]
+    vifs: List[Record]
+    vgpus: List[Record]
+    guest_metrics: Optional[Record]
+
+
+def describe(api: Xapi, vms: Dict[str, Record]) -> Dict[str, Described]:
+    """Each VM's devices and guest metrics, by ref: two calls whatever their number, one more
+    if any has vGPUs, one more if any has guest metrics (the pool's, in one answer)."""
+    if not vms:
+        return {}
+    vbds = api.where("VBD", any_of("VM", sorted(vms)))
+    vifs = api.where("VIF", any_of("VM", sorted(vms)))
+    with_vgpus = sorted(ref for ref, r in vms.items() if r.get("VGPUs"))
+    vgpus = api.where("VGPU", any_of("VM", with_vgpus)) if with_vgpus else {}
+    with_metrics = any((r.get("guest_metrics") or "OpaqueRef:NULL") != "OpaqueRef:NULL" for r in vms.values())
+    metrics = api.call("VM_guest_metrics.get_all_records") if with_metrics else {}
+    return {
+        ref: Described(vm, [r for r in vbds.values() if r.get("VM") == ref],
+                       [r for r in vifs.values() if r.get("VM") == ref],
+                       [r for r in vgpus.values() if r.get("VM") == ref], metrics.get(vm.get("guest_metrics")))
+        for ref, vm in vms.items()
+    }
+
+
+def predict(facts: HostFacts, profile: Profile, described: Described) -> Need:
+    """The model's need for a described VM: the same computation as a start's."""
+    d = described
+    return need_model.vm_need(d.vm, d.vbds, d.vifs, facts, profile, d.vgpus, d.guest_metrics)
+
+
 def load_entries(cfg: Config, api: Xapi, subject_vm_ref: str, control: Optional[Record], found: Survey,
                  boot_id: str, set_aside: bool) -> ledger.Loaded:
     """The ledger, or, when it is lost, corrupt or an earlier boot's, one rebuilt from live state.
@@ -377,6 +412,7 @@ def status(cfg: Config, api: Optional[Xapi], deadline: Deadline) -> Dict[str, An
         "unparsed_lines": [{"line": n, "text": t[:120]} for n, t in dom0.ports.unparsed[:20]],
         "lsevtchn": dom0.lsevtchn,
         "notes": [n for n in (note, xapi_note) if n],
+        "audit_under": state.counted(cfg, "audit_under"),
         "software": software(),
     }
 

@@ -22,6 +22,7 @@ ALLOWED: Dict[str, Set[str]] = {
     "need": {"vm_uuid"},
     "check": {"vm_uuid"},
     "denials": {"since", "limit", "vm", "host"},
+    "audit": set(),
 }
 
 
@@ -77,11 +78,18 @@ def _denials_fn(cfg: config.Config, api: Xapi, args: Dict[str, str], deadline: D
     return {"denials": records.records[:limit], "corrupt_lines": records.corrupt}
 
 
+def _audit(cfg: config.Config, api: Xapi, args: Dict[str, str], deadline: Deadline) -> Any:
+    from . import audit
+
+    return audit.audit(cfg, api, deadline).as_json()
+
+
 FUNCTIONS: Dict[str, Callable[..., Any]] = {
     "status": _status,
     "need": _need,
     "check": _check,
     "denials": _denials_fn,
+    "audit": _audit,
 }
 
 

@@ -14,7 +14,7 @@ from .config import Config
 LEDGER = "ledger.json"
 CEILINGS = "ceilings.json"
 ALERTS = "alerts.json"
-COUNTERS = ("refused", "unchecked")  # count.<name>: one byte per event, the count is the size
+COUNTERS = ("refused", "unchecked", "audit_under")  # count.<name>: one byte per event, the count is the size
 
 
 def directory(cfg: Config) -> str:

@@ -1,6 +1,6 @@
 """Human output of the command: short aligned tables."""
 
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 
 def table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
@@ -86,3 +86,15 @@ def summary(groups: List[Dict[str, Any]]) -> str:
     rows = [[g["hour"], g["vm_name"], g["host_name"], g["count"],
              ", ".join("%s %d" % kv for kv in sorted(g["ceilings"].items()))] for g in groups]
     return table(rows, ["hour (UTC)", "vm", "host", "refused", "ceiling"])
+
+
+def audit(report: Dict[str, Any], covers: Optional[Dict[str, str]] = None) -> str:
+    """Each VM's prediction next to what dom0 holds; for each ``under``, what would cover it."""
+    out = ["host %s: %d exact, %d under, %d over, %d pending" % (
+        report["host_name"], report["exact"], report["under"], report["over"], report["pending"])]
+    if report["vms"]:
+        out += ["", table([[v["vm_name"], v["vm_uuid"], v["predicted"], v["held"], v["verdict"]]
+                           for v in report["vms"]], ["vm", "uuid", "predicted", "held", "verdict"])]
+    for name, cover in sorted((covers or {}).items()):
+        out.append("%s holds more than predicted; would be covered by: %s" % (name, cover))
+    return "\n".join(out)

@@ -24,6 +24,7 @@ STARTING = "starting"
 HOW_CHECKED = "checked"
 HOW_BYPASSED = "bypassed"
 HOW_UNCHECKED = "unchecked"
+HOW_AUDITED = "audited"  # entered by ``xsguard audit``: a running VM seen holding more than its need
 
 
 class Entry(NamedTuple):
@@ -34,7 +35,7 @@ class Entry(NamedTuple):
     need: int
     admitted_at: float  # CLOCK_MONOTONIC seconds of this boot
     domid: Optional[int]  # the domain it was last seen running as, None before that
-    how: str = "checked"  # HOW_CHECKED, HOW_BYPASSED, HOW_UNCHECKED (let through on error)
+    how: str = "checked"  # HOW_CHECKED, HOW_BYPASSED, HOW_UNCHECKED (let through on error), HOW_AUDITED
     peak: int = 0  # the most dom0 was seen holding for its domain, when that was above ``need``
 
     @property

@@ -28,6 +28,7 @@ class Guest:
         self.queues = 0  # netfront's max_queues; 0: its default, min(vCPUs, 8)
         self.rings = 0  # blkfront's max_queues; 0: its default, min(vCPUs, 4)
         self.ctrl_ring = False  # Windows' xenvif binds a control ring per NIC
+        self.os_name = ""  # what its guest agent reports as os_version's name, once its drivers are up
 
     def update(self, values: Dict[str, Any]) -> None:
         for key, value in values.items():
@@ -41,6 +42,8 @@ class Guest:
                 self.rings = int(value)
             elif key == "ctrl_ring":
                 self.ctrl_ring = _truth(value)
+            elif key == "os_name":
+                self.os_name = str(value)
             else:
                 raise ApiError("INVALID_VALUE", "guest." + key, value)
 
@@ -398,6 +401,7 @@ class Pool:
         if metrics is not None:
             metrics.update({"VCPUs_number": str(int(vm["VCPUs_at_startup"])), "current_domain_type": dtype})
         host.dom0.write_state()
+        self._report_drivers(vm, False)  # a new domain: its drivers are not up yet
         guest = self.guest(vm["uuid"])
         if guest.pv_drivers:
             timer = threading.Timer(guest.connect_delay, self._connect, (vm_ref, host, domid, dtype))
@@ -421,6 +425,19 @@ class Pool:
                            for kind, index, queue, direction in ports]
                 self._bind_device(vm, host, domid, device, actions)
             host.dom0.write_state()
+            self._report_drivers(vm, True)
+
+    def _report_drivers(self, vm: Dict[str, Any], up: bool) -> None:
+        """What xapi's VM_guest_metrics says of the guest: PV_drivers_detected, and its agent's OS name."""
+        if vm["guest_metrics"] == NULL:
+            if not up:
+                return
+            vm["guest_metrics"] = self.store.create("VM_guest_metrics", {})
+        record = self.store.get("VM_guest_metrics", vm["guest_metrics"])
+        record["PV_drivers_detected"] = up
+        os_name = self.guest(vm["uuid"]).os_name
+        if up and os_name:
+            record["os_version"] = {"name": os_name}
 
     def _bind_device(self, vm: Dict[str, Any], host: SimHost, domid: int, device: str, actions: List[str]) -> None:
         try:
