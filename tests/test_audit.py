@@ -168,3 +168,43 @@ def test_greedy_guest_charged_what_it_holds_without_an_audit(api):
     assert record["need"] == 35
     assert {"consumer": "held beyond the model", "ports": 30} == {
         k: v for k, v in record["breakdown"][-1].items() if k != "why"}
+
+
+def test_windows_known_by_its_guest_agent(api):
+    """An HVM guest with only device_id whose agent names Windows: need and audit charge its control ring (8, exact)."""
+    host = small_host(api, port_limit=1000, vcpus=16)
+    win = make_vm(api, "win-agent", hvm=True, platform={"device_id": "0002"}, affinity=host)
+    api.sim.set_guest(win, {"ctrl_ring": "true", "os_name": "Microsoft Windows Server 2019 Standard|C:\\\\Windows"})
+    before = json.loads(api.host.call_plugin(host, "xsguard", "need", {"vm_uuid": api.VM.get_uuid(win)}))
+    assert before["total"] == 1 + 1 + 2 + 1 + 2  # no guest metrics yet: no control ring
+    api.VM.start(win, False, False)
+    domid = api.VM.get_domid(win)
+    wait_for(lambda: api.sim.get_dom0(host)["by_remote_domain"].get(domid) == "8")
+    after = json.loads(api.host.call_plugin(host, "xsguard", "need", {"vm_uuid": api.VM.get_uuid(win)}))
+    assert after["total"] == 1 + 1 + 2 + 1 + 2 + 1
+    assert figures(call_audit(api, host)) == {"win-agent": (8, 8, "exact")}
+
+
+def test_stale_guest_metrics_ref_reads_as_none():
+    """A guest-metrics record gone since the VM was read is no metrics; any other xapi error is raised."""
+    from xsguard.deadline import Deadline
+    from xsguard.errors import XapiFailure
+    from xsguard.xapi import Xapi
+
+    api = Xapi("local", Deadline(1.0))
+
+    def gone(method, ref):
+        raise XapiFailure("xapi refused HANDLE_INVALID", "HANDLE_INVALID", "VM_guest_metrics", ref)
+
+    api.call = gone
+    assert api.guest_metrics({"guest_metrics": "OpaqueRef:5"}) is None
+    assert api.guest_metrics({"guest_metrics": "OpaqueRef:NULL"}) is None
+
+    def denied(method, ref):
+        raise XapiFailure("xapi refused PERMISSION_DENIED", "PERMISSION_DENIED")
+
+    api.call = denied
+    with pytest.raises(XapiFailure):
+        api.guest_metrics({"guest_metrics": "OpaqueRef:5"})
+    api.call = lambda method, ref: {"PV_drivers_detected": True}
+    assert api.guest_metrics({"guest_metrics": "OpaqueRef:5"}) == {"PV_drivers_detected": True}

@@ -104,8 +104,8 @@ def settle(
         if held >= entry.charged and entry.peak == 0:
             continue
         kept[uuid] = entry._replace(domid=state.domid)
-        charged = entry.charged
-        owed.append(Owed(uuid, entry.vm_name, charged, held, max(charged - held, 0), RUNNING))
+        if entry.charged > held:
+            owed.append(Owed(uuid, entry.vm_name, entry.charged, held, entry.charged - held, RUNNING))
     return kept, owed
 
 
