@@ -1,8 +1,9 @@
 """What a VM will hold in dom0 once fully up: event channels, as a breakdown by consumer.
 
 Pure: it reads XenAPI records (as the XML-RPC client returns them, integers as strings) and
-facts about the host, and charges the upper bound: PV disk and network channels count even
-though they appear only once the guest's PV drivers connect.
+facts about the host, and charges what the VM will hold once fully up: PV disk and network
+channels count even though they appear only once the guest's PV drivers connect. How many
+queues a guest may ask for is the profile's queue policy (``vif_queues``, ``vbd_rings``).
 """
 
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence
