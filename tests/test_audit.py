@@ -208,3 +208,12 @@ def test_stale_guest_metrics_ref_reads_as_none():
         api.guest_metrics({"guest_metrics": "OpaqueRef:5"})
     api.call = lambda method, ref: {"PV_drivers_detected": True}
     assert api.guest_metrics({"guest_metrics": "OpaqueRef:5"}) == {"PV_drivers_detected": True}
+
+
+def test_audit_takes_no_argument(api):
+    """fn=audit with an argument is XSGUARD_BAD_ARGUMENT naming it."""
+    from tests.pool import failure
+
+    host = small_host(api)
+    details = failure(api.host.call_plugin, host, "xsguard", "audit", {"vm_uuid": "x"})
+    assert details[0] == "XSGUARD_BAD_ARGUMENT" and details[-1] == "vm_uuid"
