@@ -180,14 +180,16 @@ def load_entries(cfg: Config, api: Xapi, subject_vm_ref: str, control: Optional[
     entries = loaded.entries
     others = {ref: r for ref, r in found.on_host.items()
               if not r.get("is_control_domain") and ref != subject_vm_ref}
-    if entries is None:
+    if entries is None:  # as xapi saw the host when it was asked: charged as of then
         needs = needs_of(cfg, api, others, control, found.dom0.backend)
-        now = state.now()
-        entries = {u: Entry(u, _name(others, u), n, now, None, "rebuilt") for u, n in needs.items()}
+        entries = {u: Entry(u, _name(others, u), n, found.asked_at, None, "rebuilt") for u, n in needs.items()}
     unknown = {e.vm_uuid for e in entries.values() if e.need == ledger.UNKNOWN_NEED}
     if unknown:
-        refs = {ref: r for ref, r in others.items() if r.get("uuid") in unknown}
-        needs = needs_of(cfg, api, refs, control, found.dom0.backend)
+        vms = {ref: r for ref, r in others.items() if r.get("uuid") in unknown}
+        missing = unknown - {str(r.get("uuid")) for r in vms.values()}
+        if missing:  # charged after xapi was asked: look them up (this rare path costs one more call)
+            vms.update({ref: r for ref, r in api.where("VM", any_of("uuid", sorted(missing))).items()})
+        needs = needs_of(cfg, api, vms, control, found.dom0.backend)
         entries = {u: (e._replace(need=needs[u]) if u in needs else e) for u, e in entries.items()
                    if e.need != ledger.UNKNOWN_NEED or u in needs}
     return loaded._replace(entries=entries)
