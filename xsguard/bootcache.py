@@ -7,7 +7,9 @@ long as the id is the same. A file that is lost, corrupt or another boot's means
 boot lines again.
 """
 
+import fcntl
 import json
+import os
 from typing import Dict
 
 from . import state
@@ -45,3 +47,25 @@ def save(path: str, boot_id: str, found: Dict[str, Ceiling]) -> None:
 def kept(ceiling: Ceiling) -> Ceiling:
     """The same ceiling, its source saying it comes from the kept reading."""
     return ceiling if ceiling.where.endswith(KEPT) else ceiling._replace(where=ceiling.where + KEPT)
+
+
+def first_this_boot(path: str, boot_id: str) -> bool:
+    """True once per boot: the marker at ``path`` then names this boot (under its own lock, so
+    that one of several processes gets True). True also when the marker cannot be kept."""
+    mark = ("boot %s\n" % boot_id).encode("ascii", "replace")
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    except OSError:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if os.read(fd, len(mark) + 1) == mark:
+            return False
+        os.ftruncate(fd, 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, mark)
+        return True
+    except OSError:
+        return True
+    finally:
+        os.close(fd)
