@@ -2,11 +2,15 @@
 
 import errno
 import gzip
+import json
 import os
+import subprocess
+import sys
 import time
 
 import pytest
 
+from tests.pool import make_vm, wait_for
 from xsguard import bootlog, config, probes
 from xsguard.model.ceilings import LINUX_IRQS, XEN_PORTS, ring_messages, syslog_time, this_boots_lines
 
@@ -258,3 +262,92 @@ def test_the_real_kmsg_is_read_to_its_end_without_blocking():
     lines = text.splitlines()
     assert all(line.startswith(" ") or line.split(";", 1)[0].count(",") >= 3 for line in lines)
     assert len(ring_messages(text).splitlines()) == sum(1 for line in lines if not line.startswith(" "))
+
+
+def run_xsguard(api, host, *args):
+    conf = os.path.join(api.sim.get_host_root(host), "etc", "xsguard", "xsguard.conf")
+    proc = subprocess.run([sys.executable, "-m", "xsguard", "--config", conf] + list(args),
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.returncode == 0, proc.stderr.decode()
+    return proc.stdout.decode()
+
+
+def decision_log(api, host, event, count):
+    """The decision log's ``event`` records once there are ``count`` (a detached child writes the hook's)."""
+    path = os.path.join(api.sim.get_host_root(host), "var", "log", "xsguard", "decisions.log")
+
+    def records():
+        try:
+            with open(path) as handle:
+                found = [r for r in (json.loads(line) for line in handle) if r["event"] == event]
+        except FileNotFoundError:
+            return None
+        return found if len(found) >= count else None
+
+    return wait_for(records)
+
+
+def sim_boot_time(root):
+    with open(os.path.join(root, "proc", "stat")) as handle:
+        return next(int(line.split()[1]) for line in handle if line.startswith("btime "))
+
+
+def test_hook_and_status_read_the_boot_line_from_a_compressed_rotation(api):
+    """On a simulated host whose boot lines are only in kern.log.2.gz (the ring buffer wrapped),
+    status names that file, and the hook's decision log checks carry status's limits and sources."""
+    host = api.sim.add_host("xs-a", {"vcpus": "4", "abi": "2-level"})
+    root = api.sim.get_host_root(host)
+    logs = os.path.join(root, "var", "log")
+    booted = sim_boot_time(root)
+    with open(os.path.join(logs, "kern.log"), "rb") as handle:
+        boot_text = handle.read()
+    assert b"NR_IRQS: 33024" in boot_text  # the simulator's own figure, rotated away below
+    with gzip.open(os.path.join(logs, "kern.log.2.gz"), "wb") as handle:
+        handle.write(boot_text + "".join(later_lines(booted, 1)).encode())
+    with open(os.path.join(logs, "kern.log.1"), "w") as handle:
+        handle.write(stamped(booted + 300, "[  300.000000] device vif1.0 entered promiscuous mode"))
+    with open(os.path.join(logs, "kern.log"), "w") as handle:
+        handle.write(stamped(booted + 500, "[  500.000000] device vif2.0 entered promiscuous mode"))
+    for name, at in (("kern.log.2.gz", booted + 200), ("kern.log.1", booted + 400)):
+        os.utime(os.path.join(logs, name), (at, at))
+    open(os.path.join(root, "dev", "kmsg"), "w").close()
+    first = json.loads(run_xsguard(api, host, "status", "--json"))
+    rotated = os.path.join(logs, "kern.log.2.gz")
+    assert (first["irq_limit"], first["irq_limit_source"]) == (41220, "NR_IRQS 33024 + 8196 (%s, boot line)" % rotated)
+    assert (first["port_limit"], first["port_limit_source"]) == (4095, "2-level ABI (%s, boot line)" % rotated)
+    assert first["warnings"] == []
+    api.VM.start(make_vm(api, "web-01", affinity=host), False, False)
+    checks = {c["ceiling"]: c for c in decision_log(api, host, "start_admitted", 1)[0]["checks"]}
+    now = json.loads(run_xsguard(api, host, "status", "--json"))
+    irqs, ports = checks["linux_irqs"], checks["xen_ports"]
+    assert (irqs["limit"], irqs["source"]) == (now["irq_limit"], now["irq_limit_source"])
+    assert (ports["limit"], ports["source"]) == (now["port_limit"], now["port_limit_source"])
+    assert now["irq_limit_source"] == ("NR_IRQS 33024 + 8196 (%s, boot line, kept since this boot's first reading)"
+                                       % rotated)
+
+
+def test_unknown_irq_limit_is_warned_and_logged_once_per_boot(api):
+    """No source has NR_IRQS: status warns (JSON and table), the decision log says ``ceiling_unknown``
+    once, from the hook, however many decisions and status runs follow, and again after a reboot."""
+    host = api.sim.add_host("xs-a", {"vcpus": "4", "abi": "2-level"})
+    root = api.sim.get_host_root(host)
+    open(os.path.join(root, "var", "log", "kern.log"), "w").close()
+    open(os.path.join(root, "dev", "kmsg"), "w").close()
+    api.VM.start(make_vm(api, "web-01", affinity=host), False, False)
+    logged = decision_log(api, host, "ceiling_unknown", 1)
+    api.VM.start(make_vm(api, "web-02", affinity=host), False, False)
+    decision_log(api, host, "start_admitted", 2)
+    s = json.loads(run_xsguard(api, host, "status", "--json"))
+    table = run_xsguard(api, host, "status")
+    warning = ("Linux IRQ limit unknown: no NR_IRQS line of this boot in %s, its rotations or %s, so IRQs are"
+               " not checked; set [dom0] irq_limit to NR_IRQS + 8196 (dmesg | grep NR_IRQS)"
+               % (os.path.join(root, "var", "log", "kern.log"), os.path.join(root, "dev", "kmsg")))
+    assert (s["irq_limit"], s["irq_limit_source"], s["warnings"]) == (None, "unknown: set [dom0] irq_limit", [warning])
+    assert "WARNING: " + warning in table.splitlines()
+    assert [(r["ceiling"], r["host_name"], r["warning"]) for r in logged] == [("linux_irqs", "xs-a", warning)]
+    assert len(decision_log(api, host, "ceiling_unknown", 1)) == 1
+    with open(os.path.join(root, "proc", "sys", "kernel", "random", "boot_id"), "w") as handle:
+        handle.write("00000000-0000-4000-8000-000000000001\n")  # dom0 rebooted
+    run_xsguard(api, host, "status", "--json")
+    again = decision_log(api, host, "ceiling_unknown", 2)
+    assert len(again) == 2 and again[1]["host_uuid"] == s["host_uuid"]
