@@ -71,9 +71,9 @@ class Dom0Files:
     def search(self):
         return bootlog.search(self.log, self.ring, self.stat, BOTH)
 
-    def ceilings(self, tmp_path):
+    def ceilings(self, tmp_path, boot_id="5c1b0e2c-9d7e-4b5e-8f0e-3e2a1b0c9d8e", **values):
         with open(os.path.join(self.root, "boot_id"), "w") as handle:
-            handle.write("5c1b0e2c-9d7e-4b5e-8f0e-3e2a1b0c9d8e\n")
+            handle.write(boot_id + "\n")
         with open(os.path.join(self.root, "cmdline"), "w") as handle:
             handle.write("root=LABEL=root ro xen.fifo_events=0\n")
         cfg = config.defaults().with_values({
@@ -81,7 +81,7 @@ class Dom0Files:
             "dom0.boot_id": os.path.join(self.root, "boot_id"), "dom0.cmdline": os.path.join(self.root, "cmdline"),
             "dom0.hypervisor": os.path.join(self.root, "nohypervisor"),
             "ledger.path": str(tmp_path / "state" / "ledger.json"),
-        })
+        }).with_values(values)
         os.makedirs(str(tmp_path / "state"), exist_ok=True)
         return probes.read_ceilings(cfg)
 
@@ -147,6 +147,24 @@ def test_in_no_source(dom0, tmp_path):
         "Linux IRQ limit unknown: no NR_IRQS line of this boot in %s, its rotations or %s, so IRQs are not"
         " checked; set [dom0] irq_limit to NR_IRQS + 8196 (dmesg | grep NR_IRQS)" % (dom0.log, dom0.ring))
     assert ports.limit == 4095 and ports.warning is None  # inferred from xen.fifo_events=0
+
+
+def test_a_search_in_vain_is_not_repeated_this_boot(dom0, tmp_path, monkeypatch):
+    """Found nowhere: later readings in this boot do not search again (each decision would pay for
+    it), and the limit stays unknown with its warning; another boot, or other sources, search again."""
+    dom0.write("kern.log", later_lines(BOOT + 86400), NOW)
+    searches = []
+    search = bootlog.search
+    monkeypatch.setattr(bootlog, "search", lambda *args: searches.append(args[0]) or search(*args))
+    first = dom0.ceilings(tmp_path)[1]
+    again = dom0.ceilings(tmp_path)[1]
+    assert len(searches) == 1 and again == first and again.limit is None and again.warning == first.warning
+    dom0.ceilings(tmp_path, boot_id="00000000-0000-4000-8000-000000000001")
+    assert len(searches) == 2
+    other = os.path.join(dom0.root, "kern.log.other")
+    dom0.write("kern.log.other", boot_lines(BOOT, THIS_NR_IRQS, THIS_ABI), NOW)
+    irqs = dom0.ceilings(tmp_path, boot_id="00000000-0000-4000-8000-000000000001", **{"dom0.kernel_log": other})[1]
+    assert len(searches) == 3 and irqs.limit == 41220
 
 
 def test_earlier_boots_lines_first_in_a_rotated_file(dom0, tmp_path):

@@ -3,14 +3,15 @@
 The boot lines (the event-channel ABI, ``NR_IRQS``) leave ``kern.log`` at its first
 rotation; the ceilings they gave hold until dom0 reboots. So what they said is kept in the
 state directory under the boot's id (``/proc/sys/kernel/random/boot_id``) and used for as
-long as the id is the same. A file that is lost, corrupt or another boot's means reading the
-boot lines again.
+long as the id is the same; so is a search that found no line (a boot line never comes back
+once its sources have lost it). A file that is lost, corrupt or another boot's means reading
+the boot lines again.
 """
 
 import fcntl
 import json
 import os
-from typing import Dict
+from typing import Dict, Optional
 
 from . import state
 from .model.ceilings import BOOT_LOG, Ceiling
@@ -35,9 +36,23 @@ def load(path: str, boot_id: str) -> Dict[str, Ceiling]:
         return {}
 
 
-def save(path: str, boot_id: str, found: Dict[str, Ceiling]) -> None:
-    """Keep these ceilings for this boot (best effort: errors ignored)."""
-    doc = {"boot_id": boot_id, "ceilings": {c.name: [c.limit, c.basis, c.where] for c in found.values()}}
+def searched_in_vain(path: str, boot_id: str) -> Dict[str, str]:
+    """The ceilings whose boot line this boot's sources did not hold, with the sources searched."""
+    try:
+        with open(path, "rb") as handle:
+            doc = json.loads(handle.read(65536).decode("utf-8"))
+        if doc.get("boot_id") != boot_id:
+            return {}
+        return {str(name): str(where) for name, where in doc.get("unknown", {}).items()}
+    except (OSError, ValueError, TypeError, AttributeError, RecursionError):
+        return {}
+
+
+def save(path: str, boot_id: str, found: Dict[str, Ceiling], in_vain: Optional[Dict[str, str]] = None) -> None:
+    """Keep these ceilings for this boot, and the ceilings searched for in vain (best effort:
+    errors ignored)."""
+    doc = {"boot_id": boot_id, "ceilings": {c.name: [c.limit, c.basis, c.where] for c in found.values()},
+           "unknown": in_vain or {}}
     try:
         state.write_atomic(path, json.dumps(doc).encode("utf-8"))
     except OSError:

@@ -164,10 +164,12 @@ def read_ceilings(cfg: Config) -> Tuple[Ceiling, Ceiling]:
     boot_id = state.boot_id(cfg)
     cache = state.path(cfg, state.CEILINGS)
     known = bootcache.load(cache, boot_id) if boot_id else {}
+    searched = bootlog.searched(d["kernel_log"], d["kernel_ring"])
+    in_vain = bootcache.searched_in_vain(cache, boot_id) if boot_id else {}
     wanted = [name for key, name in (("port_limit", XEN_PORTS), ("irq_limit", LINUX_IRQS))
-              if d[key] is None and name not in known]
+              if d[key] is None and name not in known and in_vain.get(name) != searched]
     lines = bootlog.search(d["kernel_log"], d["kernel_ring"], d["proc_stat"], wanted) if wanted else {}
-    nowhere = bootlog.BootLine("", bootlog.searched(d["kernel_log"], d["kernel_ring"]))
+    nowhere = bootlog.BootLine("", searched)
     cmdline = read_optional(d["cmdline"])
     if d["port_limit"] is not None:
         port = ceilings.port_ceiling(d["port_limit"], None, None, None)
@@ -184,8 +186,9 @@ def read_ceilings(cfg: Config) -> Tuple[Ceiling, Ceiling]:
         line = lines.get(LINUX_IRQS, nowhere)
         irq = ceilings.irq_ceiling(None, line.line, line.where)
     fresh = {c.name: c for c in (port, irq) if c.origin == BOOT_LOG and c.name not in known}
-    if boot_id and fresh:
-        bootcache.save(cache, boot_id, dict(known, **fresh))
+    vain = {c.name: searched for c in (port, irq) if c.name in wanted and c.origin != BOOT_LOG}
+    if boot_id and (fresh or vain):  # a search that found nothing finds nothing later in the boot
+        bootcache.save(cache, boot_id, dict(known, **fresh), dict(in_vain, **vain))
     return port, irq
 
 

@@ -6,7 +6,7 @@ Pure: callers pass the text of the kernel's boot lines, ``/proc/cmdline`` and th
 import calendar
 import re
 import time
-from typing import NamedTuple, Optional
+from typing import NamedTuple, Optional, Pattern, Tuple
 
 XEN_PORTS = "xen_ports"
 LINUX_IRQS = "linux_irqs"
@@ -129,9 +129,9 @@ def irq_ceiling(configured: Optional[int], boot_lines: Optional[str], where: str
 # This boot's lines in a kernel log (kern.log and its rotations) and in the ring buffer.
 
 BOOT_CLOCK_SLACK = 60  # seconds a log's clock may lag the boot time (NTP's first step) and still be this boot's
-_BOOT_LINE = {XEN_PORTS: re.compile(r"^.*xen:events: Using (?:FIFO-based|2-level) ABI.*$", re.M),
-              LINUX_IRQS: re.compile(r"^.*NR_IRQS: ?\d+, nr_irqs: ?\d+.*$", re.M)}
-_BOOT_MARKER = re.compile(r"^.*\bLinux version \d.*$", re.M)  # the first line a kernel prints
+# (a word the line holds, the line's pattern): the word is searched for first (fast), the pattern then
+_BOOT_LINE = {XEN_PORTS: ("xen:events: Using ", _ABI_LINE), LINUX_IRQS: ("NR_IRQS:", _NR_IRQS)}
+_BOOT_MARKER = ("Linux version ", re.compile(r"\bLinux version \d"))  # the first line a kernel prints
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _TRADITIONAL = re.compile(r"(%s) +(\d{1,2}) (\d\d):(\d\d):(\d\d) " % "|".join(_MONTHS))
 _RFC3339 = re.compile(r"(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(?:\.\d+)?(Z|[+-]\d\d:?\d\d)? ")
@@ -184,9 +184,9 @@ def this_boots_lines(text: str, boot_time: Optional[float], written_at: float) -
     seconds, None when unknown) less ``BOOT_CLOCK_SLACK``. ``written_at`` is when the log was
     last written (its year for stamps that have none).
     """
-    markers = list(_BOOT_MARKER.finditer(text))
-    start = markers[-1].start() if markers else 0
-    started = bool(markers)
+    marker = _last_line(text, *_BOOT_MARKER)
+    start = 0 if marker is None else marker[0]
+    started = marker is not None
     if boot_time is not None:
         limit = boot_time - BOOT_CLOCK_SLACK
         first = _first_stamp(text, start, written_at)
@@ -235,5 +235,20 @@ def ring_messages(text: str) -> str:
 
 def boot_line(text: str, name: str) -> Optional[str]:
     """The last line in ``text`` that gives ceiling ``name`` (the ABI, or NR_IRQS), or None."""
-    found = _BOOT_LINE[name].findall(text)
-    return found[-1] if found else None
+    found = _last_line(text, *_BOOT_LINE[name])
+    return None if found is None else found[1]
+
+
+def _last_line(text: str, word: str, pattern: Pattern[str]) -> Optional[Tuple[int, str]]:
+    """The last line holding ``word`` and matching ``pattern``: where it begins, and the line."""
+    end = len(text)
+    while True:
+        at = text.rfind(word, 0, end)
+        if at < 0:
+            return None
+        begin = text.rfind("\n", 0, at) + 1
+        stop = text.find("\n", at)
+        line = text[begin:len(text) if stop < 0 else stop]
+        if pattern.search(line):
+            return begin, line
+        end = at
