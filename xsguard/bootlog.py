@@ -5,16 +5,16 @@ boot. ``kern.log`` loses them at its first rotation, and a rotated file may begi
 earlier boot's lines; the ring buffer (``/dev/kmsg``) keeps them until enough is printed
 after them. The logs are read newest first, each keeping only this boot's lines
 (``model.ceilings.this_boots_lines``), down to the one this boot began in; then the ring.
+
+The search runs once a boot (its result is kept), so what only it needs is imported when it
+runs, not by every hook.
 """
 
 import errno
-import gzip
 import os
 import time
-import zlib
 from typing import Dict, Iterable, NamedTuple, Optional, Tuple
 
-from .denials import log_files
 from .model import ceilings
 
 RING_READ = 16384  # bytes per read of /dev/kmsg: more than its largest record
@@ -47,6 +47,9 @@ def boot_time(proc_stat: str) -> Optional[float]:
 
 def read_log(path: str) -> Optional[Tuple[str, float]]:
     """A kernel log's text (gunzipped) and when it was last written, or None if unreadable."""
+    import gzip
+    import zlib
+
     try:
         written_at = os.stat(path).st_mtime
         opener = gzip.open if path.endswith(".gz") else open
@@ -92,6 +95,8 @@ def searched(kernel_log: str, kernel_ring: str) -> str:
 
 def search(kernel_log: str, kernel_ring: str, proc_stat: str, names: Iterable[str]) -> Dict[str, BootLine]:
     """This boot's line for each ceiling in ``names`` (XEN_PORTS, LINUX_IRQS) that a source holds."""
+    from .denials import log_files
+
     wanted = list(names)
     found: Dict[str, BootLine] = {}
     started = boot_time(proc_stat)

@@ -3,7 +3,6 @@
 Pure: callers pass the text of the kernel's boot lines, ``/proc/cmdline`` and the Xen version.
 """
 
-import calendar
 import re
 import time
 from typing import NamedTuple, Optional, Pattern, Tuple
@@ -154,6 +153,8 @@ def syslog_time(line: str, written_at: float) -> Optional[float]:
     """
     match = _RFC3339.match(line)
     if match:
+        import calendar  # not for every hook: only a search of the logs, once a boot, reads stamps
+
         fields = [int(g) for g in match.groups()[:6]]
         stamp = calendar.timegm((fields[0], fields[1], fields[2], fields[3], fields[4], fields[5], 0, 0, 0))
         zone = match.group(7)
