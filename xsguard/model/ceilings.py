@@ -1,6 +1,9 @@
 """dom0's two ceilings, the Xen port limit and the Linux IRQ limit, and where each came from.
 
-Pure: callers pass the text of the kernel's boot lines, ``/proc/cmdline`` and the Xen version.
+Pure: callers pass the text of the kernel's boot lines, ``/proc/cmdline`` and the Xen version;
+of a kernel log's text or the ring buffer's records, which lines are this boot's (given the
+boot time and when the log was written) and which give the ABI and NR_IRQS. A traditional
+syslog stamp is read in the local time zone, as syslog wrote it.
 """
 
 import re
