@@ -369,3 +369,13 @@ def test_unknown_irq_limit_is_warned_and_logged_once_per_boot(api):
     run_xsguard(api, host, "status", "--json")
     again = decision_log(api, host, "ceiling_unknown", 2)
     assert len(again) == 2 and again[1]["host_uuid"] == s["host_uuid"]
+
+
+def test_once_per_boot_marker(tmp_path):
+    """The marker answers yes once per boot id, and yes when it cannot be kept (loud rather than silent)."""
+    from xsguard.bootcache import first_this_boot
+
+    marker = str(tmp_path / "ceiling_unknown")
+    assert [first_this_boot(marker, "boot-a") for _ in range(3)] == [True, False, False]
+    assert [first_this_boot(marker, "boot-b") for _ in range(2)] == [True, False]
+    assert first_this_boot(str(tmp_path / "no-such-dir" / "ceiling_unknown"), "boot-b") is True
