@@ -8,13 +8,14 @@ rename. ``status`` charges the same ledger the same way.
 """
 
 import os
-from typing import Any, Dict, List, NamedTuple, Optional, Tuple
+from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Tuple
 
-from . import ledger, probes, state
+from . import bootcache, ledger, probes, state
 from .config import Config
 from .deadline import Deadline
 from .errors import XapiUnreachable
 from .model import need as need_model
+from .model.ceilings import Ceiling
 from .model.charging import HOW_BYPASSED, HOW_CHECKED, Entry, Here, Owed, here_from_records, settle
 from .model.need import HostFacts, Need, as_int
 from .model.profiles import PROFILES, Profile, with_overrides
@@ -112,6 +113,7 @@ class Outcome(NamedTuple):
     bypassed: bool
     ledger_note: Optional[str]
     lock_wait: float
+    ceilings: Tuple[Ceiling, ...] = ()  # as read for this decision
 
     @property
     def need(self) -> Need:
@@ -225,7 +227,7 @@ def evaluate(cfg: Config, api: Xapi, vm_key: str, deadline: Deadline, host_uuid:
     verdict = _verdict(cfg, subject, found, owed)
     bypassed = is_bypassed(cfg, subject.vm_uuid)
     policy = BYPASSED if bypassed else POLICY[(cfg.policy["mode"], verdict.admitted)]
-    return Outcome(subject, verdict, owed, policy, bypassed, loaded.note, 0.0)
+    return Outcome(subject, verdict, owed, policy, bypassed, loaded.note, 0.0, tuple(found.dom0.ceilings))
 
 
 def admit(cfg: Config, api: Xapi, vm_key: str, deadline: Deadline, host_uuid: Optional[str] = None,
@@ -258,7 +260,7 @@ def admit(cfg: Config, api: Xapi, vm_key: str, deadline: Deadline, host_uuid: Op
             ledger.save(path, boot_id, kept, loaded.pending_size)
     if policy.recorded:
         ledger.sync(path)
-    return Outcome(subject, verdict, owed, policy, bypassed, loaded.note, waited)
+    return Outcome(subject, verdict, owed, policy, bypassed, loaded.note, waited, tuple(found.dom0.ceilings))
 
 
 def _less(dom0: Dom0, ports: int) -> Dom0:
@@ -295,6 +297,29 @@ def outcome_json(cfg: Config, outcome: Outcome) -> Dict[str, Any]:
     return result
 
 
+def ceiling_unknown_records(cfg: Config, ceilings: Iterable[Ceiling]) -> List[Dict[str, Any]]:
+    """The ``ceiling_unknown`` records to log: one per unknown ceiling, the first time this boot.
+
+    An unknown ceiling goes unchecked at every decision; the decision log says so once per
+    boot (a marker in the state directory), ``status`` every time.
+    """
+    unknown = [c for c in ceilings if c.warning]
+    if not unknown or not bootcache.first_this_boot(state.path(cfg, state.CEILING_UNKNOWN), state.boot_id(cfg)):
+        return []
+    return [{"ceiling": c.name, "source": c.source, "warning": c.warning} for c in unknown]
+
+
+def log_ceiling_unknown(cfg: Config, ceilings: Iterable[Ceiling], host_uuid: str) -> None:
+    """Log ``ceiling_unknown`` to the decision log, once per boot (for ``status``)."""
+    records = ceiling_unknown_records(cfg, ceilings)
+    if records:
+        from . import decisionlog
+
+        decisionlog.configure(cfg.log["file"])
+        for fields in records:
+            decisionlog.get().warning("ceiling_unknown", host_uuid=host_uuid, **fields)
+
+
 def status(cfg: Config, api: Optional[Xapi], deadline: Deadline) -> Dict[str, Any]:
     """This dom0's ceilings, usage, promises, free ports, consumers, domains and leaks.
 
@@ -303,6 +328,7 @@ def status(cfg: Config, api: Optional[Xapi], deadline: Deadline) -> Dict[str, An
     """
     host_uuid = probes.this_host_uuid(cfg)
     dom0 = probes.read_dom0(cfg, deadline, detail=True)
+    log_ceiling_unknown(cfg, dom0.ceilings, host_uuid)
     boot_id = state.boot_id(cfg)
     names: Dict[int, Dict[str, str]] = {}
     host_name = ""
@@ -365,6 +391,7 @@ def status(cfg: Config, api: Optional[Xapi], deadline: Deadline) -> Dict[str, An
         "unparsed_lines": [{"line": n, "text": t[:120]} for n, t in dom0.ports.unparsed[:20]],
         "lsevtchn": dom0.lsevtchn,
         "notes": [n for n in (note, xapi_note) if n],
+        "warnings": [c.warning for c in dom0.ceilings if c.warning],
         "software": software(),
     }
 

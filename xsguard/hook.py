@@ -185,6 +185,8 @@ def _decide(cfg: config.Config, args: Args, deadline: Deadline, log: Journal, st
         promised_to=[o._asdict() for o in outcome.owed],
         lock_wait_ms=round(outcome.lock_wait * 1000, 1),
     )
+    for fields in decision.ceiling_unknown_records(cfg, outcome.ceilings):
+        log.warning("ceiling_unknown", host_uuid=figures["host_uuid"], host_name=figures["host_name"], **fields)
     if outcome.ledger_note:
         log.warning("ledger_reset", note=outcome.ledger_note, **{k: figures[k] for k in ("vm_name", "host_name")})
     event = "%s_%s" % (operation, policy.event)

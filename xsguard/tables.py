@@ -28,6 +28,7 @@ def status(s: Dict[str, Any]) -> str:
             ["ceiling", "limit", "used", "promised", "margin", "free", "source"],
         ),
     ]
+    out += ["WARNING: %s" % warning for warning in s.get("warnings", [])]
     if s["promises"]:
         out += ["", "promised to VMs starting or connecting:", table(
             [[p["vm_name"], p["vm_uuid"], p["need"], p["held"], p["owed"], p["state"]] for p in s["promises"]],

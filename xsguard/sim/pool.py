@@ -183,6 +183,8 @@ class Pool:
             "dom0.lsevtchn": os.path.join(r, "usr", "libexec", "xen", "bin", "lsevtchn"),
             "dom0.proc_interrupts": os.path.join(r, "proc", "interrupts"),
             "dom0.kernel_log": os.path.join(r, "var", "log", "kern.log"),
+            "dom0.kernel_ring": os.path.join(r, "dev", "kmsg"),
+            "dom0.proc_stat": os.path.join(r, "proc", "stat"),
             "dom0.cmdline": os.path.join(r, "proc", "cmdline"),
             "dom0.boot_id": os.path.join(r, "proc", "sys", "kernel", "random", "boot_id"),
             "dom0.hypervisor": os.path.join(r, "sys", "hypervisor"),
