@@ -70,9 +70,9 @@ def check(c: Dict[str, Any]) -> str:
 
 
 def denials(records: List[Dict[str, Any]]) -> str:
-    rows = [[r["time"][:19].replace("T", " "), r.get("vm_name", ""), r.get("host_name", ""), r.get("need"),
-             _free(r), r.get("ceiling", "")] for r in records]
-    return table(rows, ["time (UTC)", "vm", "host", "need", "free", "ceiling"])
+    rows = [[r["time"][:19].replace("T", " "), r.get("operation", "start"), r.get("vm_name", ""),
+             r.get("host_name", ""), r.get("need"), _free(r), r.get("ceiling", "")] for r in records]
+    return table(rows, ["time (UTC)", "operation", "vm", "host", "need", "free", "ceiling"])
 
 
 def _free(record: Dict[str, Any]) -> str:

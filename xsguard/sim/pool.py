@@ -618,19 +618,20 @@ class Pool:
         for start in range(0, len(plan), max(batch_size, 1)):
             errors: List[ApiError] = []
 
-            def move(vm_ref: str, target: str) -> None:
-                try:
-                    self.pool_migrate(vm_ref, target)
-                except ApiError as exc:
-                    errors.append(exc)
-
-            threads = [threading.Thread(target=move, args=pair) for pair in plan[start:start + batch_size]]
+            threads = [threading.Thread(target=self._migrate_noting, args=pair + (errors,))
+                       for pair in plan[start:start + batch_size]]
             for thread in threads:
                 thread.start()
             for thread in threads:
                 thread.join()
             if errors:
                 raise errors[0]
+
+    def _migrate_noting(self, vm_ref: str, host_ref: str, errors: List[ApiError]) -> None:
+        try:
+            self.pool_migrate(vm_ref, host_ref)
+        except ApiError as exc:
+            errors.append(exc)
 
     def suspend(self, vm_ref: str) -> None:
         """VM.suspend: the domain's state is saved, its ports close, the VM is Suspended on no host."""

@@ -1,7 +1,8 @@
 """Run hooks and host plugins as xenopsd and xapi run them: real subprocesses, a bare environment.
 
 Hooks: every entry of ``<root>/etc/xapi.d/<hook>/``, sorted byte-wise, argv
-``-vmuuid <uuid> -reason <reason>`` (then ``-vmdomid <domid>`` once a domain exists), environment ``PATH`` only (plus ``XSGUARD_CONFIG``,
+``-vmuuid <uuid> -reason <reason>`` (then ``-vmdomid <domid>`` once a domain exists),
+environment ``PATH`` only (plus ``XSGUARD_CONFIG``,
 naming the simulated host's xsguard config), stdout captured, stderr dropped, no timeout.
 Plugins: ``<root>/etc/xapi.d/plugins/<name>`` with one argument, an XML-RPC methodCall.
 """
