@@ -41,7 +41,7 @@ def suggestions(operation: str, vm_uuid: str, fits: Sequence[Room], asked: int, 
                   + "   # %s left after" % ("unknown" if r.free_after is None else r.free_after) for r in best]
         return lines
     if asked == 0:
-        return ["- no other enabled host in this pool to %s it on" % VERBS.get(operation, operation)]
+        return ["- no other enabled host in this pool to %s" % WHERE.get(operation, WHERE["start"])]
     if answered < asked:
         return ["- no other host that answered in time has room for it now (%d of %d did not answer)"
                 % (asked - answered, asked)]
