@@ -116,27 +116,34 @@ def pool_report(api: Xapi, deadline: Deadline) -> Dict[str, Any]:
 
 
 def place_report(api: Xapi, vm_key: str, deadline: Deadline) -> Dict[str, Any]:
-    """Every host's verdict for the VM, from its own ``check``, best first."""
+    """Every host's verdict for the VM, from its own ``check``, best first; the host it runs on
+    is listed as ``resident`` (its dom0 already holds the VM's ports), disabled hosts as ``disabled``."""
     _, vm, _ = api.vm_and_control_domain(vm_key, "")
     need_model.refuse_non_candidate(vm)
     hosts = pool_hosts(api)
-    answers = ask(api, enabled(hosts, set()), "check", {"vm_uuid": str(vm["uuid"])}, deadline)
-    rows = []
+    here = str(vm.get("resident_on", ""))
+    answers = ask(api, enabled(hosts, {here}), "check", {"vm_uuid": str(vm["uuid"])}, deadline)
+    rows = [_unasked(hosts[here], "resident")] if here in hosts else []
     for a in answers:
         result = a.result or {}
         rows.append({"host_uuid": a.host_uuid, "host_name": a.host_name,
                      "verdict": result.get("verdict", "unreachable"), "free": result.get("free"),
                      "free_after": result.get("free_after"), "ceiling": result.get("ceiling"),
                      "need": result.get("need")})
-    rows += [{"host_uuid": h.get("uuid"), "host_name": h.get("name_label"), "verdict": "disabled", "free": None,
-              "free_after": None, "ceiling": None, "need": None} for h in hosts.values() if not h.get("enabled")]
-    order = {"admit": 0, "refuse": 1, "unreachable": 2, "disabled": 3}
+    rows += [_unasked(h, "disabled") for r, h in hosts.items() if not h.get("enabled") and r != here]
+    order = {"admit": 0, "refuse": 1, "unreachable": 2, "disabled": 3, "resident": 4}
     rows.sort(key=lambda r: (order.get(r["verdict"], 4), r["free_after"] is None, -(r["free_after"] or 0),
                              r["host_name"]))
     needs = [r.pop("need") for r in rows]
     return {"vm_uuid": vm["uuid"], "vm_name": vm.get("name_label", ""),
             "need": next((n for n in needs if n is not None), None),
             "hosts": rows, "fits": [r["host_name"] for r in rows if r["verdict"] == "admit"]}
+
+
+def _unasked(host: Record, verdict: str) -> Dict[str, Any]:
+    """A ``place`` row for a host that is not asked."""
+    return {"host_uuid": host.get("uuid"), "host_name": host.get("name_label"), "verdict": verdict, "free": None,
+            "free_after": None, "ceiling": None, "need": None}
 
 
 def find_host(hosts: Dict[str, Record], key: str) -> Tuple[str, Record]:
