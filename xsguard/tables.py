@@ -102,7 +102,7 @@ def pool(p: Dict[str, Any]) -> str:
 
 def place(p: Dict[str, Any]) -> str:
     rows = [[h["host_name"], h["verdict"], _n(h["free"]), _n(h["free_after"]), h["ceiling"] or ""]
-            for h in p["hosts"]]
+            if h["verdict"] in ("admit", "refuse") else [h["host_name"], h["verdict"], "", "", ""] for h in p["hosts"]]
     head = "VM %s (%s), needs %s" % (p["vm_name"], p["vm_uuid"], _n(p["need"]))
     tail = ("fits on: %s" % ", ".join(p["fits"])) if p["fits"] else "no host has room for it now"
     return "%s\n\n%s\n\n%s" % (head, table(rows, ["host", "verdict", "free", "free after", "ceiling"]), tail)
