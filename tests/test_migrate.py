@@ -2,6 +2,8 @@
 
 import json
 import os
+import subprocess
+import sys
 import threading
 
 import XenAPI
@@ -273,3 +275,37 @@ def test_destination_not_answering_on_error_deny(api):
     assert details[:2] == ["XAPI_HOOK_FAILED", "vm-pre-migrate/50xsguard"] and details[4] == "2"
     assert "xsguard could not check this migrate and is set to refuse when it fails" in details[3]
     assert api.VM.get_resident_on(vm) == a and used(api, b) == 40
+
+
+def test_a_host_that_does_not_answer_in_time_is_left_out(api):
+    """Other hosts are asked within the deadline: one slower than that is not named, the others are."""
+    a = small_host(api, "xs-a", port_limit=53, vcpus=4, **{"policy.deadline": "2"})
+    slow = host_with_free(api, "xs-b", 90)
+    host_with_free(api, "xs-c", 30)
+    plugin = os.path.join(api.sim.get_host_root(slow), "etc", "xapi.d", "plugins", "xsguard")
+    with open(plugin, "w") as handle:
+        handle.write("#!/bin/sh\nsleep 4\n")
+    vm = make_vm(api, "app", **TEN)
+    stdout = failure(api.VM.start_on, vm, a, False, False)[3]
+    assert "    xe vm-start uuid=%s on=xs-c   # 20 left after" % api.VM.get_uuid(vm) in stdout
+    assert "on=xs-b" not in stdout
+    assert hook_runs(api, "vm-pre-start/50xsguard")[-1]["elapsed_ms"] < 2500
+
+
+def test_denials_show_the_operation(api):
+    """denials lists a refused migration with its operation, next to refused starts."""
+    a = host_with_free(api, "xs-a", 100)
+    b = host_with_free(api, "xs-b", 9)
+    vm = running(api, "db", a)
+    failure(api.VM.pool_migrate, vm, b, {})
+    decision_log(api, a, 2)
+    conf = os.path.join(api.sim.get_host_root(a), "etc", "xsguard", "xsguard.conf")
+    proc = subprocess.run([sys.executable, "-m", "xsguard", "--config", conf, "denials", "--json"],
+                          stdout=subprocess.PIPE, check=True)
+    records = json.loads(proc.stdout.decode())
+    assert [(r["event"], r["operation"], r["vm_name"], r["host_name"]) for r in records] == [
+        ("migrate_refused", "migrate", "db", "xs-b")]
+    table = subprocess.run([sys.executable, "-m", "xsguard", "--config", conf, "denials"],
+                           stdout=subprocess.PIPE, check=True).stdout.decode().splitlines()
+    assert table[0].split() == ["time", "(UTC)", "operation", "vm", "host", "need", "free", "ceiling"]
+    assert table[1].split()[2:] == ["migrate", "db", "xs-b", "10", "9", "xen_ports"]
