@@ -20,9 +20,9 @@ def host_with_free(api, name, free):
     return small_host(api, name, port_limit=40 + 8 + free, vcpus=4)
 
 
-def running(api, name, host, **guest):
+def running(api, name, host, memory_gib=1, **guest):
     """A 10-port VM running on ``host`` (its PV drivers connected unless told otherwise)."""
-    vm = make_vm(api, name, affinity=host, **TEN)
+    vm = make_vm(api, name, affinity=host, memory_gib=memory_gib, **TEN)
     if guest:
         api.sim.set_guest(vm, guest)
     api.VM.start_on(vm, host, False, False)
@@ -309,3 +309,80 @@ def test_denials_show_the_operation(api):
                            stdout=subprocess.PIPE, check=True).stdout.decode().splitlines()
     assert table[0].split() == ["time", "(UTC)", "operation", "vm", "host", "need", "free", "ceiling"]
     assert table[1].split()[2:] == ["migrate", "db", "xs-b", "10", "9", "xen_ports"]
+
+
+def guest_actions(api, host, domid):
+    """The /proc/interrupts action names of one guest domain's ports in a host's dom0, in order."""
+    path = os.path.join(api.sim.get_host_root(host), "proc", "interrupts")
+    with open(path) as handle:
+        lines = handle.read().splitlines()
+    names = [line.split()[-1] for line in lines if "xen-dyn" in line or "xen-netback" in line
+             or ("vif%s." % domid) in line]
+    return [n for n in names if n.startswith("vif%s." % domid) or not n.startswith("vif")]
+
+
+def test_sim_migration_binds_the_same_ports_on_the_destination(bare_api):
+    """Without xsguard: a migrated domain binds on the destination what it held on the source, and
+    the source releases them."""
+    api = bare_api
+    a = host_with_free(api, "xs-a", 100)
+    b = host_with_free(api, "xs-b", 100)
+    vm = running(api, "web", a)
+    old = api.VM.get_domid(vm)
+    before = api.sim.get_dom0(a)["by_remote_domain"]
+    api.VM.pool_migrate(vm, b, {})
+    new = api.VM.get_domid(vm)
+    assert new != old and before[old] in (10, "10")
+    assert api.sim.get_dom0(b)["by_remote_domain"] == {new: before[old]}
+    assert old not in api.sim.get_dom0(a)["by_remote_domain"]
+    assert sorted(guest_actions(api, b, new)) == sorted(
+        ["evtchn:oxenstored", "evtchn:xenconsoled"] + ["evtchn:qemu-system-i38"] * 3 + ["evtchn:tapdisk"]
+        + ["vif%s.0-q%d-%s" % (new, q, d) for q in range(2) for d in ("tx", "rx")])
+    assert api.VM.get_scheduled_to_be_resident_on(vm) == "OpaqueRef:NULL"
+
+
+def test_sim_raises_what_xapi_raises(bare_api):
+    """Migrating a halted VM, onto a disabled or full host, resuming a running VM: xapi's errors."""
+    api = bare_api
+    a = host_with_free(api, "xs-a", 100)
+    b = host_with_free(api, "xs-b", 100)
+    halted = make_vm(api, "halted", **TEN)
+    assert failure(api.VM.pool_migrate, halted, b, {})[::2] == ["VM_BAD_POWER_STATE", "running"]
+    vm = running(api, "web", a)
+    assert failure(api.VM.resume, vm, False, False)[::2] == ["VM_BAD_POWER_STATE", "suspended"]
+    api.host.disable(b)
+    assert failure(api.VM.pool_migrate, vm, b, {}) == ["HOST_DISABLED", b]
+    assert failure(api.VM.start_on, halted, b, False, False) == ["HOST_DISABLED", b]
+    api.host.enable(b)
+    huge = make_vm(api, "huge", memory_gib=300, **TEN)
+    assert failure(api.VM.start, huge, False, False)[0] == "HOST_NOT_ENOUGH_FREE_MEMORY"
+    big = running(api, "big", a, memory_gib=150)
+    running(api, "other-big", b, memory_gib=150)
+    assert failure(api.VM.pool_migrate, big, b, {})[0] == "HOST_NOT_ENOUGH_FREE_MEMORY"
+    assert api.VM.get_resident_on(big) == a
+
+
+def test_sim_start_places_as_xapi_does(bare_api):
+    """VM.start without a host: the affinity host if enabled with the memory, else an enabled host with it."""
+    api = bare_api
+    a = host_with_free(api, "xs-a", 100)
+    b = host_with_free(api, "xs-b", 100)
+    first = make_vm(api, "first", affinity=a, **TEN)
+    api.VM.start(first, False, False)
+    assert api.VM.get_resident_on(first) == a
+    api.host.disable(a)
+    second = make_vm(api, "second", affinity=a, **TEN)
+    api.VM.start(second, False, False)
+    assert api.VM.get_resident_on(second) == b
+
+
+def test_sim_evacuate_in_batches(bare_api):
+    """host.evacuate(host, network, batch size) moves every VM off the host; the host keeps only dom0."""
+    api = bare_api
+    a = host_with_free(api, "xs-a", 100)
+    b = host_with_free(api, "xs-b", 100)
+    vms = [running(api, "vm-%d" % i, a) for i in range(3)]
+    api.host.evacuate(a, "OpaqueRef:NULL", "2")
+    assert [api.VM.get_resident_on(vm) for vm in vms] == [b, b, b]
+    assert api.host.get_resident_VMs(a) == [api.host.get_control_domain(a)]
+    assert used(api, a) == 40 and used(api, b) == 70
