@@ -31,7 +31,7 @@ def _parser() -> argparse.ArgumentParser:
         c.add_argument("--host", help="host name or uuid (default: this dom0's host; elsewhere the VM's"
                                       " resident, else affinity host)")
     _pool_commands(sub)
-    d = sub.add_parser("denials", help="refused starts from the decision log, newest first")
+    d = sub.add_parser("denials", help="refused starts, migrations and resumes from the decision log, newest first")
     d.add_argument("--since", default="24h", help="2h, 30m, 1d or 2026-11-26T08:00 (UTC); default 24h")
     d.add_argument("--vm", help="VM uuid or name")
     d.add_argument("--host", help="host uuid or name")

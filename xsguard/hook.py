@@ -15,7 +15,7 @@ import os
 import signal
 import sys
 import time
-from typing import Any, Dict, List, NamedTuple, Optional, Set
+from typing import Any, Dict, List, NamedTuple, Optional, Set, Tuple
 
 from . import config, decision, ledger, pool, state
 from .deadline import Deadline
@@ -294,11 +294,12 @@ def _decide_migration(cfg: config.Config, api: Xapi, args: Args, deadline: Deadl
 ELSEWHERE_RESERVE = 0.3  # seconds of the deadline kept for the hook's own exit when other hosts are asked
 
 
-def _with_elsewhere(api: Xapi, decided: Decided, operation: str, deadline: Deadline) -> Any:
+def _with_elsewhere(api: Xapi, decided: Decided, operation: str, deadline: Deadline) -> Tuple[str, List[str]]:
     """The refusal's message naming up to three other hosts where the VM fits now, and their names."""
     left = deadline.remaining() - ELSEWHERE_RESERVE
     if left <= 0:
-        return decided.message, []
+        late = ["- other hosts were not asked where it fits: the deadline ([policy] deadline) had passed"]
+        return placement.reworded(decided.message, operation, late), []
     room = pool.room_elsewhere(api, decided.vm_uuid, decided.exclude, Deadline(left))
     hints = placement.suggestions(operation, decided.vm_uuid, room.fits, room.asked, room.answered)
     fits = [r.host_name for r in room.fits[:placement.MAX_SUGGESTIONS]]
