@@ -158,8 +158,9 @@ def evacuate_report(cfg: Config, api: Xapi, host_key: str, deadline: Deadline, h
     """Would the other enabled hosts absorb ``host_key``'s running VMs (``ha``: every host's
     HA-protected VMs, as if it failed), as xsguard would admit them one by one."""
     hosts = pool_hosts(api)
-    statuses = {a.host_ref: a for a in ask(api, enabled(hosts, set()), "status", {}, deadline)}
     sources = sorted(hosts.items(), key=lambda kv: str(kv[1].get("name_label"))) if ha else [find_host(hosts, host_key)]
+    asked = enabled(hosts, set() if ha else {sources[0][0]})
+    statuses = {a.host_ref: a for a in ask(api, asked, "status", {}, deadline)}
     running = api.where("VM", " or ".join("field \"resident_on\" = %s" % quote(ref) for ref, _ in sources))
     guests = {ref: vm for ref, vm in running.items() if not vm.get("is_control_domain")
               and vm.get("power_state") == "Running" and (not ha or vm.get("ha_restart_priority") == "restart")}
