@@ -27,8 +27,7 @@ def running(api, name, host, memory_gib=1, **guest):
         api.sim.set_guest(vm, guest)
     api.VM.start_on(vm, host, False, False)
     if not guest:
-        wait_for(lambda: api.sim.get_dom0(host)["by_remote_domain"].get(api.VM.get_domid(vm)) == "10"
-                 or api.sim.get_dom0(host)["by_remote_domain"].get(api.VM.get_domid(vm)) == 10)
+        wait_for(lambda: int(api.sim.get_dom0(host)["by_remote_domain"].get(api.VM.get_domid(vm), 0)) == 10)
     return vm
 
 
