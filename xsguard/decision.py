@@ -231,15 +231,19 @@ def evaluate(cfg: Config, api: Xapi, vm_key: str, deadline: Deadline, host_uuid:
 
 
 def admit(cfg: Config, api: Xapi, vm_key: str, deadline: Deadline, host_uuid: Optional[str] = None,
-          held_by_candidate: int = 0, progress: Optional[Dict[str, Any]] = None) -> Outcome:
+          held_by_candidate: int = 0, progress: Optional[Dict[str, Any]] = None,
+          candidate_domid: Optional[int] = None) -> Outcome:
     """Decide ``vm_key`` on the host and, as ``POLICY`` says, record it in the ledger.
 
     ``held_by_candidate``: ports dom0 already holds for the VM's own new domain (a resume),
-    taken off its need so that they are not counted twice. ``progress`` receives the VM's
+    taken off its need so that they are not counted twice; ``candidate_domid``: that domain,
+    whose ports are then counted in the same reading of dom0. ``progress`` receives the VM's
     need as soon as it is known, for a caller that must charge it if the decision fails.
     """
     subject = read_subject(cfg, api, vm_key, host_uuid)
     found = survey(cfg, api, subject.host_ref, deadline)
+    if candidate_domid is not None:
+        held_by_candidate = found.dom0.ports.by_remote_domain.get(candidate_domid, 0)
     if held_by_candidate:
         found = found._replace(dom0=_less(found.dom0, held_by_candidate))
     need = compute_need(cfg, subject, found.dom0.backend)
