@@ -3,7 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 OLDEST ?= .venv-oldest
 PY := $(VENV)/bin/python
-CHECKED := xsguard plugins/xsguard plugins/vm-pre-start/50xsguard packaging/xsguard-cli
+CHECKED := xsguard plugins/xsguard plugins/vm-pre-start/50xsguard plugins/vm-pre-migrate/50xsguard \
+	plugins/vm-pre-resume/50xsguard packaging/xsguard-cli
 
 .PHONY: all demo demo-2013 test test-oldest lint bench rpm dist clean
 

@@ -106,3 +106,19 @@ def test_here_from_records():
                 "scheduled_to_be_resident_on": "OpaqueRef:NULL"},
     }
     assert here_from_records(records, h) == {"run": Here(RUNNING, 12), "sched": Here(STARTING)}
+
+
+def test_admitted_after_xapi_was_asked_is_starting():
+    """An entry made after xapi was asked is not taken for gone: xapi could not have seen it yet."""
+    kept, owed = settle({"a": entry("a", 22, at=NOW - 1)}, {}, {}, NOW, TTL, "x", asked_at=NOW - 2)
+    assert [(o.vm_uuid, o.owed, o.state) for o in owed] == [("a", 22, "starting")]
+    assert "a" in kept
+
+
+def test_entry_as_of_when_xapi_was_asked_follows_xapi():
+    """A ledger rebuilt from xapi's answer is charged by that answer: a running VM owes need minus held."""
+    _, owed = settle({"a": entry("a", 22, at=NOW - 2)}, {"a": Here(RUNNING, 7)}, {7: 20}, NOW, TTL, "x",
+                     asked_at=NOW - 2)
+    assert [(o.held, o.owed) for o in owed] == [(20, 2)]
+    kept, owed = settle({"a": entry("a", 22, at=NOW - 2)}, {}, {}, NOW, TTL, "x", asked_at=NOW - 2)
+    assert kept == {} and owed == []

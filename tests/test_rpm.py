@@ -75,10 +75,12 @@ def test_rpmlint_has_no_errors(rpms):
 
 
 def test_contents(rpms):
-    """Hook, plugin (0755), private directory with dist-info versions, config, state and log dirs."""
+    """Hooks, plugin (0755), private directory with dist-info versions, config, state and log dirs."""
     listing = subprocess.run(["rpm", "-qlpv", rpms[0]], stdout=subprocess.PIPE, check=True).stdout.decode()
     lines = {line.split()[-1]: line.split()[0] for line in listing.splitlines()}
     assert lines["/etc/xapi.d/vm-pre-start/50xsguard"] == "-rwxr-xr-x"
+    assert lines["/etc/xapi.d/vm-pre-migrate/50xsguard"] == "-rwxr-xr-x"
+    assert lines["/etc/xapi.d/vm-pre-resume/50xsguard"] == "-rwxr-xr-x"
     assert lines["/etc/xapi.d/plugins/xsguard"] == "-rwxr-xr-x"
     assert lines["/var/lib/xsguard"] == "drwx------" and lines["/var/log/xsguard"] == "drwx------"
     for dist in ("structlog-21.5.0.dist-info", "tenacity-8.2.2.dist-info", "typing_extensions-4.1.1.dist-info"):
@@ -130,6 +132,8 @@ def test_installed_hook_and_plugin_run_isolated(rpms, tmp_path):
     run_scriptlet(rpms[1], "preuninstall", root, 0)
     rpm(root, "--nodeps", "--noscripts", "-e", "xsguard")
     assert not (root / "etc/xapi.d/vm-pre-start/50xsguard").exists()
+    assert not (root / "etc/xapi.d/vm-pre-migrate/50xsguard").exists()
+    assert not (root / "etc/xapi.d/vm-pre-resume/50xsguard").exists()
     assert not (root / "etc/xapi.d/plugins/xsguard").exists()
     assert not (root / "usr/lib/xsguard").exists()
     assert not ledger.exists()

@@ -8,13 +8,14 @@ rename. ``status`` charges the same ledger the same way.
 """
 
 import os
-from typing import Any, Dict, List, NamedTuple, Optional, Tuple
+from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Tuple
 
-from . import ledger, probes, state
+from . import bootcache, ledger, probes, state
 from .config import Config
 from .deadline import Deadline
 from .errors import XapiUnreachable
 from .model import need as need_model
+from .model.ceilings import Ceiling
 from .model.charging import HOW_BYPASSED, HOW_CHECKED, Entry, Here, Owed, here_from_records, settle
 from .model.need import HostFacts, Need, as_int
 from .model.profiles import PROFILES, Profile, with_overrides
@@ -113,6 +114,7 @@ class Outcome(NamedTuple):
     bypassed: bool
     ledger_note: Optional[str]
     lock_wait: float
+    ceilings: Tuple[Ceiling, ...] = ()  # as read for this decision
 
     @property
     def need(self) -> Need:
@@ -227,14 +229,16 @@ def load_entries(cfg: Config, api: Xapi, subject_vm_ref: str, control: Optional[
     entries = loaded.entries
     others = {ref: r for ref, r in found.on_host.items()
               if not r.get("is_control_domain") and ref != subject_vm_ref}
-    if entries is None:
+    if entries is None:  # as xapi saw the host when it was asked: charged as of then
         needs = needs_of(cfg, api, others, control, found.dom0.backend)
-        now = state.now()
-        entries = {u: Entry(u, _name(others, u), n, now, None, "rebuilt") for u, n in needs.items()}
+        entries = {u: Entry(u, _name(others, u), n, found.asked_at, None, "rebuilt") for u, n in needs.items()}
     unknown = {e.vm_uuid for e in entries.values() if e.need == ledger.UNKNOWN_NEED}
     if unknown:
-        refs = {ref: r for ref, r in others.items() if r.get("uuid") in unknown}
-        needs = needs_of(cfg, api, refs, control, found.dom0.backend)
+        vms = {ref: r for ref, r in others.items() if r.get("uuid") in unknown}
+        missing = unknown - {str(r.get("uuid")) for r in vms.values()}
+        if missing:  # charged after xapi was asked: look them up (this rare path costs one more call)
+            vms.update({ref: r for ref, r in api.where("VM", any_of("uuid", sorted(missing))).items()})
+        needs = needs_of(cfg, api, vms, control, found.dom0.backend)
         entries = {u: (e._replace(need=needs[u]) if u in needs else e) for u, e in entries.items()
                    if e.need != ledger.UNKNOWN_NEED or u in needs}
     return loaded._replace(entries=entries)
@@ -271,19 +275,23 @@ def evaluate(cfg: Config, api: Xapi, vm_key: str, deadline: Deadline, host_uuid:
     verdict = _verdict(cfg, subject, found, owed, need)
     bypassed = is_bypassed(cfg, subject.vm_uuid)
     policy = BYPASSED if bypassed else POLICY[(cfg.policy["mode"], verdict.admitted)]
-    return Outcome(subject, verdict, owed, policy, bypassed, loaded.note, 0.0)
+    return Outcome(subject, verdict, owed, policy, bypassed, loaded.note, 0.0, tuple(found.dom0.ceilings))
 
 
 def admit(cfg: Config, api: Xapi, vm_key: str, deadline: Deadline, host_uuid: Optional[str] = None,
-          held_by_candidate: int = 0, progress: Optional[Dict[str, Any]] = None) -> Outcome:
+          held_by_candidate: int = 0, progress: Optional[Dict[str, Any]] = None,
+          candidate_domid: Optional[int] = None) -> Outcome:
     """Decide ``vm_key`` on the host and, as ``POLICY`` says, record it in the ledger.
 
     ``held_by_candidate``: ports dom0 already holds for the VM's own new domain (a resume),
-    taken off its need so that they are not counted twice. ``progress`` receives the VM's
+    taken off its need so that they are not counted twice; ``candidate_domid``: that domain,
+    whose ports are then counted in the same reading of dom0. ``progress`` receives the VM's
     need as soon as it is known, for a caller that must charge it if the decision fails.
     """
     subject = read_subject(cfg, api, vm_key, host_uuid)
     found = survey(cfg, api, subject.host_ref, deadline)
+    if candidate_domid is not None:
+        held_by_candidate = found.dom0.ports.by_remote_domain.get(candidate_domid, 0)
     if held_by_candidate:
         found = found._replace(dom0=_less(found.dom0, held_by_candidate))
     need = compute_need(cfg, subject, found.dom0.backend)
@@ -305,7 +313,7 @@ def admit(cfg: Config, api: Xapi, vm_key: str, deadline: Deadline, host_uuid: Op
             ledger.save(path, boot_id, kept, loaded.pending_size)
     if policy.recorded:
         ledger.sync(path)
-    return Outcome(subject, verdict, owed, policy, bypassed, loaded.note, waited)
+    return Outcome(subject, verdict, owed, policy, bypassed, loaded.note, waited, tuple(found.dom0.ceilings))
 
 
 def _less(dom0: Dom0, ports: int) -> Dom0:
@@ -342,6 +350,29 @@ def outcome_json(cfg: Config, outcome: Outcome) -> Dict[str, Any]:
     return result
 
 
+def ceiling_unknown_records(cfg: Config, ceilings: Iterable[Ceiling]) -> List[Dict[str, Any]]:
+    """The ``ceiling_unknown`` records to log: one per unknown ceiling, the first time this boot.
+
+    An unknown ceiling goes unchecked at every decision; the decision log says so once per
+    boot (a marker in the state directory), ``status`` every time.
+    """
+    unknown = [c for c in ceilings if c.warning]
+    if not unknown or not bootcache.first_this_boot(state.path(cfg, state.CEILING_UNKNOWN), state.boot_id(cfg)):
+        return []
+    return [{"ceiling": c.name, "source": c.source, "warning": c.warning} for c in unknown]
+
+
+def log_ceiling_unknown(cfg: Config, ceilings: Iterable[Ceiling], host_uuid: str) -> None:
+    """Log ``ceiling_unknown`` to the decision log, once per boot (for ``status``)."""
+    records = ceiling_unknown_records(cfg, ceilings)
+    if records:
+        from . import decisionlog
+
+        decisionlog.configure(cfg.log["file"])
+        for fields in records:
+            decisionlog.get().warning("ceiling_unknown", host_uuid=host_uuid, **fields)
+
+
 def status(cfg: Config, api: Optional[Xapi], deadline: Deadline) -> Dict[str, Any]:
     """This dom0's ceilings, usage, promises, free ports, consumers, domains and leaks.
 
@@ -350,6 +381,7 @@ def status(cfg: Config, api: Optional[Xapi], deadline: Deadline) -> Dict[str, An
     """
     host_uuid = probes.this_host_uuid(cfg)
     dom0 = probes.read_dom0(cfg, deadline, detail=True)
+    log_ceiling_unknown(cfg, dom0.ceilings, host_uuid)
     boot_id = state.boot_id(cfg)
     names: Dict[int, Dict[str, str]] = {}
     host_name = ""
@@ -413,6 +445,7 @@ def status(cfg: Config, api: Optional[Xapi], deadline: Deadline) -> Dict[str, An
         "lsevtchn": dom0.lsevtchn,
         "notes": [n for n in (note, xapi_note) if n],
         "audit_under": state.counted(cfg, "audit_under"),
+        "warnings": [c.warning for c in dom0.ceilings if c.warning],
         "software": software(),
     }
 

@@ -21,6 +21,7 @@ ALLOWED: Dict[str, Set[str]] = {
     "status": set(),
     "need": {"vm_uuid"},
     "check": {"vm_uuid"},
+    "admit": {"vm_uuid"},
     "denials": {"since", "limit", "vm", "host"},
     "audit": set(),
 }
@@ -43,7 +44,7 @@ def validate(fn: str, args: Dict[str, Any]) -> Dict[str, str]:
         if len(text) > MAX_ARG:
             raise BadArgument("argument %s is %d characters long (at most %d)" % (key, len(text), MAX_ARG), key)
         clean[key] = text
-    if fn in ("need", "check"):
+    if fn in ("need", "check", "admit"):
         vm = clean.get("vm_uuid", "")
         if not UUID.match(vm.lower()):
             raise BadArgument("vm_uuid must be a VM's uuid, not %r" % vm[:60], "vm_uuid")
@@ -61,6 +62,14 @@ def _need(cfg: config.Config, api: Xapi, args: Dict[str, str], deadline: Deadlin
 
 def _check(cfg: config.Config, api: Xapi, args: Dict[str, str], deadline: Deadline) -> Any:
     return decision.check_report(cfg, api, args["vm_uuid"], deadline)
+
+
+def _admit(cfg: config.Config, api: Xapi, args: Dict[str, str], deadline: Deadline) -> Any:
+    """A VM arriving here (a migration): decided, and recorded as ``POLICY`` says, under this host's lock."""
+    outcome = decision.admit(cfg, api, args["vm_uuid"], deadline)
+    result = decision.outcome_json(cfg, outcome)
+    result["host_uuid"] = outcome.subject.host.get("uuid", "")
+    return result
 
 
 def _denials_fn(cfg: config.Config, api: Xapi, args: Dict[str, str], deadline: Deadline) -> Any:
@@ -88,6 +97,7 @@ FUNCTIONS: Dict[str, Callable[..., Any]] = {
     "status": _status,
     "need": _need,
     "check": _check,
+    "admit": _admit,
     "denials": _denials_fn,
     "audit": _audit,
 }

@@ -86,7 +86,7 @@ def settle(
     for uuid, entry in entries.items():
         if uuid == candidate:
             continue
-        fresh = asked_at is not None and entry.admitted_at >= asked_at
+        fresh = asked_at is not None and entry.admitted_at > asked_at
         state = Here(STARTING) if fresh or here is None else here.get(uuid)
         if state is None:
             continue

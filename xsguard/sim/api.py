@@ -6,7 +6,7 @@ from typing import Any, Callable, Dict, List
 
 from . import processes
 from .dom0 import Dom0
-from .pool import Pool, _dom0_args
+from .pool import EVACUATE_BATCH_SIZE, Pool, _dom0_args
 from .store import DEFAULTS, NULL, WRITABLE, ApiError
 
 CLASSES = set(DEFAULTS)
@@ -79,6 +79,16 @@ class Api:
             "VM.clean_shutdown": _void(p.shutdown),
             "VM.hard_reboot": _void(p.reboot),
             "VM.clean_reboot": _void(p.reboot),
+            "VM.pool_migrate": _void(lambda vm, host, options: p.pool_migrate(vm, host, options)),
+            "VM.migrate_send": _void(lambda vm, dest, live, vdi_map, vif_map, options, vgpu_map=None:
+                                     p.migrate_send(vm, dest)),
+            "VM.suspend": _void(p.suspend),
+            "VM.resume": _void(lambda vm, start_paused, force: p.resume(vm)),
+            "VM.resume_on": _void(lambda vm, host, start_paused, force: p.resume(vm, host)),
+            "host.evacuate": _void(lambda host, network=NULL, evacuate_batch_size="0":
+                                   p.evacuate(host, _batch_size(evacuate_batch_size))),
+            "host.disable": _void(lambda host: p.set_enabled(host, False)),
+            "host.enable": _void(lambda host: p.set_enabled(host, True)),
             "message.create": self._message_create,
             "pool.get_master": lambda pool_ref: p.store.get("pool", pool_ref)["master"],
         }
@@ -211,6 +221,15 @@ def _void(fn: Callable[..., None]) -> Callable[..., str]:
 
     call.__signature__ = inspect.signature(fn)  # type: ignore[attr-defined]
     return call
+
+
+def _batch_size(value: Any) -> int:
+    """xapi's evacuate_batch_size: an int64 (a string on the wire); 0 or less: the default."""
+    try:
+        size = int(value)
+    except (TypeError, ValueError):
+        raise ApiError("INVALID_VALUE", "evacuate_batch_size", str(value))
+    return size if size > 0 else EVACUATE_BATCH_SIZE
 
 
 def _arity(method: str, args: List[Any], low: int, high: int) -> None:
