@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 OLDEST ?= .venv-oldest
 PY := $(VENV)/bin/python
-CHECKED := xsguard plugins/xsguard plugins/vm-pre-start/50xsguard packaging/xsguard-cli
+CHECKED := xsguard plugins/xsguard plugins/vm-pre-start/50xsguard packaging/xsguard-cli packaging/xsguard-rrdd
 
 .PHONY: all demo test test-oldest lint bench rpm dist clean
 
