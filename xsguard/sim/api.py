@@ -4,7 +4,7 @@ import inspect
 import time
 from typing import Any, Callable, Dict, List
 
-from . import processes
+from . import processes, rrdd
 from .dom0 import Dom0
 from .pool import Pool, _dom0_args
 from .store import DEFAULTS, NULL, WRITABLE, ApiError
@@ -81,7 +81,26 @@ class Api:
             "VM.clean_reboot": _void(p.reboot),
             "message.create": self._message_create,
             "pool.get_master": lambda pool_ref: p.store.get("pool", pool_ref)["master"],
+            "host.get_data_sources": lambda host: rrdd.data_source_records(self._host_sources(host)),
+            "host.query_data_source": lambda host, name: rrdd.query(self._host_sources(host), name),
+            "VM.get_data_sources": lambda vm: rrdd.data_source_records(self._vm_sources(vm)),
+            "VM.query_data_source": lambda vm, name: rrdd.query(self._vm_sources(vm), name),
         }
+
+    def _host_sources(self, host_ref: str) -> Dict[str, rrdd.Shown]:
+        """The host's datasources, as its xcp-rrdd last read them."""
+        self.pool.host(host_ref)
+        standin = self.pool.rrdds.get(host_ref)
+        return standin.shown("host") if standin else {}
+
+    def _vm_sources(self, vm_ref: str) -> Dict[str, rrdd.Shown]:
+        """A running VM's datasources, from the xcp-rrdd of the host it runs on."""
+        with self.pool.lock:
+            vm = self.pool.vm(vm_ref)
+            if vm["power_state"] != "Running":
+                raise ApiError("VM_BAD_POWER_STATE", vm_ref, "running", vm["power_state"].lower())
+            standin = self.pool.rrdds.get(vm["resident_on"])
+        return standin.shown("vm %s" % vm["uuid"]) if standin else {}
 
     def _plain_create(self, cls: str, record: Dict[str, Any]) -> str:
         with self.pool.lock:

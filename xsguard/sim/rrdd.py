@@ -125,6 +125,7 @@ class Shown(NamedTuple):
 
 class _Handler(SimpleXMLRPCRequestHandler):
     rpc_paths = ("/", "/RPC2")
+    disable_nagle_algorithm = False  # no TCP here
 
     def address_string(self) -> str:
         return "local"
@@ -361,3 +362,24 @@ class Service:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+PACKAGING = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "packaging")
+
+
+def install_unit(root: str, interpreter: str) -> None:
+    """Install xsguard-rrdd and its unit from packaging/ into a host's root, as the RPM does."""
+    script = os.path.join(root, "usr", "bin", "xsguard-rrdd")
+    os.makedirs(os.path.dirname(script), exist_ok=True)
+    with open(os.path.join(PACKAGING, "xsguard-rrdd")) as handle:
+        lines = handle.read().splitlines(True)
+    lines[0] = "#!%s\n" % interpreter
+    with open(script, "w") as handle:
+        handle.writelines(lines)
+    os.chmod(script, 0o755)
+    unit = os.path.join(root, UNIT)
+    os.makedirs(os.path.dirname(unit), exist_ok=True)
+    with open(os.path.join(PACKAGING, "xsguard-rrdd.service")) as handle:
+        text = handle.read()
+    with open(unit, "w") as handle:
+        handle.write(text)
