@@ -90,7 +90,7 @@ def test_file_layout_as_xcp_rrdd_reads_it():
 
 def corrupt(raw, how):
     """A copy of a good file broken one way; checksums recomputed where the breakage is elsewhere."""
-    head, values_end = 23, 23 + 8 + 8 * struct.unpack(">I", raw[19:23])[0]
+    values_end = 23 + 8 + 8 * struct.unpack(">I", raw[19:23])[0]  # header, crcs and count, timestamp, values
     meta = json.loads(raw[values_end + 4:].decode())
     if how == "header":
         return b"DATASOURCEZ" + raw[11:]

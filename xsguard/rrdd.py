@@ -67,6 +67,12 @@ def log(message: str) -> None:
     sys.stderr.flush()
 
 
+class DaemonXapi(Xapi):
+    """xsguard-rrdd's session, named apart from the hooks' in xapi's logs."""
+
+    originator = "xsguard-rrdd"
+
+
 class XapiView:
     """What xapi says of the VMs on this host, asked as seldom as the figures allow."""
 
@@ -84,7 +90,7 @@ class XapiView:
     def _session(self) -> Xapi:
         self.deadline.expires = time.monotonic() + self.deadline.seconds
         if self.api is None:
-            api = Xapi(self.cfg.xapi["url"], self.deadline)
+            api = DaemonXapi(self.cfg.xapi["url"], self.deadline)
             api.__enter__()
             self.api = api
             self.host_ref = api.host_by_uuid(probes.this_host_uuid(self.cfg))[0]
