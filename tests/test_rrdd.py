@@ -265,3 +265,39 @@ def test_daemon_runs_on_dom0s_python_36(tmp_path):
             proc.terminate()
             _, err = proc.communicate(timeout=10)
         assert proc.returncode == 0, err.decode()
+
+
+def test_xapi_is_not_asked_while_nothing_changes(rapi, rsim):
+    """Once the VMs on the host are known, readings that find the same domains make no xapi call."""
+    host = small_host(rapi, port_limit=LIMIT, margin=MARGIN)
+    for name in ("a", "b"):
+        rapi.VM.start(make_vm(rapi, name, affinity=host), False, False)
+    settled(rapi, host)
+    standin = rsim.pool.rrdds[host]
+    asked = len([m for o, m in rsim.pool.calls if o == "xsguard-rrdd"])
+    readings = standin.readings
+    wait_for(lambda: standin.readings >= readings + 5)
+    assert [m for o, m in rsim.pool.calls if o == "xsguard-rrdd"][asked:] == []
+    rapi.VM.start(make_vm(rapi, "c", affinity=host), False, False)
+    settled(rapi, host)
+    assert "VM.get_all_records_where" in [m for o, m in rsim.pool.calls if o == "xsguard-rrdd"][asked:]
+
+
+def test_without_xapi_dom0_figures_still_go_out(rapi, rsim):
+    """xapi unreachable: dom0's figures still come, the VM in the ledger is charged its whole need,
+    no VM datasource is written, and the journal says why."""
+    host = small_host(rapi, port_limit=LIMIT, margin=MARGIN)
+    vm = make_vm(rapi, "a", affinity=host)
+    rapi.VM.start(vm, False, False)  # its entry stays in the ledger until the next admission
+    d = settled(rapi, host)
+    root = rapi.sim.get_host_root(host)
+    rapi.sim.set_xsguard_config(host, {"xapi.url": "unix://%s/nothing-listens-here" % root})
+    service = rsim.pool.services[host]
+    os.kill(service.pid, signal.SIGKILL)  # started again, it reads the new config
+    wait_for(lambda: service.started == 2)
+    whole_need = d["by_domid"][int(rapi.VM.get_domid(vm))]  # its drivers connected: it holds all it binds
+    settled(rapi, host, promised=whole_need)
+    assert rapi.host.query_data_source(host, "xsguard_ports_free") == LIMIT - MARGIN - d["ports_used"] - whole_need
+    assert rapi.VM.get_data_sources(vm) == []
+    with open(os.path.join(root, "var", "log", "xsguard-rrdd.journal")) as journal:
+        assert journal.read().count("xapi not consulted (xapi is not answering on unix://") == 1

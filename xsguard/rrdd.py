@@ -40,7 +40,8 @@ from .xapi import Record, Xapi
 
 UID = "xsguard"
 FREQUENCY = "Five_Seconds"
-LEAD = 1.0  # seconds before a reading the file is written (a reading takes well under this)
+LEAD = 2.0  # seconds before a reading the file is written: a reading, xapi's share included
+XAPI_DEADLINE = 1.5  # seconds xapi may take in one reading; past them it is read without xapi
 RETRY = (0.5, 5.0)  # first and longest wait between tries while xcp-rrdd is down
 REFUSED = "refused"
 
@@ -79,7 +80,7 @@ class XapiView:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         self.api: Optional[Xapi] = None
-        self.deadline = Deadline(cfg.policy["deadline"])
+        self.deadline = Deadline(XAPI_DEADLINE)
         self.host_ref = ""
         self.domids: Optional[FrozenSet[int]] = None
         self.by_uuid: Dict[str, Record] = {}
@@ -142,16 +143,24 @@ class Reader:
         self.cfg = cfg
         self.view = XapiView(cfg)
         self.boot_id = state.boot_id(cfg)
+        self.kept: Tuple[Any, Dict[str, Entry]] = (None, {})  # the ledger as last read, and its files' stat
+        self.without_xapi = False  # the last reading could not ask xapi
 
     def entries(self, api: Optional[Xapi], dom0: probes.Dom0) -> Dict[str, Entry]:
+        """The ledger as ``status`` reads it; read again only when its files or the VMs on the host
+        change, so that a ledger rebuilt from live state costs its calls once, not every reading."""
+        path = self.cfg.ledger["path"]
         if api is None:
-            loaded = ledger.load(self.cfg.ledger["path"], self.boot_id, set_aside=False)
+            loaded = ledger.load(path, self.boot_id, set_aside=False)
             return {u: e for u, e in (loaded.entries or {}).items() if e.need != ledger.UNKNOWN_NEED}
         view = self.view
-        control = next((r for r in view.on_host.values() if r.get("is_control_domain")), None)
-        found = decision.Survey(dom0, view.on_host, view.asked_at or state.now())
-        loaded = decision.load_entries(self.cfg, api, "", control, found, self.boot_id, set_aside=False)
-        return loaded.entries or {}
+        key = (_stat(path), _stat(path + ".pending"), view.asked_at)
+        if key != self.kept[0]:
+            control = next((r for r in view.on_host.values() if r.get("is_control_domain")), None)
+            found = decision.Survey(dom0, view.on_host, view.asked_at or state.now())
+            loaded = decision.load_entries(self.cfg, api, "", control, found, self.boot_id, set_aside=False)
+            self.kept = (key, loaded.entries or {})
+        return self.kept[1]
 
     def read(self) -> List[Datasource]:
         cfg = self.cfg
@@ -164,8 +173,13 @@ class Reader:
             self.view.settle_unresolved(api, entries)
             here = here_from_records(self.view.by_uuid, self.view.host_ref)
             asked_at = self.view.asked_at
+            if self.without_xapi:
+                log("xapi answers again")
+            self.without_xapi = False
         except XsguardError as exc:
-            log("xapi not consulted this reading (%s): ledger VMs charged their whole need" % exc)
+            if not self.without_xapi:
+                log("xapi not consulted (%s): ledger VMs charged their whole need until it answers" % exc)
+            self.without_xapi = True
             self.view.drop()
             api, here, asked_at = None, None, None
             entries = self.entries(None, dom0)
@@ -178,6 +192,14 @@ class Reader:
             if where.state == RUNNING and where.domid is not None:
                 sources.append(Datasource(HELD[0], held.get(where.domid, 0), HELD[1], HELD[2], owner=for_vm(uuid)))
         return sources
+
+
+def _stat(path: str) -> Optional[Tuple[int, int, int]]:
+    try:
+        found = os.stat(path)
+    except OSError:
+        return None
+    return (found.st_ino, found.st_size, found.st_mtime_ns)
 
 
 class RrddUnavailable(Exception):
