@@ -8,7 +8,8 @@ next reading), ``Plugin.deregister {uid}``, each answered in xapi's ``Status`` e
 (never xsguard's writer): a file whose header, checksums, count or metadata do not hold is
 refused, recorded in ``rejected``, and its plugin's last values stay. A value whose checksum
 has not changed is no update. What xapi's ``*.query_data_source`` answers: a gauge's value;
-a derive's rate per second between the last two readings; an absolute's value per second.
+a derive's rate per second between the last two readings; an absolute's value per second; for
+a name xcp-rrdd does not have, the INTERNAL_ERROR xapi lets its Datasource_missing through as.
 
 systemd: the unit file installed in the host's root is read (``ExecStart``, ``Restart``,
 ``RestartSec``), its program is run inside that root with the environment the simulated
@@ -287,7 +288,7 @@ def data_source_records(shown: Dict[str, Shown]) -> List[Dict[str, Any]]:
 def query(shown: Dict[str, Shown], name: str) -> float:
     """``*.query_data_source``: the datasource's latest value."""
     if name not in shown:
-        raise ApiError("INTERNAL_ERROR", "Rrdd_error(Internal_error(\"Not_found\")): no data source %s" % name)
+        raise ApiError("INTERNAL_ERROR", "Rrd_interface.Rrdd_error(Datasource_missing(\"%s\"))" % name)
     return shown[name].value
 
 
