@@ -35,7 +35,7 @@ from .config import load as load_config
 from .deadline import Deadline
 from .errors import XsguardError
 from .model.charging import RUNNING, Entry, here_from_records, settle
-from .model.rrdformat import DERIVE, Datasource, encode, for_vm
+from .model.rrdformat import DERIVE, HEADER, Datasource, encode, for_vm
 from .xapi import Record, Xapi
 
 UID = "xsguard"
@@ -247,7 +247,7 @@ def write_file(path: str, data: bytes) -> None:
     that a reading in between sees checksums that do not match and takes no update."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
-        split = len(b"DATASOURCES") + 12
+        split = len(HEADER) + 12  # the header string, both checksums and the count
         os.lseek(fd, split, os.SEEK_SET)
         os.write(fd, data[split:])
         os.ftruncate(fd, len(data))
@@ -267,31 +267,36 @@ class Daemon:
         self.reader = Reader(cfg)
         self.path: Optional[str] = None
 
-    def register(self) -> float:
-        """Seconds to the next reading; the file's path asked once per xcp-rrdd."""
+    def register(self) -> Tuple[str, float]:
+        """The file to write and the seconds to the next reading; the path asked once per xcp-rrdd."""
         if self.path is None:
-            self.rrdd.call("Plugin.get_header")
+            header = self.rrdd.call("Plugin.get_header")
+            if header != HEADER.decode():
+                raise RrddUnavailable("xcp-rrdd expects files headed %r, not protocol v2's %r" % (header, HEADER))
             path = str(self.rrdd.call("Plugin.get_path", {"uid": UID}))
             os.makedirs(os.path.dirname(path), exist_ok=True)
             self.path = path
-        return float(self.rrdd.call("Plugin.register", {"uid": UID, "frequency": FREQUENCY}))
+        return self.path, float(self.rrdd.call("Plugin.register", {"uid": UID, "frequency": FREQUENCY}))
 
-    def once(self) -> None:
+    def once(self, path: str) -> None:
         """One reading's file; what failed is logged and the reading skipped."""
-        assert self.path is not None
         try:
             sources = self.reader.read()
         except XsguardError as exc:
             log("reading skipped: %s" % exc)
             return
-        write_file(self.path, encode(time.time(), sources))
+        try:
+            write_file(path, encode(time.time(), sources))
+        except OSError as exc:
+            log("cannot write %s: %s; its path is asked again" % (path, exc.strerror or exc))
+            self.path = None
 
     def run(self) -> int:
         wait = RETRY[0]
         while not self.stop.is_set():
             try:
                 registered_at = time.monotonic()
-                next_reading = self.register()
+                path, next_reading = self.register()
             except (RrddUnavailable, OSError) as exc:
                 log("xcp-rrdd not reached (%s); again in %.1fs" % (exc, wait))
                 self.path = None
@@ -302,7 +307,7 @@ class Daemon:
             reading_at = registered_at + next_reading
             if self.stop.wait(max(reading_at - LEAD - time.monotonic(), 0)):
                 break
-            self.once()
+            self.once(path)
             self.stop.wait(max(reading_at - time.monotonic(), 0) + 0.01)  # past the reading
         try:
             self.rrdd.call("Plugin.deregister", {"uid": UID})
