@@ -178,7 +178,9 @@ def test_shutdown_releases_and_drops_the_vm(rapi):
     after = settled(rapi, host)
     assert after["ports_used"] < before["ports_used"]
     assert rapi.host.query_data_source(host, "xsguard_ports_free") == LIMIT - MARGIN - after["ports_used"]
-    assert failure(rapi.VM.query_data_source, stop, "xsguard_ports_held")[0] == "VM_BAD_POWER_STATE"
+    assert failure(rapi.VM.query_data_source, stop, "xsguard_ports_held") == [
+        "INTERNAL_ERROR", 'Rrd_interface.Rrdd_error(Datasource_missing("VM: %s"))' % rapi.VM.get_uuid(stop)]
+    assert rapi.VM.get_data_sources(stop) == []
     domid = int(rapi.VM.get_domid(keep))
     wait_for(lambda: rapi.VM.query_data_source(keep, "xsguard_ports_held") == after["by_domid"][domid])
 

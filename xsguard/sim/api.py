@@ -84,7 +84,7 @@ class Api:
             "host.get_data_sources": lambda host: rrdd.data_source_records(self._host_sources(host)),
             "host.query_data_source": lambda host, name: rrdd.query(self._host_sources(host), name),
             "VM.get_data_sources": lambda vm: rrdd.data_source_records(self._vm_sources(vm)),
-            "VM.query_data_source": lambda vm, name: rrdd.query(self._vm_sources(vm), name),
+            "VM.query_data_source": self._vm_query,
         }
 
     def _host_sources(self, host_ref: str) -> Dict[str, rrdd.Shown]:
@@ -94,13 +94,19 @@ class Api:
         return standin.shown("host") if standin else {}
 
     def _vm_sources(self, vm_ref: str) -> Dict[str, rrdd.Shown]:
-        """A running VM's datasources, from the xcp-rrdd of the host it runs on."""
+        """A VM's datasources, from the xcp-rrdd of the host it runs on (none once it is halted)."""
         with self.pool.lock:
             vm = self.pool.vm(vm_ref)
-            if vm["power_state"] != "Running":
-                raise ApiError("VM_BAD_POWER_STATE", vm_ref, "running", vm["power_state"].lower())
             standin = self.pool.rrdds.get(vm["resident_on"])
         return standin.shown("vm %s" % vm["uuid"]) if standin else {}
+
+    def _vm_query(self, vm_ref: str, name: str) -> float:
+        """A VM's datasource; a VM xcp-rrdd has no live datasource of is missing as a whole."""
+        shown = self._vm_sources(vm_ref)
+        if not shown:
+            raise ApiError("INTERNAL_ERROR", "Rrd_interface.Rrdd_error(Datasource_missing(\"VM: %s\"))"
+                           % self.pool.vm(vm_ref)["uuid"])
+        return rrdd.query(shown, name)
 
     def _plain_create(self, cls: str, record: Dict[str, Any]) -> str:
         with self.pool.lock:
