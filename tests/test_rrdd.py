@@ -48,6 +48,12 @@ def dom0_of(api, host):
             "irq_limit": int(d["irq_limit"]), "by_domid": {int(k): int(v) for k, v in d["by_remote_domain"].items()}}
 
 
+def journal(api, host):
+    """What xsguard-rrdd wrote to its journal on the host."""
+    with open(os.path.join(api.sim.get_host_root(host), "var", "log", "xsguard-rrdd.journal")) as handle:
+        return handle.read()
+
+
 def settled(api, host, promised=0):
     """Wait until xapi's figures are dom0's as it stands now; returns dom0's figures."""
     def matches():
@@ -197,6 +203,21 @@ def test_xcp_rrdd_restart_is_survived(rapi, rsim):
     assert rsim.pool.services[host].started == 1
 
 
+def test_xcp_rrdd_down_for_a_while_is_waited_for(rapi, rsim):
+    """While xcp-rrdd is down xsguard-rrdd retries, says so, and registers once it is back."""
+    host = small_host(rapi, port_limit=LIMIT, margin=MARGIN)
+    settled(rapi, host)
+    standin = rsim.pool.rrdds[host]
+    standin.stop()
+    wait_for(lambda: "xcp-rrdd not reached" in journal(rapi, host))
+    with standin.lock:
+        standin.registered.clear()
+    standin.start()
+    rapi.VM.start(make_vm(rapi, "after", affinity=host), False, False)
+    settled(rapi, host)
+    assert rsim.pool.services[host].started == 1
+
+
 def test_killed_daemon_is_restarted_by_its_unit(rapi, rsim):
     """Killed, xsguard-rrdd is started again (Restart=on-failure) and its figures follow dom0."""
     host = small_host(rapi, port_limit=LIMIT, margin=MARGIN)
@@ -301,5 +322,4 @@ def test_without_xapi_dom0_figures_still_go_out(rapi, rsim):
     settled(rapi, host, promised=whole_need)
     assert rapi.host.query_data_source(host, "xsguard_ports_free") == LIMIT - MARGIN - d["ports_used"] - whole_need
     assert rapi.VM.get_data_sources(vm) == []
-    with open(os.path.join(root, "var", "log", "xsguard-rrdd.journal")) as journal:
-        assert journal.read().count("xapi not consulted (xapi is not answering on unix://") == 1
+    assert journal(rapi, host).count("xapi not consulted (xapi is not answering on unix://") == 1
