@@ -4,7 +4,7 @@ VENV ?= .venv
 OLDEST ?= .venv-oldest
 PY := $(VENV)/bin/python
 CHECKED := xsguard plugins/xsguard plugins/vm-pre-start/50xsguard plugins/vm-pre-migrate/50xsguard \
-	plugins/vm-pre-resume/50xsguard packaging/xsguard-cli
+	plugins/vm-pre-resume/50xsguard packaging/xsguard-cli packaging/xsguard-rrdd
 
 .PHONY: all demo demo-2013 test test-oldest lint bench rpm dist clean
 

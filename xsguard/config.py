@@ -140,6 +140,7 @@ SCHEMA: List[Tuple[str, str, str, Callable[[str], Any], str]] = [
     ("log", "syslog_socket", "/dev/log", _path, "the syslog socket dom0's syslog daemon reads"),
     ("log", "alerts", "yes", _bool, "a xapi message (XenCenter / Xen Orchestra) per refusal"),
     ("log", "alert_interval", "3600", _positive_float, "seconds between two alerts for one VM"),
+    ("rrdd", "socket", "/var/xapi/xcp-rrdd", _path, "xcp-rrdd's socket, where xsguard-rrdd registers"),
 ]
 
 Section = Dict[str, Any]
@@ -154,6 +155,7 @@ class Config(NamedTuple):
     xapi: Section
     ledger: Section
     log: Section
+    rrdd: Section
     source: str
 
     def with_values(self, overrides: Dict[str, str]) -> "Config":
@@ -168,7 +170,7 @@ class Config(NamedTuple):
         return self._replace(**raw)
 
 
-_SECTIONS = ("dom0", "policy", "need", "xapi", "ledger", "log")
+_SECTIONS = ("dom0", "policy", "need", "xapi", "ledger", "log", "rrdd")
 _KNOWN = {(s, k): (d, p) for s, k, d, p, _ in SCHEMA}
 
 

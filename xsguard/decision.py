@@ -416,8 +416,7 @@ def status(cfg: Config, api: Optional[Xapi], deadline: Deadline) -> Dict[str, An
         note = loaded.note
         xapi_note = xapi_note or "xapi not consulted"
     _, owed = settle(entries, here, dom0.ports.by_remote_domain, state.now(), cfg.ledger["ttl"], "", asked_at)
-    promised = sum(o.owed for o in owed)
-    margin = cfg.policy["margin"]
+    shown = figures(dom0, owed, cfg.policy["margin"])
     by_domain = {}
     for domid, count in sorted(dom0.ports.by_remote_domain.items()):
         entry: Dict[str, Any] = {"ports": count}
@@ -426,16 +425,16 @@ def status(cfg: Config, api: Optional[Xapi], deadline: Deadline) -> Dict[str, An
     return {
         "host_uuid": host_uuid,
         "host_name": host_name,
-        "port_limit": dom0.port_ceiling.limit,
+        "port_limit": shown["port_limit"],
         "port_limit_source": dom0.port_ceiling.source,
-        "ports_used": dom0.ports.ports,
-        "ports_free": headroom(dom0.port_ceiling, dom0.ports.ports, promised, margin),
-        "irq_limit": dom0.irq_ceiling.limit,
+        "ports_used": shown["ports_used"],
+        "ports_free": shown["ports_free"],
+        "irq_limit": shown["irq_limit"],
         "irq_limit_source": dom0.irq_ceiling.source,
-        "irqs_used": dom0.irqs_used,
-        "irqs_free": headroom(dom0.irq_ceiling, dom0.irqs_used, promised, margin),
-        "margin": margin,
-        "promised": promised,
+        "irqs_used": shown["irqs_used"],
+        "irqs_free": shown["irqs_free"],
+        "margin": shown["margin"],
+        "promised": shown["promised"],
         "promises": [o._asdict() for o in owed],
         "by_state": dom0.ports.by_state,
         "by_remote_domain": by_domain,
@@ -447,6 +446,21 @@ def status(cfg: Config, api: Optional[Xapi], deadline: Deadline) -> Dict[str, An
         "audit_under": state.counted(cfg, "audit_under"),
         "warnings": [c.warning for c in dom0.ceilings if c.warning],
         "software": software(),
+    }
+
+
+def figures(dom0: Dom0, owed: List[Owed], margin: int) -> Dict[str, Any]:
+    """dom0's headroom as ``status`` shows it and xsguard-rrdd graphs it: used, promised, limit, free."""
+    promised = sum(o.owed for o in owed)
+    return {
+        "port_limit": dom0.port_ceiling.limit,
+        "ports_used": dom0.ports.ports,
+        "ports_free": headroom(dom0.port_ceiling, dom0.ports.ports, promised, margin),
+        "irq_limit": dom0.irq_ceiling.limit,
+        "irqs_used": dom0.irqs_used,
+        "irqs_free": headroom(dom0.irq_ceiling, dom0.irqs_used, promised, margin),
+        "margin": margin,
+        "promised": promised,
     }
 
 

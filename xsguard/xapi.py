@@ -95,6 +95,8 @@ def open_session(url: str, deadline: Deadline) -> Any:
 class Xapi:
     """A logged-in session, used as a context manager that always logs out."""
 
+    originator = ORIGINATOR  # what xapi's logs and its session records name the caller
+
     def __init__(self, url: str, deadline: Deadline, session_ref: Optional[str] = None) -> None:
         self.url = url
         self.deadline = deadline
@@ -111,7 +113,7 @@ class Xapi:
         else:
             user = os.environ.get("XSGUARD_XAPI_USER", "root")
             password = os.environ.get("XSGUARD_XAPI_PASSWORD", "")
-        self._call(self.session.xenapi.login_with_password, user, password, "1.0", ORIGINATOR)
+        self._call(self.session.xenapi.login_with_password, user, password, "1.0", self.originator)
         return self
 
     def __exit__(self, *exc_info: Any) -> None:

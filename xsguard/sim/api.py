@@ -4,7 +4,7 @@ import inspect
 import time
 from typing import Any, Callable, Dict, List
 
-from . import processes
+from . import processes, rrdd
 from .dom0 import Dom0
 from .pool import EVACUATE_BATCH_SIZE, Pool, _dom0_args
 from .store import DEFAULTS, NULL, WRITABLE, ApiError
@@ -91,7 +91,32 @@ class Api:
             "host.enable": _void(lambda host: p.set_enabled(host, True)),
             "message.create": self._message_create,
             "pool.get_master": lambda pool_ref: p.store.get("pool", pool_ref)["master"],
+            "host.get_data_sources": lambda host: rrdd.data_source_records(self._host_sources(host)),
+            "host.query_data_source": lambda host, name: rrdd.query(self._host_sources(host), name),
+            "VM.get_data_sources": lambda vm: rrdd.data_source_records(self._vm_sources(vm)),
+            "VM.query_data_source": self._vm_query,
         }
+
+    def _host_sources(self, host_ref: str) -> Dict[str, rrdd.Shown]:
+        """The host's datasources, as its xcp-rrdd last read them."""
+        self.pool.host(host_ref)
+        standin = self.pool.rrdds.get(host_ref)
+        return standin.shown("host") if standin else {}
+
+    def _vm_sources(self, vm_ref: str) -> Dict[str, rrdd.Shown]:
+        """A VM's datasources, from the xcp-rrdd of the host it runs on (none once it is halted)."""
+        with self.pool.lock:
+            vm = self.pool.vm(vm_ref)
+            standin = self.pool.rrdds.get(vm["resident_on"])
+        return standin.shown("vm %s" % vm["uuid"]) if standin else {}
+
+    def _vm_query(self, vm_ref: str, name: str) -> float:
+        """A VM's datasource; a VM xcp-rrdd has no live datasource of is missing as a whole."""
+        shown = self._vm_sources(vm_ref)
+        if not shown:
+            raise ApiError("INTERNAL_ERROR", "Rrd_interface.Rrdd_error(Datasource_missing(\"VM: %s\"))"
+                           % self.pool.vm(vm_ref)["uuid"])
+        return rrdd.query(shown, name)
 
     def _plain_create(self, cls: str, record: Dict[str, Any]) -> str:
         with self.pool.lock:

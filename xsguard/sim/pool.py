@@ -12,6 +12,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from . import guests, processes
 from .dom0 import Dom0, NoSpace, action_name, lay_out
+from .rrdd import UNIT, Service, StandInRrdd, install_unit
 from .store import NULL, ApiError, Store
 from .where import WhereSyntaxError, compile_where
 
@@ -101,7 +102,8 @@ class Pool:
     """Everything the XML-RPC endpoint serves."""
 
     def __init__(self, root: Optional[str] = None, install_xsguard: bool = True,
-                 plugins_dir: str = PLUGINS_DIR, interpreter: Optional[str] = None) -> None:
+                 plugins_dir: str = PLUGINS_DIR, interpreter: Optional[str] = None,
+                 rrdd: bool = False, rrdd_interval: float = 5.0) -> None:
         self.root = root or tempfile.mkdtemp(prefix="xsguard-sim-")
         self.install_xsguard = install_xsguard
         self.plugins_dir = plugins_dir
@@ -120,6 +122,10 @@ class Pool:
         self.next_domid = 1
         self.url = ""
         self.pool_ref = self.store.create("pool", {"name_label": "sim-pool"})
+        self.rrdd = rrdd  # each host runs a stand-in xcp-rrdd, and xsguard-rrdd where it is installed
+        self.rrdd_interval = rrdd_interval
+        self.rrdds: Dict[str, StandInRrdd] = {}  # by host ref
+        self.services: Dict[str, Service] = {}  # xsguard-rrdd, by host ref
 
     # set-up
 
@@ -179,6 +185,8 @@ class Pool:
             self.write_xsguard_config(host)
             if self.install_xsguard:
                 self.install_plugins(host)
+            if self.rrdd:
+                self.start_rrdd(host)
             return ref
 
     def install_plugins(self, host: SimHost) -> None:
@@ -194,6 +202,17 @@ class Pool:
             for entry in sorted(os.listdir(source)):
                 self.install(host, os.path.join(source, entry), os.path.join(hook, entry))
         self.install(host, os.path.join(self.plugins_dir, "xsguard"), os.path.join("plugins", "xsguard"))
+
+    def start_rrdd(self, host: SimHost) -> None:
+        """The host's xcp-rrdd, then, as systemd at boot, xsguard-rrdd from its unit file if installed
+        (from packaging/ on hosts that get xsguard from a source checkout)."""
+        self.rrdds[host.ref] = StandInRrdd(host.root, self.rrdd_interval).start()
+        host.config["rrdd.socket"] = self.rrdds[host.ref].socket_path
+        self.write_xsguard_config(host)
+        if self.install_xsguard:
+            install_unit(host.root, self.interpreter)
+        if os.path.exists(os.path.join(host.root, UNIT)):
+            self.services[host.ref] = Service(host.root, processes.environment(host.config_path)).start()
 
     def write_xsguard_config(self, host: SimHost) -> None:
         r = host.root
@@ -739,6 +758,10 @@ class Pool:
     def stop_timers(self) -> None:
         for timer in self.timers:
             timer.cancel()
+        for service in self.services.values():
+            service.stop()
+        for rrdd in self.rrdds.values():
+            rrdd.stop()
         for host in self.hosts.values():
             host.close()
 
