@@ -113,3 +113,21 @@ def test_unknown_function(api, host):
     """An fn the plugin does not export: XenAPIPlugin's UNKNOWN_XENAPI_PLUGIN_FUNCTION."""
     assert failure(api.host.call_plugin, host, "xsguard", "reboot", {}) == [
         "UNKNOWN_XENAPI_PLUGIN_FUNCTION", "reboot"]
+
+
+def test_denials_counts_a_malformed_refusal_as_corrupt(api, host):
+    """A refusal line whose time is a number is a corrupt line, not an internal error."""
+    import os
+
+    path = os.path.join(api.sim.get_host_root(host), "var", "log", "xsguard", "decisions.log")
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    with open(path, "a") as handle:
+        handle.write('{"event": "start_refused", "time": 5}\n')
+    d = call(api, host, "denials", since="1h")
+    assert d == {"denials": [], "corrupt_lines": 1}
+
+
+def test_denials_since_too_far_back_is_a_bad_argument(api, host):
+    """A 200-digit since is XSGUARD_BAD_ARGUMENT, not an internal error."""
+    details = failure(api.host.call_plugin, host, "xsguard", "denials", {"since": "9" * 200 + "d"})
+    assert details[0] == "XSGUARD_BAD_ARGUMENT" and "reaches back too far" in details[1]

@@ -35,11 +35,22 @@ def _parser() -> argparse.ArgumentParser:
     d.add_argument("--json", action="store_true")
     d.add_argument("--summary", action="store_true", help="counts by VM, host and hour")
     m = sub.add_parser("simulate", help="serve a simulated pool's XenAPI on 127.0.0.1")
-    m.add_argument("--port", type=int, default=0)
+    m.add_argument("--port", type=_port, default=0)
     m.add_argument("--scenario", help="JSON file describing the pool")
     m.add_argument("--bare", action="store_true", help="hosts without xsguard's hook and plugin")
     sub.add_parser("demo", help="a short story on a simulated pool: starts until xsguard refuses one")
     return p
+
+
+def _port(text: str) -> int:
+    """A TCP port number for argparse: 0 (any free one) to 65535."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("%r is not a port number" % text[:20])
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError("port must be between 0 and 65535, not %s" % text[:20])
+    return port
 
 
 def main(argv: Optional[List[str]] = None) -> int:
