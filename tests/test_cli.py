@@ -181,3 +181,26 @@ def test_a_refusal_line_with_a_numeric_time_is_counted_corrupt(api):
     code, out, err = xsguard(api, host, "denials", "--json")
     assert code == 0 and [r["vm_name"] for r in json.loads(out)] == ["big"]
     assert "skipped 2 corrupt line(s)" in err and "Traceback" not in err
+
+
+HOSTILE = "web\n2026-11-26 08:00:00  forged  xs-a  1  99  xen_ports\x9b2J\x9b31m\u202eevil"
+
+
+def _raw_controls(text):
+    return [ch for ch in text if ch in "\x1b\x9b\u202e"]
+
+
+def test_hostile_vm_names_reach_the_terminal_clean(api):
+    """A name with a newline, U+009B and U+202E cannot forge a line in denials, status or need."""
+    host = small_host(api, port_limit=100, vcpus=4)
+    small = make_vm(api, HOSTILE, vcpus=1)
+    api.VM.start(small, False, False)
+    big = make_vm(api, HOSTILE + "-big", vcpus=32, hvm=True, disks=4, nics=2)
+    failure(api.VM.start, big, False, False)
+    for args in (("denials",), ("status",), ("need", api.VM.get_uuid(small)), ("check", api.VM.get_uuid(big))):
+        code, out, _ = xsguard(api, host, *args)
+        assert code in (0, 3), args
+        assert _raw_controls(out) == [], args
+        assert "forged" not in "".join(line[:12] for line in out.splitlines()), args
+        if args[0] != "check":  # check's message is the hook's, in ASCII: the newline is a "?"
+            assert "web\\u000a2026-11-26 08:00:00  forged" in out, args
