@@ -204,3 +204,12 @@ def test_hostile_vm_names_reach_the_terminal_clean(api):
         assert "forged" not in "".join(line[:12] for line in out.splitlines()), args
         if args[0] != "check":  # check's message is the hook's, in ASCII: the newline is a "?"
             assert "web\\u000a2026-11-26 08:00:00  forged" in out, args
+
+
+def test_status_table_counts_refusals(api):
+    """The human status says how many starts were refused and let through unchecked."""
+    host = small_host(api, port_limit=100, vcpus=4)
+    failure(api.VM.start, make_vm(api, "big", vcpus=32, hvm=True, disks=4, nics=2), False, False)
+    code, out, _ = xsguard(api, host, "status")
+    assert code == 0
+    assert "starts refused: 1; let through unchecked (xsguard failed, on_error = allow): 0\n" in out

@@ -131,3 +131,18 @@ def test_denials_since_too_far_back_is_a_bad_argument(api, host):
     """A 200-digit since is XSGUARD_BAD_ARGUMENT, not an internal error."""
     details = failure(api.host.call_plugin, host, "xsguard", "denials", {"since": "9" * 200 + "d"})
     assert details[0] == "XSGUARD_BAD_ARGUMENT" and "reaches back too far" in details[1]
+
+
+def test_status_counts_refused_and_unchecked_starts(api, host):
+    """status shows how many starts were refused and how many went through unchecked."""
+    from tests.pool import wait_for
+
+    big = make_vm(api, "big", vcpus=32, hvm=True, disks=4, nics=2, affinity=host)
+    failure(api.VM.start, big, False, False)
+    failure(api.VM.start, big, False, False)
+    api.sim.set_xsguard_config(host, {"dom0.lsevtchn": "/nonexistent/lsevtchn"})
+    small = make_vm(api, "small", affinity=host)
+    api.VM.start(small, False, False)
+    api.sim.set_xsguard_config(host, {"dom0.lsevtchn": api.sim.get_host_root(host) + "/usr/libexec/xen/bin/lsevtchn"})
+    s = wait_for(lambda: (lambda s: s if s["unchecked"] == 1 else None)(call(api, host, "status")))
+    assert (s["refused"], s["unchecked"]) == (2, 1)

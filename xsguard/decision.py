@@ -363,6 +363,8 @@ def status(cfg: Config, api: Optional[Xapi], deadline: Deadline) -> Dict[str, An
         "unparsed_lines": [{"line": n, "text": t[:120]} for n, t in dom0.ports.unparsed[:20]],
         "lsevtchn": dom0.lsevtchn,
         "notes": [n for n in (note, xapi_note) if n],
+        "refused": state.counted(cfg, "refused"),
+        "unchecked": state.counted(cfg, "unchecked"),
         "software": software(),
     }
 

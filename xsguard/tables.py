@@ -47,6 +47,8 @@ def status(s: Dict[str, Any]) -> str:
             ["ceiling", "limit", "used", "promised", "margin", "free", "source"],
         ),
     ]
+    out += ["", "starts refused: %d; let through unchecked (xsguard failed, on_error = allow): %d%s" % (
+        s["refused"], s["unchecked"], "  <- see guard_error in the decision log" if s["unchecked"] else "")]
     if s["promises"]:
         out += ["", "promised to VMs starting or connecting:", table(
             [[p["vm_name"], p["vm_uuid"], p["need"], p["held"], p["owed"], p["state"]] for p in s["promises"]],
