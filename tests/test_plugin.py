@@ -146,3 +146,21 @@ def test_status_counts_refused_and_unchecked_starts(api, host):
     api.sim.set_xsguard_config(host, {"dom0.lsevtchn": api.sim.get_host_root(host) + "/usr/libexec/xen/bin/lsevtchn"})
     s = wait_for(lambda: (lambda s: s if s["unchecked"] == 1 else None)(call(api, host, "status")))
     assert (s["refused"], s["unchecked"]) == (2, 1)
+
+
+def test_a_non_ascii_argument_is_a_bad_argument(api, host):
+    """args:vm_uuid=é reaches xsguard (dom0's C locale) and is XSGUARD_BAD_ARGUMENT, named."""
+    details = failure(api.host.call_plugin, host, "xsguard", "need", {"vm_uuid": "\u00e9"})
+    assert details[:2] == ["XSGUARD_BAD_ARGUMENT", "vm_uuid must be a VM's uuid, not '\u00e9'"]
+
+
+def test_a_non_ascii_vm_argument_to_denials_is_filtered_on(api, host):
+    """args:vm=big-é is a filter like any other: no refusal of that VM, an empty list."""
+    assert call(api, host, "denials", vm="big-\u00e9") == {"denials": [], "corrupt_lines": 0}
+
+
+def test_a_template_with_a_non_ascii_name_is_not_a_candidate(api, host):
+    """A template named tmpl-é: XSGUARD_NOT_A_CANDIDATE naming it, not an encoding error."""
+    vm = make_vm(api, "tmpl-\u00e9", is_a_template=True)
+    details = failure(api.host.call_plugin, host, "xsguard", "check", {"vm_uuid": api.VM.get_uuid(vm)})
+    assert details[0] == "XSGUARD_NOT_A_CANDIDATE" and "tmpl-\u00e9" in details[1]

@@ -5,8 +5,11 @@ codes (``XSGUARD_BAD_ARGUMENT``, ``XSGUARD_VM_NOT_FOUND``, ...) and readable par
 never as a traceback.
 """
 
+import io
 import json
+import os
 import re
+import sys
 from typing import Any, Callable, Dict, Set
 
 from . import config, decision, denials
@@ -98,9 +101,24 @@ def run(fn: str, session: Any, args: Dict[str, Any]) -> str:
         raise wire_error(exc)
 
 
+def utf8_io() -> None:
+    """argv and stdout as UTF-8, whatever the locale.
+
+    xapi starts plugins with only PATH, so dom0's Python 3.6 runs in the C locale: it decodes
+    argv as ASCII (a non-ASCII byte becomes a lone surrogate, which XML-RPC's parser cannot
+    encode) and writes stdout as strict ASCII. xapi sends and reads UTF-8.
+    """
+    sys.argv = [os.fsencode(arg).decode("utf-8", "replace") for arg in sys.argv]
+    if (sys.stdout.encoding or "").lower().replace("-", "") != "utf8":
+        sys.stdout.flush()
+        sys.stdout = io.TextIOWrapper(sys.stdout.detach(), encoding="utf-8", errors="replace", line_buffering=True)
+
+
 def main() -> None:
     """Entry point of /etc/xapi.d/plugins/xsguard."""
     import XenAPIPlugin
+
+    utf8_io()
 
     def exported(fn: str) -> Callable[[Any, Dict[str, Any]], str]:
         def call(session: Any, args: Dict[str, Any]) -> str:
