@@ -150,7 +150,7 @@ def publish(cfg: config.Config, log: Journal) -> None:
 def _write_journal(cfg: config.Config, journal: Journal) -> None:
     from . import decisionlog
 
-    decisionlog.configure(cfg.log["file"])
+    decisionlog.configure(cfg.log["file"], cfg.log["syslog_socket"])
     log = decisionlog.get()
     for counter in journal.counters:
         try:
