@@ -164,3 +164,46 @@ def test_a_template_with_a_non_ascii_name_is_not_a_candidate(api, host):
     vm = make_vm(api, "tmpl-\u00e9", is_a_template=True)
     details = failure(api.host.call_plugin, host, "xsguard", "check", {"vm_uuid": api.VM.get_uuid(vm)})
     assert details[0] == "XSGUARD_NOT_A_CANDIDATE" and "tmpl-\u00e9" in details[1]
+
+
+def test_a_killed_lsevtchn_whose_child_holds_stdout_cannot_hold_the_plugin(api, host, tmp_path):
+    """lsevtchn hangs and leaves a child holding its stdout: XSGUARD_PROBE_FAILED at the probe timeout."""
+    import time
+
+    hang = tmp_path / "lsevtchn"
+    hang.write_text("#!/bin/sh\nsleep 60 &\nexec sleep 60\n")
+    hang.chmod(0o755)
+    api.sim.set_xsguard_config(host, {"dom0.lsevtchn": str(hang), "dom0.probe_timeout": "1"})
+    started = time.monotonic()
+    details = failure(api.host.call_plugin, host, "xsguard", "status", {})
+    elapsed = time.monotonic() - started
+    assert details[0] == "XSGUARD_PROBE_FAILED" and "did not answer within 1.0s" in details[1]
+    assert elapsed < 5  # the probe timeout and a kill, not the child's 60 s
+
+
+def test_the_plugin_answers_within_its_deadline_whatever_blocks(api, host, tmp_path):
+    """A /proc/interrupts that blocks on open (a FIFO nobody writes): XSGUARD_DEADLINE_EXCEEDED at 10 s."""
+    import os
+    import threading
+    import time
+
+    fifo = str(tmp_path / "interrupts")
+    os.mkfifo(fifo)
+    api.sim.set_xsguard_config(host, {"dom0.proc_interrupts": fifo, "policy.deadline": "1"})
+    answer = {}
+
+    def ask():
+        started = time.monotonic()
+        answer["details"] = failure(api.host.call_plugin, host, "xsguard", "status", {})
+        answer["elapsed"] = time.monotonic() - started
+
+    asking = threading.Thread(target=ask, daemon=True)
+    asking.start()
+    asking.join(20)
+    if asking.is_alive():  # free the plugin before failing, so that the pool can stop
+        with open(fifo, "w"):
+            pass
+        asking.join(5)
+    assert "elapsed" in answer, "the plugin was still blocked after 20 s"
+    assert answer["details"][0] == "XSGUARD_DEADLINE_EXCEEDED"
+    assert 10 <= answer["elapsed"] < 12  # the plugin's floor of 10 s, then the alarm

@@ -7,7 +7,7 @@ import sys
 from typing import Any, Callable, Dict, List, Optional
 
 from . import __version__, config, decision, denials, tables
-from .deadline import Deadline
+from .deadline import Deadline, backstop
 from .errors import XapiUnreachable, XsguardError
 
 EXIT_OK = 0
@@ -87,7 +87,7 @@ def _with_api(args: argparse.Namespace, fn: Callable[..., Any]) -> Any:
 
     cfg = _cfg(args)
     deadline = Deadline(max(cfg.policy["deadline"], 30.0))
-    with Xapi(cfg.xapi["url"], deadline) as api:
+    with backstop(deadline), Xapi(cfg.xapi["url"], deadline) as api:
         return fn(cfg, api, deadline)
 
 
@@ -96,12 +96,13 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     cfg = _cfg(args)
     deadline = Deadline(max(cfg.policy["deadline"], 30.0))
-    try:
-        with Xapi(cfg.xapi["url"], deadline) as api:
-            data = decision.status(cfg, api, deadline)
-    except XapiUnreachable as exc:
-        data = decision.status(cfg, None, deadline)
-        data["notes"].append(exc.message)
+    with backstop(deadline):
+        try:
+            with Xapi(cfg.xapi["url"], deadline) as api:
+                data = decision.status(cfg, api, deadline)
+        except XapiUnreachable as exc:
+            data = decision.status(cfg, None, deadline)
+            data["notes"].append(exc.message)
     _emit(args, data, tables.status)
     return EXIT_OK
 

@@ -13,7 +13,7 @@ import sys
 from typing import Any, Callable, Dict, Set
 
 from . import config, decision, denials
-from .deadline import Deadline
+from .deadline import Deadline, backstop
 from .errors import BadArgument, XsguardError, wire_error
 from .xapi import Xapi
 
@@ -94,7 +94,7 @@ def run(fn: str, session: Any, args: Dict[str, Any]) -> str:
         clean = validate(fn, args)
         cfg = config.load()
         deadline = Deadline(max(cfg.policy["deadline"], 10.0))
-        with Xapi(cfg.xapi["url"], deadline, session_ref=session._session) as api:
+        with backstop(deadline), Xapi(cfg.xapi["url"], deadline, session_ref=session._session) as api:
             result = FUNCTIONS[fn](cfg, api, clean, deadline)
         return json.dumps(result, sort_keys=True)
     except Exception as exc:  # noqa: BLE001 - every failure is mapped to a wire error here
@@ -109,7 +109,7 @@ def utf8_io() -> None:
     encode) and writes stdout as strict ASCII. xapi sends and reads UTF-8.
     """
     sys.argv = [os.fsencode(arg).decode("utf-8", "replace") for arg in sys.argv]
-    if (sys.stdout.encoding or "").lower().replace("-", "") != "utf8":
+    if isinstance(sys.stdout, io.TextIOWrapper) and sys.stdout.encoding.lower().replace("-", "") != "utf8":
         sys.stdout.flush()
         sys.stdout = io.TextIOWrapper(sys.stdout.detach(), encoding="utf-8", errors="replace", line_buffering=True)
 
