@@ -12,7 +12,7 @@ from typing import Any, MutableMapping, Optional
 
 import structlog
 
-from . import __version__
+from . import __version__, state
 
 
 class AppendingLogger:
@@ -29,10 +29,8 @@ class AppendingLogger:
     def msg(self, message: str) -> None:
         data = (message + "\n").encode("utf-8")
         try:
-            directory = os.path.dirname(self.path)
-            if directory and not os.path.isdir(directory):
-                os.makedirs(directory, mode=0o700, exist_ok=True)
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            state.safe_directory(self.path)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
             try:
                 written = os.write(fd, data)
             finally:
