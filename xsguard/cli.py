@@ -8,7 +8,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 from . import __version__, config, decision, denials, tables
 from .deadline import Deadline, backstop
-from .errors import XapiUnreachable, XsguardError
+from .errors import BadArgument, XapiUnreachable, XsguardError
 
 EXIT_OK = 0
 EXIT_REFUSED = 3
@@ -38,6 +38,8 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--port", type=_port, default=0)
     m.add_argument("--scenario", help="JSON file describing the pool")
     m.add_argument("--bare", action="store_true", help="hosts without xsguard's hook and plugin")
+    m.add_argument("--dom0-python", metavar="PATH",
+                   help="dom0's interpreter for hooks and plugins (e.g. Python 3.6), xsguard laid out as the RPM does")
     sub.add_parser("demo", help="a short story on a simulated pool: starts until xsguard refuses one")
     return p
 
@@ -140,11 +142,26 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from .sim import scenario
     from .sim.server import Simulator, serve
 
-    sim = Simulator(port=args.port, install_xsguard=not args.bare)
+    sim = Simulator(port=args.port, install_xsguard=not args.bare, interpreter=_dom0_python(args.dom0_python))
     if args.scenario:
         scenario.load_file(sim.pool, args.scenario)
     serve(sim)
     return EXIT_OK
+
+
+def _dom0_python(python: Optional[str]) -> Optional[str]:
+    """The simulated hosts' python3 running ``python``, its cache prepared (None: this interpreter)."""
+    if not python:
+        return None
+    import tempfile
+
+    from .sim import dom0python
+
+    try:
+        dom0python.prepare(python)
+        return dom0python.interpreter(python, tempfile.mkdtemp(prefix="xsguard-dom0-"))
+    except dom0python.Dom0PythonError as exc:
+        raise BadArgument(str(exc))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
