@@ -13,7 +13,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from typing import List
+from typing import List, Sequence
 
 # the releases packaging/xsguard.spec bundles (the last ones Python 3.6 installs)
 BUNDLED = ("structlog==21.5.0", "tenacity==8.2.2", "typing_extensions==4.1.1")
@@ -72,7 +72,7 @@ def _made(path: str) -> str:
     return path
 
 
-def _pip_install(python: str, target: str, wanted: List[str]) -> None:
+def _pip_install(python: str, target: str, wanted: Sequence[str]) -> None:
     cmd = [python, "-m", "pip", "install", "-q", "--no-deps", "--no-compile", "--target", target] + list(wanted)
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     if proc.returncode != 0:
