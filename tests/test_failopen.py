@@ -16,6 +16,7 @@ import pytest
 from tests.pool import failure, make_vm, small_host, wait_for
 from tests.test_hook import decisions, hook_runs
 from tests.test_storm import NEED, desktops, host_with_room, start_all
+from xsguard.denials import iso_to_epoch
 
 
 def test_a_refusal_stands_on_a_full_disk(api, small_disk):
@@ -179,3 +180,41 @@ def test_a_ceilings_cache_with_1e999_is_ignored(api):
     api.VM.start(vm, False, False)
     assert hook_runs(api)[-1]["exit_code"] == "0"
     assert decisions(api, host, 1)[-1]["event"] == "start_admitted"
+
+
+def test_a_forward_clock_step_does_not_drop_a_start_in_flight(tmp_path, dom0_python):
+    """The wall clock stepped +700 s (past the 600 s TTL) while A's start is in flight: B is still refused."""
+    import threading
+
+    from tests.pool import connect
+    from xsguard.sim.server import Simulator
+
+    if shutil.which("faketime") is None:
+        pytest.skip("faketime is not installed (.ci/run installs it)")
+    stepped = tmp_path / "stepped"
+    python = dom0_python or sys.executable
+    wrapper = tmp_path / "python3"
+    wrapper.write_text('#!/bin/sh\nif [ -e %s ]; then\n'
+                       '  FAKETIME_DONT_FAKE_MONOTONIC=1 exec faketime -f +700s %s "$@"\n'
+                       'fi\nexec %s "$@"\n' % (stepped, python, python))
+    wrapper.chmod(0o755)
+    with Simulator(interpreter=str(wrapper)) as sim:
+        api = connect(sim.url).xenapi
+        host = small_host(api, port_limit=40 + 8 + 10 + 9, vcpus=4)  # room for A (10), not for A and B
+        hold = os.path.join(api.sim.get_host_root(host), "etc", "xapi.d", "vm-pre-start", "60hold")
+        with open(hold, "w") as handle:
+            handle.write("#!/bin/sh\nsleep 4\n")  # keeps each start in flight (scheduled, no domain) 4 s
+        os.chmod(hold, 0o755)
+        a = make_vm(api, "a", vcpus=2, hvm=True, disks=1, nics=1, affinity=host)
+        b = make_vm(api, "b", vcpus=2, hvm=True, disks=1, nics=1, affinity=host)
+        starting = threading.Thread(target=lambda: connect(sim.url).xenapi.VM.start(a, False, False))
+        starting.start()
+        wait_for(lambda: [r for r in hook_runs(api) if r["vm"] == api.VM.get_uuid(a)])
+        stepped.write_text("")
+        details = failure(api.VM.start, b, False, False)
+        starting.join(30)
+        assert (details[0], details[4]) == ("XAPI_HOOK_FAILED", "2")
+        assert "10 promised to VMs starting" in details[3]
+        assert api.VM.get_power_state(a) == "Running"
+        records = {r["vm_name"]: r for r in decisions(api, host, 2)}
+        assert iso_to_epoch(records["b"]["time"]) - iso_to_epoch(records["a"]["time"]) > 600  # the step happened
