@@ -3,8 +3,9 @@
 40 VMs start at once on a host with room for 20 by the model (drivers connecting 1-10 s
 later, 4 hooks at a time), once with every fsync of the hook taking 1 s (strace injects the
 delay) and once with xapi answering every call in 1 s; each under on_error = allow and deny.
-For each: admitted, refused, let through unchecked (exit 1) and how many of those the ledger
-charged, and the devices that failed for lack of ports once every driver had connected.
+For each: the starts that went through and those that did not (refused by the hook, or failed
+by a dom0 out of ports), the starts let through unchecked (exit 1) and how many of those the
+ledger charged, and the devices that failed for lack of ports once every driver had connected.
 """
 
 import os
@@ -42,7 +43,7 @@ def storm(slow: str, on_error: str) -> str:
         admitted = sum(1 for o in outcomes.values() if o == "ok")
         unchecked = unchecked_uuids(api)
         charged = len(unchecked & ledger_uuids(api, host))
-        return ("1 s %-5s on_error = %-5s  admitted %2d  refused %2d  unchecked %2d (charged %2d)  "
+        return ("1 s %-5s on_error = %-5s  started %2d  not started %2d  unchecked %2d (charged %2d)  "
                 "device failures %2d  wall %.0f s"
                 % (slow, on_error, admitted, VMS - admitted, len(unchecked), charged,
                    len(api.sim.get_failures()), wall))
