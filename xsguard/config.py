@@ -39,21 +39,17 @@ def _int_min(minimum: int) -> Callable[[str], int]:
 MAX_SECONDS = 3600.0  # no wait or duration xsguard keeps is longer than an hour
 
 
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not 0 < value <= MAX_SECONDS:
-        raise ValueError("must be a number of seconds above 0 and at most %d" % MAX_SECONDS)
-    return value
-
-
 def _positive_float_max(maximum: float) -> Callable[[str], float]:
     def parse(text: str) -> float:
         value = float(text)
-        if not 0 < value <= maximum:
+        if not 0 < value <= maximum:  # also refuses inf and nan
             raise ValueError("must be a number of seconds above 0 and at most %d" % maximum)
         return value
 
     return parse
+
+
+_positive_float = _positive_float_max(MAX_SECONDS)
 
 
 def _auto(parse: Callable[[str], Any]) -> Callable[[str], Any]:
