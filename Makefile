@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 CHECKED := xsguard plugins/xsguard plugins/vm-pre-start/50xsguard plugins/vm-pre-migrate/50xsguard \
 	plugins/vm-pre-resume/50xsguard packaging/xsguard-cli packaging/xsguard-rrdd
 
-.PHONY: all demo demo-2013 test test-oldest lint bench rpm dist clean
+.PHONY: all demo demo-2013 test test-oldest test-py36 lint bench rpm dist clean
 
 all: lint test
 
@@ -37,6 +37,18 @@ test-oldest: $(OLDEST)/.installed
 	$(OLDEST)/bin/python -c 'import structlog, tenacity, importlib.metadata as m; \
 	  print("structlog", m.version("structlog"), "tenacity", m.version("tenacity"))'
 	$(OLDEST)/bin/python -m pytest -q
+
+# the hook, plugin and fail-open tests (and the killed-hooks storm) with the simulated dom0 on
+# dom0's Python 3.6.15, xsguard and its wheels laid out as the RPM installs them; the test driver
+# stays on the venv's Python. The larger storms stay on the venv's Python (they would double CI).
+DOM0_PYTHON ?= $(shell pyenv prefix 3.6.15 2>/dev/null)/bin/python3.6
+PY36_TESTS := tests/test_hook.py tests/test_plugin.py tests/test_failopen.py \
+	tests/test_storm.py::test_hooks_killed_at_random_points
+test-py36: $(VENV)/.installed
+	@$(DOM0_PYTHON) -c 'import sys; assert sys.version_info[:3] == (3, 6, 15)' 2>/dev/null || \
+	  { echo "test-py36: Python 3.6.15 not found at '$(DOM0_PYTHON)' (pyenv install 3.6.15, or DOM0_PYTHON=...)" >&2; exit 1; }
+	$(PY) -m xsguard.sim.dom0python $(DOM0_PYTHON)
+	XSGUARD_DOM0_PYTHON=$(DOM0_PYTHON) $(PY) -m pytest -q -p no:cacheprovider $(PY36_TESTS)
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/vermin --no-tips --violations --target=3.6- $(CHECKED)

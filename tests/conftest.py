@@ -41,21 +41,33 @@ def small_disk():
         os.rmdir(mountpoint)
 
 
+@pytest.fixture(scope="session")
+def dom0_python(tmp_path_factory):
+    """The simulated dom0's python3: $XSGUARD_DOM0_PYTHON laid out as dom0 has it (make test-py36),
+    else None (this interpreter)."""
+    python = os.environ.get("XSGUARD_DOM0_PYTHON")
+    if not python:
+        return None
+    from xsguard.sim import dom0python
+
+    return dom0python.interpreter(python, str(tmp_path_factory.mktemp("dom0-python")))
+
+
 @pytest.fixture
-def sim():
+def sim(dom0_python):
     """A simulated pool with xsguard's hook and plugin installed on every host."""
     from xsguard.sim.server import Simulator
 
-    with Simulator() as running:
+    with Simulator(interpreter=dom0_python) as running:
         yield running
 
 
 @pytest.fixture
-def bare_sim():
+def bare_sim(dom0_python):
     """A simulated pool whose hosts have no xsguard installed."""
     from xsguard.sim.server import Simulator
 
-    with Simulator(install_xsguard=False) as running:
+    with Simulator(install_xsguard=False, interpreter=dom0_python) as running:
         yield running
 
 

@@ -148,3 +148,69 @@ def test_ceilings_outlive_the_rotated_kernel_log(api):
     rebooted = json.loads(xsguard(api, host, "status", "--json")[1])
     assert rebooted["port_limit"] == 4095 and "inferred" in rebooted["port_limit_source"]
     assert (rebooted["irq_limit"], rebooted["irq_limit_source"]) == (None, "unknown: set [dom0] irq_limit")
+
+
+def _plant_log_line(api, host, line):
+    path = os.path.join(api.sim.get_host_root(host), "var", "log", "xsguard", "decisions.log")
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    with open(path, "a") as handle:
+        handle.write(line + "\n")
+
+
+def test_denials_since_too_far_back_is_a_usage_error(api):
+    """A 400-digit --since is a usage error naming since, not an OverflowError traceback."""
+    host = small_host(api)
+    code, out, err = xsguard(api, host, "denials", "--since", "9" * 400 + "d")
+    assert code == 2 and "reaches back too far" in err and "Traceback" not in err
+
+
+def test_simulate_port_out_of_range_is_a_usage_error():
+    """--port 99999 is refused by the parser before anything binds."""
+    proc = subprocess.run([sys.executable, "-m", "xsguard", "simulate", "--port", "99999"],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+    assert proc.returncode == 2
+    assert b"port must be between 0 and 65535, not 99999" in proc.stderr and b"Traceback" not in proc.stderr
+
+
+def test_a_refusal_line_with_a_numeric_time_is_counted_corrupt(api):
+    """{"event": "start_refused", "time": 5} is skipped and counted, the other records still listed."""
+    host = small_host(api, port_limit=100, vcpus=4)
+    vm = make_vm(api, "big", vcpus=32, hvm=True, disks=4, nics=2)
+    failure(api.VM.start, vm, False, False)
+    _plant_log_line(api, host, '{"event": "start_refused", "time": 5}')
+    _plant_log_line(api, host, '{"event": "start_refused", "time": "2026-11-26T08:00:00Z", "checks": 3}')
+    code, out, err = xsguard(api, host, "denials", "--json")
+    assert code == 0 and [r["vm_name"] for r in json.loads(out)] == ["big"]
+    assert "skipped 2 corrupt line(s)" in err and "Traceback" not in err
+
+
+HOSTILE = "web\n2026-11-26 08:00:00  forged  xs-a  1  99  xen_ports\x9b2J\x9b31m\u202eevil"
+
+
+def _raw_controls(text):
+    return [ch for ch in text if ch in "\x1b\x9b\u202e"]
+
+
+def test_hostile_vm_names_reach_the_terminal_clean(api):
+    """A name with a newline, U+009B and U+202E cannot forge a line in denials, status or need."""
+    host = small_host(api, port_limit=100, vcpus=4)
+    small = make_vm(api, HOSTILE, vcpus=1)
+    api.VM.start(small, False, False)
+    big = make_vm(api, HOSTILE + "-big", vcpus=32, hvm=True, disks=4, nics=2)
+    failure(api.VM.start, big, False, False)
+    for args in (("denials",), ("status",), ("need", api.VM.get_uuid(small)), ("check", api.VM.get_uuid(big))):
+        code, out, _ = xsguard(api, host, *args)
+        assert code in (0, 3), args
+        assert _raw_controls(out) == [], args
+        assert "forged" not in "".join(line[:12] for line in out.splitlines()), args
+        if args[0] != "check":  # check's message is the hook's, in ASCII: the newline is a "?"
+            assert "web\\u000a2026-11-26 08:00:00  forged" in out, args
+
+
+def test_status_table_counts_refusals(api):
+    """The human status says how many starts were refused and let through unchecked."""
+    host = small_host(api, port_limit=100, vcpus=4)
+    failure(api.VM.start, make_vm(api, "big", vcpus=32, hvm=True, disks=4, nics=2), False, False)
+    code, out, _ = xsguard(api, host, "status")
+    assert code == 0
+    assert "starts refused: 1; let through unchecked (xsguard failed, on_error = allow): 0\n" in out

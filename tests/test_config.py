@@ -117,3 +117,33 @@ def test_bad_queue_policy_names_the_key(tmp_path):
     """A queue policy other than the two is an error naming the key."""
     with pytest.raises(ConfigError, match=r"\[need\] vif_queues"):
         config.load(write(tmp_path, "[need]\nvif_queues = all\n"))
+
+
+@pytest.mark.parametrize("value", ["1e10", "inf", "nan", "3601", "-1", "0"])
+def test_a_deadline_out_of_bounds_is_refused_naming_the_key(tmp_path, value):
+    """Infinite, NaN or longer-than-an-hour deadlines would break every decision: refused."""
+    with pytest.raises(ConfigError) as raised:
+        config.load(write(tmp_path, "[policy]\ndeadline = %s\n" % value))
+    assert "[policy] deadline" in raised.value.message
+
+
+@pytest.mark.parametrize("key", ["[dom0]\nprobe_timeout", "[ledger]\nttl", "[log]\nalert_interval"])
+def test_every_duration_is_finite(tmp_path, key):
+    """No duration key takes infinity."""
+    with pytest.raises(ConfigError) as raised:
+        config.load(write(tmp_path, "%s = inf\n" % key))
+    assert key.split("\n")[1] in raised.value.message
+
+
+@pytest.mark.parametrize("url", ["http://[", "https://host:99999/", "http:///nohost"])
+def test_an_unparseable_xapi_url_is_refused_naming_the_key(tmp_path, url):
+    """A URL that urllib cannot split is a config error, not a failure of every start."""
+    with pytest.raises(ConfigError) as raised:
+        config.load(write(tmp_path, "[xapi]\nurl = %s\n" % url))
+    assert "[xapi] url" in raised.value.message
+
+
+def test_a_sane_url_and_bounded_deadline_still_load(tmp_path):
+    """The bounds leave ordinary values alone."""
+    cfg = config.load(write(tmp_path, "[xapi]\nurl = https://[::1]:443/\n[policy]\ndeadline = 3600\n"))
+    assert cfg.xapi["url"] == "https://[::1]:443/" and cfg.policy["deadline"] == 3600.0

@@ -170,3 +170,18 @@ def test_failed_alert_does_not_change_the_verdict(api, sim):
     assert events == ["start_refused", "alert_failed"]
 
 
+
+
+def test_unwritable_decision_log_sends_the_record_to_syslog(api):
+    """The hook's log path cannot be created: the refusal stands and its record reaches syslog with a note."""
+    host = small_host(api, port_limit=100, vcpus=4)
+    root = api.sim.get_host_root(host)
+    unwritable = os.path.join(root, "etc", "xensource-inventory", "decisions.log")  # under a file
+    api.sim.set_xsguard_config(host, {"log.file": unwritable, "log.syslog": "no"})
+    vm = make_vm(api, "big", vcpus=32, hvm=True, disks=4, nics=2, affinity=host)
+    details = failure(api.VM.start, vm, False, False)
+    assert details[0] == "XAPI_HOOK_FAILED" and details[4] == "2"
+    lines = wait_for(lambda: api.sim.get_syslog(host))
+    assert "cannot write the decision log %s" % unwritable in lines[0]
+    record = json.loads(lines[0].split("; the record: ", 1)[1])
+    assert (record["event"], record["vm_name"], record["verdict"]) == ("start_refused", "big", "refuse")

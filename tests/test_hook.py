@@ -322,3 +322,39 @@ def test_lost_ledger_is_rebuilt_from_live_state(api):
     details = failure(api.VM.start, c, False, False)
     assert details[0] == "XAPI_HOOK_FAILED" and "10 promised to VMs starting" in details[3]
     assert [r["event"] for r in decisions(api, host, 4)][1] == "ledger_reset"
+
+
+def _world_writable_with_link(directory, name, victim):
+    os.makedirs(directory, exist_ok=True)
+    os.chmod(directory, 0o777)
+    os.symlink(str(victim), os.path.join(directory, name))
+
+
+def test_a_world_writable_log_directory_is_refused(api, tmp_path):
+    """A 0777 log directory with a planted symlink: root never appends through it; the record goes to syslog."""
+    victim = tmp_path / "root-only"
+    victim.write_text("secret\n")
+    host = small_host(api, port_limit=100, vcpus=4, **{"log.syslog": "no"})
+    logdir = os.path.join(api.sim.get_host_root(host), "var", "log", "xsguard")
+    _world_writable_with_link(logdir, "decisions.log", victim)
+    vm = make_vm(api, "big", vcpus=32, hvm=True, disks=4, nics=2, affinity=host)
+    details = failure(api.VM.start, vm, False, False)
+    assert details[4] == "2"  # still refused
+    lines = wait_for(lambda: api.sim.get_syslog(host))
+    assert "unsafe directory: mode 0777 lets others write in it" in lines[0] and '"start_refused"' in lines[0]
+    assert victim.read_text() == "secret\n"
+
+
+def test_a_world_writable_state_directory_is_refused(api, tmp_path):
+    """A 0777 state directory: the ledger is unavailable (on_error applies, named), planted links untouched."""
+    victim = tmp_path / "root-only"
+    victim.write_text("secret\n")
+    host = small_host(api, port_limit=4095, vcpus=4, **{"policy.on_error": "deny"})
+    statedir = os.path.join(api.sim.get_host_root(host), "var", "lib", "xsguard")
+    _world_writable_with_link(statedir, "ledger.json.lock", victim)
+    vm = make_vm(api, "small", affinity=host)
+    details = failure(api.VM.start, vm, False, False)
+    assert details[4] == "2"
+    assert "unsafe directory: mode 0777 lets others write in it" in details[3]
+    assert decisions(api, host, 1)[0]["error"] == "XSGUARD_LEDGER_UNAVAILABLE"
+    assert victim.read_text() == "secret\n"

@@ -113,3 +113,97 @@ def test_unknown_function(api, host):
     """An fn the plugin does not export: XenAPIPlugin's UNKNOWN_XENAPI_PLUGIN_FUNCTION."""
     assert failure(api.host.call_plugin, host, "xsguard", "reboot", {}) == [
         "UNKNOWN_XENAPI_PLUGIN_FUNCTION", "reboot"]
+
+
+def test_denials_counts_a_malformed_refusal_as_corrupt(api, host):
+    """A refusal line whose time is a number is a corrupt line, not an internal error."""
+    import os
+
+    path = os.path.join(api.sim.get_host_root(host), "var", "log", "xsguard", "decisions.log")
+    os.makedirs(os.path.dirname(path), mode=0o700, exist_ok=True)
+    with open(path, "a") as handle:
+        handle.write('{"event": "start_refused", "time": 5}\n')
+    d = call(api, host, "denials", since="1h")
+    assert d == {"denials": [], "corrupt_lines": 1}
+
+
+def test_denials_since_too_far_back_is_a_bad_argument(api, host):
+    """A 200-digit since is XSGUARD_BAD_ARGUMENT, not an internal error."""
+    details = failure(api.host.call_plugin, host, "xsguard", "denials", {"since": "9" * 200 + "d"})
+    assert details[0] == "XSGUARD_BAD_ARGUMENT" and "reaches back too far" in details[1]
+
+
+def test_status_counts_refused_and_unchecked_starts(api, host):
+    """status shows how many starts were refused and how many went through unchecked."""
+    from tests.pool import wait_for
+
+    big = make_vm(api, "big", vcpus=32, hvm=True, disks=4, nics=2, affinity=host)
+    failure(api.VM.start, big, False, False)
+    failure(api.VM.start, big, False, False)
+    api.sim.set_xsguard_config(host, {"dom0.lsevtchn": "/nonexistent/lsevtchn"})
+    small = make_vm(api, "small", affinity=host)
+    api.VM.start(small, False, False)
+    api.sim.set_xsguard_config(host, {"dom0.lsevtchn": api.sim.get_host_root(host) + "/usr/libexec/xen/bin/lsevtchn"})
+    s = wait_for(lambda: (lambda s: s if s["unchecked"] == 1 else None)(call(api, host, "status")))
+    assert (s["refused"], s["unchecked"]) == (2, 1)
+
+
+def test_a_non_ascii_argument_is_a_bad_argument(api, host):
+    """args:vm_uuid=é reaches xsguard (dom0's C locale) and is XSGUARD_BAD_ARGUMENT, named."""
+    details = failure(api.host.call_plugin, host, "xsguard", "need", {"vm_uuid": "\u00e9"})
+    assert details[:2] == ["XSGUARD_BAD_ARGUMENT", "vm_uuid must be a VM's uuid, not '\u00e9'"]
+
+
+def test_a_non_ascii_vm_argument_to_denials_is_filtered_on(api, host):
+    """args:vm=big-é is a filter like any other: no refusal of that VM, an empty list."""
+    assert call(api, host, "denials", vm="big-\u00e9") == {"denials": [], "corrupt_lines": 0}
+
+
+def test_a_template_with_a_non_ascii_name_is_not_a_candidate(api, host):
+    """A template named tmpl-é: XSGUARD_NOT_A_CANDIDATE naming it, not an encoding error."""
+    vm = make_vm(api, "tmpl-\u00e9", is_a_template=True)
+    details = failure(api.host.call_plugin, host, "xsguard", "check", {"vm_uuid": api.VM.get_uuid(vm)})
+    assert details[0] == "XSGUARD_NOT_A_CANDIDATE" and "tmpl-\u00e9" in details[1]
+
+
+def test_a_killed_lsevtchn_whose_child_holds_stdout_cannot_hold_the_plugin(api, host, tmp_path):
+    """lsevtchn hangs and leaves a child holding its stdout: XSGUARD_PROBE_FAILED at the probe timeout."""
+    import time
+
+    hang = tmp_path / "lsevtchn"
+    hang.write_text("#!/bin/sh\nsleep 60 &\nexec sleep 60\n")
+    hang.chmod(0o755)
+    api.sim.set_xsguard_config(host, {"dom0.lsevtchn": str(hang), "dom0.probe_timeout": "1"})
+    started = time.monotonic()
+    details = failure(api.host.call_plugin, host, "xsguard", "status", {})
+    elapsed = time.monotonic() - started
+    assert details[0] == "XSGUARD_PROBE_FAILED" and "did not answer within 1.0s" in details[1]
+    assert elapsed < 5  # the probe timeout and a kill, not the child's 60 s
+
+
+def test_the_plugin_answers_within_its_deadline_whatever_blocks(api, host, tmp_path):
+    """A /proc/interrupts that blocks on open (a FIFO nobody writes): XSGUARD_DEADLINE_EXCEEDED at 10 s."""
+    import os
+    import threading
+    import time
+
+    fifo = str(tmp_path / "interrupts")
+    os.mkfifo(fifo)
+    api.sim.set_xsguard_config(host, {"dom0.proc_interrupts": fifo, "policy.deadline": "1"})
+    answer = {}
+
+    def ask():
+        started = time.monotonic()
+        answer["details"] = failure(api.host.call_plugin, host, "xsguard", "status", {})
+        answer["elapsed"] = time.monotonic() - started
+
+    asking = threading.Thread(target=ask, daemon=True)
+    asking.start()
+    asking.join(20)
+    if asking.is_alive():  # free the plugin before failing, so that the pool can stop
+        with open(fifo, "w"):
+            pass
+        asking.join(5)
+    assert "elapsed" in answer, "the plugin was still blocked after 20 s"
+    assert answer["details"][0] == "XSGUARD_DEADLINE_EXCEEDED"
+    assert 10 <= answer["elapsed"] < 12  # the plugin's floor of 10 s, then the alarm

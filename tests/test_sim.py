@@ -366,3 +366,12 @@ def api_timers():
     import threading
 
     return [t for t in threading.enumerate() if isinstance(t, threading.Timer)]
+
+
+def test_answers_the_calls_dom0s_xenapi_makes_at_login(api):
+    """pool.get_all, pool.get_master and host.get_API_version_major/minor answer as xapi's do."""
+    host = api.sim.add_host("xs-a", {})
+    pools = api.pool.get_all()
+    assert len(pools) == 1 and pools[0].startswith("OpaqueRef:")
+    assert api.pool.get_master(pools[0]) == host
+    assert (api.host.get_API_version_major(host), api.host.get_API_version_minor(host)) == ("2", "21")

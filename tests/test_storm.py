@@ -143,9 +143,16 @@ def test_hooks_killed_at_random_points(api, sim):
     stop = threading.Event()
     kills = []
 
+    spared = set()  # a hook slower than the kills (a loaded machine, dom0's Python 3.6) must get through too
+
     def killer():
         while not stop.is_set():
             for pid in hook_pids(root):
+                if pid in spared:
+                    continue
+                if rng.random() < 0.3:
+                    spared.add(pid)
+                    continue
                 time.sleep(rng.uniform(0, 0.25))
                 try:
                     os.kill(pid, signal.SIGKILL)

@@ -58,6 +58,7 @@ def claim_alert(state_path: str, vm_uuid: str, interval: float, now: float) -> b
 
     A file that does not hold a map of uuids to times is replaced: at worst one alert too many.
     """
+    state.safe_directory(state_path)
     fd = os.open(state_path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)

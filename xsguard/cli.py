@@ -7,8 +7,8 @@ import sys
 from typing import Any, Callable, Dict, List, Optional
 
 from . import __version__, config, decision, denials, tables
-from .deadline import Deadline
-from .errors import XapiUnreachable, XsguardError
+from .deadline import Deadline, backstop
+from .errors import BadArgument, XapiUnreachable, XsguardError
 
 EXIT_OK = 0
 EXIT_REFUSED = 3
@@ -40,11 +40,24 @@ def _parser() -> argparse.ArgumentParser:
     a = sub.add_parser("audit", help="each VM running here: predicted next to what dom0 holds, and a verdict")
     a.add_argument("--json", action="store_true")
     m = sub.add_parser("simulate", help="serve a simulated pool's XenAPI on 127.0.0.1")
-    m.add_argument("--port", type=int, default=0)
+    m.add_argument("--port", type=_port, default=0)
     m.add_argument("--scenario", help="JSON file describing the pool")
     m.add_argument("--bare", action="store_true", help="hosts without xsguard's hook and plugin")
+    m.add_argument("--dom0-python", metavar="PATH",
+                   help="dom0's interpreter for hooks and plugins (e.g. Python 3.6), xsguard laid out as the RPM does")
     sub.add_parser("demo", help="a short story on a simulated pool: starts until xsguard refuses one")
     return p
+
+
+def _port(text: str) -> int:
+    """A TCP port number for argparse: 0 (any free one) to 65535."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("%r is not a port number" % text[:20])
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError("port must be between 0 and 65535, not %s" % text[:20])
+    return port
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -81,7 +94,7 @@ def _with_api(args: argparse.Namespace, fn: Callable[..., Any]) -> Any:
 
     cfg = _cfg(args)
     deadline = Deadline(max(cfg.policy["deadline"], 30.0))
-    with Xapi(cfg.xapi["url"], deadline) as api:
+    with backstop(deadline), Xapi(cfg.xapi["url"], deadline) as api:
         return fn(cfg, api, deadline)
 
 
@@ -90,12 +103,13 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     cfg = _cfg(args)
     deadline = Deadline(max(cfg.policy["deadline"], 30.0))
-    try:
-        with Xapi(cfg.xapi["url"], deadline) as api:
-            data = decision.status(cfg, api, deadline)
-    except XapiUnreachable as exc:
-        data = decision.status(cfg, None, deadline)
-        data["notes"].append(exc.message)
+    with backstop(deadline):
+        try:
+            with Xapi(cfg.xapi["url"], deadline) as api:
+                data = decision.status(cfg, api, deadline)
+        except XapiUnreachable as exc:
+            data = decision.status(cfg, None, deadline)
+            data["notes"].append(exc.message)
     _emit(args, data, tables.status)
     return EXIT_OK
 
@@ -144,11 +158,26 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from .sim import scenario
     from .sim.server import Simulator, serve
 
-    sim = Simulator(port=args.port, install_xsguard=not args.bare)
+    sim = Simulator(port=args.port, install_xsguard=not args.bare, interpreter=_dom0_python(args.dom0_python))
     if args.scenario:
         scenario.load_file(sim.pool, args.scenario)
     serve(sim)
     return EXIT_OK
+
+
+def _dom0_python(python: Optional[str]) -> Optional[str]:
+    """The simulated hosts' python3 running ``python``, its cache prepared (None: this interpreter)."""
+    if not python:
+        return None
+    import tempfile
+
+    from .sim import dom0python
+
+    try:
+        dom0python.prepare(python)
+        return dom0python.interpreter(python, tempfile.mkdtemp(prefix="xsguard-dom0-"))
+    except dom0python.Dom0PythonError as exc:
+        raise BadArgument(str(exc))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@ sections and keys are errors, so that a typo never silently leaves a default in 
 import configparser
 import os
 import re
+import urllib.parse
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
 from .errors import ConfigError
@@ -35,11 +36,20 @@ def _int_min(minimum: int) -> Callable[[str], int]:
     return parse
 
 
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise ValueError("must be a positive number of seconds")
-    return value
+MAX_SECONDS = 3600.0  # no wait or duration xsguard keeps is longer than an hour
+
+
+def _positive_float_max(maximum: float) -> Callable[[str], float]:
+    def parse(text: str) -> float:
+        value = float(text)
+        if not 0 < value <= maximum:  # also refuses inf and nan
+            raise ValueError("must be a number of seconds above 0 and at most %d" % maximum)
+        return value
+
+    return parse
+
+
+_positive_float = _positive_float_max(MAX_SECONDS)
 
 
 def _auto(parse: Callable[[str], Any]) -> Callable[[str], Any]:
@@ -78,6 +88,14 @@ def _path(text: str) -> str:
 def _url(text: str) -> str:
     if text != "local" and not text.startswith(("http://", "https://", "unix:///")):
         raise ValueError("expected 'local', unix:///path, or an http:// or https:// URL")
+    if text.startswith(("http://", "https://")):
+        try:
+            parts = urllib.parse.urlsplit(text)
+            parts.port  # noqa: B018 - raises ValueError on a port out of range
+        except ValueError as exc:
+            raise ValueError("not a URL: %s" % exc)
+        if not parts.hostname:
+            raise ValueError("the URL names no host")
     return text
 
 
@@ -139,7 +157,7 @@ SCHEMA: List[Tuple[str, str, str, Callable[[str], Any], str]] = [
     ("log", "syslog", "yes", _bool, "a line per refusal to syslog"),
     ("log", "syslog_socket", "/dev/log", _path, "the syslog socket dom0's syslog daemon reads"),
     ("log", "alerts", "yes", _bool, "a xapi message (XenCenter / Xen Orchestra) per refusal"),
-    ("log", "alert_interval", "3600", _positive_float, "seconds between two alerts for one VM"),
+    ("log", "alert_interval", "3600", _positive_float_max(7 * 86400), "seconds between two alerts for one VM"),
     ("rrdd", "socket", "/var/xapi/xcp-rrdd", _path, "xcp-rrdd's socket, where xsguard-rrdd registers"),
 ]
 

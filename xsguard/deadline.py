@@ -1,8 +1,13 @@
 """A point in time a whole decision must finish by; every wait takes its share of it."""
 
+import contextlib
+import signal
 import time
+from typing import Any, Iterator
 
 from .errors import DeadlineExceeded
+
+BACKSTOP_GRACE = 0.25  # seconds past the deadline before the alarm interrupts whatever runs
 
 
 class Deadline:
@@ -21,3 +26,22 @@ class Deadline:
         if left <= 0:
             raise DeadlineExceeded("the %.1fs deadline passed" % self.seconds, self.seconds)
         return min(seconds, left)
+
+
+def _alarm(signum: int, frame: Any) -> None:
+    raise DeadlineExceeded("xsguard ran past its deadline")
+
+
+@contextlib.contextmanager
+def backstop(deadline: Deadline) -> Iterator[None]:
+    """Interrupt the block with DeadlineExceeded shortly after ``deadline``, whatever it waits on.
+
+    SIGALRM, so only in the main thread of a process of xsguard's own (the plugin, the command).
+    """
+    previous = signal.signal(signal.SIGALRM, _alarm)
+    signal.setitimer(signal.ITIMER_REAL, max(deadline.remaining(), 0.001) + BACKSTOP_GRACE)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

@@ -445,6 +445,8 @@ def status(cfg: Config, api: Optional[Xapi], deadline: Deadline) -> Dict[str, An
         "notes": [n for n in (note, xapi_note) if n],
         "audit_under": state.counted(cfg, "audit_under"),
         "warnings": [c.warning for c in dom0.ceilings if c.warning],
+        "refused": state.counted(cfg, "refused"),
+        "unchecked": state.counted(cfg, "unchecked"),
         "software": software(),
     }
 

@@ -24,7 +24,10 @@ def parse_since(text: str, now: Optional[float] = None) -> float:
     now = time.time() if now is None else now
     match = _RELATIVE.match(text.strip())
     if match:
-        return now - int(match.group(1)) * _UNITS[match.group(2)]
+        digits = match.group(1)
+        if len(digits) > 12:  # more than 30000 years: no log reaches back so far
+            raise ValueError("since %s...%s reaches back too far" % (digits[:12], match.group(2)))
+        return now - int(digits) * _UNITS[match.group(2)]
     return iso_to_epoch(text.strip())
 
 
@@ -79,8 +82,8 @@ def read(path: str, since: Optional[float] = None, vm: Optional[str] = None,
                 continue  # cheap pre-filter; checked exactly below
             try:
                 record = json.loads(line)
-                stamp = iso_to_epoch(record["time"])
-            except (ValueError, KeyError, TypeError):
+                stamp = _stamp(record)
+            except (ValueError, KeyError, TypeError, RecursionError):
                 corrupt += 1
                 continue
             if not str(record.get("event", "")).endswith(REFUSED):
@@ -94,6 +97,15 @@ def read(path: str, since: Optional[float] = None, vm: Optional[str] = None,
             found.append(record)
     found.sort(key=lambda r: r["time"], reverse=True)
     return Denials(found, corrupt)
+
+
+def _stamp(record: Any) -> float:
+    """The record's time in epoch seconds; ValueError unless it is a refusal as xsguard writes it."""
+    if not isinstance(record, dict) or not isinstance(record.get("time"), str):
+        raise ValueError("not a decision record with a time")
+    if not isinstance(record.get("checks", []), list) or not all(isinstance(c, dict) for c in record.get("checks", [])):
+        raise ValueError("checks is not a list of ceilings")
+    return iso_to_epoch(record["time"])
 
 
 def summary(records: List[Dict[str, Any]]) -> List[Dict[str, Any]]:

@@ -73,6 +73,12 @@ class DeadlineExceeded(XsguardError):
     code = "XSGUARD_DEADLINE_EXCEEDED"
 
 
+class UnsafeDirectory(PermissionError):
+    """A state or log directory another user could plant files in: not owned by root or the
+    running user, or writable by its group or by all. An OSError, so that every writer
+    treats it as the write failure it stands for (the ledger unavailable, the log elsewhere)."""
+
+
 def wire_error(exc: BaseException) -> XsguardError:
     """Map any exception to the XsguardError that goes on the wire (one place for the mapping)."""
     if isinstance(exc, XsguardError):

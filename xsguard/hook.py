@@ -12,21 +12,19 @@ caught and the ``on_error`` policy chooses the status.
 
 import json
 import os
-import signal
 import sys
 import time
 from typing import Any, Dict, List, NamedTuple, Optional, Set, Tuple
 
 from . import config, decision, ledger, pool, state
-from .deadline import Deadline
+from .deadline import Deadline, backstop
 from .decision import EXIT_GO, EXIT_LOG_AND_CONTINUE, EXIT_REFUSE
-from .errors import BadArgument, DeadlineExceeded, NotACandidate, VmNotFound, XsguardError, wire_error
+from .errors import BadArgument, NotACandidate, VmNotFound, XsguardError, wire_error
 from .model import placement
 from .model.charging import HOW_UNCHECKED, Entry
 from .model.verdict import ascii_safe, ascii_safe_lines
 from .xapi import Xapi, quote
 
-BACKSTOP_GRACE = 0.25  # seconds past the deadline before the alarm interrupts whatever runs
 ALERT_DEADLINE = 10.0  # the alert is sent after the verdict: it may take longer
 
 
@@ -48,10 +46,6 @@ def parse_argv(argv: List[str]) -> Args:
     if "-vmuuid" not in values:
         raise BadArgument("missing -vmuuid in hook arguments: %s" % " ".join(argv[:8])[:200])
     return Args(values["-vmuuid"], values.get("-reason", "none"), values.get("-vmdomid"))
-
-
-def _alarm(signum: int, frame: Any) -> None:
-    raise DeadlineExceeded("the hook ran past its deadline")
 
 
 def write_out(text: str) -> None:
@@ -112,12 +106,8 @@ def main(argv: Optional[List[str]] = None, operation: str = "start") -> int:
         args = parse_argv(sys.argv[1:] if argv is None else argv)
         log.bind(vm_uuid=args.vm_uuid, reason=args.reason, mode=cfg.policy["mode"])
         deadline = Deadline(cfg.policy["deadline"])
-        signal.signal(signal.SIGALRM, _alarm)
-        signal.setitimer(signal.ITIMER_REAL, cfg.policy["deadline"] + BACKSTOP_GRACE)
-        try:
+        with backstop(deadline):
             status, message = _decide(cfg, args, deadline, log, started, progress)
-        finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
         write_out(message)
     except BaseException as exc:  # noqa: BLE001 - the status must be chosen, never defaulted
         status = _guard_error(cfg, exc, log, args, started, progress)
@@ -155,7 +145,7 @@ def publish(cfg: config.Config, log: Journal) -> None:
 def _write_journal(cfg: config.Config, journal: Journal) -> None:
     from . import decisionlog
 
-    decisionlog.configure(cfg.log["file"])
+    decisionlog.configure(cfg.log["file"], cfg.log["syslog_socket"])
     log = decisionlog.get()
     for counter in journal.counters:
         try:

@@ -46,9 +46,8 @@ class Loaded(NamedTuple):
 @contextmanager
 def locked(path: str, deadline: Deadline, poll: float = 0.002) -> Iterator[float]:
     """Hold the ledger's lock; yields the seconds spent waiting for it."""
-    directory = os.path.dirname(path) or "."
     try:
-        os.makedirs(directory, mode=0o700, exist_ok=True)
+        state.safe_directory(path)
         fd = os.open(path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
     except OSError as exc:
         raise LedgerUnavailable("cannot open the ledger lock %s.lock: %s" % (path, exc.strerror), path)
@@ -188,7 +187,7 @@ def sync(path: str) -> None:
 def append_pending(path: str, boot_id: str, entry: Entry) -> None:
     """Charge a start let through unchecked, without the lock: one appended line (OSError)."""
     line = json.dumps(dict(entry.as_json(), boot_id=boot_id), sort_keys=True).encode("utf-8") + b"\n"
-    os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
+    state.safe_directory(path)
     for _ in range(3):
         fd = os.open(path + ".pending", os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW,
                      0o600)

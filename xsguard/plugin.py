@@ -5,12 +5,15 @@ codes (``XSGUARD_BAD_ARGUMENT``, ``XSGUARD_VM_NOT_FOUND``, ...) and readable par
 never as a traceback.
 """
 
+import io
 import json
+import os
 import re
+import sys
 from typing import Any, Callable, Dict, Set
 
 from . import config, decision, denials
-from .deadline import Deadline
+from .deadline import Deadline, backstop
 from .errors import BadArgument, XsguardError, wire_error
 from .xapi import Xapi
 
@@ -109,16 +112,31 @@ def run(fn: str, session: Any, args: Dict[str, Any]) -> str:
         clean = validate(fn, args)
         cfg = config.load()
         deadline = Deadline(max(cfg.policy["deadline"], 10.0))
-        with Xapi(cfg.xapi["url"], deadline, session_ref=session._session) as api:
+        with backstop(deadline), Xapi(cfg.xapi["url"], deadline, session_ref=session._session) as api:
             result = FUNCTIONS[fn](cfg, api, clean, deadline)
         return json.dumps(result, sort_keys=True)
     except Exception as exc:  # noqa: BLE001 - every failure is mapped to a wire error here
         raise wire_error(exc)
 
 
+def utf8_io() -> None:
+    """argv and stdout as UTF-8, whatever the locale.
+
+    xapi starts plugins with only PATH, so dom0's Python 3.6 runs in the C locale: it decodes
+    argv as ASCII (a non-ASCII byte becomes a lone surrogate, which XML-RPC's parser cannot
+    encode) and writes stdout as strict ASCII. xapi sends and reads UTF-8.
+    """
+    sys.argv = [os.fsencode(arg).decode("utf-8", "replace") for arg in sys.argv]
+    if isinstance(sys.stdout, io.TextIOWrapper) and sys.stdout.encoding.lower().replace("-", "") != "utf8":
+        sys.stdout.flush()
+        sys.stdout = io.TextIOWrapper(sys.stdout.detach(), encoding="utf-8", errors="replace", line_buffering=True)
+
+
 def main() -> None:
     """Entry point of /etc/xapi.d/plugins/xsguard."""
     import XenAPIPlugin
+
+    utf8_io()
 
     def exported(fn: str) -> Callable[[Any, Dict[str, Any]], str]:
         def call(session: Any, args: Dict[str, Any]) -> str:

@@ -5,6 +5,7 @@ Thin: the parsing and the arithmetic live in ``xsguard.model``.
 
 import glob
 import os
+import signal
 import subprocess
 from typing import Dict, List, NamedTuple, Optional, Tuple
 
@@ -36,8 +37,15 @@ def find_lsevtchn(configured: str) -> str:
     )
 
 
+KILLED_GRACE = 0.5  # seconds to collect a killed lsevtchn's last output
+
+
 def run_lsevtchn(path: str, timeout: float, domid: int = 0) -> str:
-    """The output of ``lsevtchn <domid>``, or ProbeFailed if it fails, hangs or is killed."""
+    """The output of ``lsevtchn <domid>``, or ProbeFailed if it fails, hangs or is killed.
+
+    It runs in a process group of its own, killed whole at the timeout: a child of it that
+    keeps its stdout open cannot hold the caller past the timeout.
+    """
     try:
         proc = subprocess.Popen(
             [path, str(domid)],
@@ -45,15 +53,17 @@ def run_lsevtchn(path: str, timeout: float, domid: int = 0) -> str:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             close_fds=True,
+            start_new_session=True,
         )
     except OSError as exc:
         raise ProbeFailed("cannot run %s: %s" % (path, exc.strerror or exc), path)
     try:
         out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.communicate()
-        raise ProbeFailed("%s did not answer within %.1fs" % (path, timeout), path)
+    except BaseException as exc:
+        _kill_group(proc)
+        if isinstance(exc, subprocess.TimeoutExpired):
+            raise ProbeFailed("%s did not answer within %.1fs" % (path, timeout), path)
+        raise
     if proc.returncode != 0:
         detail = err.decode("utf-8", "replace").strip().splitlines()
         raise ProbeFailed(
@@ -61,6 +71,21 @@ def run_lsevtchn(path: str, timeout: float, domid: int = 0) -> str:
             path,
         )
     return out.decode("utf-8", "replace")
+
+
+def _kill_group(proc: "subprocess.Popen[bytes]") -> None:
+    """SIGKILL lsevtchn's whole process group and reap it, without waiting on its pipes for long."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except OSError:
+        pass
+    try:
+        proc.communicate(timeout=KILLED_GRACE)
+    except subprocess.TimeoutExpired:  # a descendant left the group and keeps the pipes open
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
+        proc.wait()
 
 
 def read_text(path: str, what: str) -> str:

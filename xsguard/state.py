@@ -6,11 +6,14 @@ the alert times, the counters, the boot an unknown ceiling was last logged in. A
 a file's old version or its new one, never half.
 """
 
+import errno
 import os
+import stat
 import time
 from typing import Optional
 
 from .config import Config
+from .errors import UnsafeDirectory
 
 LEDGER = "ledger.json"
 CEILINGS = "ceilings.json"
@@ -30,15 +33,43 @@ def path(cfg: Config, name: str) -> str:
     return os.path.join(directory(cfg), name)
 
 
+def check_directory(directory: str) -> None:
+    """UnsafeDirectory unless ``directory`` is owned by root or this user and writable by no one else.
+
+    In a directory others can write to, a file xsguard opens could be their symlink or link.
+    """
+    st = os.stat(directory or ".")
+    if not stat.S_ISDIR(st.st_mode):
+        raise UnsafeDirectory(errno.ENOTDIR, "not a directory", directory)
+    if st.st_uid not in (0, os.geteuid()):
+        raise UnsafeDirectory(errno.EPERM, "unsafe directory: owned by uid %d, not root" % st.st_uid, directory)
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise UnsafeDirectory(errno.EPERM, "unsafe directory: mode %04o lets others write in it"
+                              % stat.S_IMODE(st.st_mode), directory)
+
+
+def safe_directory(target: str) -> str:
+    """The directory holding ``target``, made (0700) if missing, checked by ``check_directory``."""
+    directory = os.path.dirname(target) or "."
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    check_directory(directory)
+    return directory
+
+
 def write_atomic(target: str, data: bytes, fsync: bool = False) -> None:
     """Replace ``target`` with ``data``: a temporary file renamed over it (OSError on failure).
 
     With ``fsync`` the data and the rename reach the disk before this returns. The temporary
-    file never stays behind.
+    file never stays behind; it is created new (O_EXCL), never opened through a link.
     """
+    safe_directory(target)
     tmp = "%s.tmp-%d" % (target, os.getpid())
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        try:
+            os.unlink(tmp)  # left by a killed process that had this pid
+        except FileNotFoundError:
+            pass
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
         try:
             view = memoryview(data)
             while view:
@@ -93,6 +124,7 @@ def now() -> float:
 
 def bump(cfg: Config, counter: str) -> None:
     """Count one event: a byte appended to ``count.<counter>`` (OSError on failure)."""
+    safe_directory(path(cfg, "count." + counter))
     fd = os.open(path(cfg, "count." + counter), os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
                  | os.O_NOFOLLOW, 0o600)
     try:

@@ -1,10 +1,29 @@
-"""Human output of the command: short aligned tables."""
+"""Human output of the command: short aligned tables.
+
+Names come from xapi, where any VM admin sets them: every text shown passes through
+``clean`` so that a name cannot forge a line, move the cursor or reverse the text.
+"""
 
 from typing import Any, Dict, List, Optional, Sequence
 
 
+def clean(value: Any) -> str:
+    """``value`` as text a terminal shows as is: control, format and other unprintable
+    characters (newline, ESC, U+009B, U+202E) become ``\\uXXXX``; other letters stay."""
+    text = str(value)
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else "\\u%04x" % ord(ch) if ord(ch) < 0x10000 else "\\U%08x" % ord(ch)
+                   for ch in text)
+
+
+def _lines(text: str) -> str:
+    """``clean`` line by line, keeping the line breaks of a message xsguard wrote."""
+    return "\n".join(clean(line) for line in text.split("\n"))
+
+
 def table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
-    cells = [[str(c) for c in header]] + [["" if c is None else str(c) for c in row] for row in rows]
+    cells = [[clean(c) for c in header]] + [["" if c is None else clean(c) for c in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
     return "\n".join(lines)
@@ -16,7 +35,7 @@ def _n(value: Any) -> str:
 
 def status(s: Dict[str, Any]) -> str:
     out = [
-        "host %s (%s)" % (s["host_name"] or "?", s["host_uuid"]),
+        "host %s (%s)" % (clean(s["host_name"] or "?"), clean(s["host_uuid"])),
         "",
         table(
             [
@@ -29,6 +48,8 @@ def status(s: Dict[str, Any]) -> str:
         ),
     ]
     out += ["WARNING: %s" % warning for warning in s.get("warnings", [])]
+    out += ["", "starts refused: %d; let through unchecked (xsguard failed, on_error = allow): %d%s" % (
+        s["refused"], s["unchecked"], "  <- see guard_error in the decision log" if s["unchecked"] else "")]
     if s["promises"]:
         out += ["", "promised to VMs starting or connecting:", table(
             [[p["vm_name"], p["vm_uuid"], p["need"], p["held"], p["owed"], p["state"]] for p in s["promises"]],
@@ -46,15 +67,15 @@ def status(s: Dict[str, Any]) -> str:
         out += ["", "LEAKED ports (their domain no longer exists):",
                 table([[d, n] for d, n in s["leaked"].items()], ["domid", "ports"])]
     for line in s["unparsed_lines"]:
-        out.append("unparsed lsevtchn line %d: %s" % (line["line"], line["text"]))
+        out.append("unparsed lsevtchn line %d: %s" % (line["line"], clean(line["text"])))
     for note in s["notes"]:
-        out.append("note: %s" % note)
+        out.append("note: %s" % _lines(note))
     return "\n".join(out)
 
 
 def need(n: Dict[str, Any]) -> str:
     head = "VM %s (%s), %s, %d vCPUs, profile %s" % (
-        n["vm_name"], n["vm_uuid"], n["domain_type"], n["vcpus"], n["profile"])
+        clean(n["vm_name"]), clean(n["vm_uuid"]), n["domain_type"], n["vcpus"], n["profile"])
     rows = [[b["consumer"], b["ports"], b["why"]] for b in n["breakdown"]]
     rows.append(["total", n["total"], ""])
     return head + "\n\n" + table(rows, ["consumer", "ports", "why"])
@@ -66,7 +87,7 @@ def check(c: Dict[str, Any]) -> str:
     return "%s\n\n%s\n\n%s" % (
         c["verdict"].upper(),
         table(rows, ["ceiling", "limit", "used", "promised", "margin", "need", "free after", "fits"]),
-        c["message"],
+        _lines(c["message"]),
     )
 
 

@@ -59,6 +59,7 @@ DEFAULTS: Dict[str, Callable[[], Dict[str, Any]]] = {
         "memory_total": str(256 * GiB), "software_version": {"product_brand": "XCP-ng",
                                                             "product_version": "8.3.0"},
         "cpu_info": {}, "other_config": {},
+        "API_version_major": "2", "API_version_minor": "21", "API_version_vendor": "XenSource",
     },
     "pool": lambda: {"name_label": "", "master": NULL, "other_config": {}},
     "VM_metrics": lambda: {"VCPUs_number": "0", "memory_actual": "0",
