@@ -182,8 +182,8 @@ def load_entries(cfg: Config, api: Xapi, subject_vm_ref: str, control: Optional[
               if not r.get("is_control_domain") and ref != subject_vm_ref}
     if entries is None:
         needs = needs_of(cfg, api, others, control, found.dom0.backend)
-        now = state.now()
-        entries = {u: Entry(u, _name(others, u), n, now, None, "rebuilt") for u, n in needs.items()}
+        # as xapi described them when asked: not admissions made since (those are charged whole)
+        entries = {u: Entry(u, _name(others, u), n, found.asked_at, None, "rebuilt") for u, n in needs.items()}
     unknown = {e.vm_uuid for e in entries.values() if e.need == ledger.UNKNOWN_NEED}
     if unknown:
         refs = {ref: r for ref, r in others.items() if r.get("uuid") in unknown}

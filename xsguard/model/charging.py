@@ -66,8 +66,9 @@ def settle(
     """The ledger that remains and what each entry in it is owed.
 
     ``here`` maps the uuids of ledger VMs that run or start on this host to their state, as
-    xapi said at ``asked_at``; an entry made since then is taken as starting whatever ``here``
-    says (xapi was asked before it was admitted). None means xapi could not be asked, and
+    xapi said at ``asked_at``; an entry made after then is taken as starting whatever ``here``
+    says (xapi was asked before it was admitted); one stamped ``asked_at`` (rebuilt from what
+    xapi said then) is not. None means xapi could not be asked, and
     every entry younger than the TTL is then charged its whole need.
     """
     kept: Dict[str, Entry] = {}
@@ -75,7 +76,7 @@ def settle(
     for uuid, entry in entries.items():
         if uuid == candidate:
             continue
-        fresh = asked_at is not None and entry.admitted_at >= asked_at
+        fresh = asked_at is not None and entry.admitted_at > asked_at
         state = Here(STARTING) if fresh or here is None else here.get(uuid)
         if state is None:
             continue
