@@ -15,7 +15,18 @@ from .dom0 import Dom0, NoSpace, action_name, lay_out
 from .store import NULL, ApiError, Store
 from .where import WhereSyntaxError, compile_where
 
-PLUGINS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "plugins")
+
+
+def find_plugins() -> str:
+    """Where xsguard's hook and plugin are: in the package (a wheel), else beside it (a checkout)."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for candidate in (os.path.join(package, "_plugins"), os.path.join(os.path.dirname(package), "plugins")):
+        if os.path.isdir(os.path.join(candidate, "vm-pre-start")):
+            return candidate
+    return os.path.join(package, "_plugins")
+
+
+PLUGINS_DIR = find_plugins()
 XENOPSD_WORKERS = 4
 
 
@@ -170,8 +181,8 @@ class Pool:
     def install_plugins(self, host: SimHost) -> None:
         """Install xsguard's hook and plugin from plugins/ on one host."""
         if not os.path.isdir(os.path.join(self.plugins_dir, "vm-pre-start")):
-            raise ApiError("OPERATION_NOT_ALLOWED", "xsguard's hook and plugin are not at %s: run the simulator"
-                           " from a source checkout, or start it bare" % self.plugins_dir)
+            raise ApiError("OPERATION_NOT_ALLOWED", "xsguard's hook and plugin are not at %s: reinstall xsguard"
+                           " (its wheel carries them), or start the simulator bare" % self.plugins_dir)
         for entry in sorted(os.listdir(os.path.join(self.plugins_dir, "vm-pre-start"))):
             self.install(host, os.path.join(self.plugins_dir, "vm-pre-start", entry),
                          os.path.join("vm-pre-start", entry))
