@@ -3,6 +3,7 @@
 import argparse
 import json
 import os
+import shutil
 import sys
 from typing import Any, Callable, Dict, List, Optional
 
@@ -38,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--port", type=int, default=0)
     m.add_argument("--scenario", help="JSON file describing the pool")
     m.add_argument("--bare", action="store_true", help="hosts without xsguard's hook and plugin")
+    m.add_argument("--empty", action="store_true", help="a pool with no host (default: two hosts, a few VMs)")
     sub.add_parser("demo", help="a short story on a simulated pool: starts until xsguard refuses one")
     return p
 
@@ -124,20 +126,39 @@ def cmd_denials(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_simulate(args: argparse.Namespace) -> int:
-    from .sim import scenario
-    from .sim.server import Simulator, serve
+NO_SIMULATOR = ("xsguard: the simulated pool is not installed here (dom0's package leaves it out):"
+                " run `xsguard %s` where xsguard was installed with pip, or from a checkout\n")
 
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    try:
+        from .sim import scenario
+        from .sim.server import Simulator, serve
+    except ImportError:
+        sys.stderr.write(NO_SIMULATOR % "simulate")
+        return 2
+    if args.empty and args.scenario:
+        sys.stderr.write("xsguard: --empty and --scenario exclude each other\n")
+        return 2
     sim = Simulator(port=args.port, install_xsguard=not args.bare)
-    if args.scenario:
-        scenario.load_file(sim.pool, args.scenario)
-    serve(sim)
+    try:
+        if args.scenario:
+            built = scenario.load_file(sim.pool, args.scenario)
+        else:
+            built = scenario.build(sim.pool, {} if args.empty else scenario.DEFAULT)
+        serve(sim, ready=lambda: scenario.start_running(sim.pool, built))
+    finally:
+        sim.stop()
+        shutil.rmtree(sim.pool.root, ignore_errors=True)
     return EXIT_OK
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .sim import demo
-
+    try:
+        from .sim import demo
+    except ImportError:
+        sys.stderr.write(NO_SIMULATOR % "demo")
+        return 2
     return demo.run(sys.stdout)
 
 
