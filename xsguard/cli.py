@@ -88,8 +88,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     cfg = _cfg(args)
     deadline = Deadline(max(cfg.policy["deadline"], 30.0))
     try:
-        with Xapi(cfg.xapi["url"], deadline) as api:
-            data = decision.status(cfg, api, deadline)
+        if decision.without_xapi(cfg):
+            data = decision.status(cfg, None, deadline)  # plain Xen: no xapi to ask
+        else:
+            with Xapi(cfg.xapi["url"], deadline) as api:
+                data = decision.status(cfg, api, deadline)
     except XapiUnreachable as exc:
         data = decision.status(cfg, None, deadline)
         data["notes"].append(exc.message)

@@ -16,7 +16,7 @@ def _n(value: Any) -> str:
 
 def status(s: Dict[str, Any]) -> str:
     out = [
-        "host %s (%s)" % (s["host_name"] or "?", s["host_uuid"]),
+        "host %s (%s)" % (s["host_name"] or "?", s["host_uuid"] or "uuid unknown"),
         "",
         table(
             [
