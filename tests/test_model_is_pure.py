@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+import xsguard
 import xsguard.model
 
 MODEL_DIR = os.path.dirname(xsguard.model.__file__)
@@ -32,7 +33,7 @@ print(json.dumps(sorted(set(sys.modules) - before)))
 
 def imported_by(module):
     """The modules a fresh interpreter loads to import ``module``."""
-    out = subprocess.check_output([sys.executable, "-c", PROBE, module], cwd=os.path.dirname(os.path.dirname(MODEL_DIR)))
+    out = subprocess.check_output([sys.executable, "-c", PROBE, module], cwd=os.path.dirname(xsguard.__path__[0]))
     return set(json.loads(out))
 
 

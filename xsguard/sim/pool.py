@@ -16,7 +16,6 @@ from .store import NULL, ApiError, Store
 from .where import WhereSyntaxError, compile_where
 
 
-
 def find_plugins() -> str:
     """Where xsguard's hook and plugin are: in the package (a wheel), else beside it (a checkout)."""
     package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

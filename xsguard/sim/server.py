@@ -14,7 +14,6 @@ from . import wire
 from .api import Api
 from .pool import Pool
 
-
 # how often a serving loop looks for a stop request: stopping waits for it, twice (TCP, UNIX)
 POLL_INTERVAL = 0.05
 
