@@ -1,6 +1,7 @@
 """Shared fixtures: a full disk, a simulated pool, a XenAPI session to it."""
 
 import os
+import shutil
 import subprocess
 import tempfile
 
@@ -48,6 +49,7 @@ def sim():
 
     with Simulator() as running:
         yield running
+    shutil.rmtree(running.pool.root, ignore_errors=True)
 
 
 @pytest.fixture
@@ -57,6 +59,7 @@ def bare_sim():
 
     with Simulator(install_xsguard=False) as running:
         yield running
+    shutil.rmtree(running.pool.root, ignore_errors=True)
 
 
 @pytest.fixture

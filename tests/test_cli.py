@@ -1,11 +1,12 @@
 """The xsguard command, run as a process on a simulated host's dom0."""
 
+import glob
 import json
 import os
 import subprocess
 import sys
 
-from tests.pool import connect, failure, make_vm, small_host
+from tests.pool import connect, failure, make_vm, small_host, wait_for
 
 
 def xsguard(api, host, *args, env=None):
@@ -139,6 +140,14 @@ def simulate(tmp_path, *args):
     return proc, first.split()[-1]
 
 
+def lines_in(pattern):
+    total = 0
+    for path in glob.glob(pattern):
+        with open(path) as handle:
+            total += sum(1 for _ in handle)
+    return total
+
+
 def test_simulate_serves_a_default_pool_and_removes_its_files(tmp_path):
     """No scenario: two hosts, VMs running on each, one halted; SIGTERM leaves no xsguard-sim-* behind."""
     import signal
@@ -154,9 +163,39 @@ def test_simulate_serves_a_default_pool_and_removes_its_files(tmp_path):
         assert running == [("sql-01", "xs-b"), ("sql-02", "xs-b"), ("web-01", "xs-a"), ("web-02", "xs-a"),
                            ("web-03", "xs-a")]
         assert [r["name_label"] for r in vms if r["power_state"] == "Halted"] == ["spare"]
+        logs = str(tmp_path / "xsguard-sim-*" / "hosts" / "*" / "var" / "log" / "xsguard" / "decisions.log")
+        wait_for(lambda: lines_in(logs) == 5)  # the hooks' detached writers are done with the directory
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0
         assert [n for n in os.listdir(str(tmp_path)) if n.startswith("xsguard-sim-")] == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_simulate_says_which_running_vms_did_not_start(tmp_path):
+    """A scenario VM meant to run that xsguard refuses: said on stderr, the rest of the pool served."""
+    import signal
+
+    scenario = tmp_path / "pool.json"
+    scenario.write_text(json.dumps({
+        "hosts": [{"name": "xs-a", "dom0": {"vcpus": 4, "abi": "2-level", "port_limit": 100},
+                   "xsguard": {"dom0.port_limit": "100", "policy.margin": "8"}}],
+        "vms": [{"name": "big", "vcpus": 32, "hvm": True, "disks": 4, "nics": 2, "affinity": "xs-a", "running": True},
+                {"name": "small", "affinity": "xs-a", "running": True}]}))
+    env = dict(os.environ, TMPDIR=str(tmp_path))
+    proc = subprocess.Popen([sys.executable, "-m", "xsguard", "simulate", "--scenario", str(scenario)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    try:
+        api = connect(proc.stdout.readline().decode().split()[-1]).xenapi
+        states = {r["name_label"]: r["power_state"] for r in api.VM.get_all_records().values()
+                  if not r["is_control_domain"]}
+        assert states == {"big": "Halted", "small": "Running"}
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=10)
+        assert proc.returncode == 0
+        assert err.decode().startswith("xsguard simulate: VM 'big' did not start: XAPI_HOOK_FAILED "
+                                       "vm-pre-start/50xsguard none xsguard refused to start VM 'big'")
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -149,7 +149,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             built = scenario.load_file(sim.pool, args.scenario)
         else:
             built = scenario.build(sim.pool, {} if args.empty else scenario.DEFAULT)
-        serve(sim, ready=lambda: scenario.start_running(sim.pool, built))
+
+        def start_vms() -> None:
+            for line in scenario.start_running(sim.pool, built):
+                sys.stderr.write("xsguard simulate: %s\n" % line)
+
+        serve(sim, ready=start_vms)
     finally:
         sim.stop()
         shutil.rmtree(sim.pool.root, ignore_errors=True)

@@ -14,7 +14,7 @@ import json
 from typing import Any, Dict, List
 
 from .pool import Pool
-from .store import NULL
+from .store import NULL, ApiError
 
 GiB = 1024 ** 3
 VM_KEYS = {"name", "count", "vcpus", "hvm", "firmware", "windows", "disks", "cds", "nics",
@@ -87,10 +87,18 @@ def build(pool: Pool, doc: Dict[str, Any]) -> Dict[str, List[str]]:
     return {"hosts": list(hosts.values()), "vms": vms, "running": running}
 
 
-def start_running(pool: Pool, built: Dict[str, List[str]]) -> None:
-    """Start the VMs a scenario wants running, in order (the pool must be served: hooks call it)."""
+def start_running(pool: Pool, built: Dict[str, List[str]]) -> List[str]:
+    """Start the VMs a scenario wants running, in order (the pool must be served: hooks call it).
+
+    A start that fails (refused by a hook, no room) is said in the list returned, one line each.
+    """
+    failed = []
     for ref in built.get("running", []):
-        pool.start(ref)
+        try:
+            pool.start(ref)
+        except ApiError as exc:
+            failed.append("VM '%s' did not start: %s" % (pool.vm(ref)["name_label"], " ".join(exc.description)[:300]))
+    return failed
 
 
 def load_file(pool: Pool, path: str) -> Dict[str, List[str]]:

@@ -100,9 +100,14 @@ class Simulator:
     def stop(self) -> None:
         """Stop serving (within one poll interval) and close both endpoints; again is harmless."""
         self.pool.stop_timers()
-        for server in (self.server, self.unix_server):
-            if self.started:
-                server.shutdown()  # never on a server that never served: it would wait forever
+        servers = (self.server, self.unix_server)
+        if self.started:  # never on a server that never served: it would wait forever
+            waits = [threading.Thread(target=server.shutdown) for server in servers]
+            for wait in waits:  # both loops see the request within the same poll interval
+                wait.start()
+            for wait in waits:
+                wait.join()
+        for server in servers:
             server.server_close()
 
     def __enter__(self) -> "Simulator":
