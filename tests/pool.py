@@ -61,3 +61,21 @@ def failure(fn: Any, *args: Any) -> Dict[str, Any]:
     except XenAPI.Failure as exc:
         return exc.details
     raise AssertionError("call succeeded")
+
+
+def decision_log(api: Any, host: str, count: int) -> Any:
+    """A host's decision log records, once it holds ``count`` (a detached child writes them)."""
+    import json
+    import os
+
+    path = os.path.join(api.sim.get_host_root(host), "var", "log", "xsguard", "decisions.log")
+
+    def records() -> Any:
+        try:
+            with open(path) as handle:
+                found = [json.loads(line) for line in handle]
+        except FileNotFoundError:
+            return None
+        return found if len(found) >= count else None
+
+    return wait_for(records)

@@ -36,6 +36,33 @@ def test_never_below_zero():
     assert owed == []
 
 
+def test_guest_holding_more_keeps_its_peak():
+    """Predicted 5, dom0 holds 35 for it (a guest that asked for 16 queues): kept at 35, not dropped."""
+    kept, _ = settle({"a": entry("a", 5)}, {"a": Here(RUNNING, 7)}, {7: 35}, NOW, TTL, "x")
+    assert kept["a"].peak == 35 and kept["a"].charged == 35
+
+
+def test_peak_is_charged_when_the_guest_holds_less_again():
+    """Seen at 35, now holding 3 (its netfront reconnecting): owed 32, never 5 - 3 = 2."""
+    kept, _ = settle({"a": entry("a", 5)}, {"a": Here(RUNNING, 7)}, {7: 35}, NOW, TTL, "x")
+    _, owed = settle(kept, {"a": Here(RUNNING, 7)}, {7: 3}, NOW + 1, TTL, "x")
+    assert [(o.need, o.held, o.owed) for o in owed] == [(35, 3, 32)]
+
+
+def test_peak_survives_a_lower_reading():
+    """A reading below the peak never lowers it."""
+    seen = {"a": entry("a", 5)._replace(peak=35, domid=7)}
+    kept, _ = settle(seen, {"a": Here(RUNNING, 7)}, {7: 20}, NOW, TTL, "x")
+    assert kept["a"].peak == 35
+
+
+def test_starting_vm_with_a_peak_is_owed_its_peak():
+    """A VM whose entry carries a peak of 35 over a need of 5 is owed 35 while it starts."""
+    seen = {"a": entry("a", 5)._replace(peak=35)}
+    _, owed = settle(seen, {"a": Here(STARTING)}, {}, NOW, TTL, "x")
+    assert [o.owed for o in owed] == [35]
+
+
 def test_vm_no_longer_here_leaves():
     """Not running and not starting here (stopped, refused, its hook killed, moved): gone at once."""
     kept, owed = settle({"a": entry("a", 22, domid=7), "b": entry("b", 5)}, {}, {}, NOW, TTL, "x")
@@ -79,3 +106,19 @@ def test_here_from_records():
                 "scheduled_to_be_resident_on": "OpaqueRef:NULL"},
     }
     assert here_from_records(records, h) == {"run": Here(RUNNING, 12), "sched": Here(STARTING)}
+
+
+def test_admitted_after_xapi_was_asked_is_starting():
+    """An entry made after xapi was asked is not taken for gone: xapi could not have seen it yet."""
+    kept, owed = settle({"a": entry("a", 22, at=NOW - 1)}, {}, {}, NOW, TTL, "x", asked_at=NOW - 2)
+    assert [(o.vm_uuid, o.owed, o.state) for o in owed] == [("a", 22, "starting")]
+    assert "a" in kept
+
+
+def test_entry_as_of_when_xapi_was_asked_follows_xapi():
+    """A ledger rebuilt from xapi's answer is charged by that answer: a running VM owes need minus held."""
+    _, owed = settle({"a": entry("a", 22, at=NOW - 2)}, {"a": Here(RUNNING, 7)}, {7: 20}, NOW, TTL, "x",
+                     asked_at=NOW - 2)
+    assert [(o.held, o.owed) for o in owed] == [(20, 2)]
+    kept, owed = settle({"a": entry("a", 22, at=NOW - 2)}, {}, {}, NOW, TTL, "x", asked_at=NOW - 2)
+    assert kept == {} and owed == []

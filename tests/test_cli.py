@@ -249,12 +249,13 @@ def test_ceilings_outlive_the_rotated_kernel_log(api):
     code, out, _ = xsguard(api, host, "status", "--json")
     first = json.loads(out)
     log = os.path.join(root, "var", "log", "kern.log")
-    assert (first["port_limit"], first["port_limit_source"]) == (4095, "2-level ABI (%s)" % log)
-    assert (first["irq_limit"], first["irq_limit_source"]) == (41220, "NR_IRQS 33024 + 8196 (%s)" % log)
+    assert (first["port_limit"], first["port_limit_source"]) == (4095, "2-level ABI (%s, boot line)" % log)
+    assert (first["irq_limit"], first["irq_limit_source"]) == (41220, "NR_IRQS 33024 + 8196 (%s, boot line)" % log)
     open(os.path.join(root, "var", "log", "kern.log"), "w").close()  # logrotate
+    open(os.path.join(root, "dev", "kmsg"), "w").close()  # the ring buffer wrapped
     kept = json.loads(xsguard(api, host, "status", "--json")[1])
     assert (kept["port_limit"], kept["irq_limit"]) == (4095, 41220)
-    assert kept["port_limit_source"] == "2-level ABI (%s, kept since this boot's first reading)" % log
+    assert kept["port_limit_source"] == "2-level ABI (%s, boot line, kept since this boot's first reading)" % log
     with open(os.path.join(root, "proc", "sys", "kernel", "random", "boot_id"), "w") as handle:
         handle.write("00000000-0000-4000-8000-000000000001\n")  # dom0 rebooted
     rebooted = json.loads(xsguard(api, host, "status", "--json")[1])

@@ -101,3 +101,19 @@ def test_shipped_config_lists_every_key_and_parses():
         assert config.load(handle.name)._replace(source="defaults") == config.defaults()
     finally:
         os.unlink(handle.name)
+
+
+def test_queue_policies_parse_and_reach_the_profile(tmp_path):
+    """[need] vif_queues and vbd_rings take negotiated or backend_max and are profile fields."""
+    from xsguard.decision import profile_of
+
+    cfg = config.load(write(tmp_path, "[need]\nvif_queues = backend_max\nvbd_rings = backend_max\n"))
+    profile = profile_of(cfg)
+    assert (profile.vif_queues, profile.vbd_rings) == ("backend_max", "backend_max")
+    assert profile_of(config.defaults()).vif_queues == "negotiated"
+
+
+def test_bad_queue_policy_names_the_key(tmp_path):
+    """A queue policy other than the two is an error naming the key."""
+    with pytest.raises(ConfigError, match=r"\[need\] vif_queues"):
+        config.load(write(tmp_path, "[need]\nvif_queues = all\n"))

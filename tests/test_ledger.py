@@ -26,6 +26,14 @@ def test_round_trip(tmp_path):
     assert oct(os.stat(path).st_mode & 0o777) == "0o600"
 
 
+def test_peak_round_trip(tmp_path):
+    """An entry's peak (a guest seen holding more than its need) is saved and loads back."""
+    path = str(tmp_path / "ledger.json")
+    greedy = E._replace(need=5, peak=35, domid=7)
+    ledger.save(path, BOOT, {greedy.vm_uuid: greedy})
+    assert ledger.load(path, BOOT).entries[greedy.vm_uuid].peak == 35
+
+
 def test_missing_is_empty(tmp_path):
     """No ledger yet: empty, no note."""
     assert ledger.load(str(tmp_path / "none.json"), BOOT).entries == {}
@@ -46,6 +54,8 @@ CORRUPT = [b"", b"{", b"\xff\xfe", b'{"version": 9, "entries": []}', b"[]",
            b'{"version": 2, "boot_id": "%s", "entries": [{"vm_uuid": "u", "need": 3, "admitted_at": 1e999}]}'
            % BOOT.encode(),
            b'{"version": 2, "boot_id": "%s", "entries": [{"vm_uuid": "u", "need": 1e999, "admitted_at": 1}]}'
+           % BOOT.encode(),
+           b'{"version": 2, "boot_id": "%s", "entries": [{"vm_uuid": "u", "need": 3, "admitted_at": 1, "peak": -4}]}'
            % BOOT.encode(),
            b"[" * 100000 + b"]" * 100000]
 

@@ -89,9 +89,16 @@ def test_hvm_cd_and_floppy_are_emulated():
     assert total(vm, [records.cd(empty=False), records.cd(empty=True, userdevice="5"), floppy]) == 2 + 2
 
 
-def test_pv_empty_cd_is_charged_a_ring():
-    """A PV guest's CD drive is a PV device: charged its ring even while empty (upper bound)."""
-    assert total(records.vm(1), [records.cd(empty=True)]) == 3
+@pytest.mark.parametrize("dtype", ["pv", "pv_in_pvh", "pvh"])
+def test_empty_cd_of_pv_family_costs_nothing(dtype):
+    """xenopsd unplugs an empty CD drive of any guest but HVM: xenstore + console only."""
+    vm = records.vm(1, domain_type=dtype, HVM_boot_policy="")
+    assert total(vm, [records.cd(empty=True)]) == 2
+
+
+def test_pv_loaded_cd_is_charged_a_ring():
+    """A PV guest's CD drive with a disc in it is a PV disk: one tapdisk3 ring."""
+    assert total(records.vm(1), [records.cd(empty=False)]) == 3
 
 
 def test_uefi_adds_varstored_bios_does_not():
@@ -181,3 +188,89 @@ def test_model_matches_the_measured_host(name, dtype, vcpus, ndisks, nnics, delt
 def test_measured_cases_are_all_read():
     """Every completed case of the capture is compared (the PVH run that never connected is not)."""
     assert len(_measured_cases()) == 13
+
+
+# Records shaped like those XenServer 5.5 to 8 return (the control ring, the empty CD, guest metrics)
+
+CENTOS7_HVM_PLATFORM = {"timeoffset": "0", "device-model": "qemu-upstream-compat", "videoram": "8",
+                        "hpet": "true", "secureboot": "false", "vga": "std", "apic": "true",
+                        "device_id": "0001", "viridian": "false", "nx": "true", "pae": "true", "acpi": "1"}
+XS6_PV_LINUX_PLATFORM = {"nx": "true", "acpi": "true", "apic": "true", "pae": "true", "viridian": "true"}
+WINDOWS_OS_VERSION = {"name": "Microsoft Windows Server 2019 Standard|C:\\Windows|\\Device\\Harddisk0\\Partition2",
+                      "distro": "windows", "major": "10", "minor": "0", "spmajor": "0", "spminor": "0",
+                      "build": "17763"}
+CENTOS_OS_VERSION = {"name": "CentOS Linux release 7.9.2009 (Core)", "uname": "3.10.0-1160.el7.x86_64",
+                     "distro": "centos", "major": "7", "minor": "9"}
+
+
+def test_linux_hvm_with_device_id_has_no_control_ring():
+    """CentOS 7 HVM (device_id 0001, viridian false), 2 vCPUs, 1 disk, 1 NIC: 1+1+3+1+4 = 10, no ring."""
+    vm = records.vm(2, hvm=True, platform=CENTOS7_HVM_PLATFORM)
+    need = vm_need(vm, records.disks(1), records.nics(1), D16, XS8,
+                   guest_metrics={"os_version": CENTOS_OS_VERSION, "PV_drivers_detected": True})
+    assert need.total == 10
+    assert "control ring" not in [ln.why for ln in need.lines if ln.consumer == "vif 0"][0]
+
+
+def test_pv_guest_from_xs6_template_has_no_control_ring():
+    """A PV guest of a 6.x Linux template (viridian true), 1 vCPU, 1 disk, empty CD, 2 NICs: 1+1+1+0+2+2 = 7."""
+    vm = records.vm(1, platform=XS6_PV_LINUX_PLATFORM, PV_bootloader="pygrub")
+    assert total(vm, records.disks(1) + [records.cd(empty=True)], records.nics(2)) == 7
+
+
+def test_windows_known_only_by_guest_metrics_gets_control_rings():
+    """An HVM guest with neither viridian nor device_id whose guest agent names Windows: 22, as the worked example."""
+    vm = records.vm(4, hvm=True, firmware="uefi", platform={"device_id": "0002"})
+    metrics = {"os_version": WINDOWS_OS_VERSION, "PV_drivers_detected": True}
+    assert total(vm, records.disks(2), records.nics(1), guest_metrics=metrics) == 22
+    assert total(vm, records.disks(2), records.nics(1)) == 21
+
+
+def test_guest_metrics_naming_linux_do_not_remove_the_ring_viridian_asks_for():
+    """An HVM guest with viridian=true keeps its control ring whatever its own agent reports."""
+    vm = records.vm(1, hvm=True, platform={"viridian": "true"})
+    metrics = {"os_version": CENTOS_OS_VERSION}
+    assert total(vm, (), records.nics(1), guest_metrics=metrics) == 2 + 2 + 2 + 1
+
+
+def test_pv_guest_naming_windows_has_no_control_ring():
+    """A PV guest is never Windows: guest metrics claiming it add nothing."""
+    metrics = {"os_version": WINDOWS_OS_VERSION}
+    assert total(records.vm(1), (), records.nics(1), guest_metrics=metrics) == 2 + 2
+
+
+def test_backend_max_charges_what_a_greedy_guest_takes():
+    """1 vCPU, 1 disk, 1 NIC on a 16-vCPU dom0: negotiated 5; backend_max 35 (16 queues x 2)."""
+    vm = records.vm(1)
+    assert total(vm, records.disks(1), records.nics(1)) == 5
+    greedy = with_overrides(XS8, {"vif_queues": "backend_max"})
+    assert total(vm, records.disks(1), records.nics(1), profile=greedy) == 35
+
+
+def test_backend_max_follows_netback_max_queues():
+    """backend_max charges dom0's netback max_queues when sysfs gives it: 1 + 1 + 4 x 2."""
+    host = HostFacts(dom0_vcpus=16, netback_max_queues=4)
+    greedy = with_overrides(XS8, {"vif_queues": "backend_max"})
+    assert total(records.vm(1), (), records.nics(1), host=host, profile=greedy) == 10
+
+
+def test_vbd_rings_backend_max_for_blkback():
+    """blkback with max_queues 4: a 1-vCPU guest's 2 disks are 1 ring each negotiated, 4 each at backend_max."""
+    host = HostFacts(dom0_vcpus=16, blkback_max_queues=4)
+    blk = with_overrides(XS8, {"vbd_backend": "blkback"})
+    assert total(records.vm(1), records.disks(2), host=host, profile=blk) == 2 + 2
+    greedy = with_overrides(blk, {"vbd_rings": "backend_max"})
+    assert total(records.vm(1), records.disks(2), host=host, profile=greedy) == 2 + 8
+
+
+def test_vbd_rings_backend_max_leaves_tapdisk_at_one():
+    """tapdisk3 serves one ring whatever the guest asks: backend_max changes nothing there."""
+    greedy = with_overrides(XS8, {"vbd_rings": "backend_max"})
+    assert total(records.vm(4), records.disks(3), profile=greedy) == 2 + 3
+
+
+@pytest.mark.parametrize("profile,expected", [(XS62, 7), (XS61, 6)])
+def test_2013_stacks_had_one_queue_whatever_the_policy(profile, expected):
+    """The 6.x backends served one queue: backend_max leaves the seed's 7 and 6 alone."""
+    greedy = with_overrides(profile, {"vif_queues": "backend_max", "vbd_rings": "backend_max"})
+    assert total(records.vm(1, hvm=True), records.disks(3), records.nics(1), profile=greedy) == expected

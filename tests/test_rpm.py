@@ -9,7 +9,7 @@ import sys
 import pytest
 import XenAPI
 
-from tests.pool import connect, failure, make_vm
+from tests.pool import connect, failure, make_vm, wait_for
 from xsguard.sim.server import Simulator
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -75,10 +75,12 @@ def test_rpmlint_has_no_errors(rpms):
 
 
 def test_contents(rpms):
-    """Hook, plugin (0755), private directory with dist-info versions, config, state and log dirs."""
+    """Hooks, plugin (0755), private directory with dist-info versions, config, state and log dirs."""
     listing = subprocess.run(["rpm", "-qlpv", rpms[0]], stdout=subprocess.PIPE, check=True).stdout.decode()
     lines = {line.split()[-1]: line.split()[0] for line in listing.splitlines()}
     assert lines["/etc/xapi.d/vm-pre-start/50xsguard"] == "-rwxr-xr-x"
+    assert lines["/etc/xapi.d/vm-pre-migrate/50xsguard"] == "-rwxr-xr-x"
+    assert lines["/etc/xapi.d/vm-pre-resume/50xsguard"] == "-rwxr-xr-x"
     assert lines["/etc/xapi.d/plugins/xsguard"] == "-rwxr-xr-x"
     assert lines["/var/lib/xsguard"] == "drwx------" and lines["/var/log/xsguard"] == "drwx------"
     for dist in ("structlog-21.5.0.dist-info", "tenacity-8.2.2.dist-info", "typing_extensions-4.1.1.dist-info"):
@@ -130,6 +132,45 @@ def test_installed_hook_and_plugin_run_isolated(rpms, tmp_path):
     run_scriptlet(rpms[1], "preuninstall", root, 0)
     rpm(root, "--nodeps", "--noscripts", "-e", "xsguard")
     assert not (root / "etc/xapi.d/vm-pre-start/50xsguard").exists()
+    assert not (root / "etc/xapi.d/vm-pre-migrate/50xsguard").exists()
+    assert not (root / "etc/xapi.d/vm-pre-resume/50xsguard").exists()
     assert not (root / "etc/xapi.d/plugins/xsguard").exists()
     assert not (root / "usr/lib/xsguard").exists()
     assert not ledger.exists()
+
+
+def test_rrdd_service_is_packaged_enabled_and_removed(rpms):
+    """xsguard-rrdd and its unit (restarted on failure) are installed; the scriptlets enable it,
+    and on erase stop and disable it, each guarded to do nothing outside the installed root."""
+    listing = subprocess.run(["rpm", "-qlpv", rpms[0]], stdout=subprocess.PIPE, check=True).stdout.decode()
+    lines = {line.split()[-1]: line.split()[0] for line in listing.splitlines()}
+    assert lines["/usr/bin/xsguard-rrdd"] == "-rwxr-xr-x"
+    assert lines["/usr/lib/systemd/system/xsguard-rrdd.service"] == "-rw-r--r--"
+    scripts = subprocess.run(["rpm", "-qp", "--scripts", rpms[0]], stdout=subprocess.PIPE, check=True).stdout.decode()
+    post = scripts.split("postinstall scriptlet")[1].split("scriptlet (using")[0]
+    preun = scripts.split("preuninstall scriptlet")[1].split("scriptlet (using")[0]
+    postun = scripts.split("postuninstall scriptlet")[1]
+    guard = "[ -f /usr/lib/systemd/system/xsguard-rrdd.service ]"
+    assert guard in post and "systemctl enable xsguard-rrdd.service" in post
+    assert guard in preun and "systemctl disable xsguard-rrdd.service" in preun
+    assert "systemctl stop xsguard-rrdd.service" in preun
+    assert "systemctl daemon-reload" in postun
+
+
+def test_installed_rrdd_runs_isolated_from_its_unit(rpms, tmp_path):
+    """The installed unit's program, run as systemd would with a clean interpreter, serves its figures."""
+    root = tmp_path / "root"
+    rpm(root, "--initdb")
+    rpm(root, "--nodeps", "--noscripts", "-i", rpms[0])
+    python = dom0_python(tmp_path / "dom0py")
+    for script in ("etc/xapi.d/vm-pre-start/50xsguard", "etc/xapi.d/plugins/xsguard", "usr/bin/xsguard-rrdd"):
+        point_at(python, str(root / script))
+    with Simulator(install_xsguard=False, rrdd=True, rrdd_interval=0.2) as sim:
+        api = connect(sim.url).xenapi
+        bare = api.sim.add_host("xs-bare", {"vcpus": "4", "abi": "2-level"})
+        assert bare in sim.pool.rrdds and bare not in sim.pool.services  # no unit there, nothing started
+        host = sim.pool.add_host("xs-rpm", {"vcpus": "4", "abi": "2-level"}, root=str(root))
+        dom0 = api.sim.get_dom0(host)
+        wait_for(lambda: "xsguard_ports_used" in [d["name_label"] for d in api.host.get_data_sources(host)])
+        assert api.host.query_data_source(host, "xsguard_ports_used") == int(dom0["ports_used"])
+        assert sim.pool.services[host].started == 1

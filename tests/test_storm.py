@@ -138,8 +138,7 @@ def hook_pids(root):
 
 
 def test_hooks_killed_at_random_points(api, sim):
-    """SIGKILL at random points in 100 starts: the ledger parses, charges only running VMs, the next
-    start is decided."""
+    """SIGKILL at random points in 100 starts: the ledger parses, charges only running VMs, the next is decided."""
     rng = random.Random(42)
     host = host_with_room(api, "xs-a", 300)
     root = api.sim.get_host_root(host)

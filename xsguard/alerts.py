@@ -5,7 +5,7 @@ import json
 import math
 import os
 import socket
-from typing import Dict
+from typing import Any, Dict
 
 from . import state
 from .model.verdict import Verdict, ascii_safe
@@ -22,6 +22,16 @@ def syslog_line(verdict: Verdict) -> str:
         "refused VM '%s' (%s) on host '%s': needs %d, %d free under %s (limit %s, used %d, promised %d)"
         % (verdict.need.vm_name, verdict.need.vm_uuid, verdict.host_name, b.need,
            max(b.free or 0, 0), b.ceiling, b.limit, b.used, b.promised)
+    )
+
+
+def migration_line(answer: Dict[str, Any]) -> str:
+    """The syslog line of a migration refused by the destination (its ``admit`` answer)."""
+    return ascii_safe(
+        "refused to migrate VM '%s' (%s) to host '%s': needs %s, %s free under %s (limit %s, used %s, promised %s)"
+        % (answer.get("vm_name"), answer.get("vm_uuid"), answer.get("host"), answer.get("need"),
+           max(answer.get("free") or 0, 0), answer.get("ceiling"), answer.get("limit"), answer.get("used"),
+           answer.get("promised"))
     )
 
 

@@ -3,12 +3,15 @@
 The boot lines (the event-channel ABI, ``NR_IRQS``) leave ``kern.log`` at its first
 rotation; the ceilings they gave hold until dom0 reboots. So what they said is kept in the
 state directory under the boot's id (``/proc/sys/kernel/random/boot_id``) and used for as
-long as the id is the same. A file that is lost, corrupt or another boot's means reading the
-boot lines again.
+long as the id is the same; so is a search that found no line (a boot line never comes back
+once its sources have lost it). A file that is lost, corrupt or another boot's means reading
+the boot lines again.
 """
 
+import fcntl
 import json
-from typing import Dict
+import os
+from typing import Dict, Optional
 
 from . import state
 from .model.ceilings import BOOT_LOG, Ceiling
@@ -33,9 +36,23 @@ def load(path: str, boot_id: str) -> Dict[str, Ceiling]:
         return {}
 
 
-def save(path: str, boot_id: str, found: Dict[str, Ceiling]) -> None:
-    """Keep these ceilings for this boot (best effort: errors ignored)."""
-    doc = {"boot_id": boot_id, "ceilings": {c.name: [c.limit, c.basis, c.where] for c in found.values()}}
+def searched_in_vain(path: str, boot_id: str) -> Dict[str, str]:
+    """The ceilings whose boot line this boot's sources did not hold, with the sources searched."""
+    try:
+        with open(path, "rb") as handle:
+            doc = json.loads(handle.read(65536).decode("utf-8"))
+        if doc.get("boot_id") != boot_id:
+            return {}
+        return {str(name): str(where) for name, where in doc.get("unknown", {}).items()}
+    except (OSError, ValueError, TypeError, AttributeError, RecursionError):
+        return {}
+
+
+def save(path: str, boot_id: str, found: Dict[str, Ceiling], in_vain: Optional[Dict[str, str]] = None) -> None:
+    """Keep these ceilings for this boot, and the ceilings searched for in vain (best effort:
+    errors ignored)."""
+    doc = {"boot_id": boot_id, "ceilings": {c.name: [c.limit, c.basis, c.where] for c in found.values()},
+           "unknown": in_vain or {}}
     try:
         state.write_atomic(path, json.dumps(doc).encode("utf-8"))
     except OSError:
@@ -45,3 +62,25 @@ def save(path: str, boot_id: str, found: Dict[str, Ceiling]) -> None:
 def kept(ceiling: Ceiling) -> Ceiling:
     """The same ceiling, its source saying it comes from the kept reading."""
     return ceiling if ceiling.where.endswith(KEPT) else ceiling._replace(where=ceiling.where + KEPT)
+
+
+def first_this_boot(path: str, boot_id: str) -> bool:
+    """True once per boot: the marker at ``path`` then names this boot (under its own lock, so
+    that one of several processes gets True). True also when the marker cannot be kept."""
+    mark = ("boot %s\n" % boot_id).encode("ascii", "replace")
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    except OSError:
+        return True
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if os.read(fd, len(mark) + 1) == mark:
+            return False
+        os.ftruncate(fd, 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, mark)
+        return True
+    except OSError:
+        return True
+    finally:
+        os.close(fd)

@@ -29,12 +29,17 @@ def _parser() -> argparse.ArgumentParser:
         c = sub.add_parser(name, help=what)
         c.add_argument("vm", help="VM uuid or name")
         c.add_argument("--json", action="store_true")
-    d = sub.add_parser("denials", help="refused starts from the decision log, newest first")
+        c.add_argument("--host", help="host name or uuid (default: this dom0's host; elsewhere the VM's"
+                                      " resident, else affinity host)")
+    _pool_commands(sub)
+    d = sub.add_parser("denials", help="refused starts, migrations and resumes from the decision log, newest first")
     d.add_argument("--since", default="24h", help="2h, 30m, 1d or 2026-11-26T08:00 (UTC); default 24h")
     d.add_argument("--vm", help="VM uuid or name")
     d.add_argument("--host", help="host uuid or name")
     d.add_argument("--json", action="store_true")
     d.add_argument("--summary", action="store_true", help="counts by VM, host and hour")
+    a = sub.add_parser("audit", help="each VM running here: predicted next to what dom0 holds, and a verdict")
+    a.add_argument("--json", action="store_true")
     m = sub.add_parser("simulate", help="serve a simulated pool's XenAPI on 127.0.0.1")
     m.add_argument("--port", type=int, default=0)
     m.add_argument("--scenario", help="JSON file describing the pool")
@@ -101,13 +106,15 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_need(args: argparse.Namespace) -> int:
-    data = _with_api(args, lambda cfg, api, dl: decision.need_report(cfg, api, args.vm, dl))
+    data = _with_api(args, lambda cfg, api, dl: _on_host(cfg, api, args, "need", dl)
+                     or decision.need_report(cfg, api, args.vm, dl))
     _emit(args, data, tables.need)
     return EXIT_OK
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    data = _with_api(args, lambda cfg, api, dl: decision.check_report(cfg, api, args.vm, dl))
+    data = _with_api(args, lambda cfg, api, dl: _on_host(cfg, api, args, "check", dl)
+                     or decision.check_report(cfg, api, args.vm, dl))
     _emit(args, data, tables.check)
     return EXIT_OK if data["verdict"] == "admit" or data["bypassed"] else EXIT_REFUSED
 
@@ -126,6 +133,15 @@ def cmd_denials(args: argparse.Namespace) -> int:
         _emit(args, found.records, tables.denials)
     if found.corrupt:
         sys.stderr.write("xsguard: skipped %d corrupt line(s) in %s\n" % (found.corrupt, cfg.log["file"]))
+    return EXIT_OK
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from . import audit
+
+    report = _with_api(args, audit.audit)
+    covers = {f.vm_name: f.cover for f in report.findings if f.cover}
+    _emit(args, report.as_json(), lambda data: tables.audit(data, covers))
     return EXIT_OK
 
 
@@ -170,11 +186,77 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return demo.run(sys.stdout)
 
 
+def _pool_commands(sub: Any) -> None:
+    p = sub.add_parser("pool", help="every host's ceilings, usage and what is left")
+    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("place", help="every host's verdict for a VM, best first (exit 0 fits somewhere, 3 nowhere)")
+    p.add_argument("vm", help="VM uuid or name")
+    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("evacuate", help="would the other hosts absorb a host's running VMs (exit 0 yes, 3 no)")
+    p.add_argument("host", nargs="?", help="host name or uuid")
+    p.add_argument("--ha", action="store_true", help="for every host: would the others absorb its HA-protected VMs")
+    p.add_argument("--json", action="store_true")
+
+
+def _on_host(cfg: config.Config, api: Any, args: argparse.Namespace, fn: str, deadline: Deadline) -> Any:
+    """``need`` or ``check`` answered by another host's xsguard (its plugin): with ``--host``, or
+    where there is no dom0 (no inventory); None when this dom0 answers itself."""
+    from . import pool
+    from .errors import BadArgument
+
+    if args.host is None and os.path.exists(cfg.dom0["inventory"]):
+        return None
+    hosts = pool.pool_hosts(api)
+    _, vm, _ = api.vm_and_control_domain(args.vm, "")
+    if args.host is not None:
+        host_ref, _ = pool.find_host(hosts, args.host)
+    else:
+        host_ref = next((str(vm[k]) for k in ("resident_on", "affinity") if vm.get(k) in hosts), "")
+        if not host_ref:
+            raise BadArgument("VM '%s' runs nowhere and has no affinity: name the host with --host" % args.vm)
+    answers = pool.ask(api, {host_ref: hosts[host_ref]}, fn, {"vm_uuid": str(vm["uuid"])}, deadline)
+    if answers[0].result is None:
+        raise XapiUnreachable("host '%s' did not answer: %s" % (answers[0].host_name, answers[0].error))
+    return answers[0].result
+
+
+def cmd_pool(args: argparse.Namespace) -> int:
+    from . import pool
+
+    data = _with_api(args, lambda cfg, api, dl: pool.pool_report(api, dl))
+    _emit(args, data, tables.pool)
+    return EXIT_OK
+
+
+def cmd_place(args: argparse.Namespace) -> int:
+    from . import pool
+
+    data = _with_api(args, lambda cfg, api, dl: pool.place_report(api, args.vm, dl))
+    _emit(args, data, tables.place)
+    return EXIT_OK if data["fits"] else EXIT_REFUSED
+
+
+def cmd_evacuate(args: argparse.Namespace) -> int:
+    from . import pool
+
+    if not args.ha and not args.host:
+        sys.stderr.write("xsguard: evacuate needs a host (name or uuid), or --ha\n")
+        return 2
+    data = _with_api(args, lambda cfg, api, dl: pool.evacuate_report(cfg, api, args.host or "", dl, args.ha))
+    _emit(args, data, tables.evacuation)
+    plans = data["hosts"] if args.ha else [data]
+    return EXIT_OK if all(p["fits"] for p in plans) else EXIT_REFUSED
+
+
 COMMANDS: Dict[str, Callable[[argparse.Namespace], int]] = {
     "status": cmd_status,
     "need": cmd_need,
     "check": cmd_check,
     "denials": cmd_denials,
+    "audit": cmd_audit,
+    "pool": cmd_pool,
+    "place": cmd_place,
+    "evacuate": cmd_evacuate,
     "simulate": cmd_simulate,
     "demo": cmd_demo,
 }

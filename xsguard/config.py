@@ -89,6 +89,10 @@ SCHEMA: List[Tuple[str, str, str, Callable[[str], Any], str]] = [
     ("dom0", "proc_interrupts", "/proc/interrupts", _path, "dom0's /proc/interrupts"),
     ("dom0", "kernel_log", "/var/log/kern.log", _path,
      "kernel log holding the boot lines (ABI, NR_IRQS)"),
+    ("dom0", "kernel_ring", "/dev/kmsg", _path,
+     "the kernel's ring buffer, read when no kernel log holds this boot's lines"),
+    ("dom0", "proc_stat", "/proc/stat", _path,
+     "its btime is when this boot began: older kernel log lines are an earlier boot's"),
     ("dom0", "cmdline", "/proc/cmdline", _path, "dom0's kernel command line"),
     ("dom0", "boot_id", "/proc/sys/kernel/random/boot_id", _path,
      "this boot's id: what the kernel log said is kept until it changes"),
@@ -120,6 +124,12 @@ SCHEMA: List[Tuple[str, str, str, Callable[[str], Any], str]] = [
     ("need", "ctrl_ring", "auto", _auto(_choice("always", "never")),
      "a control ring per VIF; auto: for Windows guests"),
     ("need", "extra_per_vm", "0", _int_min(0), "ports added to every VM's need"),
+    ("need", "vif_queues", "negotiated", _choice("negotiated", "backend_max"),
+     "netback queues charged per VIF: negotiated (min(vCPUs, 8, dom0's max_queues)) or backend_max"
+     " (all dom0's netback grants: guests that pick their own count are not trusted)"),
+    ("need", "vbd_rings", "negotiated", _choice("negotiated", "backend_max"),
+     "blkback rings charged per VBD: negotiated (min(vCPUs, dom0's max_queues)) or backend_max"
+     " (all blkback grants); tapdisk3 serves one ring whatever"),
     ("xapi", "url", "local", _url,
      "local (xapi's UNIX socket /var/lib/xcp/xapi), unix:///other/socket, or an http(s):// URL"),
     ("ledger", "path", "/var/lib/xsguard/ledger.json", _path, "the admitted-VM ledger"),
@@ -130,6 +140,7 @@ SCHEMA: List[Tuple[str, str, str, Callable[[str], Any], str]] = [
     ("log", "syslog_socket", "/dev/log", _path, "the syslog socket dom0's syslog daemon reads"),
     ("log", "alerts", "yes", _bool, "a xapi message (XenCenter / Xen Orchestra) per refusal"),
     ("log", "alert_interval", "3600", _positive_float, "seconds between two alerts for one VM"),
+    ("rrdd", "socket", "/var/xapi/xcp-rrdd", _path, "xcp-rrdd's socket, where xsguard-rrdd registers"),
 ]
 
 Section = Dict[str, Any]
@@ -144,6 +155,7 @@ class Config(NamedTuple):
     xapi: Section
     ledger: Section
     log: Section
+    rrdd: Section
     source: str
 
     def with_values(self, overrides: Dict[str, str]) -> "Config":
@@ -158,7 +170,7 @@ class Config(NamedTuple):
         return self._replace(**raw)
 
 
-_SECTIONS = ("dom0", "policy", "need", "xapi", "ledger", "log")
+_SECTIONS = ("dom0", "policy", "need", "xapi", "ledger", "log", "rrdd")
 _KNOWN = {(s, k): (d, p) for s, k, d, p, _ in SCHEMA}
 
 

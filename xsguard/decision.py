@@ -8,13 +8,14 @@ rename. ``status`` charges the same ledger the same way.
 """
 
 import os
-from typing import Any, Dict, List, NamedTuple, Optional, Tuple
+from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Tuple
 
-from . import ledger, probes, state
+from . import bootcache, ledger, probes, state
 from .config import Config
 from .deadline import Deadline
 from .errors import XapiUnreachable
 from .model import need as need_model
+from .model.ceilings import Ceiling
 from .model.charging import HOW_BYPASSED, HOW_CHECKED, Entry, Here, Owed, here_from_records, settle
 from .model.need import HostFacts, Need, as_int
 from .model.profiles import PROFILES, Profile, with_overrides
@@ -84,6 +85,7 @@ class Subject(NamedTuple):
     vbds: List[Record]
     vifs: List[Record]
     vgpus: List[Record]
+    guest_metrics: Optional[Record] = None  # VM_guest_metrics, when the VM has one
 
     @property
     def vm_uuid(self) -> str:
@@ -112,6 +114,7 @@ class Outcome(NamedTuple):
     bypassed: bool
     ledger_note: Optional[str]
     lock_wait: float
+    ceilings: Tuple[Ceiling, ...] = ()  # as read for this decision
 
     @property
     def need(self) -> Need:
@@ -124,12 +127,23 @@ def read_subject(cfg: Config, api: Xapi, vm_key: str, host_uuid: Optional[str] =
     vm_ref, vm, control = api.vm_and_control_domain(vm_key, host_ref)
     need_model.refuse_non_candidate(vm)
     vbds, vifs, vgpus = api.devices(vm_ref, vm)
-    return Subject(vm_ref, vm, host_ref, host, control, vbds, vifs, vgpus)
+    return Subject(vm_ref, vm, host_ref, host, control, vbds, vifs, vgpus, api.guest_metrics(vm))
 
 
 def compute_need(cfg: Config, subject: Subject, backend: Dict[str, str]) -> Need:
     facts = host_facts(subject.control_domain, backend)
-    return need_model.vm_need(subject.vm, subject.vbds, subject.vifs, facts, profile_of(cfg), subject.vgpus)
+    return need_model.vm_need(subject.vm, subject.vbds, subject.vifs, facts, profile_of(cfg), subject.vgpus,
+                              subject.guest_metrics)
+
+
+def with_peak(need: Need, previous: Optional[Entry]) -> Need:
+    """The need raised to what dom0 was seen holding for the VM's last domain here, if more:
+    a guest that took more than the model predicts is never counted at the prediction again."""
+    if previous is None or previous.peak <= need.total:
+        return need
+    extra = previous.peak - need.total
+    why = "dom0 held %d ports for its last domain on this host, %d more than predicted" % (previous.peak, extra)
+    return need._replace(lines=need.lines + [need_model.Line("held beyond the model", extra, why)])
 
 
 def survey(cfg: Config, api: Xapi, host_ref: str, deadline: Deadline, detail: bool = False) -> Survey:
@@ -168,6 +182,41 @@ def needs_of(cfg: Config, api: Xapi, vms: Dict[str, Record], control: Optional[R
     return found
 
 
+class Described(NamedTuple):
+    """A VM as the model reads it: its record, devices and guest metrics."""
+
+    vm: Record
+    vbds: List[Record]
+    vifs: List[Record]
+    vgpus: List[Record]
+    guest_metrics: Optional[Record]
+
+
+def describe(api: Xapi, vms: Dict[str, Record]) -> Dict[str, Described]:
+    """Each VM's devices and guest metrics, by ref: two calls whatever their number, one more
+    if any has vGPUs, one more if any has guest metrics (the pool's, in one answer)."""
+    if not vms:
+        return {}
+    vbds = api.where("VBD", any_of("VM", sorted(vms)))
+    vifs = api.where("VIF", any_of("VM", sorted(vms)))
+    with_vgpus = sorted(ref for ref, r in vms.items() if r.get("VGPUs"))
+    vgpus = api.where("VGPU", any_of("VM", with_vgpus)) if with_vgpus else {}
+    with_metrics = any((r.get("guest_metrics") or "OpaqueRef:NULL") != "OpaqueRef:NULL" for r in vms.values())
+    metrics = api.call("VM_guest_metrics.get_all_records") if with_metrics else {}
+    return {
+        ref: Described(vm, [r for r in vbds.values() if r.get("VM") == ref],
+                       [r for r in vifs.values() if r.get("VM") == ref],
+                       [r for r in vgpus.values() if r.get("VM") == ref], metrics.get(vm.get("guest_metrics")))
+        for ref, vm in vms.items()
+    }
+
+
+def predict(facts: HostFacts, profile: Profile, described: Described) -> Need:
+    """The model's need for a described VM: the same computation as a start's."""
+    d = described
+    return need_model.vm_need(d.vm, d.vbds, d.vifs, facts, profile, d.vgpus, d.guest_metrics)
+
+
 def load_entries(cfg: Config, api: Xapi, subject_vm_ref: str, control: Optional[Record], found: Survey,
                  boot_id: str, set_aside: bool) -> ledger.Loaded:
     """The ledger, or, when it is lost, corrupt or an earlier boot's, one rebuilt from live state.
@@ -180,14 +229,16 @@ def load_entries(cfg: Config, api: Xapi, subject_vm_ref: str, control: Optional[
     entries = loaded.entries
     others = {ref: r for ref, r in found.on_host.items()
               if not r.get("is_control_domain") and ref != subject_vm_ref}
-    if entries is None:
+    if entries is None:  # as xapi saw the host when it was asked: charged as of then
         needs = needs_of(cfg, api, others, control, found.dom0.backend)
-        # as xapi described them when asked: not admissions made since (those are charged whole)
         entries = {u: Entry(u, _name(others, u), n, found.asked_at, None, "rebuilt") for u, n in needs.items()}
     unknown = {e.vm_uuid for e in entries.values() if e.need == ledger.UNKNOWN_NEED}
     if unknown:
-        refs = {ref: r for ref, r in others.items() if r.get("uuid") in unknown}
-        needs = needs_of(cfg, api, refs, control, found.dom0.backend)
+        vms = {ref: r for ref, r in others.items() if r.get("uuid") in unknown}
+        missing = unknown - {str(r.get("uuid")) for r in vms.values()}
+        if missing:  # charged after xapi was asked: look them up (this rare path costs one more call)
+            vms.update({ref: r for ref, r in api.where("VM", any_of("uuid", sorted(missing))).items()})
+        needs = needs_of(cfg, api, vms, control, found.dom0.backend)
         entries = {u: (e._replace(need=needs[u]) if u in needs else e) for u, e in entries.items()
                    if e.need != ledger.UNKNOWN_NEED or u in needs}
     return loaded._replace(entries=entries)
@@ -220,22 +271,27 @@ def evaluate(cfg: Config, api: Xapi, vm_key: str, deadline: Deadline, host_uuid:
     loaded = load_entries(cfg, api, subject.vm_ref, subject.control_domain, found, state.boot_id(cfg),
                           set_aside=False)
     _, owed = charge(cfg, loaded.entries or {}, subject, found, subject.vm_uuid)
-    verdict = _verdict(cfg, subject, found, owed)
+    need = with_peak(compute_need(cfg, subject, found.dom0.backend), (loaded.entries or {}).get(subject.vm_uuid))
+    verdict = _verdict(cfg, subject, found, owed, need)
     bypassed = is_bypassed(cfg, subject.vm_uuid)
     policy = BYPASSED if bypassed else POLICY[(cfg.policy["mode"], verdict.admitted)]
-    return Outcome(subject, verdict, owed, policy, bypassed, loaded.note, 0.0)
+    return Outcome(subject, verdict, owed, policy, bypassed, loaded.note, 0.0, tuple(found.dom0.ceilings))
 
 
 def admit(cfg: Config, api: Xapi, vm_key: str, deadline: Deadline, host_uuid: Optional[str] = None,
-          held_by_candidate: int = 0, progress: Optional[Dict[str, Any]] = None) -> Outcome:
+          held_by_candidate: int = 0, progress: Optional[Dict[str, Any]] = None,
+          candidate_domid: Optional[int] = None) -> Outcome:
     """Decide ``vm_key`` on the host and, as ``POLICY`` says, record it in the ledger.
 
     ``held_by_candidate``: ports dom0 already holds for the VM's own new domain (a resume),
-    taken off its need so that they are not counted twice. ``progress`` receives the VM's
+    taken off its need so that they are not counted twice; ``candidate_domid``: that domain,
+    whose ports are then counted in the same reading of dom0. ``progress`` receives the VM's
     need as soon as it is known, for a caller that must charge it if the decision fails.
     """
     subject = read_subject(cfg, api, vm_key, host_uuid)
     found = survey(cfg, api, subject.host_ref, deadline)
+    if candidate_domid is not None:
+        held_by_candidate = found.dom0.ports.by_remote_domain.get(candidate_domid, 0)
     if held_by_candidate:
         found = found._replace(dom0=_less(found.dom0, held_by_candidate))
     need = compute_need(cfg, subject, found.dom0.backend)
@@ -247,16 +303,17 @@ def admit(cfg: Config, api: Xapi, vm_key: str, deadline: Deadline, host_uuid: Op
     with ledger.locked(path, deadline) as waited:
         loaded = load_entries(cfg, api, subject.vm_ref, subject.control_domain, found, boot_id, set_aside=True)
         kept, owed = charge(cfg, loaded.entries or {}, subject, found, subject.vm_uuid)
-        verdict = _verdict(cfg, subject, found, owed, need)
+        previous = (loaded.entries or {}).get(subject.vm_uuid)
+        verdict = _verdict(cfg, subject, found, owed, with_peak(need, previous))
         policy = BYPASSED if bypassed else POLICY[(cfg.policy["mode"], verdict.admitted)]
         if policy.recorded:  # a refusal writes nothing: it must stand on a full disk too
             how = HOW_BYPASSED if bypassed else HOW_CHECKED
             kept[subject.vm_uuid] = Entry(subject.vm_uuid, verdict.need.vm_name, verdict.need.total, state.now(),
-                                          None, how)
+                                          None, how, previous.peak if previous else 0)
             ledger.save(path, boot_id, kept, loaded.pending_size)
     if policy.recorded:
         ledger.sync(path)
-    return Outcome(subject, verdict, owed, policy, bypassed, loaded.note, waited)
+    return Outcome(subject, verdict, owed, policy, bypassed, loaded.note, waited, tuple(found.dom0.ceilings))
 
 
 def _less(dom0: Dom0, ports: int) -> Dom0:
@@ -293,6 +350,29 @@ def outcome_json(cfg: Config, outcome: Outcome) -> Dict[str, Any]:
     return result
 
 
+def ceiling_unknown_records(cfg: Config, ceilings: Iterable[Ceiling]) -> List[Dict[str, Any]]:
+    """The ``ceiling_unknown`` records to log: one per unknown ceiling, the first time this boot.
+
+    An unknown ceiling goes unchecked at every decision; the decision log says so once per
+    boot (a marker in the state directory), ``status`` every time.
+    """
+    unknown = [c for c in ceilings if c.warning]
+    if not unknown or not bootcache.first_this_boot(state.path(cfg, state.CEILING_UNKNOWN), state.boot_id(cfg)):
+        return []
+    return [{"ceiling": c.name, "source": c.source, "warning": c.warning} for c in unknown]
+
+
+def log_ceiling_unknown(cfg: Config, ceilings: Iterable[Ceiling], host_uuid: str) -> None:
+    """Log ``ceiling_unknown`` to the decision log, once per boot (for ``status``)."""
+    records = ceiling_unknown_records(cfg, ceilings)
+    if records:
+        from . import decisionlog
+
+        decisionlog.configure(cfg.log["file"])
+        for fields in records:
+            decisionlog.get().warning("ceiling_unknown", host_uuid=host_uuid, **fields)
+
+
 def status(cfg: Config, api: Optional[Xapi], deadline: Deadline) -> Dict[str, Any]:
     """This dom0's ceilings, usage, promises, free ports, consumers, domains and leaks.
 
@@ -304,6 +384,7 @@ def status(cfg: Config, api: Optional[Xapi], deadline: Deadline) -> Dict[str, An
     if no_xapi:
         api = None
     dom0 = probes.read_dom0(cfg, deadline, detail=True)
+    log_ceiling_unknown(cfg, dom0.ceilings, host_uuid)
     boot_id = state.boot_id(cfg)
     names: Dict[int, Dict[str, str]] = {}
     host_name = ""
@@ -338,8 +419,7 @@ def status(cfg: Config, api: Optional[Xapi], deadline: Deadline) -> Dict[str, An
         note = loaded.note
         xapi_note = xapi_note or "xapi not consulted"
     _, owed = settle(entries, here, dom0.ports.by_remote_domain, state.now(), cfg.ledger["ttl"], "", asked_at)
-    promised = sum(o.owed for o in owed)
-    margin = cfg.policy["margin"]
+    shown = figures(dom0, owed, cfg.policy["margin"])
     by_domain = {}
     for domid, count in sorted(dom0.ports.by_remote_domain.items()):
         entry: Dict[str, Any] = {"ports": count}
@@ -348,16 +428,16 @@ def status(cfg: Config, api: Optional[Xapi], deadline: Deadline) -> Dict[str, An
     return {
         "host_uuid": host_uuid,
         "host_name": host_name,
-        "port_limit": dom0.port_ceiling.limit,
+        "port_limit": shown["port_limit"],
         "port_limit_source": dom0.port_ceiling.source,
-        "ports_used": dom0.ports.ports,
-        "ports_free": headroom(dom0.port_ceiling, dom0.ports.ports, promised, margin),
-        "irq_limit": dom0.irq_ceiling.limit,
+        "ports_used": shown["ports_used"],
+        "ports_free": shown["ports_free"],
+        "irq_limit": shown["irq_limit"],
         "irq_limit_source": dom0.irq_ceiling.source,
-        "irqs_used": dom0.irqs_used,
-        "irqs_free": headroom(dom0.irq_ceiling, dom0.irqs_used, promised, margin),
-        "margin": margin,
-        "promised": promised,
+        "irqs_used": shown["irqs_used"],
+        "irqs_free": shown["irqs_free"],
+        "margin": shown["margin"],
+        "promised": shown["promised"],
         "promises": [o._asdict() for o in owed],
         "by_state": dom0.ports.by_state,
         "by_remote_domain": by_domain,
@@ -366,7 +446,24 @@ def status(cfg: Config, api: Optional[Xapi], deadline: Deadline) -> Dict[str, An
         "unparsed_lines": [{"line": n, "text": t[:120]} for n, t in dom0.ports.unparsed[:20]],
         "lsevtchn": dom0.lsevtchn,
         "notes": [n for n in (note, xapi_note) if n],
+        "audit_under": state.counted(cfg, "audit_under"),
+        "warnings": [c.warning for c in dom0.ceilings if c.warning],
         "software": software(),
+    }
+
+
+def figures(dom0: Dom0, owed: List[Owed], margin: int) -> Dict[str, Any]:
+    """dom0's headroom as ``status`` shows it and xsguard-rrdd graphs it: used, promised, limit, free."""
+    promised = sum(o.owed for o in owed)
+    return {
+        "port_limit": dom0.port_ceiling.limit,
+        "ports_used": dom0.ports.ports,
+        "ports_free": headroom(dom0.port_ceiling, dom0.ports.ports, promised, margin),
+        "irq_limit": dom0.irq_ceiling.limit,
+        "irqs_used": dom0.irqs_used,
+        "irqs_free": headroom(dom0.irq_ceiling, dom0.irqs_used, promised, margin),
+        "margin": margin,
+        "promised": promised,
     }
 
 

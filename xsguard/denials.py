@@ -1,4 +1,4 @@
-"""Read refused starts back from the decision log, rotated and compressed files included."""
+"""Read refusals (starts, migrations, resumes) back from the decision log, rotated and compressed files included."""
 
 import calendar
 import glob
@@ -8,8 +8,8 @@ import re
 import time
 from typing import Any, Dict, Iterator, List, NamedTuple, Optional
 
-REFUSED = "start_refused"
-_MARKER = '"event": "%s"' % REFUSED
+REFUSED = "_refused"  # the end of every refusal's event: start_refused, migrate_refused, resume_refused
+_MARKER = '%s"' % REFUSED
 _RELATIVE = re.compile(r"(\d+)([smhd])\Z")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -66,7 +66,7 @@ def _lines(path: str) -> Iterator[str]:
 
 def read(path: str, since: Optional[float] = None, vm: Optional[str] = None,
          host: Optional[str] = None) -> Denials:
-    """Refused starts, newest first, filtered by time, VM (uuid or name) and host (uuid or name)."""
+    """Refusals, newest first, filtered by time, VM (uuid or name) and host (uuid or name)."""
     found = []
     corrupt = 0
     for name in log_files(path):
@@ -82,6 +82,8 @@ def read(path: str, since: Optional[float] = None, vm: Optional[str] = None,
                 stamp = iso_to_epoch(record["time"])
             except (ValueError, KeyError, TypeError):
                 corrupt += 1
+                continue
+            if not str(record.get("event", "")).endswith(REFUSED):
                 continue
             if since is not None and stamp < since:
                 continue

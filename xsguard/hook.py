@@ -1,25 +1,30 @@
-"""The vm-pre-start hook: argv and exit status in, a decision out.
+"""The vm-pre-start, vm-pre-migrate and vm-pre-resume hooks: argv and exit status in, a decision out.
 
-xenopsd runs it with ``-vmuuid <uuid> -reason <reason>`` and an environment of only PATH.
+xenopsd runs them with ``-vmuuid <uuid> -reason <reason>`` (``-vmdomid <domid>`` once a
+domain exists: on the source of a migration, and for the new domain of a resume) and an
+environment of only PATH. A start and a resume are decided on this host; a migration by the
+destination's xsguard (host plugin ``admit``), which records the arriving VM there.
 Exit 0 lets the start go on; 1 is xenopsd's "log and continue" (the start goes on, stdout
 goes to its debug log); 2 aborts the start with XAPI_HOOK_FAILED, whose ``stdout`` field is
 what the operator reads. Nothing here may end in an accidental exit 1: every exception is
 caught and the ``on_error`` policy chooses the status.
 """
 
+import json
 import os
 import signal
 import sys
 import time
-from typing import Any, Dict, List, NamedTuple, Optional
+from typing import Any, Dict, List, NamedTuple, Optional, Set, Tuple
 
-from . import config, decision, ledger, state
+from . import config, decision, ledger, pool, state
 from .deadline import Deadline
 from .decision import EXIT_GO, EXIT_LOG_AND_CONTINUE, EXIT_REFUSE
-from .errors import BadArgument, DeadlineExceeded, NotACandidate, XsguardError, wire_error
+from .errors import BadArgument, DeadlineExceeded, NotACandidate, VmNotFound, XsguardError, wire_error
+from .model import placement
 from .model.charging import HOW_UNCHECKED, Entry
 from .model.verdict import ascii_safe, ascii_safe_lines
-from .xapi import Xapi
+from .xapi import Xapi, quote
 
 BACKSTOP_GRACE = 0.25  # seconds past the deadline before the alarm interrupts whatever runs
 ALERT_DEADLINE = 10.0  # the alert is sent after the verdict: it may take longer
@@ -163,16 +168,64 @@ def _write_journal(cfg: config.Config, journal: Journal) -> None:
         _send_signal(cfg, journal.signal, log)
 
 
+class Decided(NamedTuple):
+    """A verdict as the hook reports it, whichever host decided it."""
+
+    policy: decision.Policy
+    figures: Dict[str, Any]  # what the decision log records
+    message: str
+    signal: Optional[Signal]  # what to tell syslog and xapi of a refusal
+    ledger_note: Optional[str]
+    vm_uuid: str
+    exclude: Set[str]  # host refs not to suggest: where it runs, where it was refused
+
+
 def _decide(cfg: config.Config, args: Args, deadline: Deadline, log: Journal, started: float,
             progress: Dict[str, Any]) -> Any:
     operation = log.context["operation"]
     try:
         with Xapi(cfg.xapi["url"], deadline) as api:
-            outcome = decision.admit(cfg, api, args.vm_uuid, deadline, progress=progress)
+            if operation == "migrate":
+                decided = _decide_migration(cfg, api, args, deadline, log, started)
+            else:
+                decided = _decide_here(cfg, api, args, deadline, progress, operation, log)
+            if decided is None:
+                return EXIT_GO, ""
+            if decided.ledger_note:
+                log.warning("ledger_reset", note=decided.ledger_note,
+                            **{k: decided.figures[k] for k in ("vm_name", "host_name")})
+            if decided.policy.exit == EXIT_REFUSE:
+                message, elsewhere = _with_elsewhere(api, decided, operation, deadline)
+                decided.figures["elsewhere"] = elsewhere
+            else:
+                message = placement.reworded(decided.message, operation, []) if operation != "start" \
+                    else decided.message
     except NotACandidate as exc:
         log.info("%s_not_checked" % operation, why=exc.message, duration_ms=_ms(started))
         return EXIT_GO, ""
-    verdict, subject, policy = outcome.verdict, outcome.subject, outcome.policy
+    policy, figures = decided.policy, decided.figures
+    event = "%s_%s" % (operation, policy.event)
+    if policy.event in ("admitted", "bypassed"):
+        log.info(event, duration_ms=_ms(started), **figures)
+        return policy.exit, ""
+    log.warning(event, duration_ms=_ms(started), message=message, **figures)
+    if policy.signalled:
+        log.signal = decided.signal
+    if policy.exit == EXIT_REFUSE:
+        log.counters.append("refused")
+        return policy.exit, message
+    if policy.exit == EXIT_LOG_AND_CONTINUE:
+        return policy.exit, ("xsguard (mode = warn) lets this %s go on, but would refuse it:\n" % operation
+                             + message)
+    return policy.exit, ""
+
+
+def _decide_here(cfg: config.Config, api: Xapi, args: Args, deadline: Deadline, progress: Dict[str, Any],
+                 operation: str, log: Journal) -> Decided:
+    """A start or a resume, decided on this host; a resume's new domain is not charged twice."""
+    domid = _domid(args) if operation == "resume" else None
+    outcome = decision.admit(cfg, api, args.vm_uuid, deadline, progress=progress, candidate_domid=domid)
+    verdict, subject = outcome.verdict, outcome.subject
     figures = dict(
         vm_name=subject.vm.get("name_label", ""),
         host_uuid=subject.host.get("uuid", ""),
@@ -185,24 +238,74 @@ def _decide(cfg: config.Config, args: Args, deadline: Deadline, log: Journal, st
         promised_to=[o._asdict() for o in outcome.owed],
         lock_wait_ms=round(outcome.lock_wait * 1000, 1),
     )
-    if outcome.ledger_note:
-        log.warning("ledger_reset", note=outcome.ledger_note, **{k: figures[k] for k in ("vm_name", "host_name")})
-    event = "%s_%s" % (operation, policy.event)
-    if policy.event in ("admitted", "bypassed"):
-        log.info(event, duration_ms=_ms(started), **figures)
-        return policy.exit, ""
-    log.warning(event, duration_ms=_ms(started), message=verdict.message, **figures)
-    if policy.signalled:
-        from . import alerts
+    for fields in decision.ceiling_unknown_records(cfg, outcome.ceilings):
+        log.warning("ceiling_unknown", host_uuid=figures["host_uuid"], host_name=figures["host_name"], **fields)
+    from . import alerts
 
-        log.signal = Signal(alerts.syslog_line(verdict), alerts.ALERT_NAME, alerts.alert_body(verdict),
-                            verdict.need.vm_uuid)
-    if policy.exit == EXIT_REFUSE:
-        log.counters.append("refused")
-        return policy.exit, verdict.message
-    if policy.exit == EXIT_LOG_AND_CONTINUE:
-        return policy.exit, "xsguard (mode = warn) lets this start go on, but would refuse it:\n" + verdict.message
-    return policy.exit, ""
+    signal_ = Signal(alerts.syslog_line(verdict), alerts.ALERT_NAME, alerts.alert_body(verdict), verdict.need.vm_uuid)
+    return Decided(outcome.policy, figures, verdict.message, signal_, outcome.ledger_note, subject.vm_uuid,
+                   {subject.host_ref})
+
+
+def _domid(args: Args) -> Optional[int]:
+    if args.domid is None:
+        return None
+    try:
+        return int(args.domid)
+    except ValueError:
+        raise BadArgument("-vmdomid must be a domain id, not %r" % args.domid[:20])
+
+
+def _decide_migration(cfg: config.Config, api: Xapi, args: Args, deadline: Deadline, log: Journal,
+                      started: float) -> Optional[Decided]:
+    """A migration, decided by the destination's xsguard (host plugin ``admit``): it records the
+    arriving VM in its own ledger under its own lock. A destination outside this pool: not checked."""
+    found = api.where("VM", "field \"uuid\" = %s" % quote(args.vm_uuid))
+    if not found:
+        raise VmNotFound("no VM has uuid '%s'" % args.vm_uuid, args.vm_uuid)
+    vm = next(iter(found.values()))
+    hosts = api.call("host.get_all_records")
+    target = vm.get("scheduled_to_be_resident_on")
+    if target not in hosts:
+        log.info("migrate_not_checked", vm_name=vm.get("name_label", ""),
+                 why="the destination is not a host of this pool (a cross-pool migration)", duration_ms=_ms(started))
+        return None
+    answer = json.loads(api.call("host.call_plugin", target, "xsguard", "admit", {"vm_uuid": args.vm_uuid}))
+    admitted = answer.get("verdict") == "admit"
+    policy = decision.BYPASSED if answer.get("bypassed") else decision.POLICY[(answer["mode"], admitted)]
+    figures = dict(
+        vm_name=answer.get("vm_name", ""),
+        host_uuid=hosts[target].get("uuid", ""),
+        host_name=hosts[target].get("name_label", ""),
+        source_host_uuid=hosts.get(vm.get("resident_on"), {}).get("uuid", ""),
+        destination_mode=answer.get("mode"),
+        verdict=answer.get("verdict"),
+        ceiling=answer.get("ceiling"),
+        need=answer.get("need"),
+        checks=answer.get("checks", []),
+        breakdown=answer.get("breakdown", []),
+    )
+    from . import alerts
+
+    message = str(answer.get("message", ""))
+    signal_ = Signal(alerts.migration_line(answer), alerts.ALERT_NAME,
+                     ascii_safe_lines(placement.reworded(message, "migrate", [])), args.vm_uuid)
+    return Decided(policy, figures, message, signal_, None, args.vm_uuid, {str(target), str(vm.get("resident_on", ""))})
+
+
+ELSEWHERE_RESERVE = 0.3  # seconds of the deadline kept for the hook's own exit when other hosts are asked
+
+
+def _with_elsewhere(api: Xapi, decided: Decided, operation: str, deadline: Deadline) -> Tuple[str, List[str]]:
+    """The refusal's message naming up to three other hosts where the VM fits now, and their names."""
+    left = deadline.remaining() - ELSEWHERE_RESERVE
+    if left <= 0:
+        late = ["- other hosts were not asked where it fits: the deadline ([policy] deadline) had passed"]
+        return placement.reworded(decided.message, operation, late), []
+    room = pool.room_elsewhere(api, decided.vm_uuid, decided.exclude, Deadline(left))
+    hints = placement.suggestions(operation, decided.vm_uuid, room.fits, room.asked, room.answered)
+    fits = [r.host_name for r in room.fits[:placement.MAX_SUGGESTIONS]]
+    return placement.reworded(decided.message, operation, hints), fits
 
 
 def _send_signal(cfg: config.Config, sig: Signal, log: Any) -> None:
@@ -239,7 +342,10 @@ def _guard_error(cfg: config.Config, exc: BaseException, log: Journal, args: Opt
              "What failed: %s\nFix the cause, or set on_error = allow in /etc/xsguard/xsguard.conf." % (
                  operation, err.message))
         return EXIT_REFUSE
-    charged = _charge_unchecked(cfg, args, progress, log)
+    if operation == "migrate":
+        charged = "not charged (it runs on another host once moved)"
+    else:
+        charged = _charge_unchecked(cfg, args, progress, log)
     line = "could not check the %s of VM %s; let through unchecked ([policy] on_error = allow), %s: %s" % (
         operation, vm, charged, err.message)
     log.error("%s_unchecked" % operation, error=err.code, detail=err.message, charged=charged,

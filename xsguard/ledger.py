@@ -137,6 +137,7 @@ def _entry(item: Any) -> Entry:
         at = item["admitted_at"]
         domid = item.get("domid")
         uuid, name, how = item["vm_uuid"], item.get("vm_name", ""), item.get("how", "checked")
+        peak = item.get("peak", 0)
     except KeyError as exc:
         raise ValueError("an entry has no %s" % exc)
     if not (isinstance(need, int) and need >= UNKNOWN_NEED and need < 2 ** 31):
@@ -147,7 +148,9 @@ def _entry(item: Any) -> Entry:
         raise ValueError("domid %r is not a domain id" % (domid,))
     if not all(isinstance(v, str) for v in (uuid, name, how)):
         raise ValueError("vm_uuid, vm_name and how must be strings")
-    return Entry(uuid, name, need, float(at), domid, how)
+    if not (isinstance(peak, int) and 0 <= peak < 2 ** 31):
+        raise ValueError("peak %r is not a port count" % (peak,))
+    return Entry(uuid, name, need, float(at), domid, how, peak)
 
 
 def save(path: str, boot_id: str, entries: Dict[str, Entry], pending_size: int = 0) -> None:

@@ -21,7 +21,9 @@ ALLOWED: Dict[str, Set[str]] = {
     "status": set(),
     "need": {"vm_uuid"},
     "check": {"vm_uuid"},
+    "admit": {"vm_uuid"},
     "denials": {"since", "limit", "vm", "host"},
+    "audit": set(),
 }
 
 
@@ -42,7 +44,7 @@ def validate(fn: str, args: Dict[str, Any]) -> Dict[str, str]:
         if len(text) > MAX_ARG:
             raise BadArgument("argument %s is %d characters long (at most %d)" % (key, len(text), MAX_ARG), key)
         clean[key] = text
-    if fn in ("need", "check"):
+    if fn in ("need", "check", "admit"):
         vm = clean.get("vm_uuid", "")
         if not UUID.match(vm.lower()):
             raise BadArgument("vm_uuid must be a VM's uuid, not %r" % vm[:60], "vm_uuid")
@@ -62,6 +64,14 @@ def _check(cfg: config.Config, api: Xapi, args: Dict[str, str], deadline: Deadli
     return decision.check_report(cfg, api, args["vm_uuid"], deadline)
 
 
+def _admit(cfg: config.Config, api: Xapi, args: Dict[str, str], deadline: Deadline) -> Any:
+    """A VM arriving here (a migration): decided, and recorded as ``POLICY`` says, under this host's lock."""
+    outcome = decision.admit(cfg, api, args["vm_uuid"], deadline)
+    result = decision.outcome_json(cfg, outcome)
+    result["host_uuid"] = outcome.subject.host.get("uuid", "")
+    return result
+
+
 def _denials_fn(cfg: config.Config, api: Xapi, args: Dict[str, str], deadline: Deadline) -> Any:
     try:
         limit = int(args.get("limit", "50"))
@@ -77,11 +87,19 @@ def _denials_fn(cfg: config.Config, api: Xapi, args: Dict[str, str], deadline: D
     return {"denials": records.records[:limit], "corrupt_lines": records.corrupt}
 
 
+def _audit(cfg: config.Config, api: Xapi, args: Dict[str, str], deadline: Deadline) -> Any:
+    from . import audit
+
+    return audit.audit(cfg, api, deadline).as_json()
+
+
 FUNCTIONS: Dict[str, Callable[..., Any]] = {
     "status": _status,
     "need": _need,
     "check": _check,
+    "admit": _admit,
     "denials": _denials_fn,
+    "audit": _audit,
 }
 
 

@@ -8,7 +8,7 @@ import os
 import subprocess
 from typing import Dict, List, NamedTuple, Optional, Tuple
 
-from . import bootcache, state
+from . import bootcache, bootlog, state
 from .config import Config
 from .deadline import Deadline
 from .errors import ProbeFailed
@@ -77,15 +77,6 @@ def read_optional(path: str) -> Optional[str]:
     try:
         with open(path, "rb") as handle:
             return handle.read().decode("utf-8", "replace")
-    except OSError:
-        return None
-
-
-def read_kernel_log_head(path: str, limit: int = 4 * 1024 * 1024) -> Optional[str]:
-    """The kernel log's boot lines: its first ``limit`` bytes are where they are, if still there."""
-    try:
-        with open(path, "rb") as handle:
-            return handle.read(limit).decode("utf-8", "replace")
     except OSError:
         return None
 
@@ -165,34 +156,39 @@ def read_dom0(cfg: Config, deadline: Deadline, detail: bool = False) -> Dom0:
 
 
 def read_ceilings(cfg: Config) -> Tuple[Ceiling, Ceiling]:
-    """The two ceilings: configured, else kept from this boot's kernel log, else read or inferred."""
+    """The two ceilings: configured, else kept from this boot's first reading, else this boot's
+    line in the kernel log, its rotations or the ring buffer (``bootlog``), else inferred."""
     d = cfg.dom0
     if d["port_limit"] is not None and d["irq_limit"] is not None:
         return ceilings.port_ceiling(d["port_limit"], None, None, None), ceilings.irq_ceiling(d["irq_limit"], None)
     boot_id = state.boot_id(cfg)
     cache = state.path(cfg, state.CEILINGS)
     known = bootcache.load(cache, boot_id) if boot_id else {}
-    log = None
-    if any(d[key] is None and name not in known for key, name in (("port_limit", XEN_PORTS),
-                                                                      ("irq_limit", LINUX_IRQS))):
-        log = read_kernel_log_head(d["kernel_log"])
-    where = d["kernel_log"]
+    searched = bootlog.searched(d["kernel_log"], d["kernel_ring"])
+    in_vain = bootcache.searched_in_vain(cache, boot_id) if boot_id else {}
+    wanted = [name for key, name in (("port_limit", XEN_PORTS), ("irq_limit", LINUX_IRQS))
+              if d[key] is None and name not in known and in_vain.get(name) != searched]
+    lines = bootlog.search(d["kernel_log"], d["kernel_ring"], d["proc_stat"], wanted) if wanted else {}
+    nowhere = bootlog.BootLine("", searched)
     cmdline = read_optional(d["cmdline"])
     if d["port_limit"] is not None:
         port = ceilings.port_ceiling(d["port_limit"], None, None, None)
     elif XEN_PORTS in known:
         port = bootcache.kept(known[XEN_PORTS])
     else:
-        port = ceilings.port_ceiling(None, log, cmdline, xen_version(d["hypervisor"]), where)
+        line = lines.get(XEN_PORTS, nowhere)
+        port = ceilings.port_ceiling(None, line.line, cmdline, xen_version(d["hypervisor"]), line.where)
     if d["irq_limit"] is not None:
         irq = ceilings.irq_ceiling(d["irq_limit"], None)
     elif LINUX_IRQS in known:
         irq = bootcache.kept(known[LINUX_IRQS])
     else:
-        irq = ceilings.irq_ceiling(None, log, where)
+        line = lines.get(LINUX_IRQS, nowhere)
+        irq = ceilings.irq_ceiling(None, line.line, line.where)
     fresh = {c.name: c for c in (port, irq) if c.origin == BOOT_LOG and c.name not in known}
-    if boot_id and fresh:
-        bootcache.save(cache, boot_id, dict(known, **fresh))
+    vain = {c.name: searched for c in (port, irq) if c.name in wanted and c.origin != BOOT_LOG}
+    if boot_id and (fresh or vain):  # a search that found nothing finds nothing later in the boot
+        bootcache.save(cache, boot_id, dict(known, **fresh), dict(in_vain, **vain))
     return port, irq
 
 

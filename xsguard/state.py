@@ -2,7 +2,8 @@
 
 Everything xsguard keeps between runs lives in the directory of ``[ledger] path``
 (``/var/lib/xsguard`` by default): the ledger and its lock, the ceilings kept for this boot,
-the alert times, the counters. A reader sees a file's old version or its new one, never half.
+the alert times, the counters, the boot an unknown ceiling was last logged in. A reader sees
+a file's old version or its new one, never half.
 """
 
 import os
@@ -14,7 +15,8 @@ from .config import Config
 LEDGER = "ledger.json"
 CEILINGS = "ceilings.json"
 ALERTS = "alerts.json"
-COUNTERS = ("refused", "unchecked")  # count.<name>: one byte per event, the count is the size
+CEILING_UNKNOWN = "ceiling_unknown"  # the boot id of the last boot whose unknown ceiling was logged
+COUNTERS = ("refused", "unchecked", "audit_under")  # count.<name>: one byte per event, the count is the size
 
 
 def directory(cfg: Config) -> str:

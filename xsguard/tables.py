@@ -1,6 +1,6 @@
 """Human output of the command: short aligned tables."""
 
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 
 def table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
@@ -28,6 +28,7 @@ def status(s: Dict[str, Any]) -> str:
             ["ceiling", "limit", "used", "promised", "margin", "free", "source"],
         ),
     ]
+    out += ["WARNING: %s" % warning for warning in s.get("warnings", [])]
     if s["promises"]:
         out += ["", "promised to VMs starting or connecting:", table(
             [[p["vm_name"], p["vm_uuid"], p["need"], p["held"], p["owed"], p["state"]] for p in s["promises"]],
@@ -70,9 +71,9 @@ def check(c: Dict[str, Any]) -> str:
 
 
 def denials(records: List[Dict[str, Any]]) -> str:
-    rows = [[r["time"][:19].replace("T", " "), r.get("vm_name", ""), r.get("host_name", ""), r.get("need"),
-             _free(r), r.get("ceiling", "")] for r in records]
-    return table(rows, ["time (UTC)", "vm", "host", "need", "free", "ceiling"])
+    rows = [[r["time"][:19].replace("T", " "), r.get("operation", "start"), r.get("vm_name", ""),
+             r.get("host_name", ""), r.get("need"), _free(r), r.get("ceiling", "")] for r in records]
+    return table(rows, ["time (UTC)", "operation", "vm", "host", "need", "free", "ceiling"])
 
 
 def _free(record: Dict[str, Any]) -> str:
@@ -86,3 +87,49 @@ def summary(groups: List[Dict[str, Any]]) -> str:
     rows = [[g["hour"], g["vm_name"], g["host_name"], g["count"],
              ", ".join("%s %d" % kv for kv in sorted(g["ceilings"].items()))] for g in groups]
     return table(rows, ["hour (UTC)", "vm", "host", "refused", "ceiling"])
+
+
+def audit(report: Dict[str, Any], covers: Optional[Dict[str, str]] = None) -> str:
+    """Each VM's prediction next to what dom0 holds; for each ``under``, what would cover it."""
+    out = ["host %s: %d exact, %d under, %d over, %d pending" % (
+        report["host_name"], report["exact"], report["under"], report["over"], report["pending"])]
+    if report["vms"]:
+        out += ["", table([[v["vm_name"], v["vm_uuid"], v["predicted"], v["held"], v["verdict"]]
+                           for v in report["vms"]], ["vm", "uuid", "predicted", "held", "verdict"])]
+    for name, cover in sorted((covers or {}).items()):
+        out.append("%s holds more than predicted; would be covered by: %s" % (name, cover))
+    return "\n".join(out)
+
+
+def pool(p: Dict[str, Any]) -> str:
+    rows = []
+    for h in p["hosts"]:
+        if not h["reachable"]:
+            rows.append([h["host_name"], "unreachable", "", "", "", "", "", "", ""])
+            continue
+        rows.append([h["host_name"], _n(h["port_limit"]), h["ports_used"], h["promised"], h["margin"],
+                     _n(h["ports_free"]), _n(h["irq_limit"]), _n(h["irqs_free"]), _n(h["ceiling"])])
+    return table(rows, ["host", "port limit", "used", "promised", "margin", "ports free", "irq limit", "irqs free",
+                        "binding"])
+
+
+def place(p: Dict[str, Any]) -> str:
+    rows = [[h["host_name"], h["verdict"], _n(h["free"]), _n(h["free_after"]), h["ceiling"] or ""]
+            if h["verdict"] in ("admit", "refuse") else [h["host_name"], h["verdict"], "", "", ""] for h in p["hosts"]]
+    head = "VM %s (%s), needs %s" % (p["vm_name"], p["vm_uuid"], _n(p["need"]))
+    tail = ("fits on: %s" % ", ".join(p["fits"])) if p["fits"] else "no host has room for it now"
+    return "%s\n\n%s\n\n%s" % (head, table(rows, ["host", "verdict", "free", "free after", "ceiling"]), tail)
+
+
+def evacuation(e: Dict[str, Any]) -> str:
+    if "hosts" in e:
+        return "\n\n".join(evacuation(h) for h in e["hosts"])
+    rows = [[m["vm_name"], m["need"], m["to"]] for m in e["moves"]]
+    rows += [[name, "", "REFUSED: no host has room"] for name in e["refused"]]
+    verdict = "the other hosts absorb them" if e["fits"] else "%d VM(s) would be refused" % len(e["refused"])
+    out = "evacuate %s: %s" % (e["host_name"], verdict)
+    if rows:
+        out += "\n\n" + table(rows, ["vm", "need", "to"])
+    if e.get("unreachable"):
+        out += "\n\nnot counted (xsguard did not answer): %s" % ", ".join(e["unreachable"])
+    return out

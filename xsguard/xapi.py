@@ -31,6 +31,7 @@ def any_of(field: str, values: Iterable[str]) -> str:
 
 
 LOCAL_SOCKET = "/var/lib/xcp/xapi"
+NULL_REF = "OpaqueRef:NULL"
 
 
 class _UnixConnection(http.client.HTTPConnection):
@@ -94,6 +95,8 @@ def open_session(url: str, deadline: Deadline) -> Any:
 class Xapi:
     """A logged-in session, used as a context manager that always logs out."""
 
+    originator = ORIGINATOR  # what xapi's logs and its session records name the caller
+
     def __init__(self, url: str, deadline: Deadline, session_ref: Optional[str] = None) -> None:
         self.url = url
         self.deadline = deadline
@@ -110,7 +113,7 @@ class Xapi:
         else:
             user = os.environ.get("XSGUARD_XAPI_USER", "root")
             password = os.environ.get("XSGUARD_XAPI_PASSWORD", "")
-        self._call(self.session.xenapi.login_with_password, user, password, "1.0", ORIGINATOR)
+        self._call(self.session.xenapi.login_with_password, user, password, "1.0", self.originator)
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
@@ -174,6 +177,19 @@ class Xapi:
         vifs = list(self.where("VIF", match).values())
         vgpus = list(self.where("VGPU", match).values()) if vm.get("VGPUs") else []
         return vbds, vifs, vgpus
+
+    def guest_metrics(self, vm: Record) -> Optional[Record]:
+        """The VM's VM_guest_metrics record (its guest agent's report): one call, and only for a VM
+        that has one; None for a VM without, or whose record went away since the VM was read."""
+        ref = vm.get("guest_metrics") or NULL_REF
+        if ref == NULL_REF:
+            return None
+        try:
+            return dict(self.call("VM_guest_metrics.get_record", ref))
+        except XapiFailure as exc:
+            if exc.details[:1] == ["HANDLE_INVALID"]:
+                return None
+            raise
 
     def vms_on_host(self, host_ref: str) -> Dict[str, Record]:
         """Every VM running on the host or being started on it (control domain included), by ref."""

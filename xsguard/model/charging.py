@@ -9,6 +9,10 @@ need minus what dom0 already holds for its domain (never below 0).
 - A VM neither running nor starting here (refused by a later hook, its start failed or its
   hook was killed, shut down, migrated away, deleted) leaves the ledger.
 - A VM whose domain holds its whole need leaves the ledger: dom0's live count covers it.
+- A VM whose domain was seen holding more than its need (a guest that asked for more queues
+  than the model predicts) keeps that figure, its peak: from then on it is charged its peak
+  minus what it holds now, so that a later decision never counts it at the prediction again
+  (its own next start here included: see ``charged``).
 - The VM being decided is never charged twice (a reboot, a retried start).
 """
 
@@ -20,6 +24,7 @@ STARTING = "starting"
 HOW_CHECKED = "checked"
 HOW_BYPASSED = "bypassed"
 HOW_UNCHECKED = "unchecked"
+HOW_AUDITED = "audited"  # entered by ``xsguard audit``: a running VM seen holding more than its need
 
 
 class Entry(NamedTuple):
@@ -30,7 +35,13 @@ class Entry(NamedTuple):
     need: int
     admitted_at: float  # CLOCK_MONOTONIC seconds of this boot
     domid: Optional[int]  # the domain it was last seen running as, None before that
-    how: str = "checked"  # HOW_CHECKED, HOW_BYPASSED, HOW_UNCHECKED (let through on error)
+    how: str = "checked"  # HOW_CHECKED, HOW_BYPASSED, HOW_UNCHECKED (let through on error), HOW_AUDITED
+    peak: int = 0  # the most dom0 was seen holding for its domain, when that was above ``need``
+
+    @property
+    def charged(self) -> int:
+        """What the VM is charged in all: its need, or what it was seen holding if more."""
+        return max(self.need, self.peak)
 
     def as_json(self) -> Dict[str, object]:
         return dict(self._asdict())
@@ -84,15 +95,18 @@ def settle(
             if now - entry.admitted_at > ttl:
                 continue  # a start stuck past the TTL is not charged forever
             kept[uuid] = entry
-            owed.append(Owed(uuid, entry.vm_name, entry.need, 0, entry.need, STARTING))
+            owed.append(Owed(uuid, entry.vm_name, entry.charged, 0, entry.charged, STARTING))
             continue
         if entry.domid is not None and entry.domid != state.domid:
             continue  # a later domain of this VM: its own hook decided that start
         held = held_by_domid.get(state.domid, 0)
-        if held >= entry.need:
+        if held > entry.need:
+            entry = entry._replace(peak=max(entry.peak, held))
+        if held >= entry.charged and entry.peak == 0:
             continue
         kept[uuid] = entry._replace(domid=state.domid)
-        owed.append(Owed(uuid, entry.vm_name, entry.need, held, entry.need - held, RUNNING))
+        if entry.charged > held:
+            owed.append(Owed(uuid, entry.vm_name, entry.charged, held, entry.charged - held, RUNNING))
     return kept, owed
 
 

@@ -1,8 +1,9 @@
 """What a VM will hold in dom0 once fully up: event channels, as a breakdown by consumer.
 
 Pure: it reads XenAPI records (as the XML-RPC client returns them, integers as strings) and
-facts about the host, and charges the upper bound: PV disk and network channels count even
-though they appear only once the guest's PV drivers connect.
+facts about the host, and charges what the VM will hold once fully up: PV disk and network
+channels count even though they appear only once the guest's PV drivers connect. How many
+queues a guest may ask for is the profile's queue policy (``vif_queues``, ``vbd_rings``).
 """
 
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence
@@ -94,14 +95,31 @@ def refuse_non_candidate(vm: Record) -> None:
             )
 
 
-def looks_like_windows(vm: Record, guest_metrics: Optional[Record]) -> bool:
-    """Windows PV drivers add a control ring per VIF; tell Windows guests by their settings."""
+def runs_windows_pv_drivers(vm: Record, domain_type: str, guest_metrics: Optional[Record]) -> bool:
+    """Whether the guest binds a netback control ring per VIF: only Windows' PV drivers do.
+
+    Evidence (shared/reference/evtchn-accounting.md, section 3): the control ring is bound by
+    Windows' xenvif; Linux netfront does not use it. A PV-family guest is never Windows. Of
+    an HVM guest's settings only ``platform:viridian=true`` counts (Hyper-V enlightenments,
+    which xapi's Windows templates set; a Linux HVM guest made from an "other media" template
+    may carry it too, and is charged the ring on the safe side); ``platform:device_id`` does
+    not, as XenServer 8 sets ``0001`` on Linux HVM templates too. Guest metrics naming Windows
+    count as well. Guest metrics naming another OS never remove the ring: the guest writes
+    them itself, and an under-charge breaks other VMs' devices.
+    """
+    if domain_type != "hvm":
+        return False
     platform = vm.get("platform") or {}
-    if platform.get("viridian") == "true" or platform.get("device_id"):
+    if str(platform.get("viridian", "")).lower() == "true":
         return True
+    return guest_metrics_name_windows(guest_metrics)
+
+
+def guest_metrics_name_windows(guest_metrics: Optional[Record]) -> bool:
+    """Whether a VM_guest_metrics record's ``os_version`` names Windows (its guest agent says so)."""
     os_version = (guest_metrics or {}).get("os_version") or {}
     text = " ".join(str(v) for v in os_version.values()).lower()
-    return "windows" in text
+    return "windows" in text or "microsoft" in text
 
 
 def vm_need(
@@ -139,7 +157,7 @@ def vm_need(
                 )
             )
     lines.extend(_vbd_lines(vbds, hvm, vcpus, host, profile))
-    lines.extend(_vif_lines(vifs, vcpus, host, profile, looks_like_windows(vm, guest_metrics)))
+    lines.extend(_vif_lines(vifs, vcpus, host, profile, runs_windows_pv_drivers(vm, dtype, guest_metrics)))
     for vgpu in sorted(vgpus, key=lambda r: str(r.get("device", ""))):
         ports = profile.vgpu_per_vcpu * vcpus + profile.vgpu_fixed
         lines.append(
@@ -165,9 +183,16 @@ def _device_key(record: Record, field: str) -> Any:
 def _vbd_rings(vcpus: int, host: HostFacts, profile: Profile) -> int:
     if profile.rings_per_vbd is not None:
         return profile.rings_per_vbd
-    if profile.vbd_backend == "blkback":
+    if profile.vbd_backend == "blkback" and profile.multi_queue:
         cap = host.blkback_max_queues or host.dom0_vcpus
+        if profile.vbd_rings == "backend_max":
+            # blkfront asks for its own ``max_queues`` module parameter's rings; blkback
+            # grants up to its own ``max_queues`` (dom0's vCPUs by default), whatever the
+            # guest's vCPUs (Linux drivers/block/xen-blkback/xenbus.c connect_ring():
+            # "multi-queue-num-queues" is refused only above xenblk_max_queues)
+            return max(1, cap)
         return max(1, min(vcpus, cap))
+    # tapdisk3 serves one ring per VBD whatever the guest asks (evtchn-accounting.md, section 3)
     return 1
 
 
@@ -183,17 +208,42 @@ def _vbd_lines(
         label = "vbd %s (%s%s)" % (vbd.get("userdevice", "?"), kind, ", empty" if empty else "")
         if hvm and kind in ("CD", "Floppy"):
             lines.append(Line(label, 0, "emulated by QEMU for HVM guests"))
+        elif not hvm and kind == "CD" and empty:
+            # xenopsd plugs no backend for an empty CD of any guest but HVM: "an empty CDROM
+            # drive on PV and PVinPVH guests is simulated by unplugging the whole drive"
+            # (xen-api ocaml/xenopsd/xc/xenops_server_xen.ml:4160, ``vbd.backend = None &&
+            # domain_type <> Vm.Domain_HVM``; evtchn-accounting.md, section 3)
+            lines.append(Line(label, 0, "empty CD of a PV-family guest: xenopsd unplugs the drive"))
         else:
             why = "%s: %d ring%s, once PV drivers connect" % (backend, rings, "s" * (rings != 1))
+            if profile.vbd_rings == "backend_max" and profile.vbd_backend == "blkback":
+                why += " (as many as blkback grants: [need] vbd_rings = backend_max)"
             lines.append(Line(label, rings, why))
     return lines
+
+
+def vif_queues(vcpus: int, host: HostFacts, profile: Profile) -> int:
+    """Netback queues charged per VIF under the profile's ``vif_queues`` policy.
+
+    ``negotiated``: what an unmodified frontend asks, min(vCPUs, 8, dom0's max_queues) (Linux
+    drivers/net/xen-netfront.c netif_init: max_queues defaults to min(8, online CPUs); Windows
+    xenvif caps at 8 too). ``backend_max``: all dom0's netback grants, since a guest picks its
+    own count with netfront's ``max_queues`` module parameter and netback only refuses more
+    than its own ``max_queues`` (drivers/net/xen-netback/xenbus.c connect(): "guest requested
+    %u queues, exceeding the maximum"), whose default is dom0's online vCPUs.
+    """
+    if not profile.multi_queue:
+        return 1
+    dom0_cap = host.netback_max_queues or host.dom0_vcpus
+    if profile.vif_queues == "backend_max":
+        return max(1, dom0_cap)
+    return max(1, min(vcpus, profile.netback_queue_cap, dom0_cap))
 
 
 def _vif_lines(
     vifs: Sequence[Record], vcpus: int, host: HostFacts, profile: Profile, windows: bool
 ) -> List[Line]:
-    dom0_cap = host.netback_max_queues or host.dom0_vcpus
-    queues = max(1, min(vcpus, profile.netback_queue_cap, dom0_cap))
+    queues = vif_queues(vcpus, host, profile)
     split = profile.split_event_channels
     if split is None:
         split = True if host.netback_split is None else host.netback_split
@@ -207,6 +257,8 @@ def _vif_lines(
             per_queue,
             "split tx/rx" if split else "shared tx/rx",
         )
+        if profile.vif_queues == "backend_max" and profile.multi_queue:
+            why += ", as many queues as dom0's netback grants ([need] vif_queues = backend_max)"
         if ctrl:
             why += " + 1 control ring"
         lines.append(Line("vif %s" % vif.get("device", "?"), queues * per_queue + ctrl, why))

@@ -25,6 +25,9 @@ class Profile(NamedTuple):
     vgpu_per_vcpu: int  # vGPU emulator: per vCPU (UNVERIFIED estimate)
     vgpu_fixed: int
     extra_per_vm: int  # a site's allowance on top of the model
+    vif_queues: str = "negotiated"  # "negotiated" (what the guest's vCPUs ask) or "backend_max" (all dom0 grants)
+    vbd_rings: str = "negotiated"  # the same for blkback's rings (tapdisk3 serves one ring whatever)
+    multi_queue: bool = True  # the backends serve several queues per device; the 2013 stacks did not
 
 
 XS8 = Profile(
@@ -55,6 +58,7 @@ XS62 = XS8._replace(
     ctrl_ring="never",
     vgpu_per_vcpu=0,
     vgpu_fixed=0,
+    multi_queue=False,
 )
 
 XS61 = XS62._replace(name="xs61", qemu_per_vcpu=1)

@@ -4,9 +4,9 @@ import inspect
 import time
 from typing import Any, Callable, Dict, List
 
-from . import processes
+from . import processes, rrdd
 from .dom0 import Dom0
-from .pool import Pool, _dom0_args
+from .pool import EVACUATE_BATCH_SIZE, Pool, _dom0_args
 from .store import DEFAULTS, NULL, WRITABLE, ApiError
 
 CLASSES = set(DEFAULTS)
@@ -79,9 +79,44 @@ class Api:
             "VM.clean_shutdown": _void(p.shutdown),
             "VM.hard_reboot": _void(p.reboot),
             "VM.clean_reboot": _void(p.reboot),
+            "VM.pool_migrate": _void(lambda vm, host, options: p.pool_migrate(vm, host, options)),
+            "VM.migrate_send": _void(lambda vm, dest, live, vdi_map, vif_map, options, vgpu_map=None:
+                                     p.migrate_send(vm, dest)),
+            "VM.suspend": _void(p.suspend),
+            "VM.resume": _void(lambda vm, start_paused, force: p.resume(vm)),
+            "VM.resume_on": _void(lambda vm, host, start_paused, force: p.resume(vm, host)),
+            "host.evacuate": _void(lambda host, network=NULL, evacuate_batch_size="0":
+                                   p.evacuate(host, _batch_size(evacuate_batch_size))),
+            "host.disable": _void(lambda host: p.set_enabled(host, False)),
+            "host.enable": _void(lambda host: p.set_enabled(host, True)),
             "message.create": self._message_create,
             "pool.get_master": lambda pool_ref: p.store.get("pool", pool_ref)["master"],
+            "host.get_data_sources": lambda host: rrdd.data_source_records(self._host_sources(host)),
+            "host.query_data_source": lambda host, name: rrdd.query(self._host_sources(host), name),
+            "VM.get_data_sources": lambda vm: rrdd.data_source_records(self._vm_sources(vm)),
+            "VM.query_data_source": self._vm_query,
         }
+
+    def _host_sources(self, host_ref: str) -> Dict[str, rrdd.Shown]:
+        """The host's datasources, as its xcp-rrdd last read them."""
+        self.pool.host(host_ref)
+        standin = self.pool.rrdds.get(host_ref)
+        return standin.shown("host") if standin else {}
+
+    def _vm_sources(self, vm_ref: str) -> Dict[str, rrdd.Shown]:
+        """A VM's datasources, from the xcp-rrdd of the host it runs on (none once it is halted)."""
+        with self.pool.lock:
+            vm = self.pool.vm(vm_ref)
+            standin = self.pool.rrdds.get(vm["resident_on"])
+        return standin.shown("vm %s" % vm["uuid"]) if standin else {}
+
+    def _vm_query(self, vm_ref: str, name: str) -> float:
+        """A VM's datasource; a VM xcp-rrdd has no live datasource of is missing as a whole."""
+        shown = self._vm_sources(vm_ref)
+        if not shown:
+            raise ApiError("INTERNAL_ERROR", "Rrd_interface.Rrdd_error(Datasource_missing(\"VM: %s\"))"
+                           % self.pool.vm(vm_ref)["uuid"])
+        return rrdd.query(shown, name)
 
     def _plain_create(self, cls: str, record: Dict[str, Any]) -> str:
         with self.pool.lock:
@@ -151,14 +186,19 @@ class Api:
             return pool.add_host(str(args[0]), dict(args[1]) if len(args) > 1 else {})
         if name == "set_dom0":
             host = pool.host(args[0])
+            values = dict(args[1])
+            if "stack" in values:
+                pool.set_stack(args[0], str(values.pop("stack")))
+                if not values:
+                    return ""
             with pool.lock:
                 d = host.dom0
                 # keys left out keep their values; a new ABI brings its own port limit unless one is given
                 merged = {"vcpus": d.vcpus, "abi": d.abi, "irq_limit": d.irq_limit,
                           "baseline_ports": d.baseline_ports, "xen_version": d.xen_version}
-                if "abi" not in args[1]:
+                if "abi" not in values:
                     merged["port_limit"] = d.port_limit
-                merged.update({k: v for k, v in args[1].items()})
+                merged.update(values)
                 if len(d.ports) > d.baseline_ports:
                     raise ApiError("OPERATION_NOT_ALLOWED", "sim.set_dom0 needs a dom0 with no guests")
                 host.dom0 = Dom0(host.root, **_dom0_args(merged))
@@ -208,6 +248,15 @@ def _void(fn: Callable[..., None]) -> Callable[..., str]:
 
     call.__signature__ = inspect.signature(fn)  # type: ignore[attr-defined]
     return call
+
+
+def _batch_size(value: Any) -> int:
+    """xapi's evacuate_batch_size: an int64 (a string on the wire); 0 or less: the default."""
+    try:
+        size = int(value)
+    except (TypeError, ValueError):
+        raise ApiError("INVALID_VALUE", "evacuate_batch_size", str(value))
+    return size if size > 0 else EVACUATE_BATCH_SIZE
 
 
 def _arity(method: str, args: List[Any], low: int, high: int) -> None:

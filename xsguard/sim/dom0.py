@@ -2,18 +2,24 @@
 
 Ports are handed out lowest-free-first as Xen does; every port a guest binds also takes a
 Linux IRQ. The state is written to files in the host's root after every change: the output
-``lsevtchn 0`` prints, ``/proc/interrupts``, and a kernel log with the boot lines.
+``lsevtchn 0`` prints, ``/proc/interrupts``, and the boot messages in kern.log (as rsyslog
+writes them), in the ring buffer (as /dev/kmsg gives them) and /proc/stat's boot time.
 """
 
 import heapq
 import os
+import time
 import uuid
-from typing import Any, Dict, List, NamedTuple, Optional
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 from .store import ApiError
 
 PORT_LIMITS = {"fifo": 131071, "2-level": 4095, "2-level-32": 1023}
 IRQ_SPARSE_EXTRA = 8196
+UPTIME = 600  # seconds dom0 has been up when its host joins the pool
+SYSLOG_START = 21  # seconds from boot until rsyslog starts and writes the boot messages to kern.log
+SYSLOG_HOSTNAME = "xcp-ng-dom0"
+MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
 class Port(NamedTuple):
@@ -42,6 +48,7 @@ class Dom0:
                  port_limit: Optional[int] = None, irq_limit: int = 41220,
                  baseline_ports: Optional[int] = None, xen_version: str = "4.17") -> None:
         self.root = root
+        self.booted_at = int(time.time()) - UPTIME
         self.configure(vcpus=vcpus, abi=abi, port_limit=port_limit, irq_limit=irq_limit,
                        baseline_ports=baseline_ports, xen_version=xen_version)
         self.ports: Dict[int, Port] = {}
@@ -162,14 +169,32 @@ class Dom0:
         lines.append("ERR:          0\n")
         return "".join(lines)
 
-    def kernel_log_text(self) -> str:
-        lines = ["[    0.000000] Linux version 4.19.0+1 (mockbuild@xcp-ng) #1 SMP\n"]
+    def boot_messages(self) -> List[Tuple[int, int, str]]:
+        """What the kernel printed at boot: (microseconds since boot, syslog priority, message)."""
+        messages = [(0, 5, "Linux version 4.19.0+1 (mockbuild@xcp-ng) #1 SMP")]
         nr_irqs = self.irq_limit - IRQ_SPARSE_EXTRA
         if nr_irqs > 0:
-            lines.append("[    2.742894] NR_IRQS: %d, nr_irqs: %d, preallocated irqs: 16\n" % (nr_irqs, 440))
+            messages.append((2742894, 6, "NR_IRQS: %d, nr_irqs: %d, preallocated irqs: 16" % (nr_irqs, 440)))
         abi = "FIFO-based" if self.abi == "fifo" else "2-level"
-        lines.append("[    2.750855] xen:events: Using %s ABI\n" % abi)
-        return "".join(lines)
+        messages.append((2750855, 6, "xen:events: Using %s ABI" % abi))
+        return messages
+
+    def kernel_log_text(self) -> str:
+        """The boot messages as dmesg prints them."""
+        return "".join("[%5d.%06d] %s\n" % (usec // 1000000, usec % 1000000, text)
+                       for usec, _, text in self.boot_messages())
+
+    def kern_log_text(self) -> str:
+        """/var/log/kern.log as rsyslog writes it when it starts: the boot messages, each behind
+        its receiving time (local, no year), the host name and ``kernel:``."""
+        stamp = syslog_stamp(self.booted_at + SYSLOG_START)
+        return "".join("%s %s kernel: %s" % (stamp, SYSLOG_HOSTNAME, line)
+                       for line in self.kernel_log_text().splitlines(True))
+
+    def kmsg_text(self) -> str:
+        """The ring buffer as /dev/kmsg gives it: ``priority,seq,usec,flags;message`` records."""
+        return "".join("%d,%d,%d,-;%s\n" % (priority, seq, usec, text)
+                       for seq, (usec, priority, text) in enumerate(self.boot_messages()))
 
     def write_state(self) -> None:
         """Refresh what dom0's probes read (called after every change, under the pool lock)."""
@@ -178,7 +203,11 @@ class Dom0:
 
     def write_boot_files(self) -> None:
         r = self.root
-        _write_atomic(os.path.join(r, "var", "log", "kern.log"), self.kernel_log_text())
+        self.booted_at = int(time.time()) - UPTIME
+        _write_atomic(os.path.join(r, "var", "log", "kern.log"), self.kern_log_text())
+        os.makedirs(os.path.join(r, "dev"), exist_ok=True)
+        _write_atomic(os.path.join(r, "dev", "kmsg"), self.kmsg_text())
+        _write_atomic(os.path.join(r, "proc", "stat"), "cpu  0 0 0 0 0 0 0 0 0 0\nbtime %d\n" % self.booted_at)
         cmdline = "root=LABEL=root-xcpng ro console=hvc0"
         if self.abi != "fifo":
             cmdline += " xen.fifo_events=0"
@@ -194,6 +223,12 @@ class Dom0:
         self.write_state()
 
 
+def syslog_stamp(epoch: float) -> str:
+    """rsyslog's traditional stamp, ``Nov  6 08:02:11``: local time, English month, no year."""
+    t = time.localtime(epoch)
+    return "%s %2d %02d:%02d:%02d" % (MONTHS[t.tm_mon - 1], t.tm_mday, t.tm_hour, t.tm_min, t.tm_sec)
+
+
 def action_name(domid: int, kind: str, index: Any = 0, queue: int = 0, direction: str = "") -> str:
     """The /proc/interrupts action name dom0 shows for one guest port."""
     names = {
@@ -202,6 +237,7 @@ def action_name(domid: int, kind: str, index: Any = 0, queue: int = 0, direction
         "qemu": "evtchn:qemu-system-i38",
         "varstored": "evtchn:varstored",
         "vbd": "evtchn:tapdisk",
+        "blkif": "blkif-backend",
         "ctrl": "xen-netback-ctrl",
     }
     if kind == "vif":

@@ -10,8 +10,9 @@ import threading
 import uuid as uuid_mod
 from typing import Any, Dict, List, Optional, Tuple
 
-from . import processes
+from . import guests, processes
 from .dom0 import Dom0, NoSpace, action_name, lay_out
+from .rrdd import UNIT, Service, StandInRrdd, install_unit
 from .store import NULL, ApiError, Store
 from .where import WhereSyntaxError, compile_where
 
@@ -27,6 +28,8 @@ def find_plugins() -> str:
 
 PLUGINS_DIR = find_plugins()
 XENOPSD_WORKERS = 4
+HOOKS = ("vm-pre-start", "vm-pre-migrate", "vm-pre-resume")  # the hook directories xsguard installs
+EVACUATE_BATCH_SIZE = 10  # xapi's default number of migrations an evacuation runs at once
 
 
 class Guest:
@@ -35,8 +38,10 @@ class Guest:
     def __init__(self) -> None:
         self.pv_drivers = True
         self.connect_delay = 0.0
-        self.queues = 0  # 0: negotiate min(vCPUs, 8, dom0's max_queues)
-        self.ctrl_ring = False
+        self.queues = 0  # netfront's max_queues; 0: its default, min(vCPUs, 8)
+        self.rings = 0  # blkfront's max_queues; 0: its default, min(vCPUs, 4)
+        self.ctrl_ring = False  # Windows' xenvif binds a control ring per NIC
+        self.os_name = ""  # what its guest agent reports as os_version's name, once its drivers are up
 
     def update(self, values: Dict[str, Any]) -> None:
         for key, value in values.items():
@@ -46,10 +51,18 @@ class Guest:
                 self.connect_delay = float(value)
             elif key == "queues":
                 self.queues = int(value)
+            elif key == "rings":
+                self.rings = int(value)
             elif key == "ctrl_ring":
                 self.ctrl_ring = _truth(value)
+            elif key == "os_name":
+                self.os_name = str(value)
             else:
                 raise ApiError("INVALID_VALUE", "guest." + key, value)
+
+    @property
+    def asks(self) -> guests.Asks:
+        return guests.Asks(self.queues, self.rings, self.ctrl_ring)
 
 
 def _truth(value: Any) -> bool:
@@ -65,6 +78,7 @@ class SimHost:
         self.dom0 = dom0
         self.workers = threading.BoundedSemaphore(XENOPSD_WORKERS)
         self.config: Dict[str, str] = {}
+        self.stack = guests.XS8  # what its guests hold (sim.set_dom0's ``stack``)
         self.syslog: List[str] = []
         self._syslog_socket = self._listen_syslog()
 
@@ -98,7 +112,8 @@ class Pool:
     """Everything the XML-RPC endpoint serves."""
 
     def __init__(self, root: Optional[str] = None, install_xsguard: bool = True,
-                 plugins_dir: str = PLUGINS_DIR, interpreter: Optional[str] = None) -> None:
+                 plugins_dir: str = PLUGINS_DIR, interpreter: Optional[str] = None,
+                 rrdd: bool = False, rrdd_interval: float = 5.0) -> None:
         self.root = root or tempfile.mkdtemp(prefix="xsguard-sim-")
         self.install_xsguard = install_xsguard
         self.plugins_dir = plugins_dir
@@ -112,10 +127,15 @@ class Pool:
         self.hook_log: List[Dict[str, Any]] = []
         self.calls: List[Tuple[str, str]] = []  # (originator, method)
         self.busy: set = set()
+        self.suspended: Dict[str, Tuple[int, List[str]]] = {}  # VM ref -> (its last domid, the actions it held)
         self.timers: List[threading.Timer] = []
         self.next_domid = 1
         self.url = ""
         self.pool_ref = self.store.create("pool", {"name_label": "sim-pool"})
+        self.rrdd = rrdd  # each host runs a stand-in xcp-rrdd, and xsguard-rrdd where it is installed
+        self.rrdd_interval = rrdd_interval
+        self.rrdds: Dict[str, StandInRrdd] = {}  # by host ref
+        self.services: Dict[str, Service] = {}  # xsguard-rrdd, by host ref
 
     # set-up
 
@@ -175,6 +195,8 @@ class Pool:
             self.write_xsguard_config(host)
             if self.install_xsguard:
                 self.install_plugins(host)
+            if self.rrdd:
+                self.start_rrdd(host)
             return ref
 
     def install_plugins(self, host: SimHost) -> None:
@@ -182,10 +204,25 @@ class Pool:
         if not os.path.isdir(os.path.join(self.plugins_dir, "vm-pre-start")):
             raise ApiError("OPERATION_NOT_ALLOWED", "xsguard's hook and plugin are not at %s: reinstall xsguard"
                            " (its wheel carries them), or start the simulator bare" % self.plugins_dir)
-        for entry in sorted(os.listdir(os.path.join(self.plugins_dir, "vm-pre-start"))):
-            self.install(host, os.path.join(self.plugins_dir, "vm-pre-start", entry),
-                         os.path.join("vm-pre-start", entry))
+        for hook in HOOKS:
+            source = os.path.join(self.plugins_dir, hook)
+            if not os.path.isdir(source):
+                continue
+            os.makedirs(os.path.join(host.root, "etc", "xapi.d", hook), exist_ok=True)
+            for entry in sorted(os.listdir(source)):
+                self.install(host, os.path.join(source, entry), os.path.join(hook, entry))
         self.install(host, os.path.join(self.plugins_dir, "xsguard"), os.path.join("plugins", "xsguard"))
+
+    def start_rrdd(self, host: SimHost) -> None:
+        """The host's xcp-rrdd, then, as systemd at boot, xsguard-rrdd from its unit file if installed
+        (from packaging/ on hosts that get xsguard from a source checkout)."""
+        self.rrdds[host.ref] = StandInRrdd(host.root, self.rrdd_interval).start()
+        host.config["rrdd.socket"] = self.rrdds[host.ref].socket_path
+        self.write_xsguard_config(host)
+        if self.install_xsguard:
+            install_unit(host.root, self.interpreter)
+        if os.path.exists(os.path.join(host.root, UNIT)):
+            self.services[host.ref] = Service(host.root, processes.environment(host.config_path)).start()
 
     def write_xsguard_config(self, host: SimHost) -> None:
         r = host.root
@@ -193,6 +230,8 @@ class Pool:
             "dom0.lsevtchn": os.path.join(r, "usr", "libexec", "xen", "bin", "lsevtchn"),
             "dom0.proc_interrupts": os.path.join(r, "proc", "interrupts"),
             "dom0.kernel_log": os.path.join(r, "var", "log", "kern.log"),
+            "dom0.kernel_ring": os.path.join(r, "dev", "kmsg"),
+            "dom0.proc_stat": os.path.join(r, "proc", "stat"),
             "dom0.cmdline": os.path.join(r, "proc", "cmdline"),
             "dom0.boot_id": os.path.join(r, "proc", "sys", "kernel", "random", "boot_id"),
             "dom0.hypervisor": os.path.join(r, "sys", "hypervisor"),
@@ -309,7 +348,7 @@ class Pool:
             if host_ref is None:
                 host_ref = self._choose_host(vm_ref, vm)
             else:
-                self.host(host_ref)
+                self._assert_enabled(host_ref)
                 self._assert_memory(host_ref, vm)
             self.busy.add(vm_ref)
         try:
@@ -385,11 +424,8 @@ class Pool:
         if dtype in ("", "unspecified"):
             dtype = "pv" if vm["HVM_boot_policy"] == "" else "hvm"
         vcpus = int(vm["VCPUs_max"])
-        actions = [action_name(domid, "xenstore"), action_name(domid, "console")]
-        if dtype == "hvm":
-            actions += [action_name(domid, "qemu")] * (vcpus + 1)
-            if vm["HVM_boot_params"].get("firmware") == "uefi":
-                actions += [action_name(domid, "varstored")] * vcpus
+        firmware = vm["HVM_boot_params"].get("firmware", "bios")
+        actions = [action_name(domid, kind) for kind in guests.at_build(host.stack, dtype, vcpus, firmware)]
         try:
             host.dom0.bind(domid, actions)
         except NoSpace as exc:
@@ -403,6 +439,7 @@ class Pool:
         if metrics is not None:
             metrics.update({"VCPUs_number": str(int(vm["VCPUs_at_startup"])), "current_domain_type": dtype})
         host.dom0.write_state()
+        self._report_drivers(vm, False)  # a new domain: its drivers are not up yet
         guest = self.guest(vm["uuid"])
         if guest.pv_drivers:
             timer = threading.Timer(guest.connect_delay, self._connect, (vm_ref, host, domid, dtype))
@@ -417,23 +454,28 @@ class Pool:
             if vm is None or vm["domid"] != str(domid) or vm["power_state"] != "Running":
                 return  # the domain is gone
             guest = self.guest(vm["uuid"])
-            vcpus = int(vm["VCPUs_max"])
-            for vbd_ref in sorted(vm["VBDs"], key=lambda r: self.store.get("VBD", r)["userdevice"]):
-                vbd = self.store.get("VBD", vbd_ref)
-                if dtype == "hvm" and vbd["type"] in ("CD", "Floppy"):
-                    continue  # emulated by QEMU
-                self._bind_device(vm, host, domid, "vbd %s" % vbd["userdevice"], [action_name(domid, "vbd")])
-            queues = guest.queues or min(vcpus, 8, host.dom0.vcpus)
-            for vif_ref in vm["VIFs"]:
-                vif = self.store.get("VIF", vif_ref)
-                actions = []
-                for q in range(queues):
-                    actions += [action_name(domid, "vif", vif["device"], q, "tx"),
-                                action_name(domid, "vif", vif["device"], q, "rx")]
-                if guest.ctrl_ring:
-                    actions.append(action_name(domid, "ctrl"))
-                self._bind_device(vm, host, domid, "vif %s" % vif["device"], actions)
+            vbds = [self.store.get("VBD", r) for r in vm["VBDs"]]
+            vifs = [self.store.get("VIF", r) for r in vm["VIFs"]]
+            backend = guests.Backend(host.dom0.vcpus, host.dom0.vcpus)  # the sysfs max_queues dom0 writes
+            for device, ports in guests.at_connect(host.stack, dtype, int(vm["VCPUs_max"]), vbds, vifs, guest.asks,
+                                                   backend):
+                actions = [action_name(domid, kind, index, queue, direction)
+                           for kind, index, queue, direction in ports]
+                self._bind_device(vm, host, domid, device, actions)
             host.dom0.write_state()
+            self._report_drivers(vm, True)
+
+    def _report_drivers(self, vm: Dict[str, Any], up: bool) -> None:
+        """What xapi's VM_guest_metrics says of the guest: PV_drivers_detected, and its agent's OS name."""
+        if vm["guest_metrics"] == NULL:
+            if not up:
+                return
+            vm["guest_metrics"] = self.store.create("VM_guest_metrics", {})
+        record = self.store.get("VM_guest_metrics", vm["guest_metrics"])
+        record["PV_drivers_detected"] = up
+        os_name = self.guest(vm["uuid"]).os_name
+        if up and os_name:
+            record["os_version"] = {"name": os_name}
 
     def _bind_device(self, vm: Dict[str, Any], host: SimHost, domid: int, device: str, actions: List[str]) -> None:
         try:
@@ -489,6 +531,216 @@ class Pool:
                 if vm["domid"] == "-1":
                     vm.update({"power_state": "Halted", "resident_on": NULL})
 
+    # hosts in and out of service, migrations, suspend and resume
+
+    def _assert_enabled(self, host_ref: str) -> None:
+        if not self.store.get("host", host_ref)["enabled"]:
+            raise ApiError("HOST_DISABLED", host_ref)
+        self.host(host_ref)
+
+    def set_enabled(self, host_ref: str, enabled: bool) -> None:
+        """host.disable / host.enable: a disabled host takes no new VM (starts, migrations, resumes)."""
+        with self.lock:
+            self.host(host_ref)
+            self.store.get("host", host_ref)["enabled"] = enabled
+
+    def bound_actions(self, host: SimHost, domid: int) -> List[str]:
+        """The actions of the ports one domain holds in dom0, in the order it bound them."""
+        return [host.dom0.ports[n].action for n in host.dom0.guest_ports.get(domid, [])]
+
+    def pool_migrate(self, vm_ref: str, host_ref: str, options: Optional[Dict[str, Any]] = None) -> None:
+        """VM.pool_migrate: memory reserved on the destination, the source's vm-pre-migrate hooks,
+        then the destination binds what the domain held on the source before the source releases it."""
+        with self.lock:
+            vm = self.vm(vm_ref)
+            self._assert_migratable(vm_ref, vm)
+            self._assert_enabled(host_ref)
+            self._assert_memory(host_ref, vm)
+            vm["scheduled_to_be_resident_on"] = host_ref
+            self.busy.add(vm_ref)
+            source = self.hosts[vm["resident_on"]]
+            domid = int(vm["domid"])
+        try:
+            with source.workers:
+                processes.run_hooks(source.root, "vm-pre-migrate", vm["uuid"], "source", source.config_path,
+                                    self.hook_log, domid)
+            with self.lock:
+                self._move_domain(vm_ref, source, self.hosts[host_ref], domid)
+        finally:
+            with self.lock:
+                self.vm(vm_ref)["scheduled_to_be_resident_on"] = NULL
+                self.busy.discard(vm_ref)
+
+    def _assert_migratable(self, vm_ref: str, vm: Dict[str, Any]) -> None:
+        if vm["is_control_domain"]:
+            raise ApiError("OPERATION_NOT_ALLOWED", "VM %s is a control domain" % vm_ref)
+        if vm_ref in self.busy:
+            raise ApiError("OTHER_OPERATION_IN_PROGRESS", "VM", vm_ref)
+        if vm["power_state"] != "Running":
+            raise ApiError("VM_BAD_POWER_STATE", vm_ref, "running", vm["power_state"].lower())
+
+    def _move_domain(self, vm_ref: str, source: SimHost, target: SimHost, old_domid: int) -> None:
+        """The destination binds the same ports the source's domain holds, then the source releases."""
+        vm = self.vm(vm_ref)
+        held = self.bound_actions(source, old_domid)
+        domid = self._new_domain(vm, target, held, old_domid, "migration")
+        source.dom0.release(old_domid)
+        source.dom0.write_state()
+        resident = self.store.get("host", source.ref)["resident_VMs"]
+        if vm_ref in resident:
+            resident.remove(vm_ref)
+        vm.update({"domid": str(domid), "resident_on": target.ref})
+        self.store.get("host", target.ref)["resident_VMs"].append(vm_ref)
+        self._connect_later(vm_ref, target, domid, held)
+
+    def _new_domain(self, vm: Dict[str, Any], host: SimHost, actions: List[str], old_domid: int, what: str) -> int:
+        """A new domain on ``host`` binding ``actions`` (an earlier domain's, renamed to the new domid)."""
+        domid = self.next_domid
+        self.next_domid += 1
+        renamed = [_renamed(a, old_domid, domid) for a in actions]
+        try:
+            host.dom0.bind(domid, renamed)
+        except NoSpace as exc:
+            self.failures.append({"vm": vm["uuid"], "device": "domain", "error": "error 28: %s" % exc})
+            host.dom0.write_state()
+            raise ApiError("INTERNAL_ERROR", "xenopsd internal error: %s failed: %s" % (what, exc))
+        host.dom0.write_state()
+        return domid
+
+    def _connect_later(self, vm_ref: str, host: SimHost, domid: int, held: List[str]) -> None:
+        """A guest whose PV drivers had not connected yet connects on its new host."""
+        vm = self.vm(vm_ref)
+        guest = self.guest(vm["uuid"])
+        immediate = {"evtchn:oxenstored", "evtchn:xenconsoled", "evtchn:qemu-system-i38", "evtchn:varstored"}
+        if not guest.pv_drivers or any(a not in immediate for a in held) or not (vm["VBDs"] or vm["VIFs"]):
+            return
+        dtype = self.store.tables["VM_metrics"].get(vm["metrics"], {}).get("current_domain_type", "pv")
+        timer = threading.Timer(guest.connect_delay, self._connect, (vm_ref, host, domid, dtype))
+        timer.daemon = True
+        self.timers.append(timer)
+        timer.start()
+
+    def migrate_send(self, vm_ref: str, dest: Dict[str, Any]) -> None:
+        """VM.migrate_send to another pool: the source's vm-pre-migrate hooks, then the VM leaves."""
+        with self.lock:
+            vm = self.vm(vm_ref)
+            self._assert_migratable(vm_ref, vm)
+            self.busy.add(vm_ref)
+            source = self.hosts[vm["resident_on"]]
+            domid = int(vm["domid"])
+        try:
+            with source.workers:
+                processes.run_hooks(source.root, "vm-pre-migrate", vm["uuid"], "source", source.config_path,
+                                    self.hook_log, domid)
+            with self.lock:
+                self._destroy_domain(vm_ref)
+                self.destroy_vm(vm_ref)
+        finally:
+            with self.lock:
+                self.busy.discard(vm_ref)
+
+    def evacuation_plan(self, host_ref: str) -> List[Tuple[str, str]]:
+        """xapi's memory-only plan: each VM (largest memory first) onto the enabled host with most free memory."""
+        with self.lock:
+            self.host(host_ref)
+            free = {h: self._free_memory(h) for h in self.hosts
+                    if h != host_ref and self.store.get("host", h)["enabled"]}
+            vms = sorted(((int(v["memory_static_max"]), r) for r, v in self.store.tables["VM"].items()
+                          if v["resident_on"] == host_ref and not v["is_control_domain"]), reverse=True)
+            plan = []
+            for memory, vm_ref in vms:
+                best = max(free, key=lambda h: (free[h], h), default=None)
+                if best is None or free[best] < memory:
+                    raise ApiError("HOST_NOT_ENOUGH_FREE_MEMORY", str(memory),
+                                   str(free[best] if best is not None else 0))
+                free[best] -= memory
+                plan.append((vm_ref, best))
+            return plan
+
+    def evacuate(self, host_ref: str, batch_size: int = EVACUATE_BATCH_SIZE) -> None:
+        """host.evacuate: the plan, then ``batch_size`` migrations at once; the first failure fails it."""
+        plan = self.evacuation_plan(host_ref)
+        for start in range(0, len(plan), max(batch_size, 1)):
+            errors: List[ApiError] = []
+
+            threads = [threading.Thread(target=self._migrate_noting, args=pair + (errors,))
+                       for pair in plan[start:start + batch_size]]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            if errors:
+                raise errors[0]
+
+    def _migrate_noting(self, vm_ref: str, host_ref: str, errors: List[ApiError]) -> None:
+        try:
+            self.pool_migrate(vm_ref, host_ref)
+        except ApiError as exc:
+            errors.append(exc)
+
+    def suspend(self, vm_ref: str) -> None:
+        """VM.suspend: the domain's state is saved, its ports close, the VM is Suspended on no host."""
+        with self.lock:
+            vm = self.vm(vm_ref)
+            self._assert_migratable(vm_ref, vm)
+            host = self.hosts[vm["resident_on"]]
+            self.suspended[vm_ref] = (int(vm["domid"]), self.bound_actions(host, int(vm["domid"])))
+            self._release_domain(vm_ref, vm)
+            vm.update({"power_state": "Suspended", "resident_on": NULL})
+            self.set_devices_attached(vm, False)
+
+    def resume(self, vm_ref: str, host_ref: Optional[str] = None) -> None:
+        """VM.resume / VM.resume_on: a new domain with its xenstore and console channels, the
+        vm-pre-resume hooks with -vmdomid, then the devices are restored; a refusal leaves it Suspended."""
+        with self.lock:
+            vm = self.vm(vm_ref)
+            if vm_ref in self.busy:
+                raise ApiError("OTHER_OPERATION_IN_PROGRESS", "VM", vm_ref)
+            if vm["power_state"] != "Suspended":
+                raise ApiError("VM_BAD_POWER_STATE", vm_ref, "suspended", vm["power_state"].lower())
+            if host_ref is None:
+                host_ref = self._choose_host(vm_ref, vm)
+            else:
+                self._assert_enabled(host_ref)
+                self._assert_memory(host_ref, vm)
+            host = self.hosts[host_ref]
+            old_domid, held = self.suspended[vm_ref]
+            vm["scheduled_to_be_resident_on"] = host_ref
+            self.set_devices_attached(vm, True)
+            self.busy.add(vm_ref)
+        try:
+            with host.workers:
+                with self.lock:
+                    domid = self._new_domain(vm, host, held[:2], old_domid, "resume")
+                try:
+                    processes.run_hooks(host.root, "vm-pre-resume", vm["uuid"], "none", host.config_path,
+                                        self.hook_log, domid)
+                    with self.lock:
+                        host.dom0.bind(domid, [_renamed(a, old_domid, domid) for a in held[2:]])
+                except Exception as exc:
+                    with self.lock:
+                        if isinstance(exc, NoSpace):
+                            self.failures.append({"vm": vm["uuid"], "device": "resume", "error": "error 28: %s" % exc})
+                        host.dom0.release(domid)
+                        host.dom0.write_state()
+                    if isinstance(exc, NoSpace):
+                        raise ApiError("INTERNAL_ERROR", "xenopsd internal error: resume failed: %s" % exc)
+                    raise
+            with self.lock:
+                host.dom0.write_state()
+                del self.suspended[vm_ref]
+                vm.update({"power_state": "Running", "domid": str(domid), "resident_on": host_ref})
+                self.store.get("host", host_ref)["resident_VMs"].append(vm_ref)
+                self._connect_later(vm_ref, host, domid, held)
+        except Exception:
+            with self.lock:
+                self.set_devices_attached(vm, False)
+            raise
+        finally:
+            with self.lock:
+                vm["scheduled_to_be_resident_on"] = NULL
+                self.busy.discard(vm_ref)
+
     def fail_host(self, host_ref: str) -> List[str]:
         """The host dies: its VMs' domains vanish (HA then restarts them elsewhere)."""
         with self.lock:
@@ -504,11 +756,30 @@ class Pool:
         with self.lock:
             return [dict(f) for f in self.failures]
 
+    def set_stack(self, host_ref: str, name: str) -> None:
+        """What the host's guests hold: ``xs8``, or the 2013 ``xs62`` and ``xs61`` (sim.set_dom0's ``stack``)."""
+        try:
+            stack = guests.stack_named(name)
+        except ValueError as exc:
+            raise ApiError("INVALID_VALUE", "stack", str(exc))
+        with self.lock:
+            self.host(host_ref).stack = stack
+
     def stop_timers(self) -> None:
         for timer in self.timers:
             timer.cancel()
+        for service in self.services.values():
+            service.stop()
+        for rrdd in self.rrdds.values():
+            rrdd.stop()
         for host in self.hosts.values():
             host.close()
+
+
+def _renamed(action: str, old_domid: int, domid: int) -> str:
+    """An action name of an earlier domain as the new domain's (netback names carry the domid)."""
+    prefix = "vif%d." % old_domid
+    return "vif%d.%s" % (domid, action[len(prefix):]) if action.startswith(prefix) else action
 
 
 def ref_name(ref: str) -> str:

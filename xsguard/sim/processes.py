@@ -1,7 +1,8 @@
 """Run hooks and host plugins as xenopsd and xapi run them: real subprocesses, a bare environment.
 
 Hooks: every entry of ``<root>/etc/xapi.d/<hook>/``, sorted byte-wise, argv
-``-vmuuid <uuid> -reason <reason>``, environment ``PATH`` only (plus ``XSGUARD_CONFIG``,
+``-vmuuid <uuid> -reason <reason>`` (then ``-vmdomid <domid>`` once a domain exists),
+environment ``PATH`` only (plus ``XSGUARD_CONFIG``,
 naming the simulated host's xsguard config), stdout captured, stderr dropped, no timeout.
 Plugins: ``<root>/etc/xapi.d/plugins/<name>`` with one argument, an XML-RPC methodCall.
 """
@@ -10,7 +11,7 @@ import os
 import subprocess
 import time
 import xmlrpc.client
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 from .store import ApiError
 
@@ -22,7 +23,7 @@ def environment(config_path: str) -> Dict[str, str]:
 
 
 def run_hooks(root: str, hook: str, vm_uuid: str, reason: str, config_path: str,
-              log: List[Dict[str, Any]]) -> None:
+              log: List[Dict[str, Any]], domid: Optional[int] = None) -> None:
     """Run every script of one hook directory; raise XAPI_HOOK_FAILED as xenopsd does."""
     directory = os.path.join(root, "etc", "xapi.d", hook)
     try:
@@ -30,6 +31,8 @@ def run_hooks(root: str, hook: str, vm_uuid: str, reason: str, config_path: str,
     except FileNotFoundError:
         return
     args = ["-vmuuid", vm_uuid, "-reason", reason]
+    if domid is not None:
+        args += ["-vmdomid", str(domid)]
     for script in scripts:
         path = os.path.join(directory, script)
         started = time.monotonic()

@@ -1,6 +1,6 @@
 """Describe a pool in a JSON file: hosts with their dom0, VMs with their devices and guests.
 
-    {"hosts": [{"name": "xs-a", "dom0": {"vcpus": 16, "abi": "2-level"},
+    {"hosts": [{"name": "xs-a", "dom0": {"vcpus": 16, "abi": "2-level", "stack": "xs8"},
                 "xsguard": {"policy.margin": "32"}}],
      "vms": [{"name": "desk", "count": 40, "vcpus": 2, "hvm": true, "firmware": "uefi",
               "windows": true, "disks": 1, "cds": 1, "nics": 1, "memory_gib": 2,
@@ -54,8 +54,12 @@ def build(pool: Pool, doc: Dict[str, Any]) -> Dict[str, List[str]]:
     """Create the hosts and VMs of a scenario; returns their refs by kind."""
     hosts: Dict[str, str] = {}
     for host in doc.get("hosts", []):
-        ref = pool.add_host(host["name"], dict(host.get("dom0", {})))
+        dom0 = dict(host.get("dom0", {}))
+        stack = dom0.pop("stack", None)
+        ref = pool.add_host(host["name"], dom0)
         hosts[host["name"]] = ref
+        if stack is not None:
+            pool.set_stack(ref, str(stack))
         if host.get("xsguard"):
             sim_host = pool.hosts[ref]
             sim_host.config.update({k: str(v) for k, v in host["xsguard"].items()})
