@@ -36,14 +36,15 @@ def installed(tmp_path_factory):
 
 
 def test_the_wheel_carries_the_hook_and_plugin(installed):
-    """The installed package holds both scripts, and the simulator takes them from there."""
+    """The installed package holds the hooks and the plugin, and the simulator takes them from there."""
     venv, site = installed
     out = subprocess.check_output([str(venv / "bin" / "python"), "-c",
                                    "import xsguard.sim.pool as p; print(p.PLUGINS_DIR)"], cwd="/")
     plugins = out.decode().strip()
     assert plugins == os.path.join(site, "xsguard", "_plugins")
-    assert sorted(os.listdir(plugins)) == ["vm-pre-start", "xsguard"]
-    assert os.listdir(os.path.join(plugins, "vm-pre-start")) == ["50xsguard"]
+    assert sorted(os.listdir(plugins)) == ["vm-pre-migrate", "vm-pre-resume", "vm-pre-start", "xsguard"]
+    for hook in ("vm-pre-migrate", "vm-pre-resume", "vm-pre-start"):
+        assert os.listdir(os.path.join(plugins, hook)) == ["50xsguard"]
 
 
 def test_demo_runs_from_another_folder(installed, tmp_path):
