@@ -1,6 +1,7 @@
 """Shared fixtures: a full disk, a simulated pool, a XenAPI session to it."""
 
 import os
+import shutil
 import subprocess
 import tempfile
 
@@ -60,6 +61,7 @@ def sim(dom0_python):
 
     with Simulator(interpreter=dom0_python) as running:
         yield running
+    shutil.rmtree(running.pool.root, ignore_errors=True)
 
 
 @pytest.fixture
@@ -69,6 +71,7 @@ def bare_sim(dom0_python):
 
     with Simulator(install_xsguard=False, interpreter=dom0_python) as running:
         yield running
+    shutil.rmtree(running.pool.root, ignore_errors=True)
 
 
 @pytest.fixture

@@ -1,11 +1,12 @@
 """The xsguard command, run as a process on a simulated host's dom0."""
 
+import glob
 import json
 import os
 import subprocess
 import sys
 
-from tests.pool import failure, make_vm, small_host
+from tests.pool import connect, failure, make_vm, small_host, wait_for
 
 
 def xsguard(api, host, *args, env=None):
@@ -83,8 +84,8 @@ def test_denials_command(api):
     """denials lists refused starts, --summary groups them, --json gives the records."""
     host = small_host(api, port_limit=100, vcpus=4)
     for name in ("a", "a", "b"):
-        vm = api.VM.get_by_name_label(name) or [make_vm(api, name, vcpus=32, hvm=True, disks=4, nics=2)]
-        failure(api.VM.start, vm[0] if isinstance(vm, list) else vm, False, False)
+        vms = api.VM.get_by_name_label(name) or [make_vm(api, name, vcpus=32, hvm=True, disks=4, nics=2)]
+        failure(api.VM.start, vms[0], False, False)
     code, out, _ = xsguard(api, host, "denials", "--json")
     assert code == 0 and [r["vm_name"] for r in json.loads(out)] == ["b", "a", "a"]
     code, out, _ = xsguard(api, host, "denials", "--summary", "--json")
@@ -127,6 +128,118 @@ def test_simulate_serves_until_sigterm(tmp_path):
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def simulate(tmp_path, *args):
+    """``xsguard simulate`` as a process whose temporary files go under ``tmp_path``; its URL."""
+    env = dict(os.environ, TMPDIR=str(tmp_path))
+    proc = subprocess.Popen([sys.executable, "-m", "xsguard", "simulate"] + list(args), stdout=subprocess.PIPE,
+                            env=env)
+    first = proc.stdout.readline().decode()
+    assert first.startswith("XenAPI at http://127.0.0.1:")
+    return proc, first.split()[-1]
+
+
+def lines_in(pattern):
+    total = 0
+    for path in glob.glob(pattern):
+        with open(path) as handle:
+            total += sum(1 for _ in handle)
+    return total
+
+
+def test_simulate_serves_a_default_pool_and_removes_its_files(tmp_path):
+    """No scenario: two hosts, VMs running on each, one halted; SIGTERM leaves no xsguard-sim-* behind."""
+    import signal
+
+    proc, url = simulate(tmp_path)
+    try:
+        assert [n for n in os.listdir(str(tmp_path)) if n.startswith("xsguard-sim-")] != []
+        api = connect(url).xenapi
+        hosts = {ref: r["name_label"] for ref, r in api.host.get_all_records().items()}
+        assert sorted(hosts.values()) == ["xs-a", "xs-b"]
+        vms = [r for r in api.VM.get_all_records().values() if not r["is_control_domain"]]
+        running = sorted((r["name_label"], hosts[r["resident_on"]]) for r in vms if r["power_state"] == "Running")
+        assert running == [("sql-01", "xs-b"), ("sql-02", "xs-b"), ("web-01", "xs-a"), ("web-02", "xs-a"),
+                           ("web-03", "xs-a")]
+        assert [r["name_label"] for r in vms if r["power_state"] == "Halted"] == ["spare"]
+        logs = str(tmp_path / "xsguard-sim-*" / "hosts" / "*" / "var" / "log" / "xsguard" / "decisions.log")
+        wait_for(lambda: lines_in(logs) == 5)  # the hooks' detached writers are done with the directory
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+        assert [n for n in os.listdir(str(tmp_path)) if n.startswith("xsguard-sim-")] == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_simulate_says_which_running_vms_did_not_start(tmp_path):
+    """A scenario VM meant to run that xsguard refuses: said on stderr, the rest of the pool served."""
+    import signal
+
+    scenario = tmp_path / "pool.json"
+    scenario.write_text(json.dumps({
+        "hosts": [{"name": "xs-a", "dom0": {"vcpus": 4, "abi": "2-level", "port_limit": 100},
+                   "xsguard": {"dom0.port_limit": "100", "policy.margin": "8"}}],
+        "vms": [{"name": "big", "vcpus": 32, "hvm": True, "disks": 4, "nics": 2, "affinity": "xs-a", "running": True},
+                {"name": "small", "affinity": "xs-a", "running": True}]}))
+    env = dict(os.environ, TMPDIR=str(tmp_path))
+    proc = subprocess.Popen([sys.executable, "-m", "xsguard", "simulate", "--scenario", str(scenario)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    try:
+        api = connect(proc.stdout.readline().decode().split()[-1]).xenapi
+        states = {r["name_label"]: r["power_state"] for r in api.VM.get_all_records().values()
+                  if not r["is_control_domain"]}
+        assert states == {"big": "Halted", "small": "Running"}
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=10)
+        assert proc.returncode == 0
+        assert err.decode().startswith("xsguard simulate: VM 'big' did not start: XAPI_HOOK_FAILED "
+                                       "vm-pre-start/50xsguard none xsguard refused to start VM 'big'")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_simulate_empty_serves_no_host(tmp_path):
+    """--empty: a pool with no host, to build through the API; SIGINT stops it and cleans up too."""
+    import signal
+
+    proc, url = simulate(tmp_path, "--empty")
+    try:
+        assert connect(url).xenapi.host.get_all() == []
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(10) == 0
+        assert [n for n in os.listdir(str(tmp_path)) if n.startswith("xsguard-sim-")] == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_demo_and_simulate_say_why_not_where_the_simulator_is_left_out():
+    """dom0's package leaves xsguard.sim out: demo and simulate exit 2 with one line saying so."""
+    for command in ("demo", "simulate"):
+        code = "import sys; sys.modules['xsguard.sim'] = None; from xsguard.cli import main; sys.exit(main([%r]))" % (
+            command)
+        proc = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        err = proc.stderr.decode()
+        assert proc.returncode == 2 and proc.stdout == b""
+        assert err.count("\n") == 1 and err.startswith("xsguard: the simulated pool is not installed here")
+        assert "run `xsguard %s` where xsguard was installed with pip" % command in err
+
+
+def test_status_on_a_xen_dom0_without_xapi(api):
+    """No /etc/xensource-inventory (plain Xen with xl): dom0's figures, xapi's side said to be unknown,
+    and no attempt to reach xapi."""
+    host = small_host(api, port_limit=300, vcpus=4, **{"xapi.url": "http://127.0.0.1:9/"})
+    os.remove(os.path.join(api.sim.get_host_root(host), "etc", "xensource-inventory"))
+    code, out, err = xsguard(api, host, "status", "--json")
+    s = json.loads(out)
+    assert (code, err) == (0, "")
+    assert (s["host_uuid"], s["port_limit"], s["ports_used"], s["ports_free"], s["leaked"]) == ("", 300, 40, 252, None)
+    assert len(s["notes"]) == 1 and "a Xen dom0 without xapi (xl?); xapi's side is unknown" in s["notes"][0]
+    code, out, _ = xsguard(api, host, "status")
+    assert code == 0 and out.startswith("host ? (uuid unknown)\n")
 
 
 def test_ceilings_outlive_the_rotated_kernel_log(api):

@@ -14,13 +14,33 @@ from xsguard import decisionlog
 from xsguard.denials import log_files, read, summary
 
 
-def test_records_are_captured_with_their_fields():
-    """The hook's events reach structlog with the documented keys (capture_logs)."""
+def test_a_failed_syslog_send_is_logged_as_xsguard_s_own_event(tmp_path):
+    """A refusal's syslog line that cannot be sent (no syslog daemon): the hook logs syslog_failed, once,
+    with the socket's error, and raises no alert when alerts are off."""
+    from xsguard import config, hook
+
+    cfg = config.defaults().with_values({"log.syslog_socket": str(tmp_path / "no-such-socket"),
+                                         "log.alerts": "no", "ledger.path": str(tmp_path / "ledger.json")})
+    signal = hook.Signal("refused VM 'x'", "XSGUARD_START_REFUSED", "body", "u")
     with capture_logs() as logs:
-        decisionlog.get().bind(vm_uuid="u", mode="enforce").warning(
-            "start_refused", need=22, ceiling="xen_ports", vm_name="n")
-    assert logs == [{"event": "start_refused", "log_level": "warning", "vm_uuid": "u", "mode": "enforce",
-                     "need": 22, "ceiling": "xen_ports", "vm_name": "n"}]
+        hook._send_signal(cfg, signal, decisionlog.get())
+    assert [(e["event"], e["log_level"]) for e in logs] == [("syslog_failed", "warning")]
+    assert "No such file or directory" in logs[0]["error"]
+
+
+def test_an_alert_is_raised_again_once_the_interval_has_passed(tmp_path):
+    """One alert per VM per interval: a second within it is held back, one after it goes out; another
+    VM is not held back by the first."""
+    from xsguard.alerts import claim_alert
+
+    path = str(tmp_path / "alerts.json")
+    assert claim_alert(path, "vm-a", 3600, now=1000.0)
+    assert not claim_alert(path, "vm-a", 3600, now=1000.0 + 3599)
+    assert claim_alert(path, "vm-b", 3600, now=1000.0 + 3599)
+    assert claim_alert(path, "vm-a", 3600, now=1000.0 + 3600)
+    assert not claim_alert(path, "vm-a", 3600, now=1000.0 + 3601)
+    with open(path) as handle:
+        assert json.load(handle) == {"vm-a": 4600.0, "vm-b": 4599.0}
 
 
 def test_hostile_name_gives_one_valid_json_line(tmp_path):
@@ -125,6 +145,22 @@ def test_denials_reads_rotated_and_compressed_files_and_skips_corrupt_lines(tmp_
     assert found.corrupt == 2
     assert [r["vm_name"] for r in read(path, vm="b").records] == ["b"]
     assert [g["count"] for g in summary(found.records)] == [2, 1]
+
+
+def test_denials_reads_date_suffixed_rotations_in_order(tmp_path):
+    """logrotate's dateext names (-20261124.gz, -20261125): read oldest first after numbered ones,
+    so that the newest refusal comes first; other files beside the log are not read."""
+    path = str(tmp_path / "decisions.log")
+    with gzip.open(path + "-20261124.gz", "wt") as handle:
+        handle.write(json.dumps(refusal(1, hour="06")) + "\n")
+    with open(path + "-20261125", "w") as handle:
+        handle.write(json.dumps(refusal(2, hour="07")) + "\n")
+    with open(path, "w") as handle:
+        handle.write(json.dumps(refusal(3, hour="08")) + "\n")
+    with open(path + ".bak", "w") as handle:
+        handle.write(json.dumps(refusal(4, hour="09")) + "\n")
+    assert log_files(path) == [path + "-20261124.gz", path + "-20261125", path]
+    assert [r["time"][11:13] for r in read(path).records] == ["08", "07", "06"]
 
 
 def test_denials_since(tmp_path):

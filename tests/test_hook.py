@@ -2,6 +2,8 @@
 
 import json
 import os
+import signal
+import subprocess
 import time
 
 from tests.pool import failure, make_vm, small_host, wait_for
@@ -205,17 +207,79 @@ def test_bad_arguments_are_rejected_clearly():
         raise AssertionError("accepted")
 
 
-def test_control_domain_is_never_checked():
-    """A hook run for dom0 itself (never from xapi, but by hand) admits without a decision."""
-    from xsguard.errors import NotACandidate
-    from xsguard.model.need import refuse_non_candidate
+def run_hook(api, host, vm_uuid):
+    """The installed hook run by hand as xenopsd runs it: exit status and stdout."""
+    root = api.sim.get_host_root(host)
+    proc = subprocess.run([os.path.join(root, "etc", "xapi.d", "vm-pre-start", "50xsguard"), "-vmuuid", vm_uuid,
+                           "-reason", "none"], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                          env={"PATH": "/usr/bin:/bin", "XSGUARD_CONFIG": os.path.join(root, "etc", "xsguard",
+                                                                                       "xsguard.conf")})
+    return proc.returncode, proc.stdout.decode()
 
+
+def test_control_domain_is_never_checked(api):
+    """The hook run for dom0 itself (never from xapi, but by hand) lets it go, logged as not checked."""
+    host = small_host(api, port_limit=4095)
+    control = api.host.get_control_domain(host)
+    code, out = run_hook(api, host, api.VM.get_uuid(control))
+    assert (code, out) == (0, "")
+    record = decisions(api, host, 1)[0]
+    assert record["event"] == "start_not_checked"
+    assert "is a control domain (dom0 or a driver domain), not a VM that starts" in record["why"]
+
+
+def test_a_hook_hung_past_its_deadline_is_stopped_by_the_alarm(api, tmp_path):
+    """A probe that blocks where no timeout reaches (opening a FIFO nobody writes): the alarm ends the
+    hook just past its deadline and on_error decides."""
+    fifo = str(tmp_path / "interrupts")
+    os.mkfifo(fifo)
+    host, vm = guard_error_case(api, {"dom0.proc_interrupts": fifo, "policy.deadline": "0.5",
+                                      "policy.on_error": "deny"})
+    details = failure(api.VM.start, vm, False, False)
+    assert details[0] == "XAPI_HOOK_FAILED" and details[4] == "2"
+    assert "What failed: the hook ran past its deadline" in details[3]
+    record = decisions(api, host, 1)[0]
+    assert (record["event"], record["error"]) == ("guard_error", "XSGUARD_DEADLINE_EXCEEDED")
+
+
+def test_the_journal_is_written_in_process_when_no_child_can_be_made(api, monkeypatch):
+    """os.fork failing (no memory, a process limit): the decision log is written before the hook returns."""
+    from xsguard import hook
+
+    host = small_host(api, port_limit=4095)
+    root = api.sim.get_host_root(host)
+    vm = make_vm(api, "a", affinity=host)
+    monkeypatch.setenv("XSGUARD_CONFIG", os.path.join(root, "etc", "xsguard", "xsguard.conf"))
+
+    def no_fork():
+        raise OSError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    previous = signal.getsignal(signal.SIGALRM)
     try:
-        refuse_non_candidate({"is_control_domain": True, "name_label": "Control domain"})
-    except NotACandidate:
-        pass
-    else:
-        raise AssertionError("control domain treated as a candidate")
+        assert hook.main(["-vmuuid", api.VM.get_uuid(vm), "-reason", "none"]) == 0
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+    with open(os.path.join(root, "var", "log", "xsguard", "decisions.log")) as handle:
+        records = [json.loads(line) for line in handle]
+    assert [(r["event"], r["vm_name"], r["need"]) for r in records] == [("start_admitted", "a", 5)]
+
+
+def test_a_vm_with_a_vgpu_is_charged_for_it_in_one_more_call(api, sim):
+    """vGPUs are asked for only when the VM has some: one more call, and vCPUs + 1 ports each."""
+    host = small_host(api, port_limit=4095, vcpus=16)
+    api.VM.start(make_vm(api, "first", affinity=host), False, False)  # the ledger is no longer empty
+    plain = make_vm(api, "plain", vcpus=4, hvm=True, affinity=host)
+    gpu = make_vm(api, "gpu", vcpus=4, hvm=True, affinity=host)
+    api.VGPU.create(gpu, "OpaqueRef:NULL", "0", {})
+    assert count_calls(api, lambda: api.VM.start(plain, False, False)) == 5
+    assert count_calls(api, lambda: api.VM.start(gpu, False, False)) == 6
+    vgpu_calls = [c for c in api.sim.get_calls() if c == ["xsguard", "VGPU.get_all_records_where"]]
+    assert len(vgpu_calls) == 1
+    need = json.loads(api.host.call_plugin(host, "xsguard", "need", {"vm_uuid": api.VM.get_uuid(gpu)}))
+    assert [(b["consumer"], b["ports"]) for b in need["breakdown"] if b["consumer"].startswith("vgpu")] == [
+        ("vgpu 0", 5)]
+    assert need["total"] == 1 + 1 + 5 + 1 + 4 * 2 + 5  # xenstore, console, QEMU, disk, 4 queues x 2, vGPU
 
 
 def count_calls(api, fn):

@@ -207,3 +207,25 @@ def test_the_plugin_answers_within_its_deadline_whatever_blocks(api, host, tmp_p
     assert "elapsed" in answer, "the plugin was still blocked after 20 s"
     assert answer["details"][0] == "XSGUARD_DEADLINE_EXCEEDED"
     assert 10 <= answer["elapsed"] < 12  # the plugin's floor of 10 s, then the alarm
+
+
+def test_status_names_a_real_leak(api, sim, host):
+    """A shut-down VM whose disk and NIC backends never closed their channels: status lists them as
+    leaked under the dead domain, counts them as used, and names no VM for them."""
+    from xsguard.sim.dom0 import action_name
+
+    vm = make_vm(api, "gone", vcpus=2, hvm=True, affinity=host)
+    api.VM.start(vm, False, False)
+    domid = int(api.VM.get_domid(vm))
+    api.VM.hard_shutdown(vm)
+    before = call(api, host, "status")["ports_used"]
+    dom0 = sim.pool.hosts[host].dom0
+    with sim.pool.lock:  # what a stuck tapdisk and netback leave behind
+        dom0.bind(domid, [action_name(domid, "vbd"), action_name(domid, "vif", "0", 0, "tx"),
+                          action_name(domid, "vif", "0", 0, "rx")])
+        dom0.write_state()
+    s = call(api, host, "status")
+    assert s["leaked"] == {str(domid): 3}
+    assert s["by_remote_domain"][str(domid)] == {"ports": 3}
+    assert s["ports_used"] == before + 3
+    assert s["ports_free"] == 100 - 8 - (before + 3) - s["promised"]

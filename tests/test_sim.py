@@ -274,8 +274,10 @@ def exhaust(api):
 def test_exhaustion_without_a_guard_fails_like_a_real_host(bare_api):
     """No hook: devices fail with error 28 once dom0 runs out, then starts fail inside xenopsd."""
     host, errors = exhaust(bare_api)
+    started = 12 - len(errors)
     failures = wait_for(lambda: [f for f in bare_api.sim.get_failures() if "ring-refs" in f["error"]])
-    assert failures and errors and {e[0] for e in errors} == {"INTERNAL_ERROR"}
+    assert started >= 1 and errors and {e[0] for e in errors} == {"INTERNAL_ERROR"}
+    assert any("error 28 mapping ring-refs and evtchn" in f["error"] for f in failures)
     assert int(bare_api.sim.get_dom0(host)["ports_used"]) <= 120
 
 
@@ -375,3 +377,20 @@ def test_answers_the_calls_dom0s_xenapi_makes_at_login(api):
     assert len(pools) == 1 and pools[0].startswith("OpaqueRef:")
     assert api.pool.get_master(pools[0]) == host
     assert (api.host.get_API_version_major(host), api.host.get_API_version_minor(host)) == ("2", "21")
+
+
+def test_set_dom0_keeps_the_keys_left_out(bare_api):
+    """sim.set_dom0 with one key changes that key only; a new ABI brings its own port limit."""
+    host = bare_api.sim.add_host("xs-a", {"vcpus": "8", "abi": "2-level", "irq_limit": "5000",
+                                           "baseline_ports": "70"})
+    bare_api.sim.set_dom0(host, {"vcpus": "4"})
+    dom0 = bare_api.sim.get_dom0(host)
+    assert (dom0["vcpus"], dom0["abi"], dom0["port_limit"], dom0["irq_limit"], dom0["baseline_ports"]) == (
+        "4", "2-level", "4095", "5000", "70")
+    ctrl = bare_api.host.get_control_domain(host)
+    assert bare_api.VM.get_VCPUs_max(ctrl) == "4"
+    bare_api.sim.set_dom0(host, {"abi": "fifo"})
+    dom0 = bare_api.sim.get_dom0(host)
+    assert (dom0["vcpus"], dom0["abi"], dom0["port_limit"], dom0["irq_limit"]) == ("4", "fifo", "131071", "5000")
+    bare_api.sim.set_dom0(host, {"abi": "2-level", "port_limit": "1000"})
+    assert bare_api.sim.get_dom0(host)["port_limit"] == "1000"

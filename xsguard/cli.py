@@ -3,6 +3,7 @@
 import argparse
 import json
 import os
+import shutil
 import sys
 from typing import Any, Callable, Dict, List, Optional
 
@@ -45,6 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--bare", action="store_true", help="hosts without xsguard's hook and plugin")
     m.add_argument("--dom0-python", metavar="PATH",
                    help="dom0's interpreter for hooks and plugins (e.g. Python 3.6), xsguard laid out as the RPM does")
+    m.add_argument("--empty", action="store_true", help="a pool with no host (default: two hosts, a few VMs)")
     sub.add_parser("demo", help="a short story on a simulated pool: starts until xsguard refuses one")
     return p
 
@@ -105,8 +107,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     deadline = Deadline(max(cfg.policy["deadline"], 30.0))
     with backstop(deadline):
         try:
-            with Xapi(cfg.xapi["url"], deadline) as api:
-                data = decision.status(cfg, api, deadline)
+            if decision.without_xapi(cfg):
+                data = decision.status(cfg, None, deadline)  # plain Xen: no xapi to ask
+            else:
+                with Xapi(cfg.xapi["url"], deadline) as api:
+                    data = decision.status(cfg, api, deadline)
         except XapiUnreachable as exc:
             data = decision.status(cfg, None, deadline)
             data["notes"].append(exc.message)
@@ -154,14 +159,35 @@ def cmd_audit(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_simulate(args: argparse.Namespace) -> int:
-    from .sim import scenario
-    from .sim.server import Simulator, serve
+NO_SIMULATOR = ("xsguard: the simulated pool is not installed here (dom0's package leaves it out):"
+                " run `xsguard %s` where xsguard was installed with pip, or from a checkout\n")
 
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    try:
+        from .sim import scenario
+        from .sim.server import Simulator, serve
+    except ImportError:
+        sys.stderr.write(NO_SIMULATOR % "simulate")
+        return 2
+    if args.empty and args.scenario:
+        sys.stderr.write("xsguard: --empty and --scenario exclude each other\n")
+        return 2
     sim = Simulator(port=args.port, install_xsguard=not args.bare, interpreter=_dom0_python(args.dom0_python))
-    if args.scenario:
-        scenario.load_file(sim.pool, args.scenario)
-    serve(sim)
+    try:
+        if args.scenario:
+            built = scenario.load_file(sim.pool, args.scenario)
+        else:
+            built = scenario.build(sim.pool, {} if args.empty else scenario.DEFAULT)
+
+        def start_vms() -> None:
+            for line in scenario.start_running(sim.pool, built):
+                sys.stderr.write("xsguard simulate: %s\n" % line)
+
+        serve(sim, ready=start_vms)
+    finally:
+        sim.stop()
+        shutil.rmtree(sim.pool.root, ignore_errors=True)
     return EXIT_OK
 
 
@@ -181,8 +207,11 @@ def _dom0_python(python: Optional[str]) -> Optional[str]:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .sim import demo
-
+    try:
+        from .sim import demo
+    except ImportError:
+        sys.stderr.write(NO_SIMULATOR % "demo")
+        return 2
     return demo.run(sys.stdout)
 
 

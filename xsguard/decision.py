@@ -379,13 +379,16 @@ def status(cfg: Config, api: Optional[Xapi], deadline: Deadline) -> Dict[str, An
     With ``api`` None or xapi unreachable, the dom0 figures still come, without VM names and
     leaks, and each ledger entry is charged its whole need.
     """
-    host_uuid = probes.this_host_uuid(cfg)
+    no_xapi = without_xapi(cfg)
+    host_uuid = "" if no_xapi else probes.this_host_uuid(cfg)
+    if no_xapi:
+        api = None
     dom0 = probes.read_dom0(cfg, deadline, detail=True)
     log_ceiling_unknown(cfg, dom0.ceilings, host_uuid)
     boot_id = state.boot_id(cfg)
     names: Dict[int, Dict[str, str]] = {}
     host_name = ""
-    xapi_note = None
+    xapi_note = no_xapi
     leaked: Optional[Dict[str, int]] = None
     entries: Dict[str, Entry] = {}
     note: Optional[str] = None
@@ -464,6 +467,15 @@ def figures(dom0: Dom0, owed: List[Owed], margin: int) -> Dict[str, Any]:
         "margin": margin,
         "promised": promised,
     }
+
+
+def without_xapi(cfg: Config) -> Optional[str]:
+    """Why xapi's side is unknown on a dom0 without xapi's inventory (plain Xen with xl), else None."""
+    path = cfg.dom0["inventory"]
+    if os.path.exists(path):
+        return None
+    return ("no %s: a Xen dom0 without xapi (xl?); xapi's side is unknown (VM names, leaks)"
+            % path)
 
 
 def software() -> Dict[str, Any]:

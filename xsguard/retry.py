@@ -25,6 +25,15 @@ def stop_at_deadline(deadline: Deadline) -> Callable[[Any], bool]:
     return stop
 
 
+def wait_within(deadline: Deadline, wait: Callable[[Any], float]) -> Callable[[Any], float]:
+    """A tenacity wait cut short so that the next attempt still has a tenth of a second."""
+
+    def within(retry_state: Any) -> float:
+        return max(0.0, min(wait(retry_state), deadline.remaining() - 0.1))
+
+    return within
+
+
 def xapi_retrying(deadline: Deadline, attempts: int = 4) -> Any:
     """The policy: transport errors only, backing off 0.1 s to 1 s, within the deadline."""
     from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, stop_any, wait_exponential
@@ -32,7 +41,7 @@ def xapi_retrying(deadline: Deadline, attempts: int = 4) -> Any:
     return Retrying(
         retry=retry_if_exception_type(TRANSPORT_ERRORS),
         stop=stop_any(stop_after_attempt(attempts), stop_at_deadline(deadline)),  # type: ignore[arg-type]
-        wait=wait_exponential(multiplier=0.1, max=1.0),
+        wait=wait_within(deadline, wait_exponential(multiplier=0.1, max=1.0)),
         reraise=True,
     )
 

@@ -35,7 +35,7 @@ def _n(value: Any) -> str:
 
 def status(s: Dict[str, Any]) -> str:
     out = [
-        "host %s (%s)" % (clean(s["host_name"] or "?"), clean(s["host_uuid"])),
+        "host %s (%s)" % (clean(s["host_name"] or "?"), clean(s["host_uuid"] or "uuid unknown")),
         "",
         table(
             [

@@ -77,8 +77,9 @@ def settle(
     """The ledger that remains and what each entry in it is owed.
 
     ``here`` maps the uuids of ledger VMs that run or start on this host to their state, as
-    xapi said at ``asked_at``; an entry made since then is taken as starting whatever ``here``
-    says (xapi was asked before it was admitted). None means xapi could not be asked, and
+    xapi said at ``asked_at``; an entry made after then is taken as starting whatever ``here``
+    says (xapi was asked before it was admitted); one stamped ``asked_at`` (rebuilt from what
+    xapi said then) is not. None means xapi could not be asked, and
     every entry younger than the TTL is then charged its whole need.
     """
     kept: Dict[str, Entry] = {}

@@ -196,9 +196,11 @@ class Api:
                     return ""
             with pool.lock:
                 d = host.dom0
+                # keys left out keep their values; a new ABI brings its own port limit unless one is given
                 merged = {"vcpus": d.vcpus, "abi": d.abi, "irq_limit": d.irq_limit,
-                          "baseline_ports": d.baseline_ports, "xen_version": d.xen_version,
-                          "port_limit": d.port_limit if "abi" not in values else None}
+                          "baseline_ports": d.baseline_ports, "xen_version": d.xen_version}
+                if "abi" not in values:
+                    merged["port_limit"] = d.port_limit
                 merged.update(values)
                 if len(d.ports) > d.baseline_ports:
                     raise ApiError("OPERATION_NOT_ALLOWED", "sim.set_dom0 needs a dom0 with no guests")

@@ -16,7 +16,17 @@ from .rrdd import UNIT, Service, StandInRrdd, install_unit
 from .store import NULL, ApiError, Store
 from .where import WhereSyntaxError, compile_where
 
-PLUGINS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "plugins")
+
+def find_plugins() -> str:
+    """Where xsguard's hook and plugin are: in the package (a wheel), else beside it (a checkout)."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for candidate in (os.path.join(package, "_plugins"), os.path.join(os.path.dirname(package), "plugins")):
+        if os.path.isdir(os.path.join(candidate, "vm-pre-start")):
+            return candidate
+    return os.path.join(package, "_plugins")
+
+
+PLUGINS_DIR = find_plugins()
 XENOPSD_WORKERS = 4
 HOOKS = ("vm-pre-start", "vm-pre-migrate", "vm-pre-resume")  # the hook directories xsguard installs
 EVACUATE_BATCH_SIZE = 10  # xapi's default number of migrations an evacuation runs at once
@@ -192,8 +202,8 @@ class Pool:
     def install_plugins(self, host: SimHost) -> None:
         """Install xsguard's hook and plugin from plugins/ on one host."""
         if not os.path.isdir(os.path.join(self.plugins_dir, "vm-pre-start")):
-            raise ApiError("OPERATION_NOT_ALLOWED", "xsguard's hook and plugin are not at %s: run the simulator"
-                           " from a source checkout, or start it bare" % self.plugins_dir)
+            raise ApiError("OPERATION_NOT_ALLOWED", "xsguard's hook and plugin are not at %s: reinstall xsguard"
+                           " (its wheel carries them), or start the simulator bare" % self.plugins_dir)
         for hook in HOOKS:
             source = os.path.join(self.plugins_dir, hook)
             if not os.path.isdir(source):

@@ -6,18 +6,30 @@
               "windows": true, "disks": 1, "cds": 1, "nics": 1, "memory_gib": 2,
               "affinity": "xs-a", "guest": {"connect_delay": 2, "pv_drivers": true}}]}
 
-``count`` makes that many VMs named ``<name>-01``, ``<name>-02``, ...
+``count`` makes that many VMs named ``<name>-01``, ``<name>-02``, ...; ``"running": true``
+starts them once the pool is served (``start_running``), their hooks deciding as on a host.
 """
 
 import json
 from typing import Any, Dict, List
 
 from .pool import Pool
-from .store import NULL
+from .store import NULL, ApiError
 
 GiB = 1024 ** 3
 VM_KEYS = {"name", "count", "vcpus", "hvm", "firmware", "windows", "disks", "cds", "nics",
-           "memory_gib", "affinity", "guest", "other_config", "domain_type"}
+           "memory_gib", "affinity", "guest", "other_config", "domain_type", "running"}
+
+# what ``xsguard simulate`` serves without a scenario: two hosts, a few VMs running on each, one halted
+DEFAULT = {
+    "hosts": [{"name": "xs-a", "dom0": {"vcpus": 8, "abi": "fifo"}},
+              {"name": "xs-b", "dom0": {"vcpus": 8, "abi": "2-level"}}],
+    "vms": [{"name": "web", "count": 3, "vcpus": 2, "hvm": True, "disks": 1, "nics": 1, "affinity": "xs-a",
+             "running": True},
+            {"name": "sql", "count": 2, "vcpus": 4, "hvm": True, "firmware": "uefi", "windows": True, "disks": 2,
+             "nics": 1, "memory_gib": 4, "affinity": "xs-b", "running": True},
+            {"name": "spare", "vcpus": 1, "disks": 1, "nics": 1}],
+}
 
 
 def vm_record(spec: Dict[str, Any], name: str, hosts: Dict[str, str]) -> Dict[str, Any]:
@@ -53,6 +65,7 @@ def build(pool: Pool, doc: Dict[str, Any]) -> Dict[str, List[str]]:
             sim_host.config.update({k: str(v) for k, v in host["xsguard"].items()})
             pool.write_xsguard_config(sim_host)
     vms = []
+    running = []
     for spec in doc.get("vms", []):
         unknown = set(spec) - VM_KEYS
         if unknown:
@@ -73,7 +86,23 @@ def build(pool: Pool, doc: Dict[str, Any]) -> Dict[str, List[str]]:
                 with pool.lock:
                     pool.guest(pool.vm(ref)["uuid"]).update(guest)
             vms.append(ref)
-    return {"hosts": list(hosts.values()), "vms": vms}
+            if spec.get("running"):
+                running.append(ref)
+    return {"hosts": list(hosts.values()), "vms": vms, "running": running}
+
+
+def start_running(pool: Pool, built: Dict[str, List[str]]) -> List[str]:
+    """Start the VMs a scenario wants running, in order (the pool must be served: hooks call it).
+
+    A start that fails (refused by a hook, no room) is said in the list returned, one line each.
+    """
+    failed = []
+    for ref in built.get("running", []):
+        try:
+            pool.start(ref)
+        except ApiError as exc:
+            failed.append("VM '%s' did not start: %s" % (pool.vm(ref)["name_label"], " ".join(exc.description)[:300]))
+    return failed
 
 
 def load_file(pool: Pool, path: str) -> Dict[str, List[str]]:

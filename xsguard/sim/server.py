@@ -7,12 +7,15 @@ import sys
 import threading
 import xmlrpc.client
 from types import TracebackType
-from typing import Any, Optional, Type
+from typing import Any, Callable, Optional, Type
 from xmlrpc.server import SimpleXMLRPCDispatcher, SimpleXMLRPCRequestHandler, SimpleXMLRPCServer
 
 from . import wire
 from .api import Api
 from .pool import Pool
+
+# how often a serving loop looks for a stop request: stopping waits for it, twice (TCP, UNIX)
+POLL_INTERVAL = 0.05
 
 
 class _Handler(SimpleXMLRPCRequestHandler):
@@ -80,20 +83,31 @@ class Simulator:
         self.socket_path = os.path.join(self.pool.root, "xapi.sock")
         self.unix_server = _UnixServer(self.socket_path, api)
         self.pool.set_url("unix://" + self.socket_path)  # what each simulated dom0's xsguard uses
+        poll = {"poll_interval": POLL_INTERVAL}
         self.threads = [
-            threading.Thread(target=self.server.serve_forever, name="xsguard-sim", daemon=True),
-            threading.Thread(target=self.unix_server.serve_forever, name="xsguard-sim-local", daemon=True),
+            threading.Thread(target=self.server.serve_forever, kwargs=poll, name="xsguard-sim", daemon=True),
+            threading.Thread(target=self.unix_server.serve_forever, kwargs=poll, name="xsguard-sim-local",
+                             daemon=True),
         ]
+        self.started = False
 
     def start(self) -> "Simulator":
         for thread in self.threads:
             thread.start()
+        self.started = True
         return self
 
     def stop(self) -> None:
+        """Stop serving (within one poll interval) and close both endpoints; again is harmless."""
         self.pool.stop_timers()
-        for server in (self.server, self.unix_server):
-            server.shutdown()
+        servers = (self.server, self.unix_server)
+        if self.started:  # never on a server that never served: it would wait forever
+            waits = [threading.Thread(target=server.shutdown) for server in servers]
+            for wait in waits:  # both loops see the request within the same poll interval
+                wait.start()
+            for wait in waits:
+                wait.join()
+        for server in servers:
             server.server_close()
 
     def __enter__(self) -> "Simulator":
@@ -104,12 +118,17 @@ class Simulator:
         self.stop()
 
 
-def serve(sim: Simulator) -> None:
-    """Serve until SIGINT or SIGTERM; the first line printed is the URL."""
+def serve(sim: Simulator, ready: Optional[Callable[[], None]] = None) -> None:
+    """Serve until SIGINT or SIGTERM; the first line printed is the URL.
+
+    ``ready`` runs once the endpoint answers, before the URL is printed (to start VMs).
+    """
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     sim.start()
+    if ready is not None:
+        ready()
     sys.stdout.write("XenAPI at %s\n" % sim.url)
     sys.stdout.flush()
     while not stop.wait(0.5):
