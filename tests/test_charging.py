@@ -24,10 +24,17 @@ def test_running_vm_is_owed_what_dom0_does_not_hold_yet():
     assert kept["a"].domid == 7
 
 
-def test_fully_connected_vm_leaves_the_ledger():
-    """Once dom0 holds its whole need, the live count covers it."""
+def test_fully_connected_vm_is_owed_nothing_but_stays():
+    """Once dom0 holds its whole need it is owed nothing, and stays in the ledger while it runs here."""
     kept, owed = settle({"a": entry("a", 22, domid=7)}, {"a": Here(RUNNING, 7)}, {7: 22}, NOW, TTL, "x")
-    assert kept == {} and owed == []
+    assert owed == [] and kept["a"].domid == 7
+
+
+def test_a_decision_on_an_older_reading_still_charges_what_it_lacks():
+    """Two hooks: the later reading (22 held) settles first; the earlier one (5 held) still owes 17."""
+    later, _ = settle({"a": entry("a", 22)}, {"a": Here(RUNNING, 7)}, {7: 22}, NOW, TTL, "x")
+    _, owed = settle(later, {"a": Here(RUNNING, 7)}, {7: 5}, NOW, TTL, "y")
+    assert [(o.held, o.owed) for o in owed] == [(5, 17)]
 
 
 def test_never_below_zero():

@@ -237,7 +237,7 @@ def test_a_hook_hung_past_its_deadline_is_stopped_by_the_alarm(api, tmp_path):
                                       "policy.on_error": "deny"})
     details = failure(api.VM.start, vm, False, False)
     assert details[0] == "XAPI_HOOK_FAILED" and details[4] == "2"
-    assert "What failed: the hook ran past its deadline" in details[3]
+    assert "What failed: xsguard ran past its deadline" in details[3]
     record = decisions(api, host, 1)[0]
     assert (record["event"], record["error"]) == ("guard_error", "XSGUARD_DEADLINE_EXCEEDED")
 
@@ -422,3 +422,24 @@ def test_a_world_writable_state_directory_is_refused(api, tmp_path):
     assert "unsafe directory: mode 0777 lets others write in it" in details[3]
     assert decisions(api, host, 1)[0]["error"] == "XSGUARD_LEDGER_UNAVAILABLE"
     assert victim.read_text() == "secret\n"
+
+
+def test_a_refusal_stands_when_other_hosts_cannot_be_asked(api, monkeypatch, capsys):
+    """Asking the other hosts where the VM fits fails: the start is still refused (exit 2), with a note."""
+    from xsguard import hook, pool
+    from xsguard.errors import XapiUnreachable
+
+    host = small_host(api, port_limit=60, vcpus=4)
+    vm = make_vm(api, "big", vcpus=8, hvm=True, disks=1, nics=1, affinity=host)  # 20 ports, 12 free
+    monkeypatch.setenv("XSGUARD_CONFIG", os.path.join(api.sim.get_host_root(host), "etc", "xsguard", "xsguard.conf"))
+
+    def unreachable(*args, **kwargs):
+        raise XapiUnreachable("xapi is not answering: timed out")
+
+    monkeypatch.setattr(pool, "room_elsewhere", unreachable)
+    status = hook.main(["-vmuuid", api.VM.get_uuid(vm), "-reason", "none"])
+    out = capsys.readouterr().out
+    assert status == 2
+    assert "xsguard refused to start VM 'big'" in out
+    assert "other hosts could not be asked where it fits: xapi is not answering: timed out" in out
+    assert decisions(api, host, 1)[-1]["event"] == "start_refused"

@@ -22,7 +22,7 @@ def test_round_trip(tmp_path):
     """What is saved loads back."""
     path = str(tmp_path / "ledger.json")
     ledger.save(path, BOOT, {E.vm_uuid: E})
-    assert ledger.load(path, BOOT) == ({E.vm_uuid: E}, None, 0, 0)
+    assert ledger.load(path, BOOT) == ({E.vm_uuid: E}, None, 0, 0, ())
     assert oct(os.stat(path).st_mode & 0o777) == "0o600"
 
 
@@ -162,9 +162,26 @@ def test_kill_during_writes_leaves_old_or_new(tmp_path):
         time.sleep(delay + 0.3)
         writer.send_signal(signal.SIGKILL)
         writer.wait()
-        entries, note, _, _ = ledger.load(path, "boot")
+        entries, note = ledger.load(path, "boot")[:2]
         assert note is None
         assert len(entries) == 200
         assert len({e.need for e in entries.values()}) == 1
     with open(path) as handle:
         assert json.load(handle)["version"] == 2
+
+
+def test_pending_charges_survive_a_rebuild(tmp_path):
+    """A ledger of an earlier boot is rebuilt: the pending charges of this boot come with it, not lost."""
+    path = str(tmp_path / "ledger.json")
+    ledger.save(path, "another-boot", {E.vm_uuid: E})
+    unchecked = E._replace(vm_uuid="0a0a0a0a-1b8a-4c43-9d4e-0a7b2a1c9e11", how="unchecked", peak=0)
+    ledger.append_pending(path, BOOT, unchecked)
+    loaded = ledger.load(path, BOOT)
+    assert loaded.entries is None and loaded.unfolded == (unchecked,)
+
+
+def test_fold_keeps_the_peak():
+    """A later charge of a VM seen holding more than predicted keeps that figure."""
+    seen = E._replace(peak=35)
+    later = E._replace(admitted_at=E.admitted_at + 1, how="unchecked")
+    assert ledger.fold({E.vm_uuid: seen}, [later])[E.vm_uuid].peak == 35

@@ -16,7 +16,7 @@ from .deadline import Deadline
 from .errors import XapiUnreachable
 from .model import need as need_model
 from .model.ceilings import Ceiling
-from .model.charging import HOW_BYPASSED, HOW_CHECKED, Entry, Here, Owed, here_from_records, settle
+from .model.charging import HOW_BYPASSED, HOW_CHECKED, HOW_REBUILT, Entry, Here, Owed, here_from_records, settle
 from .model.need import HostFacts, Need, as_int
 from .model.profiles import PROFILES, Profile, with_overrides
 from .model.verdict import Verdict, headroom, judge
@@ -161,22 +161,16 @@ def is_bypassed(cfg: Config, vm_uuid: str) -> bool:
 
 def needs_of(cfg: Config, api: Xapi, vms: Dict[str, Record], control: Optional[Record],
              backend: Dict[str, str]) -> Dict[str, int]:
-    """The need of each of these VMs (by uuid), from their devices: two calls whatever their number.
+    """The need of each of these VMs (by uuid), as a start's is computed (``describe``, ``predict``).
 
     A record the model cannot read is left out: it is charged what dom0 holds for it.
     """
-    if not vms:
-        return {}
-    vbds = api.where("VBD", any_of("VM", sorted(vms)))
-    vifs = api.where("VIF", any_of("VM", sorted(vms)))
     facts = host_facts(control, backend)
     profile = profile_of(cfg)
     found = {}
-    for ref, vm in vms.items():
-        mine_vbds = [r for r in vbds.values() if r.get("VM") == ref]
-        mine_vifs = [r for r in vifs.values() if r.get("VM") == ref]
+    for described in describe(api, vms).values():
         try:
-            found[str(vm["uuid"])] = need_model.vm_need(vm, mine_vbds, mine_vifs, facts, profile).total
+            found[str(described.vm["uuid"])] = predict(facts, profile, described).total
         except (ValueError, KeyError):
             continue
     return found
@@ -218,30 +212,56 @@ def predict(facts: HostFacts, profile: Profile, described: Described) -> Need:
 
 
 def load_entries(cfg: Config, api: Xapi, subject_vm_ref: str, control: Optional[Record], found: Survey,
-                 boot_id: str, set_aside: bool) -> ledger.Loaded:
+                 boot_id: str, set_aside: bool, known: Optional[Dict[str, int]] = None) -> ledger.Loaded:
     """The ledger, or, when it is lost, corrupt or an earlier boot's, one rebuilt from live state.
 
     Every caller comes here: a rebuilt ledger holds each VM running or starting on the host
-    at its need (charging then takes off what dom0 already holds for each). A charge whose
-    need was not known when it was made (a start let through on error) gets it now.
+    at its need (charging then takes off what dom0 already holds for each), and the pending
+    charges over them. A charge whose need was not known when it was made (a start let through
+    on error) gets it now. ``known``: the needs of the VMs on the host, if computed already
+    (``admit`` does so before taking the lock, so that no xapi call is made under it).
     """
     loaded = ledger.load(cfg.ledger["path"], boot_id, set_aside=set_aside)
     entries = loaded.entries
-    others = {ref: r for ref, r in found.on_host.items()
-              if not r.get("is_control_domain") and ref != subject_vm_ref}
+    others = _others(found, subject_vm_ref)
+    needs = known
+
+    def needs_here() -> Dict[str, int]:
+        nonlocal needs
+        if needs is None:
+            needs = needs_of(cfg, api, others, control, found.dom0.backend)
+        return needs
+
     if entries is None:  # as xapi saw the host when it was asked: charged as of then
-        needs = needs_of(cfg, api, others, control, found.dom0.backend)
-        entries = {u: Entry(u, _name(others, u), n, found.asked_at, None, "rebuilt") for u, n in needs.items()}
+        rebuilt = {u: Entry(u, _name(others, u), n, found.asked_at, None, HOW_REBUILT)
+                   for u, n in needs_here().items()}
+        entries = ledger.fold(rebuilt, loaded.unfolded)
     unknown = {e.vm_uuid for e in entries.values() if e.need == ledger.UNKNOWN_NEED}
     if unknown:
-        vms = {ref: r for ref, r in others.items() if r.get("uuid") in unknown}
-        missing = unknown - {str(r.get("uuid")) for r in vms.values()}
-        if missing:  # charged after xapi was asked: look them up (this rare path costs one more call)
-            vms.update({ref: r for ref, r in api.where("VM", any_of("uuid", sorted(missing))).items()})
-        needs = needs_of(cfg, api, vms, control, found.dom0.backend)
-        entries = {u: (e._replace(need=needs[u]) if u in needs else e) for u, e in entries.items()
-                   if e.need != ledger.UNKNOWN_NEED or u in needs}
+        resolved = {u: n for u, n in needs_here().items() if u in unknown}
+        missing = unknown - set(resolved)
+        if missing:  # charged after xapi was asked: look them up (this rare path costs more calls)
+            vms = api.where("VM", any_of("uuid", sorted(missing)))
+            resolved.update(needs_of(cfg, api, vms, control, found.dom0.backend))
+        entries = {u: (e._replace(need=resolved[u]) if u in resolved else e) for u, e in entries.items()
+                   if e.need != ledger.UNKNOWN_NEED or u in resolved}
     return loaded._replace(entries=entries)
+
+
+def _others(found: Survey, subject_vm_ref: str) -> Dict[str, Record]:
+    """The guests xapi lists on the host, the VM being decided left out."""
+    return {ref: r for ref, r in found.on_host.items() if not r.get("is_control_domain") and ref != subject_vm_ref}
+
+
+def _needs_before_the_lock(cfg: Config, api: Xapi, subject: Subject, found: Survey, boot_id: str
+                           ) -> Optional[Dict[str, int]]:
+    """The needs of the VMs on the host when the ledger as it stands will have to be rebuilt or
+    completed (rare): computed now, so that the lock is never held across xapi calls."""
+    peek = ledger.load(cfg.ledger["path"], boot_id, set_aside=False)
+    charges = list((peek.entries or {}).values()) + list(peek.unfolded)
+    if peek.entries is not None and all(e.need != ledger.UNKNOWN_NEED for e in charges):
+        return None
+    return needs_of(cfg, api, _others(found, subject.vm_ref), subject.control_domain, found.dom0.backend)
 
 
 def _name(vms: Dict[str, Record], uuid: str) -> str:
@@ -257,9 +277,7 @@ def charge(cfg: Config, entries: Dict[str, Entry], subject: Subject, found: Surv
                   found.asked_at)
 
 
-def _verdict(cfg: Config, subject: Subject, found: Survey, owed: List[Owed], need: Optional[Need] = None
-             ) -> Verdict:
-    need = need or compute_need(cfg, subject, found.dom0.backend)
+def _verdict(cfg: Config, subject: Subject, found: Survey, owed: List[Owed], need: Need) -> Verdict:
     promised = sum(o.owed for o in owed)
     return judge(need, subject.host_name, found.dom0.ceilings, found.dom0.used, promised, cfg.policy["margin"])
 
@@ -279,19 +297,16 @@ def evaluate(cfg: Config, api: Xapi, vm_key: str, deadline: Deadline, host_uuid:
 
 
 def admit(cfg: Config, api: Xapi, vm_key: str, deadline: Deadline, host_uuid: Optional[str] = None,
-          held_by_candidate: int = 0, progress: Optional[Dict[str, Any]] = None,
-          candidate_domid: Optional[int] = None) -> Outcome:
+          progress: Optional[Dict[str, Any]] = None, candidate_domid: Optional[int] = None) -> Outcome:
     """Decide ``vm_key`` on the host and, as ``POLICY`` says, record it in the ledger.
 
-    ``held_by_candidate``: ports dom0 already holds for the VM's own new domain (a resume),
-    taken off its need so that they are not counted twice; ``candidate_domid``: that domain,
-    whose ports are then counted in the same reading of dom0. ``progress`` receives the VM's
-    need as soon as it is known, for a caller that must charge it if the decision fails.
+    ``candidate_domid``: the VM's own new domain (a resume): what dom0 holds for it is taken
+    off dom0's use, so that it is not counted twice. ``progress`` receives the VM's need as soon
+    as it is known, for a caller that must charge it if the decision fails.
     """
     subject = read_subject(cfg, api, vm_key, host_uuid)
     found = survey(cfg, api, subject.host_ref, deadline)
-    if candidate_domid is not None:
-        held_by_candidate = found.dom0.ports.by_remote_domain.get(candidate_domid, 0)
+    held_by_candidate = found.dom0.ports.by_remote_domain.get(candidate_domid, 0) if candidate_domid else 0
     if held_by_candidate:
         found = found._replace(dom0=_less(found.dom0, held_by_candidate))
     need = compute_need(cfg, subject, found.dom0.backend)
@@ -300,8 +315,10 @@ def admit(cfg: Config, api: Xapi, vm_key: str, deadline: Deadline, host_uuid: Op
     boot_id = state.boot_id(cfg)
     path = cfg.ledger["path"]
     bypassed = is_bypassed(cfg, subject.vm_uuid)
+    known = _needs_before_the_lock(cfg, api, subject, found, boot_id)
     with ledger.locked(path, deadline) as waited:
-        loaded = load_entries(cfg, api, subject.vm_ref, subject.control_domain, found, boot_id, set_aside=True)
+        loaded = load_entries(cfg, api, subject.vm_ref, subject.control_domain, found, boot_id, set_aside=True,
+                              known=known)
         kept, owed = charge(cfg, loaded.entries or {}, subject, found, subject.vm_uuid)
         previous = (loaded.entries or {}).get(subject.vm_uuid)
         verdict = _verdict(cfg, subject, found, owed, with_peak(need, previous))

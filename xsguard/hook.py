@@ -16,7 +16,7 @@ import sys
 import time
 from typing import Any, Dict, List, NamedTuple, Optional, Set, Tuple
 
-from . import config, decision, ledger, pool, state
+from . import config, decision, ledger, state
 from .deadline import Deadline, backstop
 from .decision import EXIT_GO, EXIT_LOG_AND_CONTINUE, EXIT_REFUSE
 from .errors import BadArgument, NotACandidate, VmNotFound, XsguardError, wire_error
@@ -76,6 +76,8 @@ class Journal:
         self.events: List[Any] = []
         self.signal: Optional[Signal] = None  # what to tell syslog and xapi, if anything
         self.counters: List[str] = []  # state.COUNTERS to bump
+        self.unknown_ceilings: List[Any] = []  # ceilings whose limit is unknown (``ceiling_unknown``)
+        self.host: Dict[str, str] = {}
 
     def bind(self, **context: Any) -> "Journal":
         self.context.update(context)
@@ -101,16 +103,20 @@ def main(argv: Optional[List[str]] = None, operation: str = "start") -> int:
     cfg = config.defaults()  # until the file is read: its log path, on_error = allow
     args: Optional[Args] = None
     progress: Dict[str, Any] = {}  # what is known of the VM so far: charged if it goes ahead unchecked
+    decided: Optional[Tuple[int, str]] = None
     try:
         cfg = config.load()
         args = parse_argv(sys.argv[1:] if argv is None else argv)
         log.bind(vm_uuid=args.vm_uuid, reason=args.reason, mode=cfg.policy["mode"])
         deadline = Deadline(cfg.policy["deadline"])
         with backstop(deadline):
-            status, message = _decide(cfg, args, deadline, log, started, progress)
-        write_out(message)
+            decided = _decide(cfg, args, deadline, log, started, progress)
     except BaseException as exc:  # noqa: BLE001 - the status must be chosen, never defaulted
-        status = _guard_error(cfg, exc, log, args, started, progress)
+        if decided is None:  # once decided (the alarm may ring just after), the verdict stands
+            status = _guard_error(cfg, exc, log, args, started, progress)
+    if decided is not None:
+        status, message = decided
+        _say(message)
     try:
         publish(cfg, log)
     except BaseException:  # noqa: BLE001 - the log must not change the status
@@ -154,6 +160,8 @@ def _write_journal(cfg: config.Config, journal: Journal) -> None:
             log.warning("count_failed", counter=counter, error=str(exc))
     for level, event, fields in journal.events:
         getattr(log, level)(event, **fields)
+    for fields in decision.ceiling_unknown_records(cfg, journal.unknown_ceilings):
+        log.warning("ceiling_unknown", **dict(journal.host, **fields))
     if journal.signal is not None:
         _send_signal(cfg, journal.signal, log)
 
@@ -171,7 +179,7 @@ class Decided(NamedTuple):
 
 
 def _decide(cfg: config.Config, args: Args, deadline: Deadline, log: Journal, started: float,
-            progress: Dict[str, Any]) -> Any:
+            progress: Dict[str, Any]) -> Tuple[int, str]:
     operation = log.context["operation"]
     try:
         with Xapi(cfg.xapi["url"], deadline) as api:
@@ -228,11 +236,14 @@ def _decide_here(cfg: config.Config, api: Xapi, args: Args, deadline: Deadline, 
         promised_to=[o._asdict() for o in outcome.owed],
         lock_wait_ms=round(outcome.lock_wait * 1000, 1),
     )
-    for fields in decision.ceiling_unknown_records(cfg, outcome.ceilings):
-        log.warning("ceiling_unknown", host_uuid=figures["host_uuid"], host_name=figures["host_name"], **fields)
-    from . import alerts
+    log.unknown_ceilings = [c for c in outcome.ceilings if c.warning]  # logged once per boot, by ``publish``
+    log.host = {"host_uuid": figures["host_uuid"], "host_name": figures["host_name"]}
+    signal_ = None
+    if outcome.policy.signalled:
+        from . import alerts
 
-    signal_ = Signal(alerts.syslog_line(verdict), alerts.ALERT_NAME, alerts.alert_body(verdict), verdict.need.vm_uuid)
+        signal_ = Signal(alerts.syslog_line(verdict), alerts.ALERT_NAME, alerts.alert_body(verdict),
+                         verdict.need.vm_uuid)
     return Decided(outcome.policy, figures, verdict.message, signal_, outcome.ledger_note, subject.vm_uuid,
                    {subject.host_ref})
 
@@ -292,7 +303,13 @@ def _with_elsewhere(api: Xapi, decided: Decided, operation: str, deadline: Deadl
     if left <= 0:
         late = ["- other hosts were not asked where it fits: the deadline ([policy] deadline) had passed"]
         return placement.reworded(decided.message, operation, late), []
-    room = pool.room_elsewhere(api, decided.vm_uuid, decided.exclude, Deadline(left))
+    from . import pool
+
+    try:
+        room = pool.room_elsewhere(api, decided.vm_uuid, decided.exclude, Deadline(left))
+    except Exception as exc:  # noqa: BLE001 - the refusal stands whatever asking the others did
+        unasked = ["- other hosts could not be asked where it fits: %s" % wire_error(exc).message]
+        return placement.reworded(decided.message, operation, unasked), []
     hints = placement.suggestions(operation, decided.vm_uuid, room.fits, room.asked, room.answered)
     fits = [r.host_name for r in room.fits[:placement.MAX_SUGGESTIONS]]
     return placement.reworded(decided.message, operation, hints), fits

@@ -17,7 +17,7 @@ import math
 import os
 import time
 from contextlib import contextmanager
-from typing import Any, Dict, Iterator, List, NamedTuple, Optional, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, NamedTuple, Optional, Tuple
 
 from . import state
 from .deadline import Deadline
@@ -39,8 +39,9 @@ class Loaded(NamedTuple):
 
     entries: Optional[Dict[str, Entry]]
     note: Optional[str]  # what was wrong, when something was
-    pending: int  # pending charges folded in
+    pending: int  # pending charges read
     pending_size: int  # bytes of the pending file read: removed on save if it did not grow
+    unfolded: Tuple[Entry, ...] = ()  # the pending charges, when ``entries`` is None: fold them into the rebuild
 
 
 @contextmanager
@@ -81,22 +82,24 @@ def load(path: str, boot_id: str, set_aside: bool = True) -> Loaded:
         with open(path, "rb") as handle:
             raw = handle.read()
     except FileNotFoundError:
-        return Loaded(_fold({}, pending), None, len(pending), size)
+        return Loaded(fold({}, pending), None, len(pending), size)
     except OSError as exc:
         return Loaded(None, "ledger %s is unreadable (%s): rebuilt from live state" % (path, exc.strerror),
-                      len(pending), size)
+                      len(pending), size, tuple(pending))
     try:
         entries = parse(raw, boot_id)
     except _EarlierBoot:
-        return Loaded(None, None, len(pending), size)  # every domain it spoke of is gone: rebuilt, no alarm
+        return Loaded(None, None, len(pending), size, tuple(pending))  # its domains are gone: rebuilt quietly
     except ValueError as exc:
         why = "corrupt (%s)" % str(exc)[:200]
         if not set_aside:
-            return Loaded(None, "ledger %s is %s: rebuilt from live state" % (path, why), len(pending), size)
+            return Loaded(None, "ledger %s is %s: rebuilt from live state" % (path, why), len(pending), size,
+                          tuple(pending))
         aside = state.set_aside(path)
         kept = "kept as %s" % aside if aside else "could not be set aside"
-        return Loaded(None, "ledger %s was %s: %s, rebuilt from live state" % (path, why, kept), len(pending), size)
-    return Loaded(_fold(entries, pending), None, len(pending), size)
+        return Loaded(None, "ledger %s was %s: %s, rebuilt from live state" % (path, why, kept), len(pending), size,
+                      tuple(pending))
+    return Loaded(fold(entries, pending), None, len(pending), size)
 
 
 class _EarlierBoot(ValueError):
@@ -221,11 +224,13 @@ def read_pending(path: str, boot_id: str) -> Tuple[List[Entry], int]:
     return found, len(raw)
 
 
-def _fold(entries: Dict[str, Entry], pending: List[Entry]) -> Dict[str, Entry]:
+def fold(entries: Dict[str, Entry], pending: Iterable[Entry]) -> Dict[str, Entry]:
+    """The entries with the pending charges over them: the later charge of a VM wins, its peak kept."""
     merged = dict(entries)
     for entry in pending:
-        if entry.vm_uuid not in merged or merged[entry.vm_uuid].admitted_at <= entry.admitted_at:
-            merged[entry.vm_uuid] = entry
+        earlier = merged.get(entry.vm_uuid)
+        if earlier is None or earlier.admitted_at <= entry.admitted_at:
+            merged[entry.vm_uuid] = entry._replace(peak=max(entry.peak, earlier.peak if earlier else 0))
     return merged
 
 

@@ -14,7 +14,7 @@ from .deadline import Deadline
 from .errors import BadArgument, wire_error
 from .model import need as need_model
 from .model.placement import Plan, Room, absorb, least_free, most_room_first, tightest
-from .xapi import Record, Xapi, any_of, quote
+from .xapi import Record, Xapi, quote
 
 PLUGIN = "xsguard"
 
@@ -187,22 +187,15 @@ def _plan_json(host_name: str, plan: Plan, unreachable: List[str]) -> Dict[str, 
 
 def _needs_everywhere(cfg: Config, api: Xapi, guests: Dict[str, Record], hosts: Dict[str, Record]
                       ) -> Dict[str, Dict[str, int]]:
-    """Each guest's need on each host (by host name), from its devices and that host's dom0 vCPUs:
-    two calls whatever the number of VMs."""
-    from .decision import host_facts, profile_of
+    """Each guest's need on each host (by host name), as a start's is computed there from its
+    devices and that host's dom0 vCPUs: a few calls whatever the number of VMs."""
+    from .decision import describe, host_facts, predict, profile_of
 
     if not guests:
         return {}
-    vbds = api.where("VBD", any_of("VM", sorted(guests)))
-    vifs = api.where("VIF", any_of("VM", sorted(guests)))
     controls = api.where("VM", "field \"is_control_domain\" = \"true\"")
     by_host = {c.get("resident_on"): c for c in controls.values()}
     profile = profile_of(cfg)
-    needs: Dict[str, Dict[str, int]] = {}
-    for ref, vm in guests.items():
-        mine_vbds = [r for r in vbds.values() if r.get("VM") == ref]
-        mine_vifs = [r for r in vifs.values() if r.get("VM") == ref]
-        needs[ref] = {str(h.get("name_label")): need_model.vm_need(vm, mine_vbds, mine_vifs,
-                                                                     host_facts(by_host.get(hr), {}), profile).total
-                      for hr, h in hosts.items()}
-    return needs
+    facts = {hr: host_facts(by_host.get(hr), {}) for hr in hosts}
+    return {ref: {str(h.get("name_label")): predict(facts[hr], profile, described).total for hr, h in hosts.items()}
+            for ref, described in describe(api, guests).items()}

@@ -8,7 +8,9 @@ need minus what dom0 already holds for its domain (never below 0).
   every process of this boot shares and no clock step moves.
 - A VM neither running nor starting here (refused by a later hook, its start failed or its
   hook was killed, shut down, migrated away, deleted) leaves the ledger.
-- A VM whose domain holds its whole need leaves the ledger: dom0's live count covers it.
+- A VM whose domain holds its whole need is owed nothing, but stays in the ledger until it
+  leaves the host: a decision made on an older reading of dom0 (read before the ledger lock,
+  when the VM held less) must still find it and charge what that reading lacks.
 - A VM whose domain was seen holding more than its need (a guest that asked for more queues
   than the model predicts) keeps that figure, its peak: from then on it is charged its peak
   minus what it holds now, so that a later decision never counts it at the prediction again
@@ -24,6 +26,7 @@ STARTING = "starting"
 HOW_CHECKED = "checked"
 HOW_BYPASSED = "bypassed"
 HOW_UNCHECKED = "unchecked"
+HOW_REBUILT = "rebuilt"  # entered from live state when the ledger was lost
 HOW_AUDITED = "audited"  # entered by ``xsguard audit``: a running VM seen holding more than its need
 
 
@@ -102,8 +105,6 @@ def settle(
         held = held_by_domid.get(state.domid, 0)
         if held > entry.need:
             entry = entry._replace(peak=max(entry.peak, held))
-        if held >= entry.charged and entry.peak == 0:
-            continue
         kept[uuid] = entry._replace(domid=state.domid)
         if entry.charged > held:
             owed.append(Owed(uuid, entry.vm_name, entry.charged, held, entry.charged - held, RUNNING))
