@@ -122,7 +122,8 @@ class Outcome(NamedTuple):
 
 
 def read_subject(cfg: Config, api: Xapi, vm_key: str, host_uuid: Optional[str] = None) -> Subject:
-    """The host, the VM with dom0's record, and the VM's devices: four calls in all."""
+    """The host, the VM with dom0's record, and the VM's devices: four calls, one more for vGPUs and one
+    for guest metrics when the VM has them."""
     host_ref, host = api.host_by_uuid(host_uuid or probes.this_host_uuid(cfg))
     vm_ref, vm, control = api.vm_and_control_domain(vm_key, host_ref)
     need_model.refuse_non_candidate(vm)
