@@ -6,22 +6,9 @@ import signal
 import subprocess
 import time
 
-from tests.pool import failure, make_vm, small_host, wait_for
+from tests.pool import decision_log, failure, make_vm, small_host, wait_for
 
-
-def decisions(api, host, count):
-    """The decision log's records, once it holds ``count`` (a detached child writes them)."""
-    path = os.path.join(api.sim.get_host_root(host), "var", "log", "xsguard", "decisions.log")
-
-    def records():
-        try:
-            with open(path) as handle:
-                found = [json.loads(line) for line in handle]
-        except FileNotFoundError:
-            return None
-        return found if len(found) >= count else None
-
-    return wait_for(records)
+decisions = decision_log
 
 
 def hook_runs(api):

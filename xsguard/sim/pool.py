@@ -561,15 +561,19 @@ class Pool:
             source = self.hosts[vm["resident_on"]]
             domid = int(vm["domid"])
         try:
-            with source.workers:
-                processes.run_hooks(source.root, "vm-pre-migrate", vm["uuid"], "source", source.config_path,
-                                    self.hook_log, domid)
+            self._pre_migrate(vm, source, domid)
             with self.lock:
                 self._move_domain(vm_ref, source, self.hosts[host_ref], domid)
         finally:
             with self.lock:
                 self.vm(vm_ref)["scheduled_to_be_resident_on"] = NULL
                 self.busy.discard(vm_ref)
+
+    def _pre_migrate(self, vm: Dict[str, Any], source: SimHost, domid: int) -> None:
+        """The source's xenopsd runs vm-pre-migrate in one of its workers (XAPI_HOOK_FAILED ends it)."""
+        with source.workers:
+            processes.run_hooks(source.root, "vm-pre-migrate", vm["uuid"], "source", source.config_path,
+                                self.hook_log, domid)
 
     def _assert_migratable(self, vm_ref: str, vm: Dict[str, Any]) -> None:
         if vm["is_control_domain"]:
@@ -629,9 +633,7 @@ class Pool:
             source = self.hosts[vm["resident_on"]]
             domid = int(vm["domid"])
         try:
-            with source.workers:
-                processes.run_hooks(source.root, "vm-pre-migrate", vm["uuid"], "source", source.config_path,
-                                    self.hook_log, domid)
+            self._pre_migrate(vm, source, domid)
             with self.lock:
                 self._destroy_domain(vm_ref)
                 self.destroy_vm(vm_ref)
