@@ -114,6 +114,7 @@ class Pool:
     def __init__(self, root: Optional[str] = None, install_xsguard: bool = True,
                  plugins_dir: str = PLUGINS_DIR, interpreter: Optional[str] = None,
                  rrdd: bool = False, rrdd_interval: float = 5.0) -> None:
+        self.owns_root = root is None  # a directory of its own: removed when the simulator stops
         self.root = root or tempfile.mkdtemp(prefix="xsguard-sim-")
         self.install_xsguard = install_xsguard
         self.plugins_dir = plugins_dir

@@ -1,6 +1,7 @@
 """The simulated pool's XenAPI endpoint: XML-RPC over HTTP on 127.0.0.1."""
 
 import os
+import shutil
 import signal
 import socketserver
 import sys
@@ -98,7 +99,8 @@ class Simulator:
         return self
 
     def stop(self) -> None:
-        """Stop serving (within one poll interval) and close both endpoints; again is harmless."""
+        """Stop serving (within one poll interval), close both endpoints and remove the pool's own
+        directory; again is harmless."""
         self.pool.stop_timers()
         servers = (self.server, self.unix_server)
         if self.started:  # never on a server that never served: it would wait forever
@@ -109,6 +111,8 @@ class Simulator:
                 wait.join()
         for server in servers:
             server.server_close()
+        if self.pool.owns_root:
+            shutil.rmtree(self.pool.root, ignore_errors=True)
 
     def __enter__(self) -> "Simulator":
         return self.start()
