@@ -70,10 +70,10 @@ def assert_no_guard_error(api):
 def settle_ports(api, host, timeout=30):
     """Wait until every admitted guest's PV drivers have connected."""
     def done():
-        running = [r for r, v in api.VM.get_all_records_where(
-            'field "resident_on" = "%s" and field "is_control_domain" = "false"' % host).items()]
+        running = api.VM.get_all_records_where(
+            'field "resident_on" = "%s" and field "is_control_domain" = "false"' % host).values()
         held = api.sim.get_dom0(host)["by_remote_domain"]
-        return all(held.get(api.VM.get_domid(r)) == str(NEED) for r in running)
+        return all(held.get(v["domid"]) == str(NEED) for v in running)
     wait_for(done, timeout)
 
 
