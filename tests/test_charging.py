@@ -129,3 +129,19 @@ def test_entry_as_of_when_xapi_was_asked_follows_xapi():
     assert [(o.held, o.owed) for o in owed] == [(20, 2)]
     kept, owed = settle({"a": entry("a", 22, at=NOW - 2)}, {}, {}, NOW, TTL, "x", asked_at=NOW - 2)
     assert kept == {} and owed == []
+
+
+def test_covered_vm_leaves_once_no_decision_can_hold_an_older_reading():
+    """A VM holding its whole need stays for the grace (decisions in flight), then leaves."""
+    kept, _ = settle({"a": entry("a", 22, domid=7)}, {"a": Here(RUNNING, 7)}, {7: 22}, NOW, TTL, "x", grace=20)
+    assert kept["a"].covered_at == NOW
+    kept, owed = settle(kept, {"a": Here(RUNNING, 7)}, {7: 22}, NOW + 20, TTL, "x", grace=20)
+    assert "a" in kept and owed == []
+    kept, owed = settle(kept, {"a": Here(RUNNING, 7)}, {7: 22}, NOW + 21, TTL, "x", grace=20)
+    assert kept == {} and owed == []
+
+
+def test_an_entry_xapi_was_not_asked_about_is_starting():
+    """Only the ledger's VMs are asked about: an entry made since is charged as starting."""
+    kept, owed = settle({"a": entry("a", 22, at=NOW - 50)}, {}, {}, NOW, TTL, "x", asked_at=NOW - 1, asked=set())
+    assert [(o.vm_uuid, o.owed, o.state) for o in owed] == [("a", 22, "starting")] and "a" in kept

@@ -8,7 +8,7 @@ rename. ``status`` charges the same ledger the same way.
 """
 
 import os
-from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Tuple
+from typing import Any, Dict, FrozenSet, Iterable, List, NamedTuple, Optional, Set, Tuple
 
 from . import bootcache, ledger, probes, state
 from .config import Config
@@ -102,6 +102,8 @@ class Survey(NamedTuple):
     dom0: Dom0
     on_host: Dict[str, Record]  # by ref, control domain included
     asked_at: float  # CLOCK_MONOTONIC
+    asked: Optional[FrozenSet[str]] = None  # the uuids xapi was asked about; None: every VM on the host
+    host_ref: str = ""
 
 
 class Outcome(NamedTuple):
@@ -147,12 +149,36 @@ def with_peak(need: Need, previous: Optional[Entry]) -> Need:
     return need._replace(lines=need.lines + [need_model.Line("held beyond the model", extra, why)])
 
 
-def survey(cfg: Config, api: Xapi, host_ref: str, deadline: Deadline, detail: bool = False) -> Survey:
+def survey(cfg: Config, api: Xapi, host_ref: str, deadline: Deadline, detail: bool = False,
+           only: Optional[Set[str]] = None) -> Survey:
     """dom0 first, xapi second: a VM that gets its domain in between is then charged its whole
-    need minus the nothing dom0 held for it, never its ports twice."""
+    need minus the nothing dom0 held for it, never its ports twice.
+
+    ``only``: ask xapi about these VMs (the ledger's) rather than every VM on the host; none,
+    no call at all.
+    """
     dom0 = probes.read_dom0(cfg, deadline, detail)
     asked_at = state.now()
-    return Survey(dom0, api.vms_on_host(host_ref), asked_at)
+    if only is None:
+        return Survey(dom0, api.vms_on_host(host_ref), asked_at, None, host_ref)
+    records = api.where("VM", any_of("uuid", sorted(only))) if only else {}
+    return Survey(dom0, records, asked_at, frozenset(only), host_ref)
+
+
+def grace(cfg: Config) -> float:
+    """How long a VM whose domain holds its whole need stays in the ledger: twice the longest a
+    decision that records may last (a hook's deadline, the plugin's at least 10 s)."""
+    return 2 * max(cfg.policy["deadline"], 10.0)
+
+
+def _ledger_as_it_stands(cfg: Config, boot_id: str) -> Optional[Set[str]]:
+    """The VMs the ledger names, read without the lock (what xapi is asked about), or None when
+    it will have to be rebuilt or completed from every VM on the host."""
+    peek = ledger.load(cfg.ledger["path"], boot_id, set_aside=False)
+    charges = list((peek.entries or {}).values()) + list(peek.unfolded)
+    if peek.entries is None or any(e.need == ledger.UNKNOWN_NEED for e in charges):
+        return None
+    return {e.vm_uuid for e in charges}
 
 
 def is_bypassed(cfg: Config, vm_uuid: str) -> bool:
@@ -224,6 +250,9 @@ def load_entries(cfg: Config, api: Xapi, subject_vm_ref: str, control: Optional[
     """
     loaded = ledger.load(cfg.ledger["path"], boot_id, set_aside=set_aside)
     entries = loaded.entries
+    if entries is None and found.asked is not None:  # lost since it was read without the lock (rare)
+        found = found._replace(on_host=api.vms_on_host(found.host_ref))
+        known = None
     others = _others(found, subject_vm_ref)
     needs = known
 
@@ -254,17 +283,6 @@ def _others(found: Survey, subject_vm_ref: str) -> Dict[str, Record]:
     return {ref: r for ref, r in found.on_host.items() if not r.get("is_control_domain") and ref != subject_vm_ref}
 
 
-def _needs_before_the_lock(cfg: Config, api: Xapi, subject: Subject, found: Survey, boot_id: str
-                           ) -> Optional[Dict[str, int]]:
-    """The needs of the VMs on the host when the ledger as it stands will have to be rebuilt or
-    completed (rare): computed now, so that the lock is never held across xapi calls."""
-    peek = ledger.load(cfg.ledger["path"], boot_id, set_aside=False)
-    charges = list((peek.entries or {}).values()) + list(peek.unfolded)
-    if peek.entries is not None and all(e.need != ledger.UNKNOWN_NEED for e in charges):
-        return None
-    return needs_of(cfg, api, _others(found, subject.vm_ref), subject.control_domain, found.dom0.backend)
-
-
 def _name(vms: Dict[str, Record], uuid: str) -> str:
     return next((str(r.get("name_label", "")) for r in vms.values() if r.get("uuid") == uuid), "")
 
@@ -275,7 +293,7 @@ def charge(cfg: Config, entries: Dict[str, Entry], subject: Subject, found: Surv
     records = {str(r["uuid"]): r for r in found.on_host.values() if r.get("uuid") in entries}
     here = here_from_records(records, subject.host_ref)
     return settle(entries, here, found.dom0.ports.by_remote_domain, state.now(), cfg.ledger["ttl"], candidate,
-                  found.asked_at)
+                  found.asked_at, set(found.asked) if found.asked is not None else None, grace(cfg))
 
 
 def _verdict(cfg: Config, subject: Subject, found: Survey, owed: List[Owed], need: Need) -> Verdict:
@@ -286,9 +304,9 @@ def _verdict(cfg: Config, subject: Subject, found: Survey, owed: List[Owed], nee
 def evaluate(cfg: Config, api: Xapi, vm_key: str, deadline: Deadline, host_uuid: Optional[str] = None) -> Outcome:
     """Would ``vm_key`` be admitted on the host now: the same reading as ``admit``, nothing recorded."""
     subject = read_subject(cfg, api, vm_key, host_uuid)
-    found = survey(cfg, api, subject.host_ref, deadline)
-    loaded = load_entries(cfg, api, subject.vm_ref, subject.control_domain, found, state.boot_id(cfg),
-                          set_aside=False)
+    boot_id = state.boot_id(cfg)
+    found = survey(cfg, api, subject.host_ref, deadline, only=_ledger_as_it_stands(cfg, boot_id))
+    loaded = load_entries(cfg, api, subject.vm_ref, subject.control_domain, found, boot_id, set_aside=False)
     _, owed = charge(cfg, loaded.entries or {}, subject, found, subject.vm_uuid)
     need = with_peak(compute_need(cfg, subject, found.dom0.backend), (loaded.entries or {}).get(subject.vm_uuid))
     verdict = _verdict(cfg, subject, found, owed, need)
@@ -306,17 +324,20 @@ def admit(cfg: Config, api: Xapi, vm_key: str, deadline: Deadline, host_uuid: Op
     as it is known, for a caller that must charge it if the decision fails.
     """
     subject = read_subject(cfg, api, vm_key, host_uuid)
-    found = survey(cfg, api, subject.host_ref, deadline)
+    boot_id = state.boot_id(cfg)
+    only = _ledger_as_it_stands(cfg, boot_id)
+    found = survey(cfg, api, subject.host_ref, deadline, only=only)
     held_by_candidate = found.dom0.ports.by_remote_domain.get(candidate_domid, 0) if candidate_domid else 0
     if held_by_candidate:
         found = found._replace(dom0=_less(found.dom0, held_by_candidate))
     need = compute_need(cfg, subject, found.dom0.backend)
     if progress is not None:
         progress.update(need=need.total, vm_name=need.vm_name)
-    boot_id = state.boot_id(cfg)
     path = cfg.ledger["path"]
     bypassed = is_bypassed(cfg, subject.vm_uuid)
-    known = _needs_before_the_lock(cfg, api, subject, found, boot_id)
+    # a rebuild's needs are computed before the lock, so that it is never held across xapi calls
+    known = None if only is not None else needs_of(cfg, api, _others(found, subject.vm_ref),
+                                                   subject.control_domain, found.dom0.backend)
     with ledger.locked(path, deadline) as waited:
         loaded = load_entries(cfg, api, subject.vm_ref, subject.control_domain, found, boot_id, set_aside=True,
                               known=known)

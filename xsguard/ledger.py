@@ -140,6 +140,7 @@ def _entry(item: Any) -> Entry:
         domid = item.get("domid")
         uuid, name, how = item["vm_uuid"], item.get("vm_name", ""), item.get("how", "checked")
         peak = item.get("peak", 0)
+        covered_at = item.get("covered_at")
     except KeyError as exc:
         raise ValueError("an entry has no %s" % exc)
     if not (isinstance(need, int) and need >= UNKNOWN_NEED and need < 2 ** 31):
@@ -152,7 +153,9 @@ def _entry(item: Any) -> Entry:
         raise ValueError("vm_uuid, vm_name and how must be strings")
     if not (isinstance(peak, int) and 0 <= peak < 2 ** 31):
         raise ValueError("peak %r is not a port count" % (peak,))
-    return Entry(uuid, name, need, float(at), domid, how, peak)
+    if not (covered_at is None or isinstance(covered_at, (int, float)) and math.isfinite(covered_at)):
+        raise ValueError("covered_at %r is not a time" % (covered_at,))
+    return Entry(uuid, name, need, float(at), domid, how, peak, None if covered_at is None else float(covered_at))
 
 
 def save(path: str, boot_id: str, entries: Dict[str, Entry], pending_size: int = 0) -> None:

@@ -8,9 +8,10 @@ need minus what dom0 already holds for its domain (never below 0).
   every process of this boot shares and no clock step moves.
 - A VM neither running nor starting here (refused by a later hook, its start failed or its
   hook was killed, shut down, migrated away, deleted) leaves the ledger.
-- A VM whose domain holds its whole need is owed nothing, but stays in the ledger until it
-  leaves the host: a decision made on an older reading of dom0 (read before the ledger lock,
-  when the VM held less) must still find it and charge what that reading lacks.
+- A VM whose domain holds its whole need is owed nothing, and leaves the ledger once it has
+  held it for ``grace`` seconds: a decision that read dom0 before the ledger lock, when the VM
+  held less, must still find it and charge what that reading lacks, and no decision lives
+  longer than its deadline.
 - A VM whose domain was seen holding more than its need (a guest that asked for more queues
   than the model predicts) keeps that figure, its peak: from then on it is charged its peak
   minus what it holds now, so that a later decision never counts it at the prediction again
@@ -18,7 +19,7 @@ need minus what dom0 already holds for its domain (never below 0).
 - The VM being decided is never charged twice (a reboot, a retried start).
 """
 
-from typing import Dict, List, NamedTuple, Optional, Tuple
+from typing import Dict, List, NamedTuple, Optional, Set, Tuple
 
 RUNNING = "running"
 STARTING = "starting"
@@ -40,6 +41,7 @@ class Entry(NamedTuple):
     domid: Optional[int]  # the domain it was last seen running as, None before that
     how: str = "checked"  # HOW_CHECKED, HOW_BYPASSED, HOW_UNCHECKED (let through on error), HOW_AUDITED
     peak: int = 0  # the most dom0 was seen holding for its domain, when that was above ``need``
+    covered_at: Optional[float] = None  # when its domain was first seen holding all it is charged
 
     @property
     def charged(self) -> int:
@@ -76,21 +78,24 @@ def settle(
     ttl: float,
     candidate: str,
     asked_at: Optional[float] = None,
+    asked: Optional[Set[str]] = None,
+    grace: float = 0.0,
 ) -> Tuple[Dict[str, Entry], List[Owed]]:
     """The ledger that remains and what each entry in it is owed.
 
     ``here`` maps the uuids of ledger VMs that run or start on this host to their state, as
     xapi said at ``asked_at``; an entry made after then is taken as starting whatever ``here``
     says (xapi was asked before it was admitted); one stamped ``asked_at`` (rebuilt from what
-    xapi said then) is not. None means xapi could not be asked, and
-    every entry younger than the TTL is then charged its whole need.
+    xapi said then) is not; so is one whose VM was not among those ``asked`` about, when only
+    some were. None means xapi could not be asked, and every entry younger than the TTL is
+    then charged its whole need.
     """
     kept: Dict[str, Entry] = {}
     owed: List[Owed] = []
     for uuid, entry in entries.items():
         if uuid == candidate:
             continue
-        fresh = asked_at is not None and entry.admitted_at > asked_at
+        fresh = (asked_at is not None and entry.admitted_at > asked_at) or (asked is not None and uuid not in asked)
         state = Here(STARTING) if fresh or here is None else here.get(uuid)
         if state is None:
             continue
@@ -105,6 +110,11 @@ def settle(
         held = held_by_domid.get(state.domid, 0)
         if held > entry.need:
             entry = entry._replace(peak=max(entry.peak, held))
+        if held >= entry.charged and entry.peak == 0:
+            covered_at = now if entry.covered_at is None else entry.covered_at
+            if now - covered_at > grace:
+                continue  # dom0's live count covers it, in every reading a decision may still hold
+            entry = entry._replace(covered_at=covered_at)
         kept[uuid] = entry._replace(domid=state.domid)
         if entry.charged > held:
             owed.append(Owed(uuid, entry.vm_name, entry.charged, held, entry.charged - held, RUNNING))
