@@ -176,6 +176,7 @@ class Decided(NamedTuple):
     ledger_note: Optional[str]
     vm_uuid: str
     exclude: Set[str]  # host refs not to suggest: where it runs, where it was refused
+    hosts: Optional[Dict[str, Any]] = None  # the pool's hosts, when already read (a migration)
 
 
 def _decide(cfg: config.Config, args: Args, deadline: Deadline, log: Journal, started: float,
@@ -286,12 +287,15 @@ def _decide_migration(cfg: config.Config, api: Xapi, args: Args, deadline: Deadl
         checks=answer.get("checks", []),
         breakdown=answer.get("breakdown", []),
     )
-    from . import alerts
-
     message = str(answer.get("message", ""))
-    signal_ = Signal(alerts.migration_line(answer), alerts.ALERT_NAME,
-                     ascii_safe_lines(placement.reworded(message, "migrate", [])), args.vm_uuid)
-    return Decided(policy, figures, message, signal_, None, args.vm_uuid, {str(target), str(vm.get("resident_on", ""))})
+    signal_ = None
+    if policy.signalled:
+        from . import alerts
+
+        signal_ = Signal(alerts.migration_line(answer), alerts.ALERT_NAME,
+                         ascii_safe_lines(placement.reworded(message, "migrate", [])), args.vm_uuid)
+    return Decided(policy, figures, message, signal_, None, args.vm_uuid,
+                   {str(target), str(vm.get("resident_on", ""))}, hosts)
 
 
 ELSEWHERE_RESERVE = 0.3  # seconds of the deadline kept for the hook's own exit when other hosts are asked
@@ -306,7 +310,7 @@ def _with_elsewhere(api: Xapi, decided: Decided, operation: str, deadline: Deadl
     from . import pool
 
     try:
-        room = pool.room_elsewhere(api, decided.vm_uuid, decided.exclude, Deadline(left))
+        room = pool.room_elsewhere(api, decided.vm_uuid, decided.exclude, Deadline(left), decided.hosts)
     except Exception as exc:  # noqa: BLE001 - the refusal stands whatever asking the others did
         unasked = ["- other hosts could not be asked where it fits: %s" % wire_error(exc).message]
         return placement.reworded(decided.message, operation, unasked), []
