@@ -15,19 +15,24 @@ host's facts and the site's profile). Verdicts:
 
 from typing import Any, Dict, List, NamedTuple, Optional
 
-from . import decision, ledger, probes, state
+from . import decision, learn, ledger, probes, state
 from .config import Config
 from .deadline import Deadline
+from .errors import XapiFailure
+from .model import need as need_model
 from .model.charging import HOW_AUDITED, RUNNING, Entry, here_from_records
 from .model.need import HostFacts, Need
 from .model.profiles import Profile, with_overrides
-from .xapi import Xapi
+from .xapi import Record, Xapi
 
 EXACT, UNDER, OVER, PENDING = "exact", "under", "over", "pending"
 VERDICTS = (EXACT, UNDER, OVER, PENDING)
 
-# ``[need]`` settings tried, in this order, to cover a VM that holds more than predicted
-COVERS = (("ctrl_ring", "always"), ("vif_queues", "backend_max"), ("vbd_rings", "backend_max"))
+# ``[need]`` settings tried to cover a VM that holds more than predicted; among those that do,
+# the ones that predict exactly what it holds come first, then the least over-charging, then
+# this order (a disk backend misread first: it explains an under for every kind of guest)
+COVERS = (("vbd_backend", "blkback"), ("ctrl_ring", "always"), ("vif_queues", "backend_max"),
+          ("vbd_rings", "backend_max"))
 
 
 class Finding(NamedTuple):
@@ -39,7 +44,8 @@ class Finding(NamedTuple):
     need: Need
     held: int
     verdict: str
-    cover: Optional[str]  # for ``under``: the [need] key and value that would cover it
+    cover: Optional[str]  # when it holds more than the model predicts (an ``under``, or a need raised
+    # by what it was seen holding before): the [need] settings that would cover it, the best first
 
     def as_json(self) -> Dict[str, Any]:
         return {"vm_uuid": self.vm_uuid, "vm_name": self.vm_name, "predicted": self.need.total,
@@ -66,12 +72,23 @@ def verdict_of(predicted: int, held: int, drivers_up: bool) -> str:
 
 
 def cover_for(held: int, described: decision.Described, facts: HostFacts, profile: Profile) -> str:
-    """The first ``[need]`` setting whose prediction covers what the VM holds, else an allowance."""
-    for key, value in COVERS:
+    """Every ``[need]`` setting whose prediction covers what the VM holds, those that predict
+    it exactly first (marked so), else an allowance of the difference.
+
+    ``ctrl_ring = always`` is left out for a PV-family guest: only Windows' PV drivers bind a
+    control ring, and a PV guest is never Windows.
+    """
+    covering = []
+    for rank, (key, value) in enumerate(COVERS):
         if getattr(profile, key) == value:
             continue
-        if decision.predict(facts, with_overrides(profile, {key: value}), described).total >= held:
-            return "[need] %s = %s" % (key, value)
+        if key == "ctrl_ring" and need_model.effective_domain_type(described.vm) != "hvm":
+            continue
+        total = decision.predict(facts, with_overrides(profile, {key: value}), described).total
+        if total >= held:
+            covering.append((total - held, rank, "[need] %s = %s%s" % (key, value, " (exact)" * (total == held))))
+    if covering:
+        return ", ".join(text for _, _, text in sorted(covering))
     predicted = decision.predict(facts, profile, described).total
     return "[need] extra_per_vm = %d" % (profile.extra_per_vm + held - predicted)
 
@@ -88,17 +105,21 @@ def audit(cfg: Config, api: Xapi, deadline: Deadline) -> Report:
     facts = decision.host_facts(control, found.dom0.backend)
     profile = decision.profile_of(cfg)
     findings = []
-    for described in decision.describe(api, running).values():
+    learned = []
+    for ref, described in decision.describe(api, running).items():
         uuid = str(described.vm["uuid"])
         domid = here[uuid].domid or 0
         need = decision.predict(facts, profile, described)
         held = found.dom0.ports.by_remote_domain.get(domid, 0)
         drivers_up = bool((described.guest_metrics or {}).get("PV_drivers_detected"))
         verdict = verdict_of(need.total, held, drivers_up)
-        cover = cover_for(held, described, facts, profile) if verdict == UNDER else None
+        model = described._replace(vm=_unlearned(described.vm))
+        cover = cover_for(held, model, facts, profile) if held > decision.predict(facts, profile, model).total else None
         findings.append(Finding(uuid, need.vm_name, domid, need, held, verdict, cover))
+        learned.append(_learn(api, ref, described, need, held))
     findings.sort(key=lambda f: (f.vm_name, f.vm_uuid))
     report = Report(str(host.get("name_label", "")), findings)
+    _log_learned(cfg, report.host_name, [fields for fields in learned if fields])
     under = [f for f in findings if f.verdict == UNDER]
     if under:
         _charge_peaks(cfg, api, control, found, under, deadline)
@@ -123,6 +144,36 @@ def _charge_peaks(cfg: Config, api: Xapi, control: Optional[Dict[str, Any]], fou
                                            HOW_AUDITED, f.held)
         ledger.save(path, boot_id, entries, loaded.pending_size)
     ledger.sync(path)
+
+
+def _unlearned(vm: Record) -> Record:
+    """The VM's record without the figure learned from what it held: the model's own prediction."""
+    other = {k: v for k, v in (vm.get("other_config") or {}).items() if k != need_model.LEARNED_HELD}
+    return dict(vm, other_config=other)
+
+
+def _learn(api: Xapi, vm_ref: str, described: decision.Described, need: Need, held: int) -> Dict[str, Any]:
+    """Keep what is new about a running VM in its record (``learn.remember``); what to log."""
+    vm = described.vm
+    fields: Dict[str, Any] = {"vm_uuid": vm.get("uuid", ""), "vm_name": vm.get("name_label", "")}
+    try:
+        written = learn.remember(api, vm_ref, vm, need, held, described.guest_metrics)
+    except XapiFailure as exc:
+        return dict(fields, event="learn_failed", error=exc.message)
+    return dict(fields, event="learned", keys=written) if written else {}
+
+
+def _log_learned(cfg: Config, host_name: str, learned: List[Dict[str, Any]]) -> None:
+    if not learned:
+        return
+    from . import decisionlog
+
+    decisionlog.configure(cfg.log["file"])
+    log = decisionlog.get()
+    for fields in learned:
+        fields = dict(fields)
+        event = fields.pop("event")
+        (log.warning if event == "learn_failed" else log.info)(event, host_name=host_name, **fields)
 
 
 def _signal(cfg: Config, host_name: str, under: List[Finding]) -> None:

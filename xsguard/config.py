@@ -134,7 +134,7 @@ SCHEMA: List[Tuple[str, str, str, Callable[[str], Any], str]] = [
     ("policy", "bypass", "", _uuids,
      "uuids of VMs whose starts are not checked (still charged); only root in dom0 sets this"),
     ("need", "vbd_backend", "auto", _auto(_choice("tapdisk", "blkback")),
-     "disk backend: tapdisk (1 ring per VBD) or blkback (1 per queue); auto: the profile's"),
+     "disk backend: tapdisk (1 ring per VBD) or blkback (1 per queue); auto: the one dom0 runs"),
     ("need", "rings_per_vbd", "auto", _auto(_int_min(0)), "fixed rings per VBD"),
     ("need", "netback_queue_cap", "auto", _auto(_int_min(1)), "cap on netback queues per VIF"),
     ("need", "split_event_channels", "auto", _auto(_bool),

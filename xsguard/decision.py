@@ -71,6 +71,7 @@ def host_facts(control_domain: Optional[Record], backend: Dict[str, str]) -> Hos
         netback_max_queues=number("xen_netback.max_queues"),
         netback_split=None if split is None else split.upper() in ("Y", "1"),
         blkback_max_queues=number("xen_blkback.max_queues"),
+        vbd_backend=backend.get(probes.VBD_BACKEND),
     )
 
 
@@ -484,6 +485,7 @@ def status(cfg: Config, api: Optional[Xapi], deadline: Deadline) -> Dict[str, An
         "leaked": leaked,
         "unparsed_lines": [{"line": n, "text": t[:120]} for n, t in dom0.ports.unparsed[:20]],
         "lsevtchn": dom0.lsevtchn,
+        "storage_backend": probes.storage_report(dom0.backend, cfg.need["vbd_backend"]),
         "notes": [n for n in (note, xapi_note) if n],
         "audit_under": state.counted(cfg, "audit_under"),
         "warnings": [c.warning for c in dom0.ceilings if c.warning],

@@ -7,7 +7,7 @@ import glob
 import os
 import signal
 import subprocess
-from typing import Dict, List, NamedTuple, Optional, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 from . import bootcache, bootlog, state
 from .config import Config
@@ -17,6 +17,7 @@ from .model import ceilings, interrupts, lsevtchn
 from .model.ceilings import BOOT_LOG, LINUX_IRQS, XEN_PORTS, Ceiling
 from .model.interrupts import IrqTable
 from .model.lsevtchn import PortTable
+from .model.profiles import TAPDISK, BackendSeen, storage_backend_found
 
 LSEVTCHN_DIRS = ("/usr/libexec/xen/bin", "/usr/lib/xen/bin", "/usr/lib/xen-*/bin")
 
@@ -115,9 +116,39 @@ def xen_version(hypervisor_dir: str) -> Optional[str]:
     return "%s.%s" % (major.strip(), minor.strip())
 
 
-def backend_params(sys_module: str) -> Dict[str, str]:
-    """netback's and blkback's parameters that set queue counts, keyed ``module.param``."""
-    params = {}
+VBD_BACKEND = "vbd_backend"  # backend_params' key for the disk backend found (absent: none)
+VBD_BACKEND_EVIDENCE = "vbd_backend.evidence"
+
+
+def storage_seen(sys_module: str, irq_text: Optional[str]) -> BackendSeen:
+    """What dom0 shows of its disk backends: IRQs of ``irq_text`` (/proc/interrupts, when read
+    already), and sysfs beside ``sys_module``: three directory listings, no file read."""
+    sys_root = os.path.dirname(sys_module.rstrip("/"))
+    irqs = irq_text or ""
+    return BackendSeen(
+        blkback_rings=irqs.count(" blkif-backend"),
+        blkback_devices=len(glob.glob(os.path.join(sys_root, "bus", "xen-backend", "devices", "vbd-*"))),
+        tapdisk_rings=irqs.count(" evtchn:tapdisk"),
+        tapdisk_minors=len(glob.glob(os.path.join(sys_root, "class", "blktap2", "blktap*"))),
+        blkback_loaded=os.path.isdir(os.path.join(sys_module, "xen_blkback")),
+        blktap_loaded=os.path.isdir(os.path.join(sys_module, "blktap")),
+    )
+
+
+def storage_report(backend: Dict[str, str], configured: Optional[str]) -> Dict[str, Any]:
+    """``status``'s ``storage_backend``: the backend charged, the one found and what showed it."""
+    found = backend.get(VBD_BACKEND)
+    return {"charged": configured or found or TAPDISK, "found": found,
+            "evidence": backend.get(VBD_BACKEND_EVIDENCE, ""), "configured": configured}
+
+
+def backend_params(sys_module: str, irq_text: Optional[str] = None) -> Dict[str, str]:
+    """netback's and blkback's parameters that set queue counts, keyed ``module.param``, and the
+    disk backend found running (``vbd_backend``, with what showed it)."""
+    found, evidence = storage_backend_found(storage_seen(sys_module, irq_text))
+    params = {VBD_BACKEND_EVIDENCE: evidence}
+    if found is not None:
+        params[VBD_BACKEND] = found
     for module, name in (
         ("xen_netback", "max_queues"),
         ("xen_netback", "separate_tx_rx_irq"),
@@ -177,7 +208,7 @@ def read_dom0(cfg: Config, deadline: Deadline, detail: bool = False) -> Dom0:
     if irqs_used == 0:
         raise ProbeFailed("%s lists no IRQ: %r" % (d["proc_interrupts"], irq_text[:80]), d["proc_interrupts"])
     port, irq = read_ceilings(cfg)
-    return Dom0(ports, irqs_used, irq_table, port, irq, backend_params(d["sys_module"]), path)
+    return Dom0(ports, irqs_used, irq_table, port, irq, backend_params(d["sys_module"], irq_text), path)
 
 
 def read_ceilings(cfg: Config) -> Tuple[Ceiling, Ceiling]:

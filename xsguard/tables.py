@@ -48,6 +48,9 @@ def status(s: Dict[str, Any]) -> str:
         ),
     ]
     out += ["WARNING: %s" % warning for warning in s.get("warnings", [])]
+    disks = s["storage_backend"]
+    out += ["disk backend charged: %s (%s)" % (disks["charged"], "[need] vbd_backend" if disks["configured"]
+                                               else clean(disks["evidence"]))]
     out += ["", "starts refused: %d; let through unchecked (xsguard failed, on_error = allow): %d%s" % (
         s["refused"], s["unchecked"], "  <- see guard_error in the decision log" if s["unchecked"] else "")]
     if s["promises"]:
@@ -111,14 +114,15 @@ def summary(groups: List[Dict[str, Any]]) -> str:
 
 
 def audit(report: Dict[str, Any], covers: Optional[Dict[str, str]] = None) -> str:
-    """Each VM's prediction next to what dom0 holds; for each ``under``, what would cover it."""
+    """Each VM's prediction next to what dom0 holds; for each VM holding more than the model
+    predicts, what would cover it."""
     out = ["host %s: %d exact, %d under, %d over, %d pending" % (
         report["host_name"], report["exact"], report["under"], report["over"], report["pending"])]
     if report["vms"]:
         out += ["", table([[v["vm_name"], v["vm_uuid"], v["predicted"], v["held"], v["verdict"]]
                            for v in report["vms"]], ["vm", "uuid", "predicted", "held", "verdict"])]
     for name, cover in sorted((covers or {}).items()):
-        out.append("%s holds more than predicted; would be covered by: %s" % (name, cover))
+        out.append("%s holds more than the model predicts; would be covered by: %s" % (name, cover))
     return "\n".join(out)
 
 

@@ -9,7 +9,7 @@ queues a guest may ask for is the profile's queue policy (``vif_queues``, ``vbd_
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence
 
 from ..errors import NotACandidate
-from .profiles import Profile
+from .profiles import AUTO, BLKBACK, TAPDISK, Profile
 
 Record = Dict[str, Any]
 
@@ -29,6 +29,7 @@ class HostFacts(NamedTuple):
     netback_max_queues: Optional[int] = None  # /sys/module/xen_netback/parameters/max_queues
     netback_split: Optional[bool] = None  # .../separate_tx_rx_irq
     blkback_max_queues: Optional[int] = None  # /sys/module/xen_blkback/parameters/max_queues
+    vbd_backend: Optional[str] = None  # the disk backend found running in dom0 (probes.storage_backend)
 
 
 class Need(NamedTuple):
@@ -95,8 +96,54 @@ def refuse_non_candidate(vm: Record) -> None:
             )
 
 
-def runs_windows_pv_drivers(vm: Record, domain_type: str, guest_metrics: Optional[Record]) -> bool:
-    """Whether the guest binds a netback control ring per VIF: only Windows' PV drivers do.
+LEARNED_HELD = "xsguard-held-ports"  # VM.other_config: the most dom0 was seen holding for its domain
+LEARNED_OS = "xsguard-guest-os"  # VM.other_config: what its guest agent named as its OS, when Windows
+LEARNED_DIGITS = 9  # a learned figure longer than this is no figure dom0 can hold: ignored
+
+
+def learned_held(vm: Record) -> int:
+    """The most dom0 was seen holding for one of the VM's domains, on any host (0: none known).
+
+    xsguard writes it (``LEARNED_HELD`` in ``VM.other_config``); the VM's owner can write it
+    too, so it only ever raises a need: a figure below the model's changes nothing, and one
+    that is not a whole number is ignored.
+    """
+    text = str((vm.get("other_config") or {}).get(LEARNED_HELD, "")).strip()
+    digits = 0 < len(text) <= LEARNED_DIGITS and all(c in "0123456789" for c in text)
+    return int(text) if digits else 0
+
+
+def learned_os(vm: Record) -> str:
+    """What the VM's guest agent said of its OS when it last ran (``LEARNED_OS``), or ""."""
+    return str((vm.get("other_config") or {}).get(LEARNED_OS, ""))
+
+
+def learned_now(vm: Record, need: Need, held: int, guest_metrics: Optional[Record]) -> Dict[str, str]:
+    """The ``VM.other_config`` keys to write after seeing the VM run: only a new maximum.
+
+    ``need``: the VM's need as charged now (a figure learned earlier included); ``held``: what
+    dom0 holds for its running domain. What dom0 holds is kept only above that need, and what
+    its guest agent says of its OS only when it names Windows and nothing learned does yet.
+    """
+    updates = {}
+    if held > need.total:
+        updates[LEARNED_HELD] = str(held)
+    windows = guest_metrics_name_windows(guest_metrics)
+    if need.domain_type == "hvm" and windows and not names_windows(learned_os(vm)):
+        updates[LEARNED_OS] = windows_said(guest_metrics)
+    return updates
+
+
+LEARNED_OS_CHARS = 120  # of the guest agent's words kept
+
+
+def names_windows(text: str) -> bool:
+    lowered = text.lower()
+    return "windows" in lowered or "microsoft" in lowered
+
+
+def windows_pv_drivers(vm: Record, domain_type: str, guest_metrics: Optional[Record]) -> Optional[str]:
+    """Why the guest binds a netback control ring per VIF (only Windows' PV drivers do), or None.
 
     Evidence (shared/reference/evtchn-accounting.md, section 3): the control ring is bound by
     Windows' xenvif; Linux netfront does not use it. A PV-family guest is never Windows. Of
@@ -104,22 +151,36 @@ def runs_windows_pv_drivers(vm: Record, domain_type: str, guest_metrics: Optiona
     which xapi's Windows templates set; a Linux HVM guest made from an "other media" template
     may carry it too, and is charged the ring on the safe side); ``platform:device_id`` does
     not, as XenServer 8 sets ``0001`` on Linux HVM templates too. Guest metrics naming Windows
-    count as well. Guest metrics naming another OS never remove the ring: the guest writes
-    them itself, and an under-charge breaks other VMs' devices.
+    count as well, and so does what they named when the VM last ran (``LEARNED_OS``): xapi
+    deletes a VM's guest metrics at every start (xen-api ocaml/xapi/xapi_vm.ml, ``start``:
+    ``Xapi_vm_helpers.delete_guest_metrics``, line 338), before the hook runs. Guest metrics naming
+    another OS never remove the ring: the guest writes them itself, and an under-charge
+    breaks other VMs' devices.
     """
     if domain_type != "hvm":
-        return False
+        return None
     platform = vm.get("platform") or {}
     if str(platform.get("viridian", "")).lower() == "true":
-        return True
-    return guest_metrics_name_windows(guest_metrics)
+        return "Windows: platform:viridian"
+    if guest_metrics_name_windows(guest_metrics):
+        return "Windows: its guest agent says so"
+    if names_windows(learned_os(vm)):
+        return "Windows: its guest agent said so when it last ran (other_config:%s)" % LEARNED_OS
+    return None
 
 
 def guest_metrics_name_windows(guest_metrics: Optional[Record]) -> bool:
     """Whether a VM_guest_metrics record's ``os_version`` names Windows (its guest agent says so)."""
     os_version = (guest_metrics or {}).get("os_version") or {}
-    text = " ".join(str(v) for v in os_version.values()).lower()
-    return "windows" in text or "microsoft" in text
+    return names_windows(" ".join(str(v) for v in os_version.values()))
+
+
+def windows_said(guest_metrics: Optional[Record]) -> str:
+    """What to keep of a guest agent naming Windows: its OS name (up to the first ``|``, where
+    Windows' agent appends its paths) if that names it, else ``windows``."""
+    name = str(((guest_metrics or {}).get("os_version") or {}).get("name", "")).split("|")[0].strip()
+    name = name[:LEARNED_OS_CHARS]
+    return name if names_windows(name) else "windows"
 
 
 def vm_need(
@@ -157,7 +218,7 @@ def vm_need(
                 )
             )
     lines.extend(_vbd_lines(vbds, hvm, vcpus, host, profile))
-    lines.extend(_vif_lines(vifs, vcpus, host, profile, runs_windows_pv_drivers(vm, dtype, guest_metrics)))
+    lines.extend(_vif_lines(vifs, vcpus, host, profile, windows_pv_drivers(vm, dtype, guest_metrics)))
     for vgpu in sorted(vgpus, key=lambda r: str(r.get("device", ""))):
         ports = profile.vgpu_per_vcpu * vcpus + profile.vgpu_fixed
         lines.append(
@@ -165,6 +226,12 @@ def vm_need(
         )
     if profile.extra_per_vm:
         lines.append(Line("allowance", profile.extra_per_vm, "site allowance ([need] extra_per_vm)"))
+    held = learned_held(vm)
+    modelled = sum(line.ports for line in lines)
+    if held > modelled:
+        lines.append(Line(LEARNED, held - modelled,
+                          "dom0 held %d ports for its domain when it last ran, %d more than this breakdown "
+                          "(other_config:%s)" % (held, held - modelled, LEARNED_HELD)))
     return Need(
         vm_uuid=vm.get("uuid", ""),
         vm_name=vm.get("name_label", ""),
@@ -175,15 +242,26 @@ def vm_need(
     )
 
 
+LEARNED = "learned"  # the breakdown line raising a need to what the VM was seen holding
+
+
 def _device_key(record: Record, field: str) -> Any:
     text = str(record.get(field, ""))
     return (0, int(text)) if text.isdigit() else (1, text)
 
 
+def storage_backend(host: HostFacts, profile: Profile) -> str:
+    """The disk backend charged: ``[need] vbd_backend`` if set, else the one found running in
+    dom0, else tapdisk3 (XenServer's)."""
+    if profile.vbd_backend != AUTO:
+        return profile.vbd_backend
+    return host.vbd_backend or TAPDISK
+
+
 def _vbd_rings(vcpus: int, host: HostFacts, profile: Profile) -> int:
     if profile.rings_per_vbd is not None:
         return profile.rings_per_vbd
-    if profile.vbd_backend == "blkback" and profile.multi_queue:
+    if storage_backend(host, profile) == BLKBACK and profile.multi_queue:
         cap = host.blkback_max_queues or host.dom0_vcpus
         if profile.vbd_rings == "backend_max":
             # blkfront asks for its own ``max_queues`` module parameter's rings; blkback
@@ -201,7 +279,8 @@ def _vbd_lines(
 ) -> List[Line]:
     lines = []
     rings = _vbd_rings(vcpus, host, profile)
-    backend = "tapdisk3" if profile.vbd_backend == "tapdisk" else "blkback"
+    backend = storage_backend(host, profile)
+    shown = "tapdisk3" if backend == TAPDISK else backend
     for vbd in sorted(vbds, key=lambda r: _device_key(r, "userdevice")):
         kind = vbd.get("type", "Disk")
         empty = bool(vbd.get("empty"))
@@ -215,9 +294,11 @@ def _vbd_lines(
             # domain_type <> Vm.Domain_HVM``; evtchn-accounting.md, section 3)
             lines.append(Line(label, 0, "empty CD of a PV-family guest: xenopsd unplugs the drive"))
         else:
-            why = "%s: %d ring%s, once PV drivers connect" % (backend, rings, "s" * (rings != 1))
-            if profile.vbd_rings == "backend_max" and profile.vbd_backend == "blkback":
+            why = "%s: %d ring%s, once PV drivers connect" % (shown, rings, "s" * (rings != 1))
+            if profile.vbd_rings == "backend_max" and backend == BLKBACK:
                 why += " (as many as blkback grants: [need] vbd_rings = backend_max)"
+            if backend == BLKBACK:
+                why += " (%s)" % ("[need] vbd_backend" if profile.vbd_backend == BLKBACK else "the backend dom0 runs")
             lines.append(Line(label, rings, why))
     return lines
 
@@ -241,7 +322,7 @@ def vif_queues(vcpus: int, host: HostFacts, profile: Profile) -> int:
 
 
 def _vif_lines(
-    vifs: Sequence[Record], vcpus: int, host: HostFacts, profile: Profile, windows: bool
+    vifs: Sequence[Record], vcpus: int, host: HostFacts, profile: Profile, windows: Optional[str]
 ) -> List[Line]:
     queues = vif_queues(vcpus, host, profile)
     split = profile.split_event_channels
@@ -249,6 +330,7 @@ def _vif_lines(
         split = True if host.netback_split is None else host.netback_split
     per_queue = 2 if split else 1
     ctrl = {"always": 1, "never": 0}.get(profile.ctrl_ring, 1 if windows else 0)
+    ctrl_why = "[need] ctrl_ring = always" if profile.ctrl_ring == "always" else windows
     lines = []
     for vif in sorted(vifs, key=lambda r: _device_key(r, "device")):
         why = "netback: %d queue%s x %d (%s)" % (
@@ -260,6 +342,6 @@ def _vif_lines(
         if profile.vif_queues == "backend_max" and profile.multi_queue:
             why += ", as many queues as dom0's netback grants ([need] vif_queues = backend_max)"
         if ctrl:
-            why += " + 1 control ring"
+            why += " + 1 control ring (%s)" % ctrl_why
         lines.append(Line("vif %s" % vif.get("device", "?"), queues * per_queue + ctrl, why))
     return lines

@@ -6,7 +6,11 @@ one port per disk, per NIC and for xenstore, the console for PV guests, and two 
 (before 6.2) per HVM vCPU.
 """
 
-from typing import Any, Dict, NamedTuple, Optional
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
+
+AUTO = "auto"  # vbd_backend: the backend found running in dom0 (``xsguard.probes``), else tapdisk3
+TAPDISK = "tapdisk"
+BLKBACK = "blkback"
 
 
 class Profile(NamedTuple):
@@ -17,7 +21,7 @@ class Profile(NamedTuple):
     qemu_per_vcpu: int  # HVM: ioreq ports per vCPU
     qemu_fixed: int  # HVM: buffered ioreq and the like
     varstored_per_vcpu: int  # UEFI HVM only
-    vbd_backend: str  # "tapdisk" (1 ring per VBD) or "blkback" (1 ring per queue)
+    vbd_backend: str  # "tapdisk" (1 ring per VBD), "blkback" (1 ring per queue) or "auto" (as found)
     rings_per_vbd: Optional[int]  # fixed rings per VBD, or None to derive from the backend
     netback_queue_cap: int  # frontends cap queues at 8; the 6.x stack had 1
     split_event_channels: Optional[bool]  # None: ask dom0 (separate_tx_rx_irq), else as given
@@ -36,7 +40,7 @@ XS8 = Profile(
     qemu_per_vcpu=1,
     qemu_fixed=1,
     varstored_per_vcpu=1,
-    vbd_backend="tapdisk",
+    vbd_backend=AUTO,
     rings_per_vbd=None,
     netback_queue_cap=8,
     split_event_channels=None,
@@ -73,3 +77,40 @@ def with_overrides(profile: Profile, overrides: Dict[str, Any]) -> Profile:
     if unknown:
         raise ValueError("unknown profile field(s): %s" % ", ".join(sorted(unknown)))
     return profile._replace(**known)
+
+
+class BackendSeen(NamedTuple):
+    """What dom0 shows of its disk backends (``xsguard.probes.storage_seen``)."""
+
+    blkback_rings: int  # blkback's rings bound now: ``blkif-backend`` IRQs in /proc/interrupts
+    blkback_devices: int  # blkback's devices: /sys/bus/xen-backend/devices/vbd-*
+    tapdisk_rings: int  # tapdisk3's rings bound now: ``evtchn:tapdisk`` IRQs
+    tapdisk_minors: int  # tapdisks allocated: /sys/class/blktap2/blktap*
+    blkback_loaded: bool  # /sys/module/xen_blkback
+    blktap_loaded: bool  # /sys/module/blktap (XenServer's tapdisk stack)
+
+
+def storage_backend_found(seen: BackendSeen) -> Tuple[Optional[str], str]:
+    """The disk backend dom0 runs, and what showed it; None when nothing does.
+
+    A backend in use beats a module merely loaded; both in use (a mixed dom0): blkback, which
+    charges a ring per queue where tapdisk3 serves one, so that no VBD is under-charged.
+    Nothing in use: the tapdisk stack's module (XenServer loads blkback's too), else blkback's.
+    """
+    blkback = _said((seen.blkback_rings, "blkif-backend IRQs"), (seen.blkback_devices, "xen-backend vbd devices"))
+    tapdisk = _said((seen.tapdisk_rings, "evtchn:tapdisk IRQs"), (seen.tapdisk_minors, "blktap2 minors"))
+    if blkback and tapdisk:
+        return BLKBACK, "both in use (%s; %s): blkback, the larger charge" % (", ".join(blkback), ", ".join(tapdisk))
+    if blkback:
+        return BLKBACK, "in use: %s" % ", ".join(blkback)
+    if tapdisk:
+        return TAPDISK, "in use: %s" % ", ".join(tapdisk)
+    if seen.blktap_loaded:
+        return TAPDISK, "none in use; module blktap loaded"
+    if seen.blkback_loaded:
+        return BLKBACK, "none in use; module xen_blkback loaded"
+    return None, "no disk backend found in dom0"
+
+
+def _said(*counts: Tuple[int, str]) -> List[str]:
+    return ["%d %s" % (n, what) for n, what in counts if n]
