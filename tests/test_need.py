@@ -7,7 +7,7 @@ import pytest
 
 from tests import records
 from xsguard.errors import NotACandidate
-from xsguard.model.need import HostFacts, effective_domain_type, vm_need
+from xsguard.model.need import LEARNED, LEARNED_HELD, LEARNED_OS, HostFacts, effective_domain_type, learned_now, vm_need
 from xsguard.model.profiles import XS8, XS61, XS62, with_overrides
 
 D16 = HostFacts(dom0_vcpus=16)
@@ -274,3 +274,80 @@ def test_2013_stacks_had_one_queue_whatever_the_policy(profile, expected):
     """The 6.x backends served one queue: backend_max leaves the seed's 7 and 6 alone."""
     greedy = with_overrides(profile, {"vif_queues": "backend_max", "vbd_rings": "backend_max"})
     assert total(records.vm(1, hvm=True), records.disks(3), records.nics(1), profile=greedy) == expected
+
+
+# What was learned while the VM ran (VM.other_config), read by the model: it only ever raises a need
+
+def test_learned_figure_raises_the_need_with_a_line_naming_it():
+    """A PV guest predicted 5 that was seen holding 35: charged 35, the 30 more on a line naming the key."""
+    vm = records.vm(1, other_config={LEARNED_HELD: "35"})
+    need = vm_need(vm, records.disks(1), records.nics(1), D16, XS8)
+    assert need.total == 35
+    assert (need.lines[-1].consumer, need.lines[-1].ports) == (LEARNED, 30)
+    assert "other_config:%s" % LEARNED_HELD in need.lines[-1].why
+
+
+@pytest.mark.parametrize("written", ["3", "5", "-40", "eight", "", " ", "\u00b2", "1e3", "9" * 10])
+def test_learned_figure_below_the_model_or_unreadable_changes_nothing(written):
+    """What a VM's owner may write (a lower figure, a negative one, words, a Unicode digit, an absurd
+    length) leaves the need at the model's 5 and adds no line."""
+    vm = records.vm(1, other_config={LEARNED_HELD: written})
+    need = vm_need(vm, records.disks(1), records.nics(1), D16, XS8)
+    assert (need.total, [ln.consumer for ln in need.lines if ln.consumer == LEARNED]) == (5, [])
+
+
+def test_learned_windows_charges_the_control_ring_without_guest_metrics():
+    """An HVM guest (device_id only) whose agent named Windows when it last ran: its start, guest
+    metrics gone, is charged the ring (8, not 7), the VIF line naming why; a PV guest never is."""
+    vm = records.vm(1, hvm=True, platform={"device_id": "0002"},
+                    other_config={LEARNED_OS: "Microsoft Windows Server 2019 Standard"})
+    need = vm_need(vm, records.disks(1), records.nics(1), D16, XS8)
+    assert need.total == 8
+    assert "other_config:%s" % LEARNED_OS in need.lines[-1].why
+    assert total(records.vm(1, other_config={LEARNED_OS: "Windows"}), (), records.nics(1)) == 4
+
+
+def test_learned_os_naming_linux_keeps_the_ring_viridian_asks_for():
+    """An owner writing a Linux name into the learned OS does not remove viridian's ring."""
+    vm = records.vm(1, hvm=True, platform={"viridian": "true"}, other_config={LEARNED_OS: "Debian 12"})
+    assert total(vm, (), records.nics(1)) == 2 + 2 + 2 + 1
+
+
+def test_learned_now_writes_only_a_new_maximum():
+    """What to write after seeing a VM run: what dom0 holds only above the need as charged (the
+    learned figure included), the agent's Windows name once; nothing for a PV guest's OS."""
+    metrics = {"os_version": WINDOWS_OS_VERSION}
+    hvm = records.vm(1, hvm=True, platform={"device_id": "0002"})
+    need = vm_need(hvm, records.disks(1), records.nics(1), D16, XS8, guest_metrics=metrics)
+    assert learned_now(hvm, need, 8, metrics) == {LEARNED_OS: "Microsoft Windows Server 2019 Standard"}
+    assert learned_now(hvm, need, 9, None) == {LEARNED_HELD: "9"}
+    known = dict(hvm, other_config={LEARNED_OS: "Microsoft Windows Server 2019 Standard", LEARNED_HELD: "9"})
+    need = vm_need(known, records.disks(1), records.nics(1), D16, XS8)
+    assert need.total == 9
+    assert learned_now(known, need, 9, metrics) == {}
+    assert learned_now(known, need, 10, metrics) == {LEARNED_HELD: "10"}
+    pv = records.vm(1)
+    assert learned_now(pv, vm_need(pv, [], [], D16, XS8), 2, metrics) == {}
+
+
+def test_learned_windows_name_always_names_windows():
+    """An agent naming Windows only in its distro field is kept as ``windows``, so that the next
+    reading finds it learned and writes nothing again."""
+    metrics = {"os_version": {"name": "Server 2022 Datacenter", "distro": "windows"}}
+    hvm = records.vm(1, hvm=True)
+    need = vm_need(hvm, [], records.nics(1), D16, XS8, guest_metrics=metrics)
+    assert learned_now(hvm, need, 0, metrics) == {LEARNED_OS: "windows"}
+
+
+# The disk backend: the one dom0 runs, unless [need] vbd_backend says
+
+def test_detected_blkback_charges_a_ring_per_queue():
+    """A 2-vCPU PV guest, 1 disk, 1 NIC on a 2-vCPU dom0 running blkback: 8, as measured (tapdisk3's
+    default would say 7); an explicit [need] vbd_backend = tapdisk beats what was found."""
+    host = HostFacts(dom0_vcpus=2, netback_max_queues=2, blkback_max_queues=2, vbd_backend="blkback")
+    need = vm_need(records.vm(2), records.disks(1), records.nics(1), host, XS8)
+    assert need.total == 8
+    assert need.lines[2].why == "blkback: 2 rings, once PV drivers connect (the backend dom0 runs)"
+    tapdisk = with_overrides(XS8, {"vbd_backend": "tapdisk"})
+    assert total(records.vm(2), records.disks(1), records.nics(1), host=host, profile=tapdisk) == 7
+    assert total(records.vm(2), records.disks(1), records.nics(1), host=host._replace(vbd_backend=None)) == 7

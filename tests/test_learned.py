@@ -1,0 +1,114 @@
+"""What xsguard learned about a VM while it ran is charged at its next start, on any host, and
+its owner cannot lower it.
+
+Every expected figure is counted by hand from what each simulated guest binds (the simulator's
+table): xenstore 1, console 1, QEMU V + 1 for HVM, 1 per tapdisk3 disk, 2 per netback queue,
+1 per control ring.
+"""
+
+import json
+
+from tests.pool import decision_log, make_vm, small_host, wait_for
+from xsguard.model.need import LEARNED, LEARNED_HELD, LEARNED_OS
+from xsguard.sim.store import NULL
+
+WINDOWS = "Microsoft Windows Server 2019 Standard|C:\\\\Windows|\\\\Device\\\\Harddisk0\\\\Partition2"
+
+
+def audit(api, host):
+    return json.loads(api.host.call_plugin(host, "xsguard", "audit", {}))
+
+
+def need(api, host, vm):
+    return json.loads(api.host.call_plugin(host, "xsguard", "need", {"vm_uuid": api.VM.get_uuid(vm)}))
+
+
+def run_until_held(api, host, vm, ports):
+    api.VM.start_on(vm, host, False, False)
+    domid = api.VM.get_domid(vm)
+    wait_for(lambda: api.sim.get_dom0(host)["by_remote_domain"].get(domid) == str(ports))
+
+
+def shut_down_as_xapi_starts(sim, api, vm):
+    """Shut the VM down and delete its guest metrics, as xapi's VM.start does before the hook runs
+    (xen-api ocaml/xapi/xapi_vm.ml:338, ``delete_guest_metrics``): the next start's hook finds none
+    whether or not the simulator deletes them itself."""
+    api.VM.hard_shutdown(vm)
+    with sim.pool.lock:
+        record = sim.pool.vm(vm)
+        if record["guest_metrics"] != NULL:
+            sim.pool.store.destroy("VM_guest_metrics", record["guest_metrics"])
+            record["guest_metrics"] = NULL
+
+
+def start_decision(api, host, vm, count):
+    """The VM's last start decision on the host, once the host's log holds ``count`` records."""
+    records = decision_log(api, host, count)
+    uuid = api.VM.get_uuid(vm)
+    return [r for r in records if r.get("vm_uuid") == uuid and r["event"].startswith("start_")][-1]
+
+
+def vif_why(breakdown):
+    return next(line["why"] for line in breakdown if line["consumer"] == "vif 0")
+
+
+def test_windows_seen_running_is_charged_its_control_ring_at_its_next_start(sim, api):
+    """A Windows HVM guest without viridian (device_id only), seen running with its agent naming
+    Windows: its next start, guest metrics gone, is decided at 8 with the control ring, naming
+    what its agent said when it last ran; without what was learned it would be 7."""
+    host = small_host(api, port_limit=1000, vcpus=16)
+    win = make_vm(api, "win", hvm=True, platform={"device_id": "0002"})
+    api.sim.set_guest(win, {"ctrl_ring": "true", "os_name": WINDOWS})
+    run_until_held(api, host, win, 1 + 1 + 2 + 1 + 2 + 1)
+    assert audit(api, host)["exact"] == 1
+    assert api.VM.get_other_config(win)[LEARNED_OS] == "Microsoft Windows Server 2019 Standard"
+    shut_down_as_xapi_starts(sim, api, win)
+    assert api.VM.get_guest_metrics(win) == NULL
+    api.VM.start_on(win, host, False, False)
+    record = start_decision(api, host, win, 3)  # its first start, what audit learned, its second start
+    assert (record["event"], record["need"]) == ("start_admitted", 8)
+    assert vif_why(record["breakdown"]).endswith("(Windows: its guest agent said so when it last ran "
+                                                 "(other_config:%s))" % LEARNED_OS)
+    shut_down_as_xapi_starts(sim, api, win)
+    api.VM.remove_from_other_config(win, LEARNED_OS)
+    assert need(api, host, win)["total"] == 7
+
+
+def test_greedy_guest_is_charged_what_it_held_on_another_host(sim, api):
+    """A guest that took dom0's 16 queues on xs-a (35 where 5 is predicted), once audited there,
+    is decided at 35 on xs-b, whose ledger never saw it; the breakdown names the learned figure."""
+    a = small_host(api, "xs-a", port_limit=1000, vcpus=16)
+    b = small_host(api, "xs-b", port_limit=1000, vcpus=16)
+    greedy = make_vm(api, "greedy")
+    api.sim.set_guest(greedy, {"queues": "16"})
+    run_until_held(api, a, greedy, 35)
+    report = audit(api, a)
+    assert (report["vms"][0]["predicted"], report["vms"][0]["verdict"]) == (5, "under")
+    assert api.VM.get_other_config(greedy)[LEARNED_HELD] == "35"
+    learned_records = [r for r in decision_log(api, a, 3) if r["event"] == "learned"]
+    assert [r["keys"] for r in learned_records] == [{LEARNED_HELD: "35"}]
+    shut_down_as_xapi_starts(sim, api, greedy)
+    api.VM.start_on(greedy, b, False, False)
+    record = start_decision(api, b, greedy, 1)
+    assert (record["event"], record["need"]) == ("start_admitted", 35)
+    learned = [line for line in record["breakdown"] if line["consumer"] == LEARNED]
+    assert [line["ports"] for line in learned] == [30]
+    assert "other_config:%s" % LEARNED_HELD in learned[0]["why"]
+    again = audit(api, b)["vms"][0]  # held 35 where 35 is charged: exact, nothing written again
+    assert (again["predicted"], again["held"], again["verdict"]) == (35, 35, "exact")
+
+
+def test_an_owner_writing_lower_figures_cannot_lower_the_need(api):
+    """A VM whose need is 8 (viridian HVM, 1 vCPU, 1 disk, 1 NIC, control ring): figures its owner
+    writes below it, unreadable or naming Linux change nothing; a higher one raises it."""
+    host = small_host(api, port_limit=1000, vcpus=16)
+    win = make_vm(api, "win", hvm=True, windows=True)
+    assert need(api, host, win)["total"] == 1 + 1 + 2 + 1 + 2 + 1
+    for held, said in (("3", "Debian GNU/Linux 12"), ("-40", "linux"), ("eight", ""), ("\u00b2", "")):
+        for key, value in ((LEARNED_HELD, held), (LEARNED_OS, said)):
+            api.VM.remove_from_other_config(win, key)
+            api.VM.add_to_other_config(win, key, value)
+        assert need(api, host, win)["total"] == 8, (held, said)
+    api.VM.remove_from_other_config(win, LEARNED_HELD)
+    api.VM.add_to_other_config(win, LEARNED_HELD, "12")
+    assert need(api, host, win)["total"] == 12
