@@ -18,7 +18,7 @@ from typing import Any, Dict, List, NamedTuple, Optional
 from . import decision, learn, ledger, probes, state
 from .config import Config
 from .deadline import Deadline
-from .errors import XapiFailure
+from .errors import PermissionDenied, XapiFailure
 from .model import need as need_model
 from .model.charging import HOW_AUDITED, RUNNING, Entry, here_from_records
 from .model.need import HostFacts, Need
@@ -158,7 +158,7 @@ def _learn(api: Xapi, vm_ref: str, described: decision.Described, need: Need, he
     fields: Dict[str, Any] = {"vm_uuid": vm.get("uuid", ""), "vm_name": vm.get("name_label", "")}
     try:
         written = learn.remember(api, vm_ref, vm, need, held, described.guest_metrics)
-    except XapiFailure as exc:
+    except (XapiFailure, PermissionDenied) as exc:  # the VM gone, a login that may not write: next time
         return dict(fields, event="learn_failed", error=exc.message)
     return dict(fields, event="learned", keys=written) if written else {}
 

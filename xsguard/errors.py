@@ -67,6 +67,13 @@ class XapiFailure(XsguardError):
     code = "XSGUARD_XAPI_FAILURE"
 
 
+class PermissionDenied(XsguardError):
+    """xapi denied a call to the login's role (``RBAC_PERMISSION_DENIED``): the message names the
+    call and the role it needs."""
+
+    code = "XSGUARD_PERMISSION_DENIED"
+
+
 class DeadlineExceeded(XsguardError):
     """The decision did not finish within the configured deadline."""
 

@@ -11,7 +11,7 @@ from typing import Any, Dict, List, NamedTuple, Optional, Set, Tuple
 
 from .config import Config
 from .deadline import Deadline
-from .errors import BadArgument, wire_error
+from .errors import BadArgument, PermissionDenied, wire_error
 from .model import need as need_model
 from .model.placement import Plan, Room, absorb, least_free, most_room_first, tightest
 from .xapi import Record, Xapi, quote
@@ -55,12 +55,16 @@ def ask(api: Xapi, targets: Dict[str, Record], fn: str, args: Dict[str, str], de
     with the caller's session; wait no longer than the deadline. Answers in the targets' order."""
     found: Dict[str, Tuple[Optional[Dict[str, Any]], Optional[str]]] = {}
     lock = threading.Lock()
+    denied: List[PermissionDenied] = []  # the login may not call plugins: no host can answer
 
     def one(ref: str) -> None:
         try:
             with Xapi(api.url, deadline, session_ref=api.session._session) as mine:
                 answer: Tuple[Optional[Dict[str, Any]], Optional[str]] = (
                     json.loads(mine.call("host.call_plugin", ref, PLUGIN, fn, args)), None)
+        except PermissionDenied as exc:
+            denied.append(exc)
+            answer = (None, exc.message)
         except Exception as exc:  # noqa: BLE001 - a host that fails is reported, never fatal here
             answer = (None, wire_error(exc).message)
         with lock:
@@ -73,6 +77,8 @@ def ask(api: Xapi, targets: Dict[str, Record], fn: str, args: Dict[str, str], de
         thread.join(max(deadline.remaining(), 0.0))
     with lock:
         done = dict(found)
+    if denied:
+        raise denied[0]
     return [Answer(ref, host, *done.get(ref, (None, "no answer within the deadline"))) for ref, host in targets.items()]
 
 

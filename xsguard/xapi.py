@@ -6,6 +6,7 @@ xsguard's own. Records come back as XenAPI sends them (int64 fields as strings).
 
 import http.client
 import os
+import re
 import socket
 import xmlrpc.client
 from typing import Any, Dict, Iterable, List, Optional, Tuple
@@ -13,7 +14,7 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple
 import XenAPI
 
 from .deadline import Deadline
-from .errors import VmNotFound, XapiFailure, XapiUnreachable
+from .errors import PermissionDenied, VmNotFound, XapiFailure, XapiUnreachable
 from .retry import TRANSPORT_ERRORS, call_with_retries
 
 Record = Dict[str, Any]
@@ -28,6 +29,30 @@ def quote(value: str) -> str:
 def any_of(field: str, values: Iterable[str]) -> str:
     """``field "f" = "a" or field "f" = "b" ...``"""
     return " or ".join("field %s = %s" % (quote(field), quote(v)) for v in values)
+
+
+RBAC_DENIED = "RBAC_PERMISSION_DENIED"
+# xapi's roles, most privileged first (xen-api ocaml/idl/datamodel_roles.ml, ``ordered``)
+ROLES = ("pool-admin", "pool-operator", "vm-power-admin", "vm-admin", "vm-operator", "read-only")
+# what xsguard calls that a role may lack, and the least role allowed (xen-api ocaml/idl/: datamodel_host.ml
+# ``call_plugin`` _R_POOL_ADMIN; datamodel.ml, class message, default _R_POOL_OP; datamodel_vm.ml,
+# class VM, default _R_VM_ADMIN)
+ROLE_NEEDED = {"host.call_plugin": "pool-admin", "message.create": "pool-operator",
+               "VM.add_to_other_config": "vm-admin", "VM.remove_from_other_config": "vm-admin"}
+
+
+def denied(details: List[str]) -> PermissionDenied:
+    """xapi's ``RBAC_PERMISSION_DENIED [permission; message]`` (xen-api ocaml/xapi/rbac.ml:216), said
+    with the role the call needs: the least of the roles xapi's message lists, else ours."""
+    permission = details[1] if len(details) > 1 else "?"
+    said = details[2] if len(details) > 2 else ""
+    listed = said.partition("Roles with this permission:")[2]
+    roles = [r for r in ROLES if r in re.findall(r"[a-z-]+", listed)]
+    call = permission.split("/")[0]
+    role = roles[-1] if roles else ROLE_NEEDED.get(call)
+    needs = "the %s role or higher" % role if role else "a role with this permission"
+    return PermissionDenied("xapi denied %s to this login: it needs %s (ask a pool administrator, or set "
+                            "$XSGUARD_XAPI_USER to such a login)" % (permission, needs), RBAC_DENIED, *details[1:])
 
 
 LOCAL_SOCKET = "/var/lib/xcp/xapi"
@@ -128,6 +153,8 @@ class Xapi:
             return call_with_retries(self.deadline, fn, *args)
         except XenAPI.Failure as exc:
             details = [str(d) for d in exc.details]
+            if details[:1] == [RBAC_DENIED]:
+                raise denied(details)
             raise XapiFailure("xapi refused %s" % " ".join(details[:3]), *details)
         except xmlrpc.client.Fault as exc:
             raise XapiFailure("xapi fault %s: %s" % (exc.faultCode, exc.faultString))
