@@ -77,7 +77,7 @@ def test_message_is_ascii_whatever_the_name():
     first = v.message.splitlines()[0]
     assert "evil??[31mname\\u00e9\\U0001f600" in first
     assert "h\\u00f4te" in first
-    assert len(v.message.splitlines()) == 9
+    assert len(v.message.splitlines()) == 8
 
 
 def test_json_carries_every_figure():
@@ -106,3 +106,18 @@ def test_remedy_follows_where_the_limit_came_from():
     assert "[dom0] port_limit" in configured and "fifo_events" not in configured
     assert "131071 ports are Xen's most" in fifo
     assert "larger NR_IRQS" in irqs
+
+
+def test_first_line_of_a_refusal_says_it_on_its_own():
+    """A storage migration's refusal reaches the operator inside an INTERNAL_ERROR, its first line
+    right after xenopsd's wrapper: that line alone names the operation, the VM, the host, the need
+    and what is left, for a start and, reworded, for a migration."""
+    from xsguard.model.placement import reworded
+
+    v = judge(NEED, "xs-b", [PORTS, IRQS], {"xen_ports": 4010, "linux_irqs": 5000}, 0, 64)
+    vm = "VM 'win-07' (%s)" % NEED.vm_uuid
+    assert v.message.splitlines()[0] == ("xsguard refused to start %s on host 'xs-b': it needs 22 dom0 event "
+                                         "channels; 21 are left under the Xen event-channel port limit" % vm)
+    assert reworded(v.message, "migrate", []).splitlines()[0] == (
+        "xsguard refused to migrate %s to host 'xs-b': it needs 22 dom0 event channels; 21 are left under the "
+        "Xen event-channel port limit" % vm)

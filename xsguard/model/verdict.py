@@ -151,10 +151,9 @@ def explain(verdict: Verdict) -> str:
             binding.free if binding.free is not None else "unknown",
             CEILING_TITLES.get(binding.ceiling, binding.ceiling),
         )
-    lines = [
-        "xsguard refused to start %s on host '%s':" % (vm, host_name),
-        "it needs %d dom0 event channels; %d are left under the %s limit"
-        % (need.total, max(binding.free or 0, 0), CEILING_TITLES.get(binding.ceiling, binding.ceiling)),
+    lines = [  # the first line says it on its own: a storage migration shows it inside an INTERNAL_ERROR
+        "xsguard refused to start %s on host '%s': it needs %d dom0 event channels; %d are left under the %s limit"
+        % (vm, host_name, need.total, max(binding.free or 0, 0), CEILING_TITLES.get(binding.ceiling, binding.ceiling)),
         "(%d: %d in use, %d promised to VMs starting, %d kept free for dom0)."
         % (binding.limit or 0, binding.used, binding.promised, binding.margin),
         "Largest consumers: %s." % (consumers or "none"),
