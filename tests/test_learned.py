@@ -112,3 +112,41 @@ def test_an_owner_writing_lower_figures_cannot_lower_the_need(api):
     api.VM.remove_from_other_config(win, LEARNED_HELD)
     api.VM.add_to_other_config(win, LEARNED_HELD, "12")
     assert need(api, host, win)["total"] == 12
+
+
+def test_learner_writes_a_new_maximum_once_and_asks_xapi_only_when_a_domain_changed(sim, api):
+    """What xsguard-rrdd would call at every reading: the greedy guest's 35 and the Windows agent's
+    name are written at the first look; a second look with nothing new in dom0 makes no xapi call;
+    a domain holding something new (a restart) is looked at again and, its figure known, writes nothing."""
+    from xsguard import config, learn
+    from xsguard.deadline import Deadline
+    from xsguard.model.charging import here_from_records
+    from xsguard.xapi import Xapi
+
+    host = small_host(api, port_limit=1000, vcpus=16)
+    greedy = make_vm(api, "greedy")
+    api.sim.set_guest(greedy, {"queues": "16"})
+    run_until_held(api, host, greedy, 35)
+    win = make_vm(api, "win", hvm=True, platform={"device_id": "0002"})
+    api.sim.set_guest(win, {"ctrl_ring": "true", "os_name": WINDOWS})
+    run_until_held(api, host, win, 8)
+    learner = learn.Learner(config.load(sim.pool.hosts[host].config_path))
+
+    def look():
+        records = {r["uuid"]: r for r in api.VM.get_all_records().values()}
+        dom0 = {int(d): int(n) for d, n in api.sim.get_dom0(host)["by_remote_domain"].items()}
+        control = next(r for r in records.values() if r["is_control_domain"] and r["resident_on"] == host)
+        with Xapi(sim.url, Deadline(10.0)) as session:
+            calls = len(sim.pool.calls)
+            found = learner.observe(session, here_from_records(records, host), dom0, control, {})
+            return found, len(sim.pool.calls) - calls
+
+    found, calls = look()
+    assert sorted((f["vm_name"], f["keys"]) for f in found) == [
+        ("greedy", {LEARNED_HELD: "35"}), ("win", {LEARNED_OS: "Microsoft Windows Server 2019 Standard"})]
+    assert calls > 0
+    assert look() == ([], 0)
+    shut_down_as_xapi_starts(sim, api, greedy)
+    run_until_held(api, host, greedy, 35)
+    found, calls = look()
+    assert (found, calls > 0) == ([], True)

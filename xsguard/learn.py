@@ -8,15 +8,19 @@ pool and is read with the VM's record by every decision: no extra call. The mode
 raises a need with it. Written only on a new maximum (``model.need.learned_now``), so that a
 VM is written a handful of times in its life, never at every reading.
 
-Callers: ``audit`` (every VM running here). Any reader of dom0's ports per domain can call
-``remember`` with a VM's need as charged now and what dom0 holds for it.
+Callers: ``audit`` (every VM running here, ``remember``); a reader of dom0's ports every few
+seconds (xsguard-rrdd) through ``Learner``, which asks xapi only about the VMs whose domain
+holds something new.
 """
 
-from typing import Dict, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
+from . import decision
+from .config import Config
 from .errors import XapiFailure
+from .model.charging import RUNNING, Here
 from .model.need import Need, learned_now
-from .xapi import Record, Xapi
+from .xapi import Record, Xapi, any_of
 
 
 def remember(api: Xapi, vm_ref: str, vm: Record, need: Need, held: int,
@@ -38,3 +42,43 @@ def remember(api: Xapi, vm_ref: str, vm: Record, need: Need, held: int,
             continue
         written[key] = value
     return written
+
+
+class Learner:
+    """``remember`` for every VM running on this host, read after read: xapi is asked about a
+    VM (its record, devices and guest metrics, fresh) only when what dom0 holds for its domain
+    changed since the last look, a few times in a domain's life (its devices connecting)."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.looked: Dict[str, Tuple[int, int]] = {}  # vm uuid -> (domid, ports held) when last looked at
+
+    def observe(self, api: Xapi, here: Dict[str, Here], held_by_domid: Dict[int, int],
+                control: Optional[Record], backend: Dict[str, str]) -> List[Dict[str, Any]]:
+        """Look at the running VMs (``here``: by uuid) whose domain holds something new; what was
+        written, one dict per VM (``vm_uuid``, ``vm_name``, ``keys``). XapiFailure is raised and
+        the VMs not looked at are looked at the next time."""
+        now = {u: (h.domid, held_by_domid.get(h.domid, 0)) for u, h in here.items()
+               if h.state == RUNNING and h.domid is not None}
+        self.looked = {u: mark for u, mark in self.looked.items() if now.get(u) == mark}
+        changed = sorted(u for u in now if u not in self.looked)
+        if not changed:
+            return []
+        facts = decision.host_facts(control, backend)
+        profile = decision.profile_of(self.cfg)
+        learned = []
+        for ref, described in decision.describe(api, api.where("VM", any_of("uuid", changed))).items():
+            vm = described.vm
+            uuid = str(vm.get("uuid", ""))
+            if uuid not in now:
+                continue
+            try:
+                need = decision.predict(facts, profile, described)
+            except ValueError:  # a record the model cannot read: charged what dom0 holds, nothing to learn
+                self.looked[uuid] = now[uuid]
+                continue
+            written = remember(api, ref, vm, need, now[uuid][1], described.guest_metrics)
+            self.looked[uuid] = now[uuid]
+            if written:
+                learned.append({"vm_uuid": uuid, "vm_name": vm.get("name_label", ""), "keys": written})
+        return learned
