@@ -108,3 +108,22 @@ def test_status_says_which_backend_was_found(api):
     api.sim.set_xsguard_config(host, {"need.vbd_backend": "blkback"})
     status = json.loads(api.host.call_plugin(host, "xsguard", "status", {}))
     assert (status["storage_backend"]["charged"], status["storage_backend"]["configured"]) == ("blkback", "blkback")
+
+
+def test_need_reads_the_backend_as_a_decision_does(api):
+    """On a host whose dom0 runs blkback (the captured Xen 4.17 stack), fn=need charges a 2-vCPU
+    guest's disk 2 rings once blkback's IRQs show in /proc/interrupts, as the start's decision does
+    (the simulated dom0 has no /sys/module/xen_blkback: the IRQs alone say it)."""
+    host = small_host(api, port_limit=1000, vcpus=2)
+    api.sim.set_dom0(host, {"stack": "xen417"})
+    first = make_vm(api, "first", vcpus=2, affinity=host)
+    api.VM.start(first, False, False)
+    domid = api.VM.get_domid(first)
+    wait_for(lambda: api.sim.get_dom0(host)["by_remote_domain"].get(domid) == "8")
+    second = make_vm(api, "second", vcpus=2, affinity=host)
+    need = json.loads(api.host.call_plugin(host, "xsguard", "need", {"vm_uuid": api.VM.get_uuid(second)}))
+    assert need["total"] == 1 + 1 + 2 + 2 * 2
+    assert need["breakdown"][2]["why"] == "blkback: 2 rings, once PV drivers connect (the backend dom0 runs)"
+    status = json.loads(api.host.call_plugin(host, "xsguard", "status", {}))
+    assert status["storage_backend"]["found"] == "blkback"
+    assert status["storage_backend"]["evidence"] == "in use: 2 blkif-backend IRQs"

@@ -366,7 +366,8 @@ def need_report(cfg: Config, api: Xapi, vm_key: str, deadline: Deadline,
                 host_uuid: Optional[str] = None) -> Dict[str, Any]:
     """A VM's breakdown on the host, and whether it is exempt from the check."""
     subject = read_subject(cfg, api, vm_key, host_uuid)
-    result = compute_need(cfg, subject, probes.backend_params(cfg.dom0["sys_module"])).as_json()
+    backend = probes.backend_params(cfg.dom0["sys_module"], probes.read_optional(cfg.dom0["proc_interrupts"]))
+    result = compute_need(cfg, subject, backend).as_json()
     result["host_name"] = subject.host_name
     result["bypassed"] = is_bypassed(cfg, subject.vm_uuid)
     return result
