@@ -351,12 +351,21 @@ class Pool:
             else:
                 self._assert_enabled(host_ref)
                 self._assert_memory(host_ref, vm)
+            self._delete_guest_metrics(vm)
             self.busy.add(vm_ref)
         try:
             self._start_on(vm_ref, host_ref, reason="none")
         finally:
             with self.lock:
                 self.busy.discard(vm_ref)
+
+    def _delete_guest_metrics(self, vm: Dict[str, Any]) -> None:
+        """VM.start (start_on, HA restarts) deletes the VM's guest metrics before xenopsd runs the hook:
+        xen-api ocaml/xapi/xapi_vm.ml:338 calls delete_guest_metrics (ocaml/xapi/xapi_vm_helpers.ml:1369-1373);
+        the guest agent reports them again once its drivers are up (``_report_drivers``)."""
+        if vm["guest_metrics"] != NULL:
+            gone, vm["guest_metrics"] = vm["guest_metrics"], NULL
+            self.store.destroy("VM_guest_metrics", gone)
 
     def _assert_startable(self, vm_ref: str, vm: Dict[str, Any]) -> None:
         if vm["is_control_domain"] or vm["is_a_template"] or vm["is_a_snapshot"]:
@@ -693,8 +702,13 @@ class Pool:
             self.set_devices_attached(vm, False)
 
     def resume(self, vm_ref: str, host_ref: Optional[str] = None) -> None:
-        """VM.resume / VM.resume_on: a new domain with its xenstore and console channels, the
-        vm-pre-resume hooks with -vmdomid, then the devices are restored; a refusal leaves it Suspended."""
+        """VM.resume / VM.resume_on: a new domain binding nothing yet, the vm-pre-resume hooks with
+        -vmdomid, then the domain's xenstore and console channels and its devices are restored; a
+        refusal leaves it Suspended.
+
+        xen-api ocaml/xenopsd/lib/xenops_server.ml:1493-1498: VM_create, then VM_hook_script
+        VM_pre_resume, then VM_restore; the store and console channels are created in build_pre,
+        called from Domain.restore (ocaml/xenopsd/xc/domain.ml:969-974), after the hook."""
         with self.lock:
             vm = self.vm(vm_ref)
             if vm_ref in self.busy:
@@ -714,12 +728,12 @@ class Pool:
         try:
             with host.workers:
                 with self.lock:
-                    domid = self._new_domain(vm, host, held[:2], old_domid, "resume")
+                    domid = self._new_domain(vm, host, [], old_domid, "resume")
                 try:
                     processes.run_hooks(host.root, "vm-pre-resume", vm["uuid"], "none", host.config_path,
                                         self.hook_log, domid)
                     with self.lock:
-                        host.dom0.bind(domid, [_renamed(a, old_domid, domid) for a in held[2:]])
+                        host.dom0.bind(domid, [_renamed(a, old_domid, domid) for a in held])
                 except Exception as exc:
                     with self.lock:
                         if isinstance(exc, NoSpace):

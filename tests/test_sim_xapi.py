@@ -1,0 +1,107 @@
+"""The simulated pool shows what xapi shows where it hides things from a hook: guest metrics
+at start, the resume's order, exec failures, roles, storage migrations, placement, evacuation."""
+
+import os
+import threading
+
+from tests.pool import connect, failure, make_vm, wait_for
+from tests.test_sim import install_hook
+
+NULL = "OpaqueRef:NULL"
+
+
+def hold_hook(api, host, hook="vm-pre-start", code=0):
+    """A hook that says it runs (``in-hook``) and waits for ``go``; returns (root, go)."""
+    root = api.sim.get_host_root(host)
+    directory = os.path.join(root, "etc", "xapi.d", hook)
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, "10hold")
+    with open(path, "w") as handle:
+        handle.write('#!/bin/sh\ntop="%s"\ntouch "$top/in-hook"\n'
+                     'while [ ! -e "$top/go" ]; do sleep 0.02; done\nrm -f "$top/in-hook" "$top/go"\nexit %d\n'
+                     % (root, code))
+    os.chmod(path, 0o755)
+    return root
+
+
+def during_hook(url, root, call, look):
+    """Run ``call`` in a thread, ``look()`` while the held hook runs, then let it go; (look's value, outcome)."""
+    outcome = []
+
+    def run():
+        try:
+            outcome.append(call(connect(url).xenapi))
+        except Exception as exc:  # noqa: BLE001 - the test reads it
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    try:
+        wait_for(lambda: os.path.exists(os.path.join(root, "in-hook")))
+        seen = look()
+    finally:
+        open(os.path.join(root, "go"), "w").close()
+        thread.join(20)
+    return seen, outcome[0]
+
+
+def test_start_deletes_guest_metrics_before_the_hook(bare_api, bare_sim):
+    """VM.start deletes the guest metrics a previous run left (their os_version with them): the hook
+    sees OpaqueRef:NULL and the old record is gone; the guest agent reports them again once up."""
+    host = bare_api.sim.add_host("xs-a", {})
+    vm = make_vm(bare_api, "win")
+    bare_api.sim.set_guest(vm, {"os_name": "Microsoft Windows Server 2019 Standard"})
+    bare_api.VM.start(vm, False, False)
+    old = wait_for(lambda: bare_api.VM.get_guest_metrics(vm) != NULL and bare_api.VM.get_guest_metrics(vm))
+    wait_for(lambda: bare_api.VM_guest_metrics.get_os_version(old).get("name"))
+    bare_api.VM.hard_shutdown(vm)
+    assert bare_api.VM.get_guest_metrics(vm) == old  # shutdown keeps them: only a start deletes them
+    root = hold_hook(bare_api, host)
+    seen, _ = during_hook(bare_sim.url, root, lambda x: x.VM.start(vm, False, False),
+                          lambda: (bare_api.VM.get_guest_metrics(vm), bare_api.VM_guest_metrics.get_all()))
+    assert seen == (NULL, [])
+    new = wait_for(lambda: bare_api.VM.get_guest_metrics(vm) != NULL and bare_api.VM.get_guest_metrics(vm))
+    assert new != old
+    assert wait_for(lambda: bare_api.VM_guest_metrics.get_os_version(new).get("name")) == \
+        "Microsoft Windows Server 2019 Standard"
+
+
+def test_a_refused_start_leaves_no_guest_metrics(bare_api):
+    """The deletion comes before xenopsd: a start the hook refuses still leaves the VM without them."""
+    host = bare_api.sim.add_host("xs-a", {})
+    vm = make_vm(bare_api, "a")
+    bare_api.VM.start(vm, False, False)
+    wait_for(lambda: bare_api.VM.get_guest_metrics(vm) != NULL)
+    bare_api.VM.hard_shutdown(vm)
+    install_hook(bare_api, host, "50no", "#!/bin/sh\nexit 2\n")
+    assert failure(bare_api.VM.start, vm, False, False)[0] == "XAPI_HOOK_FAILED"
+    assert bare_api.VM.get_guest_metrics(vm) == NULL
+
+
+def test_resume_binds_nothing_before_the_hook(bare_api, bare_sim):
+    """A resume's new domain holds no dom0 channel while vm-pre-resume runs; afterwards it holds
+    what the suspended domain held (xenstore and console included)."""
+    host = bare_api.sim.add_host("xs-a", {})
+    vm = make_vm(bare_api, "a", disks=1, nics=1)
+    bare_api.VM.start(vm, False, False)
+    wait_for(lambda: bare_api.VM.get_guest_metrics(vm) != NULL)
+    held = bare_api.sim.get_dom0(host)["ports_used"]
+    bare_api.VM.suspend(vm)
+    empty = bare_api.sim.get_dom0(host)["ports_used"]
+    root = hold_hook(bare_api, host, "vm-pre-resume")
+    seen, outcome = during_hook(bare_sim.url, root, lambda x: x.VM.resume(vm, False, False),
+                                lambda: bare_api.sim.get_dom0(host)["ports_used"])
+    assert outcome == ""
+    assert seen == empty
+    assert bare_api.sim.get_dom0(host)["ports_used"] == held
+
+
+def test_non_executable_hook_fails_with_exit_126(bare_api):
+    """An entry xenopsd cannot execute fails the start as exit 126 would: XAPI_HOOK_FAILED, VM halted."""
+    host = bare_api.sim.add_host("xs-a", {})
+    vm = make_vm(bare_api, "a")
+    root = install_hook(bare_api, host, "50plain", "#!/bin/sh\nexit 0\n")
+    os.chmod(os.path.join(root, "etc", "xapi.d", "vm-pre-start", "50plain"), 0o644)
+    assert failure(bare_api.VM.start, vm, False, False) == \
+        ["XAPI_HOOK_FAILED", "vm-pre-start/50plain", "none", "", "126"]
+    assert bare_api.VM.get_power_state(vm) == "Halted"
