@@ -2,6 +2,7 @@
 at start, the resume's order, exec failures, roles, storage migrations, placement, evacuation."""
 
 import os
+import shutil
 import threading
 
 from tests.pool import connect, failure, make_vm, wait_for
@@ -105,3 +106,47 @@ def test_non_executable_hook_fails_with_exit_126(bare_api):
     assert failure(bare_api.VM.start, vm, False, False) == \
         ["XAPI_HOOK_FAILED", "vm-pre-start/50plain", "none", "", "126"]
     assert bare_api.VM.get_power_state(vm) == "Halted"
+
+
+def test_where_strings_have_no_escapes(bare_api):
+    """A backslash is an ordinary character in a where string, a quote ends it, and ``<>`` or an
+    upper-case keyword does not lex, as in xapi's lexer."""
+    bare_api.sim.add_host("xs-a", {})
+    plain = make_vm(bare_api, "a\\")
+    where = bare_api.VM.get_all_records_where
+    assert list(where('field "name__label" = "a\\"')) == [plain]
+    assert failure(where, 'field "name__label" = "a\\"" or true')[0] == "INVALID_VALUE"
+    assert failure(where, 'field "name__label" <> "a"')[0] == "INVALID_VALUE"
+    assert failure(where, 'field "name__label" = "a" AND true')[0] == "INVALID_VALUE"
+
+
+def test_message_create_checks_class_uuid_and_body(bare_api):
+    """message.create refuses an unknown class, a uuid no object of that class has, and a body
+    that is not UTF-8; a VM's alert is created."""
+    bare_api.sim.add_host("xs-a", {})
+    vm = make_vm(bare_api, "a")
+    uuid = bare_api.VM.get_uuid(vm)
+    create = bare_api.message.create
+    assert failure(create, "X", "3", "Vm", uuid, "body")[0] == "INTERNAL_ERROR"
+    assert failure(create, "X", "3", "Host", uuid, "body") == ["UUID_INVALID", "Host", uuid]
+    assert failure(create, "X", "3", "VM", "00000000-0000-0000-0000-000000000000", "body")[0] == "UUID_INVALID"
+    message = create("X", "3", "VM", uuid, "body")
+    assert bare_api.message.get_record(message)["obj_uuid"] == uuid
+
+
+def test_message_body_must_be_utf8():
+    """A body that does not encode as UTF-8 (a lone surrogate) is INVALID_VALUE "UTF8 expected"."""
+    from xsguard.sim.api import Api
+    from xsguard.sim.pool import Pool
+
+    pool = Pool(install_xsguard=False)
+    try:
+        api = Api(pool)
+        session = api.dispatch("session.login_with_password", ["root", ""])["Value"]
+        host = api.dispatch("sim.add_host", [session, "xs-a", {}])["Value"]
+        uuid = pool.store.get("host", host)["uuid"]
+        reply = api.dispatch("message.create", [session, "X", "3", "Host", uuid, "bad \udcff"])
+        assert reply == {"Status": "Failure", "ErrorDescription": ["INVALID_VALUE", "UTF8 expected"]}
+    finally:
+        pool.stop_timers()
+        shutil.rmtree(pool.root, ignore_errors=True)

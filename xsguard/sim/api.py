@@ -10,6 +10,11 @@ from .pool import EVACUATE_BATCH_SIZE, Pool, _dom0_args
 from .store import DEFAULTS, NULL, WRITABLE, ApiError
 
 CLASSES = set(DEFAULTS)
+# message.create's cls enum (xen-api ocaml/idl/datamodel.ml:8981-8994) and the
+# table each names; the classes the simulator has no table for (SR, VMPP, VMSS, PVS_proxy, Certificate)
+# have no object whose uuid could exist
+MESSAGE_CLASSES = {"VM": "VM", "Host": "host", "SR": "SR", "Pool": "pool", "VMPP": "VMPP", "VMSS": "VMSS",
+                   "PVS_proxy": "PVS_proxy", "VDI": "VDI", "Certificate": "Certificate"}
 
 
 def success(value: Any) -> Dict[str, Any]:
@@ -131,7 +136,19 @@ class Api:
         return processes.call_plugin(host.root, plugin, fn, session, plain, host.config_path)
 
     def _message_create(self, name: str, priority: Any, cls: str, obj_uuid: str, body: str) -> str:
+        """message.create as xapi checks it: a class of the cls enum, a UTF-8 body, an object of
+        that class with that uuid (xen-api ocaml/xapi/xapi_message.ml:419-430, check_uuid at :232-254)."""
+        if cls not in MESSAGE_CLASSES:
+            # the enum's unmarshaller fails before xapi_message runs; its exact text is UNVERIFIED
+            raise ApiError("INTERNAL_ERROR", "Unmarshalling error: unknown cls %r" % cls)
+        try:
+            body.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ApiError("INVALID_VALUE", "UTF8 expected")
+        table = MESSAGE_CLASSES[cls]
         with self.pool.lock:
+            if table not in self.pool.store.by_uuid or obj_uuid not in self.pool.store.by_uuid[table]:
+                raise ApiError("UUID_INVALID", cls, obj_uuid)
             return self.pool.store.create("message", {
                 "name": name, "priority": str(priority), "cls": cls, "obj_uuid": obj_uuid, "body": body,
                 "timestamp": time.strftime("%Y%m%dT%H:%M:%SZ", time.gmtime())})
