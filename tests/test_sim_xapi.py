@@ -150,3 +150,56 @@ def test_message_body_must_be_utf8():
     finally:
         pool.stop_timers()
         shutil.rmtree(pool.root, ignore_errors=True)
+
+
+def storage_pool(api):
+    """Two hosts, a network, and a VM running on the first."""
+    a = api.sim.add_host("xs-a", {})
+    b = api.sim.add_host("xs-b", {})
+    network = api.network.create({"name_label": "net0"})
+    vm = make_vm(api, "app")
+    api.VM.start_on(vm, a, False, False)
+    return a, b, network, vm
+
+
+def test_storage_migration_inside_the_pool_reserves_then_runs_pre_migrate(bare_api, bare_sim):
+    """migrate_send to host.migrate_receive's answer for a host of this pool: while the source's
+    vm-pre-migrate runs, the destination is reserved (scheduled_to_be_resident_on); then the VM runs there."""
+    a, b, network, vm = storage_pool(bare_api)
+    dest = bare_api.host.migrate_receive(b, network, {})
+    assert dest["host"] == b and set(dest) == {"SM", "host", "xenops", "session_id", "master"}
+    root = hold_hook(bare_api, a, "vm-pre-migrate")
+    seen, outcome = during_hook(bare_sim.url, root, lambda x: x.VM.migrate_send(vm, dest, True, {}, {}, {}),
+                                lambda: (bare_api.VM.get_scheduled_to_be_resident_on(vm),
+                                         bare_api.VM.get_resident_on(vm)))
+    assert outcome == ""
+    assert seen == (b, a)
+    assert bare_api.VM.get_resident_on(vm) == b
+    assert bare_api.VM.get_scheduled_to_be_resident_on(vm) == NULL
+    assert [r["reason"] for r in bare_api.sim.get_hook_log()] == ["source"]
+
+
+def test_storage_migration_refused_is_an_internal_error_carrying_hook_failed(bare_api):
+    """A vm-pre-migrate refusal on the storage-migration path reaches the caller as INTERNAL_ERROR with
+    xenopsd's printed Hook_failed, not XAPI_HOOK_FAILED; the VM keeps running on the source."""
+    a, b, network, vm = storage_pool(bare_api)
+    root = bare_api.sim.get_host_root(a)
+    os.makedirs(os.path.join(root, "etc", "xapi.d", "vm-pre-migrate"))
+    path = os.path.join(root, "etc", "xapi.d", "vm-pre-migrate", "50no")
+    with open(path, "w") as handle:
+        handle.write("#!/bin/sh\necho 'no room on xs-b'\nexit 2\n")
+    os.chmod(path, 0o755)
+    details = failure(bare_api.VM.migrate_send, vm, bare_api.host.migrate_receive(b, network, {}), True, {}, {}, {})
+    assert details == ["INTERNAL_ERROR", "Xenops_interface.Xenopsd_error([S(Hook_failed);"
+                       "[S(vm-pre-migrate/50no);S(source);S(no room on xs-b\n);S(2)]])"]
+    assert bare_api.VM.get_resident_on(vm) == a and bare_api.VM.get_power_state(vm) == "Running"
+    assert bare_api.VM.get_scheduled_to_be_resident_on(vm) == NULL
+    # the same refusal through VM.pool_migrate is xapi's own error
+    assert failure(bare_api.VM.pool_migrate, vm, b, {})[:2] == ["XAPI_HOOK_FAILED", "vm-pre-migrate/50no"]
+
+
+def test_migrate_receive_checks_its_host_and_network(bare_api):
+    """host.migrate_receive needs a host and a network of this pool."""
+    a, _, network, _ = storage_pool(bare_api)
+    assert failure(bare_api.host.migrate_receive, "OpaqueRef:nope", network, {})[:2] == ["HANDLE_INVALID", "host"]
+    assert failure(bare_api.host.migrate_receive, a, "OpaqueRef:nope", {})[:2] == ["HANDLE_INVALID", "network"]

@@ -64,6 +64,9 @@ class Api:
         handler = self._special().get(method)
         if handler is not None:
             return handler(*args) if _fits(handler, args) else _mismatch(method, handler, args)
+        if method == "host.migrate_receive":
+            _arity(method, args, 3, 3)
+            return pool.migrate_receive(args[0], args[1], params[0])
         if method == "session.get_this_host":
             return session["host"]
         if cls in CLASSES:

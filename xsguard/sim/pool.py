@@ -634,7 +634,61 @@ class Pool:
         self.timers.append(timer)
         timer.start()
 
+    def migrate_receive(self, host_ref: str, network_ref: str, session: str) -> Dict[str, str]:
+        """host.migrate_receive: where to send a VM to ``host_ref``, as xen-api
+        ocaml/xapi/xapi_host.ml:2554-2630 builds it (a new session on that host; the SM and xenops
+        URLs on the address of the host's PIF on ``network``: the simulator has no PIFs, so the
+        network only has to exist, and the host's address stands in)."""
+        with self.lock:
+            self.host(host_ref)
+            self.store.get("network", network_ref)
+            address = self.store.get("host", host_ref)["address"]
+            master = self.store.get("host", self.store.get("pool", self.pool_ref)["master"])["address"]
+            new_session = self.login(self.sessions[session]["user"], "", originator="migrate_receive")
+        return {"SM": "http://%s/services/SM?session_id=%s" % (address, new_session), "host": host_ref,
+                "xenops": "http://%s/services/xenops?session_id=%s" % (address, new_session),
+                "session_id": new_session, "master": "http://%s/" % master}
+
     def migrate_send(self, vm_ref: str, dest: Dict[str, Any]) -> None:
+        """VM.migrate_send: inside the pool when ``dest["host"]`` is a host of this pool (a storage
+        migration, xen-api ocaml/xapi/message_forwarding.ml:2697-2704), else to another pool."""
+        if dest.get("host") in self.hosts:
+            self._storage_migrate(vm_ref, dest["host"])
+        else:
+            self._migrate_away(vm_ref)
+
+    def _storage_migrate(self, vm_ref: str, host_ref: str) -> None:
+        """A storage migration inside the pool: the in-pool destination reserved
+        (scheduled_to_be_resident_on, xen-api ocaml/xapi/message_forwarding.ml:2742-2757), the disks
+        mirrored first (ocaml/xapi/xapi_vm_migrate.ml:1593-1596, nothing to copy here), then the
+        source's xenopsd migrates the VM, running vm-pre-migrate (ocaml/xapi/xapi_vm_migrate.ml:1763-1766).
+        xapi does not translate xenopsd's error on this path (ocaml/xapi/xapi_vm_migrate.ml:1927-1928):
+        a hook's refusal reaches the caller as INTERNAL_ERROR carrying the printed Xenopsd_error
+        (ocaml/xapi/exnHelper.ml:82, printer ocaml/xapi-idl/xen/xenops_interface.ml:98-109)."""
+        with self.lock:
+            vm = self.vm(vm_ref)
+            self._assert_migratable(vm_ref, vm)
+            self._assert_enabled(host_ref)
+            self._assert_memory(host_ref, vm)
+            vm["scheduled_to_be_resident_on"] = host_ref
+            self.busy.add(vm_ref)
+            source = self.hosts[vm["resident_on"]]
+            domid = int(vm["domid"])
+        try:
+            try:
+                self._pre_migrate(vm, source, domid)
+            except ApiError as exc:
+                if exc.description[0] != "XAPI_HOOK_FAILED":
+                    raise
+                raise ApiError("INTERNAL_ERROR", hook_failed_text(exc.description[1:]))
+            with self.lock:
+                self._move_domain(vm_ref, source, self.hosts[host_ref], domid)
+        finally:
+            with self.lock:
+                self.vm(vm_ref)["scheduled_to_be_resident_on"] = NULL
+                self.busy.discard(vm_ref)
+
+    def _migrate_away(self, vm_ref: str) -> None:
         """VM.migrate_send to another pool: the source's vm-pre-migrate hooks, then the VM leaves."""
         with self.lock:
             vm = self.vm(vm_ref)
@@ -797,6 +851,14 @@ def _renamed(action: str, old_domid: int, domid: int) -> str:
     """An action name of an earlier domain as the new domain's (netback names carry the domid)."""
     prefix = "vif%d." % old_domid
     return "vif%d.%s" % (domid, action[len(prefix):]) if action.startswith(prefix) else action
+
+
+def hook_failed_text(params: List[str]) -> str:
+    """xenopsd's Hook_failed (script, reason, stdout, exit code) as OCaml prints it: the registered printer
+    (xen-api ocaml/xapi-idl/xen/xenops_interface.ml:98-109) over ocaml-rpc's Rpc.to_string of the
+    marshalled variant, a tag and a 4-tuple (mirage/ocaml-rpc src/lib/rpc.ml, to_string: S(..) for a
+    string, [a;b] for a list)."""
+    return "Xenops_interface.Xenopsd_error([S(Hook_failed);[%s]])" % ";".join("S(%s)" % p for p in params)
 
 
 def ref_name(ref: str) -> str:
