@@ -5,6 +5,8 @@ import os
 import shutil
 import threading
 
+import pytest
+
 from tests.pool import connect, failure, make_vm, wait_for
 from tests.test_sim import install_hook
 
@@ -203,3 +205,158 @@ def test_migrate_receive_checks_its_host_and_network(bare_api):
     a, _, network, _ = storage_pool(bare_api)
     assert failure(bare_api.host.migrate_receive, "OpaqueRef:nope", network, {})[:2] == ["HANDLE_INVALID", "host"]
     assert failure(bare_api.host.migrate_receive, a, "OpaqueRef:nope", {})[:2] == ["HANDLE_INVALID", "network"]
+
+
+def login_as(url, name):
+    import XenAPI
+
+    session = XenAPI.Session(url)
+    session.xenapi.login_with_password(name, "any password", "1.0", "tests")
+    return session.xenapi
+
+
+def test_roles_deny_as_xapi_does(bare_api, bare_sim):
+    """read-only reads but starts nothing; pool-operator creates messages but calls no plugin; vm-admin
+    starts VMs but creates no message; each denial is RBAC_PERMISSION_DENIED [permission, roles]."""
+    host = bare_api.sim.add_host("xs-a", {})
+    vm = make_vm(bare_api, "a")
+    uuid = bare_api.VM.get_uuid(vm)
+    for name, role in (("ro", "read-only"), ("op", "pool-operator"), ("va", "vm-admin")):
+        bare_api.sim.add_user(name, role)
+    ro, op, va = (login_as(bare_sim.url, n) for n in ("ro", "op", "va"))
+    assert vm in ro.VM.get_all_records()
+    assert failure(ro.VM.start, vm, False, False) == [
+        "RBAC_PERMISSION_DENIED", "vm.start", "No permission in user session. (Roles with this permission: "
+        "pool-admin, pool-operator, vm-power-admin, vm-admin, vm-operator)"]
+    assert failure(op.host.call_plugin, host, "xsguard", "status", {}) == [
+        "RBAC_PERMISSION_DENIED", "host.call_plugin",
+        "No permission in user session. (Roles with this permission: pool-admin)"]
+    op.message.create("X", "3", "VM", uuid, "body")
+    assert failure(va.message.create, "X", "3", "VM", uuid, "body")[:2] == ["RBAC_PERMISSION_DENIED", "message.create"]
+    assert failure(va.VM.start_on, vm, host, False, False)[:2] == ["RBAC_PERMISSION_DENIED", "vm.start_on"]
+    va.VM.start(vm, False, False)
+    assert failure(ro.VM.hard_shutdown, vm)[:2] == ["RBAC_PERMISSION_DENIED", "vm.hard_shutdown"]
+    assert failure(ro.VM.set_name_label, vm, "b")[:2] == ["RBAC_PERMISSION_DENIED", "vm.set_name_label"]
+    assert failure(bare_api.host.call_plugin, host, "xsguard", "status", {})[0] == "XENAPI_MISSING_PLUGIN"
+
+
+def test_logins_need_a_known_user_except_on_the_local_socket(bare_api, bare_sim):
+    """A name neither root nor added fails as PAM does; an unknown role is refused; on the local
+    socket any name is the local superuser (a pool-admin)."""
+    import XenAPI
+
+    from xsguard.sim.api import Api
+
+    with pytest.raises(XenAPI.Failure) as failed:
+        login_as(bare_sim.url, "nobody")
+    assert failed.value.details == ["SESSION_AUTHENTICATION_FAILED", "nobody", "Authentication failure"]
+    assert failure(bare_api.sim.add_user, "x", "admin") == ["INVALID_VALUE", "role", "admin"]
+    local = Api(bare_sim.pool, local=True)
+    session = local.dispatch("session.login_with_password", ["nobody", ""])["Value"]
+    assert bare_sim.pool.sessions[session]["role"] == "pool-admin"
+
+
+def test_vm_create_ignores_dynamic_read_only_fields(bare_api):
+    """A record read from a running VM, fed to VM.create, makes a halted VM on no host: its resident_on,
+    domid, metrics, guest metrics, devices and control-domain flag are xapi's own; it then starts."""
+    host = bare_api.sim.add_host("xs-a", {})
+    ref = bare_api.VM.create({
+        "name_label": "copied", "power_state": "Running", "resident_on": host, "domid": "7",
+        "scheduled_to_be_resident_on": host, "guest_metrics": "OpaqueRef:gone", "metrics": "OpaqueRef:gone",
+        "VBDs": ["OpaqueRef:vbd"], "VIFs": ["OpaqueRef:vif"], "is_control_domain": True,
+        "uuid": "11111111-2222-3333-4444-555555555555", "HVM_boot_policy": "BIOS order",
+        "domain_type": "unspecified", "VCPUs_max": "2", "VCPUs_at_startup": "2",
+    })
+    record = bare_api.VM.get_record(ref)
+    assert (record["power_state"], record["resident_on"], record["scheduled_to_be_resident_on"],
+            record["domid"], record["guest_metrics"], record["VBDs"], record["VIFs"],
+            record["is_control_domain"]) == ("Halted", NULL, NULL, "-1", NULL, [], [], False)
+    assert record["uuid"] != "11111111-2222-3333-4444-555555555555"
+    assert record["metrics"] != "OpaqueRef:gone" and bare_api.VM_metrics.get_record(record["metrics"])
+    assert record["domain_type"] == "hvm"  # derived from HVM_boot_policy, as xapi's create does
+    assert ref not in bare_api.host.get_resident_VMs(host)
+    bare_api.VM.start(ref, False, False)
+    assert bare_api.VM.get_power_state(ref) == "Running"
+    assert failure(bare_api.VM.create, {"name_label": "x", "power_state": "Suspended"})[0] == "VM_BAD_POWER_STATE"
+
+
+def test_placement_is_a_biased_random_host_with_room():
+    """Without a host or a fitting affinity, xapi draws among the hosts with room, ranked by what
+    would be left (the master's value halved), the index n * r * r (of 4: the best half the time, the
+    last 1 - sqrt(3/4)); a host without room never; the same seed draws the same hosts; a fitting
+    affinity host always."""
+    from xsguard.sim.pool import Pool
+
+    pool = Pool(install_xsguard=False, seed=7)
+    try:
+        master = pool.add_host("master", {})  # the first host is the pool's master
+        hosts = [pool.add_host(n, {}) for n in ("big", "mid", "small", "full")]
+        for ref, total in zip([master] + hosts, (256, 200, 150, 100, 3)):
+            pool.store.get("host", ref)["memory_total"] = str(total * 1024 ** 3)
+        vm_ref = pool.create_vm({"name_label": "v", "memory_static_max": str(4 * 1024 ** 3)})
+        vm = pool.vm(vm_ref)
+        draws = [pool._choose_host(vm_ref, vm) for _ in range(3000)]
+        shares = {h: draws.count(h) / len(draws) for h in [master] + hosts}
+        # left after it: master 252 GiB valued (252 - 1) / 2, big 196, mid 146, small 96: ranked big, mid,
+        # master, small; index i is drawn when i/4 <= r*r < (i+1)/4
+        ranked = (hosts[0], hosts[1], master, hosts[2])
+        for i, ref in enumerate(ranked):
+            assert abs(shares[ref] - (((i + 1) / 4) ** 0.5 - (i / 4) ** 0.5)) < 0.04, (shares, i)
+        assert shares[hosts[3]] == 0
+        pool.random.seed(7)
+        assert [pool._choose_host(vm_ref, vm) for _ in range(50)] == draws[:50]
+        vm["affinity"] = hosts[2]
+        assert {pool._choose_host(vm_ref, vm) for _ in range(20)} == {hosts[2]}
+    finally:
+        pool.stop_timers()
+        shutil.rmtree(pool.root, ignore_errors=True)
+
+
+def hold_one_migration(api, host, vm_uuid):
+    """A vm-pre-migrate hook on ``host`` that waits for ``go`` for that one VM only; returns the root."""
+    root = api.sim.get_host_root(host)
+    directory = os.path.join(root, "etc", "xapi.d", "vm-pre-migrate")
+    os.makedirs(directory, exist_ok=True)
+    path = os.path.join(directory, "10hold")
+    with open(path, "w") as handle:
+        handle.write('#!/bin/sh\ntop="%s"\nif [ "$2" = "%s" ]; then\n  touch "$top/in-hook"\n'
+                     '  while [ ! -e "$top/go" ]; do sleep 0.02; done\nfi\nexit 0\n' % (root, vm_uuid))
+    os.chmod(path, 0o755)
+    return root
+
+
+def evacuation_pool(api, sizes):
+    a = api.sim.add_host("xs-a", {})
+    b = api.sim.add_host("xs-b", {})
+    vms = []
+    for i, gib in enumerate(sizes):
+        vm = make_vm(api, "vm%d" % i, memory_gib=gib, disks=0, nics=0)
+        api.VM.start_on(vm, a, False, False)
+        vms.append(vm)
+    return a, b, vms
+
+
+def test_evacuate_slides_its_window(bare_api, bare_sim):
+    """With a window of 2, while the first (largest) VM's migration is held, the others go one after
+    another through the other slot: lock-step batches would hold the third and fourth back."""
+    a, b, vms = evacuation_pool(bare_api, (4, 3, 2, 1))
+    root = hold_one_migration(bare_api, a, bare_api.VM.get_uuid(vms[0]))
+
+    def others_moved():
+        return [bare_api.VM.get_resident_on(v) for v in vms[1:]] == [b, b, b]
+
+    seen, outcome = during_hook(bare_sim.url, root, lambda x: x.host.evacuate(a, NULL, "2"),
+                                lambda: wait_for(others_moved) and bare_api.VM.get_resident_on(vms[0]))
+    assert outcome == ""
+    assert seen == a  # the held one was still on the source while the three others had moved
+    assert [bare_api.VM.get_resident_on(v) for v in vms] == [b] * 4
+
+
+def test_evacuate_ignores_vm_bad_power_state(bare_api, bare_sim):
+    """A VM halted while the evacuation runs fails its migration with VM_BAD_POWER_STATE: xapi goes on."""
+    a, b, vms = evacuation_pool(bare_api, (4, 1))
+    root = hold_one_migration(bare_api, a, bare_api.VM.get_uuid(vms[0]))
+    _, outcome = during_hook(bare_sim.url, root, lambda x: x.host.evacuate(a, NULL, "1"),
+                             lambda: bare_api.VM.hard_shutdown(vms[1]))
+    assert outcome == ""
+    assert bare_api.VM.get_resident_on(vms[0]) == b and bare_api.VM.get_power_state(vms[1]) == "Halted"

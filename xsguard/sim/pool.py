@@ -1,6 +1,8 @@
 """The simulated pool: xapi's calls and xenopsd's VM lifecycle, over one Store."""
 
 import os
+import queue
+import random
 import shutil
 import socket
 import stat
@@ -10,8 +12,9 @@ import threading
 import uuid as uuid_mod
 from typing import Any, Dict, List, Optional, Tuple
 
-from . import guests, processes
+from . import guests, processes, roles
 from .dom0 import Dom0, NoSpace, action_name, lay_out
+from .events import Events
 from .rrdd import UNIT, Service, StandInRrdd, install_unit
 from .store import NULL, ApiError, Store
 from .where import WhereSyntaxError, compile_where
@@ -29,7 +32,19 @@ def find_plugins() -> str:
 PLUGINS_DIR = find_plugins()
 XENOPSD_WORKERS = 4
 HOOKS = ("vm-pre-start", "vm-pre-migrate", "vm-pre-resume")  # the hook directories xsguard installs
-EVACUATE_BATCH_SIZE = 10  # xapi's default number of migrations an evacuation runs at once
+# xapi's default window of migrations an evacuation runs (xen-api ocaml/xapi/xapi_globs.ml:1025)
+EVACUATE_BATCH_SIZE = 10
+
+
+# the VM fields VM.create ignores: DynamicRO (xen-api ocaml/idl/datamodel_vm.ml:2821-3376, and the
+# allowed/current operations every object has), and the uuid xapi makes itself
+VM_DYNAMIC_RO = frozenset((
+    "uuid", "is_default_template", "resident_on", "scheduled_to_be_resident_on", "consoles", "VIFs", "VBDs",
+    "VUSBs", "crash_dumps", "VTPMs", "domid", "is_control_domain", "metrics", "guest_metrics",
+    "transportable_snapshot_id", "blobs", "bios_strings", "VGPUs", "attached_PCIs", "requires_reboot",
+    "recommended_guidances", "pending_guidances_recommended", "pending_guidances_full", "groups",
+    "allowed_operations", "current_operations",
+))
 
 
 class Guest:
@@ -113,7 +128,7 @@ class Pool:
 
     def __init__(self, root: Optional[str] = None, install_xsguard: bool = True,
                  plugins_dir: str = PLUGINS_DIR, interpreter: Optional[str] = None,
-                 rrdd: bool = False, rrdd_interval: float = 5.0) -> None:
+                 rrdd: bool = False, rrdd_interval: float = 5.0, seed: int = 0) -> None:
         self.owns_root = root is None  # a directory of its own: removed when the simulator stops
         self.root = root or tempfile.mkdtemp(prefix="xsguard-sim-")
         self.install_xsguard = install_xsguard
@@ -123,6 +138,10 @@ class Pool:
         self.lock = threading.RLock()
         self.hosts: Dict[str, SimHost] = {}
         self.sessions: Dict[str, Dict[str, Any]] = {}
+        self.users: Dict[str, str] = {"root": roles.POOL_ADMIN}  # login name -> role
+        self.call_delay = 0.0  # seconds every call but sim.* waits before it is answered (a slow xapi)
+        self.random = random.Random(seed)  # xapi's placement draws at random: seeded, runs repeat
+        self.events = Events(self.store, self.lock)
         self.guests: Dict[str, Guest] = {}
         self.failures: List[Dict[str, str]] = []
         self.hook_log: List[Dict[str, Any]] = []
@@ -260,10 +279,21 @@ class Pool:
 
     # sessions
 
-    def login(self, user: str, password: str, version: str = "", originator: str = "") -> str:
-        ref = "OpaqueRef:%s" % uuid_mod.uuid4()
+    def add_user(self, name: str, role: str) -> None:
+        """A login with a role (any password): xapi's local superuser is root, a pool-admin."""
         with self.lock:
-            self.sessions[ref] = {"user": user, "originator": originator,
+            self.users[name] = roles.valid(role)
+
+    def login(self, user: str, password: str, version: str = "", originator: str = "", local: bool = False) -> str:
+        """A session carrying the user's role. Logins on the local socket are the local superuser
+        whatever the name (xen-api ocaml/xapi/xapi_session.ml:256, ocaml/xapi/context.ml); others
+        must name root or a user added, else PAM's failure (ocaml/xapi/xapi_session.ml:277-282)."""
+        with self.lock:
+            role = roles.POOL_ADMIN if local else self.users.get(user)
+            if role is None:
+                raise ApiError("SESSION_AUTHENTICATION_FAILED", user, "Authentication failure")
+            ref = "OpaqueRef:%s" % uuid_mod.uuid4()
+            self.sessions[ref] = {"user": user, "originator": originator, "role": role,
                                   "host": self.store.get("pool", self.pool_ref)["master"]}
         return ref
 
@@ -307,11 +337,20 @@ class Pool:
     # creation
 
     def create_vm(self, record: Dict[str, Any]) -> str:
-        fields = {k: v for k, v in record.items() if k not in ("uuid", "power_state", "domid",
-                                                               "resident_on", "VBDs", "VIFs")}
+        """VM.create reads only its constructor's fields: the DynamicRO ones given are ignored (xen-api
+        ocaml/idl/ocaml_backend/gen_server.ml:115-140 looks up ctor_fields only; the DynamicRO fields of a
+        VM: ocaml/idl/datamodel_vm.ml:2821-3376), the uuid is new, the power state Halted (xapi_vm.ml
+        create, ocaml/xapi/xapi_vm.ml:595-650: Suspended needs a suspend VDI the simulator has not),
+        and an unspecified domain type is derived from HVM_boot_policy (ocaml/xapi/xapi_vm.ml:617-621)."""
+        fields = {k: v for k, v in record.items() if k not in VM_DYNAMIC_RO}
+        if str(record.get("power_state", "Halted")) == "Suspended":
+            raise ApiError("VM_BAD_POWER_STATE", NULL, "halted", "suspended")
+        fields.pop("power_state", None)
         for key in ("VCPUs_max", "VCPUs_at_startup", "memory_static_max"):
             if key in fields:
                 fields[key] = str(int(fields[key]))
+        if fields.get("domain_type", "unspecified") in ("", "unspecified"):
+            fields["domain_type"] = "pv" if fields.get("HVM_boot_policy", "") == "" else "hvm"
         with self.lock:
             ref = self.store.create("VM", fields)
             metrics = self.store.create("VM_metrics", {})
@@ -391,18 +430,36 @@ class Pool:
             raise ApiError("HOST_NOT_ENOUGH_FREE_MEMORY", str(needed), str(free))
 
     def _choose_host(self, vm_ref: str, vm: Dict[str, Any]) -> str:
+        """Where xapi starts a VM given no host (xen-api ocaml/xapi/xapi_vm_helpers.ml:1109-1164,
+        ocaml/xapi/xapi_vm_placement.ml:80-104, ocaml/xapi/vm_placement.ml:236-350): the affinity host if
+        it can run it; else, among the hosts with room for every VM resident or scheduled there and this
+        one, ranked by the memory that leaves (the master's value (v - 1) / 2: coordinator_bias, true by
+        default, ocaml/idl/datamodel_pool.ml:2349), a biased random one (index = n * r * r,
+        biased_random_fn); a host that cannot run it is dropped and another drawn. The simulator's VMs
+        have no dynamic memory range, so the "probable" and "possible" categories add no host. None
+        with room: again ignoring memory, and the reservation then fails."""
         needed = int(vm["memory_static_max"])
+        enabled = [h for h in sorted(self.hosts) if self.store.get("host", h)["enabled"]]
+        if not enabled:
+            raise ApiError("NO_HOSTS_AVAILABLE")
         affinity = vm["affinity"]
-        if affinity in self.hosts and self._free_memory(affinity) >= needed and \
-                self.store.get("host", affinity)["enabled"]:
+        if affinity in enabled and self._free_memory(affinity) >= needed:
             return affinity
-        candidates = [(self._free_memory(h), self.store.get("host", h)["name_label"], h)
-                      for h in self.hosts if self.store.get("host", h)["enabled"]]
-        fitting = [c for c in candidates if c[0] >= needed]
-        if not fitting:
-            raise ApiError("HOST_NOT_ENOUGH_FREE_MEMORY", str(needed),
-                           str(max((c[0] for c in candidates), default=0)))
-        return sorted(fitting, key=lambda c: (-c[0], c[1]))[0][2]
+        master = self.store.get("pool", self.pool_ref)["master"]
+
+        def value(h: str) -> int:
+            left = self._free_memory(h) - needed
+            return (left - 1) // 2 if h == master and left >= 0 else left
+
+        fitting = sorted((h for h in enabled if value(h) >= 0), key=value, reverse=True)
+        chosen = self._biased_pick(fitting) if fitting else self._biased_pick(enabled)
+        self._assert_memory(chosen, vm)
+        return chosen
+
+    def _biased_pick(self, ranked: List[str]) -> str:
+        """vm_placement.ml's take_random_element_from_list with biased_random_fn (:150-165, :346-349)."""
+        r = self.random.random()
+        return ranked[int(len(ranked) * r * r)]
 
     def _start_on(self, vm_ref: str, host_ref: str, reason: str) -> None:
         """xapi's part, then xenopsd's: hooks, domain build, devices."""
@@ -644,7 +701,8 @@ class Pool:
             self.store.get("network", network_ref)
             address = self.store.get("host", host_ref)["address"]
             master = self.store.get("host", self.store.get("pool", self.pool_ref)["master"])["address"]
-            new_session = self.login(self.sessions[session]["user"], "", originator="migrate_receive")
+            new_session = self.login(self.sessions[session]["user"], "", originator="migrate_receive",
+                                     local=self.sessions[session]["role"] == roles.POOL_ADMIN)
         return {"SM": "http://%s/services/SM?session_id=%s" % (address, new_session), "host": host_ref,
                 "xenops": "http://%s/services/xenops?session_id=%s" % (address, new_session),
                 "session_id": new_session, "master": "http://%s/" % master}
@@ -724,25 +782,41 @@ class Pool:
             return plan
 
     def evacuate(self, host_ref: str, batch_size: int = EVACUATE_BATCH_SIZE) -> None:
-        """host.evacuate: the plan, then ``batch_size`` migrations at once; the first failure fails it."""
+        """host.evacuate as xen-api ocaml/xapi/xapi_host.ml:623-776 runs it: the plan, then a sliding
+        window of ``batch_size`` migrations (a new one starts as soon as one ends, :670-744); a
+        migration that failed with VM_BAD_POWER_STATE is ignored (:684-685), any other failure fails
+        the evacuation (:686-687; xapi returns at once, the simulator first lets the migrations under
+        way end, so that what it leaves is settled); then no VM may be left on the host (:767-776)."""
         plan = self.evacuation_plan(host_ref)
-        for start in range(0, len(plan), max(batch_size, 1)):
-            errors: List[ApiError] = []
+        window = max(batch_size, 1)
+        done: "queue.Queue[Optional[ApiError]]" = queue.Queue()
 
-            threads = [threading.Thread(target=self._migrate_noting, args=pair + (errors,))
-                       for pair in plan[start:start + batch_size]]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
-            if errors:
-                raise errors[0]
+        def migrate(vm_ref: str, target: str) -> None:
+            try:
+                self.pool_migrate(vm_ref, target)
+                done.put(None)
+            except ApiError as exc:
+                done.put(exc)
 
-    def _migrate_noting(self, vm_ref: str, host_ref: str, errors: List[ApiError]) -> None:
-        try:
-            self.pool_migrate(vm_ref, host_ref)
-        except ApiError as exc:
-            errors.append(exc)
+        pending = list(plan)
+        running = 0
+        error: Optional[ApiError] = None
+        while pending or running:
+            while pending and running < window and error is None:
+                threading.Thread(target=migrate, args=pending.pop(0), daemon=True).start()
+                running += 1
+            if not running:
+                break
+            outcome = done.get()
+            running -= 1
+            if outcome is not None and outcome.description[0] != "VM_BAD_POWER_STATE" and error is None:
+                error = outcome
+        if error is not None:
+            raise error
+        with self.lock:
+            left = [r for r in self.store.get("host", host_ref)["resident_VMs"] if not self.vm(r)["is_control_domain"]]
+        if left:
+            raise ApiError("INTERNAL_ERROR", "evacuate: %d VMs are still resident on %s" % (len(left), host_ref))
 
     def suspend(self, vm_ref: str) -> None:
         """VM.suspend: the domain's state is saved, its ports close, the VM is Suspended on no host."""

@@ -68,6 +68,12 @@ DEFAULTS: Dict[str, Callable[[], Dict[str, Any]]] = {
                                  "other_config": {}},
     "message": lambda: {"name": "", "priority": "3", "cls": "VM", "obj_uuid": "",
                         "timestamp": "", "body": ""},
+    # an Async call's task (xen-api ocaml/idl/datamodel.ml, class task: status pending | success |
+    # failure | cancelling | cancelled; result the XML-RPC value as text; error_info the error)
+    "task": lambda: {"name_label": "", "name_description": "", "status": "pending", "progress": 0.0,
+                     "result": "", "error_info": [], "created": "", "finished": "", "type": "",
+                     "resident_on": NULL, "other_config": {}, "allowed_operations": [],
+                     "current_operations": {}},
 }
 
 # fields a client may set (xapi has no setter for the others)
@@ -86,6 +92,7 @@ WRITABLE = {
     "VM_guest_metrics": {"other_config"},
     "VGPU": {"other_config"},
     "message": set(),
+    "task": {"other_config"},
 }
 
 
