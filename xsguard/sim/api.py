@@ -7,7 +7,7 @@ from typing import Any, Callable, Dict, List
 
 from . import processes, roles, rrdd, wire
 from .dom0 import Dom0
-from .pool import EVACUATE_BATCH_SIZE, Pool, _dom0_args
+from .pool import EVACUATE_BATCH_SIZE, Pool, dom0_args
 from .store import DEFAULTS, NULL, WRITABLE, ApiError
 
 CLASSES = set(DEFAULTS)
@@ -309,7 +309,7 @@ class Api:
                 merged.update(values)
                 if len(d.ports) > d.baseline_ports:
                     raise ApiError("OPERATION_NOT_ALLOWED", "sim.set_dom0 needs a dom0 with no guests")
-                host.dom0 = Dom0(host.root, **_dom0_args(merged))
+                host.dom0 = Dom0(host.root, **dom0_args(merged))
                 host.dom0.write_boot_files()
                 ctrl = pool.store.get("host", host.ref)["control_domain"]
                 pool.vm(ctrl).update({"VCPUs_max": str(host.dom0.vcpus), "VCPUs_at_startup": str(host.dom0.vcpus)})

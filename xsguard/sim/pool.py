@@ -47,43 +47,6 @@ VM_DYNAMIC_RO = frozenset((
 ))
 
 
-class Guest:
-    """How a guest behaves once started (``sim.set_guest``)."""
-
-    def __init__(self) -> None:
-        self.pv_drivers = True
-        self.connect_delay = 0.0
-        self.queues = 0  # netfront's max_queues; 0: its default, min(vCPUs, 8)
-        self.rings = 0  # blkfront's max_queues; 0: its default, min(vCPUs, 4)
-        self.ctrl_ring = False  # Windows' xenvif binds a control ring per NIC
-        self.os_name = ""  # what its guest agent reports as os_version's name, once its drivers are up
-
-    def update(self, values: Dict[str, Any]) -> None:
-        for key, value in values.items():
-            if key == "pv_drivers":
-                self.pv_drivers = _truth(value)
-            elif key == "connect_delay":
-                self.connect_delay = float(value)
-            elif key == "queues":
-                self.queues = int(value)
-            elif key == "rings":
-                self.rings = int(value)
-            elif key == "ctrl_ring":
-                self.ctrl_ring = _truth(value)
-            elif key == "os_name":
-                self.os_name = str(value)
-            else:
-                raise ApiError("INVALID_VALUE", "guest." + key, value)
-
-    @property
-    def asks(self) -> guests.Asks:
-        return guests.Asks(self.queues, self.rings, self.ctrl_ring)
-
-
-def _truth(value: Any) -> bool:
-    return value is True or str(value).lower() in ("true", "yes", "1")
-
-
 class SimHost:
     """A host: its dom0, its root directory (dom0's files), its xenopsd worker pool."""
 
@@ -142,7 +105,7 @@ class Pool:
         self.call_delay = 0.0  # seconds every call but sim.* waits before it is answered (a slow xapi)
         self.random = random.Random(seed)  # xapi's placement draws at random: seeded, runs repeat
         self.events = Events(self.store, self.lock)
-        self.guests: Dict[str, Guest] = {}
+        self.guests: Dict[str, guests.Guest] = {}
         self.failures: List[Dict[str, str]] = []
         self.hook_log: List[Dict[str, Any]] = []
         self.calls: List[Tuple[str, str]] = []  # (originator, method)
@@ -190,7 +153,7 @@ class Pool:
             root = root or os.path.join(self.root, "hosts", name or host_uuid)
             lay_out(root)
             ref = self.store.create("host", {"uuid": host_uuid, "name_label": name, "hostname": name})
-            sim_dom0 = Dom0(root, **_dom0_args(dom0))
+            sim_dom0 = Dom0(root, **dom0_args(dom0))
             host = SimHost(ref, root, sim_dom0)
             self.hosts[ref] = host
             ctrl = self.store.create("VM", {
@@ -331,8 +294,8 @@ class Pool:
             for ref in vm[field]:
                 self.store.get(cls, ref)["currently_attached"] = attached
 
-    def guest(self, vm_uuid: str) -> Guest:
-        return self.guests.setdefault(vm_uuid, Guest())
+    def guest(self, vm_uuid: str) -> guests.Guest:
+        return self.guests.setdefault(vm_uuid, guests.Guest())
 
     # creation
 
@@ -939,7 +902,7 @@ def ref_name(ref: str) -> str:
     return ref.rsplit(":", 1)[-1][:8]
 
 
-def _dom0_args(dom0: Dict[str, Any]) -> Dict[str, Any]:
+def dom0_args(dom0: Dict[str, Any]) -> Dict[str, Any]:
     args: Dict[str, Any] = {}
     for key in ("vcpus", "port_limit", "irq_limit", "baseline_ports"):
         if key in dom0 and str(dom0[key]) != "":
