@@ -7,7 +7,9 @@ from typing import Any, Callable, Dict, List
 
 from . import processes, roles, rrdd, wire
 from .dom0 import Dom0
-from .pool import EVACUATE_BATCH_SIZE, Pool, dom0_args
+from .hosts import dom0_args
+from .operations import EVACUATE_BATCH_SIZE
+from .pool import Pool
 from .store import DEFAULTS, NULL, WRITABLE, ApiError
 
 CLASSES = set(DEFAULTS)
