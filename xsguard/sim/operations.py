@@ -90,28 +90,12 @@ class Operations(Xenopsd):
         xapi does not translate xenopsd's error on this path (ocaml/xapi/xapi_vm_migrate.ml:1927-1928):
         a hook's refusal reaches the caller as INTERNAL_ERROR carrying the printed Xenopsd_error
         (ocaml/xapi/exnHelper.ml:82, printer ocaml/xapi-idl/xen/xenops_interface.ml:98-109)."""
-        with self.lock:
-            vm = self.vm(vm_ref)
-            self._assert_migratable(vm_ref, vm)
-            self._assert_enabled(host_ref)
-            self._assert_memory(host_ref, vm)
-            vm["scheduled_to_be_resident_on"] = host_ref
-            self.busy.add(vm_ref)
-            source = self.hosts[vm["resident_on"]]
-            domid = int(vm["domid"])
         try:
-            try:
-                self._pre_migrate(vm, source, domid)
-            except ApiError as exc:
-                if exc.description[0] != "XAPI_HOOK_FAILED":
-                    raise
-                raise ApiError("INTERNAL_ERROR", hook_failed_text(exc.description[1:]))
-            with self.lock:
-                self._move_domain(vm_ref, source, self.hosts[host_ref], domid)
-        finally:
-            with self.lock:
-                self.vm(vm_ref)["scheduled_to_be_resident_on"] = NULL
-                self.busy.discard(vm_ref)
+            self.pool_migrate(vm_ref, host_ref)  # the same reservation, hook and move
+        except ApiError as exc:
+            if exc.description[0] != "XAPI_HOOK_FAILED":
+                raise
+            raise ApiError("INTERNAL_ERROR", hook_failed_text(exc.description[1:]))
 
     def _migrate_away(self, vm_ref: str) -> None:
         """VM.migrate_send to another pool: the source's vm-pre-migrate hooks, then the VM leaves."""
