@@ -128,3 +128,22 @@ def test_async_calls_need_the_role_of_the_call(bare_api, bare_sim):
     session = XenAPI.Session(bare_sim.url)
     session.xenapi.login_with_password("ro", "", "1.0", "tests")
     assert failure(session.xenapi.Async.VM.start, vm, False, False)[:2] == ["RBAC_PERMISSION_DENIED", "vm.start"]
+
+
+def test_jsonrpc_sends_int_fields_as_numbers(bare_api, bare_sim):
+    """Over JSON-RPC xapi's int fields are JSON numbers (records, events and getters alike), while
+    XML-RPC clients read them as decimal strings; an int set over JSON-RPC reads back the same way."""
+    bare_api.sim.add_host("xs-a", {})
+    vm = make_vm(bare_api, "a", vcpus=2)
+    url = bare_sim.url
+    ref = jsonrpc(url, {"jsonrpc": "2.0", "method": "session.login_with_password", "params": ["root", ""],
+                        "id": 1})["result"]
+    record = jsonrpc(url, {"jsonrpc": "2.0", "method": "VM.get_record", "params": [ref, vm], "id": 2})["result"]
+    assert (record["VCPUs_max"], record["domid"], record["name_label"]) == (2, -1, "a")
+    assert jsonrpc(url, {"method": "VM.get_VCPUs_max", "params": [ref, vm], "id": 3})["result"] == 2
+    assert jsonrpc(url, {"method": "VM.get_name_label", "params": [ref, vm], "id": 4})["result"] == "a"
+    jsonrpc(url, {"jsonrpc": "2.0", "method": "VM.set_VCPUs_max", "params": [ref, vm, 4], "id": 5})
+    assert bare_api.VM.get_VCPUs_max(vm) == "4" and bare_api.VM.get_record(vm)["domid"] == "-1"
+    events = jsonrpc(url, {"jsonrpc": "2.0", "method": "event.from", "params": [ref, ["vm"], "", 1.0], "id": 6})
+    mine = [e["snapshot"] for e in events["result"]["events"] if e["ref"] == vm]
+    assert mine[0]["VCPUs_max"] == 4

@@ -10,7 +10,7 @@ from .dom0 import Dom0
 from .hosts import dom0_args
 from .operations import EVACUATE_BATCH_SIZE
 from .pool import Pool
-from .store import DEFAULTS, NULL, WRITABLE, ApiError
+from .store import DEFAULTS, INT_FIELDS, NULL, WRITABLE, ApiError
 
 CLASSES = set(DEFAULTS)
 # message.create's cls enum (xen-api ocaml/idl/datamodel.ml:8981-8994) and the
@@ -272,7 +272,8 @@ class Api:
                     if prefix == "get_":
                         return record[field]
                     if prefix == "set_":
-                        record[field] = args[1]
+                        # an int given as a JSON number is kept as xapi writes it to XML-RPC clients
+                        record[field] = str(int(args[1])) if field in INT_FIELDS else args[1]
                     elif prefix == "add_to_":
                         if args[1] in record[field]:
                             raise ApiError("MAP_DUPLICATE_KEY", cls, field, args[0], args[1])

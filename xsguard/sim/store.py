@@ -76,6 +76,14 @@ DEFAULTS: Dict[str, Callable[[], Dict[str, Any]]] = {
                      "current_operations": {}},
 }
 
+# the int fields of the records above (Int in xen-api's datamodel, e.g. VM.domid at
+# ocaml/idl/datamodel_vm.ml:2926, message.priority at ocaml/idl/datamodel.ml:9157): xapi writes an
+# int as ``<value>N</value>``, a string to an XML-RPC client, and as a JSON number over JSON-RPC
+# (ocaml-rpc: mirage/ocaml-rpc src/lib/xmlrpc.ml add_value, src/lib/jsonrpc.ml rpc_to_json)
+INT_FIELDS = frozenset(("VCPUs_max", "VCPUs_at_startup", "memory_static_max", "memory_dynamic_max", "domid",
+                        "VCPUs_number", "memory_actual", "MTU", "virtual_size", "memory_total",
+                        "API_version_major", "API_version_minor", "priority"))
+
 # fields a client may set (xapi has no setter for the others)
 WRITABLE = {
     "VM": {"name_label", "name_description", "VCPUs_max", "VCPUs_at_startup", "other_config",

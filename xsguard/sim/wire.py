@@ -10,6 +10,8 @@ with ``> < & "`` escaped and control characters other than tab, newline and retu
 import re
 from typing import Any, Dict, List
 
+from .store import INT_FIELDS
+
 _ESCAPES = {">": "&gt;", "<": "&lt;", "&": "&amp;", '"': "&quot;"}
 _TO_ESCAPE = re.compile(r'[<>&"\x00-\x08\x0b\x0c\x0e-\x1f]')
 
@@ -68,10 +70,14 @@ def json_response(envelope: Dict[str, Any], request_id: Any, version2: bool, met
     (xen-api ocaml/xapi/api_server.ml:31-51, error_code_lit ocaml/xapi/api_server_common.ml:195), except
     for system.listMethods."""
     ok = envelope["Status"] == "Success"
+    result = _json_ints(envelope["Value"]) if ok else None
+    name = method.partition(".")[2]
+    if ok and name.startswith("get_") and name[4:] in INT_FIELDS and isinstance(result, str) and _INT.match(result):
+        result = int(result)  # <class>.get_<an int field>
     if version2:
         reply: Dict[str, Any] = {"jsonrpc": "2.0"}
         if ok:
-            reply["result"] = envelope["Value"]
+            reply["result"] = result
         else:
             description = envelope["ErrorDescription"]
             reply["error"] = description if method == "system.listMethods" else \
@@ -79,5 +85,18 @@ def json_response(envelope: Dict[str, Any], request_id: Any, version2: bool, met
         reply["id"] = request_id
         return reply
     if ok:
-        return {"result": envelope["Value"], "error": None, "id": request_id}
+        return {"result": result, "error": None, "id": request_id}
     return {"result": None, "error": envelope["ErrorDescription"], "id": request_id}
+
+
+def _json_ints(value: Any) -> Any:
+    """A value with the records' int fields as JSON numbers, as xapi sends them over JSON-RPC."""
+    if isinstance(value, dict):
+        return {k: int(v) if k in INT_FIELDS and isinstance(v, str) and _INT.match(v) else _json_ints(v)
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_ints(v) for v in value]
+    return value
+
+
+_INT = re.compile(r"-?[0-9]+\Z")
