@@ -211,7 +211,7 @@ def test_plugin_outcomes(bare_api):
 
 
 def test_start_picks_affinity_then_memory(bare_api):
-    """Affinity first; otherwise the host with the most free memory; none fits: xapi's error."""
+    """Affinity first; otherwise a host with room (here only one has); none fits: xapi's error."""
     a = bare_api.sim.add_host("xs-a", {})
     b = bare_api.sim.add_host("xs-b", {})
     first = make_vm(bare_api, "first", memory_gib=200, affinity=b)

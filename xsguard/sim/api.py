@@ -1,15 +1,23 @@
 """xapi's call surface over the Pool: method name and params in, ``Status`` envelope out."""
 
 import inspect
+import threading
 import time
 from typing import Any, Callable, Dict, List
 
-from . import processes, rrdd
+from . import processes, roles, rrdd, wire
 from .dom0 import Dom0
-from .pool import EVACUATE_BATCH_SIZE, Pool, _dom0_args
-from .store import DEFAULTS, NULL, WRITABLE, ApiError
+from .hosts import dom0_args
+from .operations import EVACUATE_BATCH_SIZE
+from .pool import Pool
+from .store import DEFAULTS, INT_FIELDS, NULL, WRITABLE, ApiError
 
 CLASSES = set(DEFAULTS)
+# message.create's cls enum (xen-api ocaml/idl/datamodel.ml:8981-8994) and the
+# table each names; the classes the simulator has no table for (SR, VMPP, VMSS, PVS_proxy, Certificate)
+# have no object whose uuid could exist
+MESSAGE_CLASSES = {"VM": "VM", "Host": "host", "SR": "SR", "Pool": "pool", "VMPP": "VMPP", "VMSS": "VMSS",
+                   "PVS_proxy": "PVS_proxy", "VDI": "VDI", "Certificate": "Certificate"}
 
 
 def success(value: Any) -> Dict[str, Any]:
@@ -23,9 +31,9 @@ def failure(description: List[str]) -> Dict[str, Any]:
 class Api:
     """Dispatch one XML-RPC call as xapi would."""
 
-    def __init__(self, pool: Pool) -> None:
+    def __init__(self, pool: Pool, local: bool = False) -> None:
         self.pool = pool
-        self.call_delay = 0.0  # seconds every call but sim.* waits before it is answered (a slow xapi)
+        self.local = local  # the local socket: logins are the local superuser
 
     def dispatch(self, method: str, params: List[Any]) -> Dict[str, Any]:
         try:
@@ -37,11 +45,15 @@ class Api:
 
     def _dispatch(self, method: str, params: List[Any]) -> Any:
         pool = self.pool
-        if self.call_delay and not method.startswith("sim."):
-            time.sleep(self.call_delay)
+        if pool.call_delay and not method.startswith("sim."):
+            time.sleep(pool.call_delay)
         if method in ("session.login_with_password", "session.slave_local_login_with_password"):
             _arity(method, params, 2, 4)
-            return pool.login(*[str(p) for p in params])
+            user, password, version, originator = ([str(p) for p in params] + ["", ""])[:4]
+            return pool.login(user, password, version, originator, local=self.local)
+        if method == "system.listMethods":
+            # no session, no parameter (xen-api ocaml/idl/ocaml_backend/gen_server.ml:496-...)
+            return self.methods()
         if method in ("session.logout", "session.local_logout"):
             _arity(method, params, 1, 1)
             pool.logout(params[0])
@@ -53,12 +65,23 @@ class Api:
         cls, _, name = method.partition(".")
         if cls == "sim":
             return self._sim(name, args)
+        if cls == "Async":
+            # the call run in a task; the role is that of the call (xen-api
+            # ocaml/idl/ocaml_backend/gen_server.ml:479, sync_ty_and_maybe_remove_prefix)
+            roles.check(session["role"], name)
+            return self._async(name, params)
+        roles.check(session["role"], method)
+        if cls == "event":
+            return self._event(name, params[0], args)
         if method == "host.call_plugin":
             _arity(method, args, 4, 4)
             return self._call_plugin(params[0], *args)
         handler = self._special().get(method)
         if handler is not None:
             return handler(*args) if _fits(handler, args) else _mismatch(method, handler, args)
+        if method == "host.migrate_receive":
+            _arity(method, args, 3, 3)
+            return pool.migrate_receive(args[0], args[1], params[0])
         if method == "session.get_this_host":
             return session["host"]
         if cls in CLASSES:
@@ -93,12 +116,72 @@ class Api:
             "host.disable": _void(lambda host: p.set_enabled(host, False)),
             "host.enable": _void(lambda host: p.set_enabled(host, True)),
             "message.create": self._message_create,
+            "task.destroy": _void(self._task_destroy),
             "pool.get_master": lambda pool_ref: p.store.get("pool", pool_ref)["master"],
             "host.get_data_sources": lambda host: rrdd.data_source_records(self._host_sources(host)),
             "host.query_data_source": lambda host, name: rrdd.query(self._host_sources(host), name),
             "VM.get_data_sources": lambda vm: rrdd.data_source_records(self._vm_sources(vm)),
             "VM.query_data_source": self._vm_query,
         }
+
+    def methods(self) -> List[str]:
+        """system.listMethods: every call served (XO's client finds the classes by their get_all_records)."""
+        names = set(self._special()) | {"session.login_with_password", "session.logout", "session.get_this_host",
+                                        "system.listMethods", "host.call_plugin", "host.migrate_receive",
+                                        "task.destroy"}
+        names |= {"event.%s" % n for n in ("register", "unregister", "next", "from", "inject")}
+        for cls in CLASSES:
+            names |= {"%s.%s" % (cls, n) for n in ("get_all", "get_all_records", "get_all_records_where",
+                                                   "get_record", "get_by_uuid")}
+        names |= {"Async." + n for n in list(names) if not n.split(".", 1)[1].startswith("get_")
+                  and n.split(".", 1)[0] not in ("session", "event", "system")}
+        return sorted(names)
+
+    def _async(self, method: str, params: List[Any]) -> str:
+        """Async.<class>.<method>: a task now, the call in the background; the task ends with its
+        result as an XML-RPC value (text; "" for a void call) or its error (xen-api
+        ocaml/xapi/server_helpers.ml, do_dispatch's async branch)."""
+        store = self.pool.store
+        with self.pool.lock:
+            task = store.create("task", {"name_label": "Async." + method, "created": _now(),
+                                         "resident_on": self.pool.store.get("pool", self.pool.pool_ref)["master"]})
+
+        def run() -> None:
+            outcome = self.dispatch(method, params)
+            with self.pool.lock:
+                record = store.tables["task"].get(task)
+                if record is None:
+                    return  # destroyed meanwhile
+                record.update({"progress": 1.0, "finished": _now()})
+                if outcome["Status"] == "Success":
+                    value = outcome["Value"]
+                    record.update({"status": "success", "result": "" if value == "" else wire.value_text(value)})
+                else:
+                    record.update({"status": "failure", "error_info": list(outcome["ErrorDescription"])})
+
+        threading.Thread(target=run, name="task-" + method, daemon=True).start()
+        return task
+
+    def _event(self, name: str, session: str, args: List[Any]) -> Any:
+        events = self.pool.events
+        if name == "from":
+            _arity("event.from", args, 3, 3)
+            return events.from_([str(c) for c in args[0]], str(args[1]), float(args[2]))
+        if name == "inject":
+            _arity("event.inject", args, 2, 2)
+            return events.inject(str(args[0]), str(args[1]))
+        if name == "register":
+            _arity("event.register", args, 1, 1)
+            events.register(session, [str(c) for c in args[0]])
+            return ""
+        if name == "unregister":
+            _arity("event.unregister", args, 1, 1)
+            events.unregister(session, [str(c) for c in args[0]])
+            return ""
+        if name == "next":
+            _arity("event.next", args, 0, 0)
+            return events.next(session)
+        raise ApiError("MESSAGE_METHOD_UNKNOWN", "event." + name)
 
     def _host_sources(self, host_ref: str) -> Dict[str, rrdd.Shown]:
         """The host's datasources, as its xcp-rrdd last read them."""
@@ -121,6 +204,10 @@ class Api:
                            % self.pool.vm(vm_ref)["uuid"])
         return rrdd.query(shown, name)
 
+    def _task_destroy(self, task: str) -> None:
+        with self.pool.lock:
+            self.pool.store.destroy("task", task)
+
     def _plain_create(self, cls: str, record: Dict[str, Any]) -> str:
         with self.pool.lock:
             return self.pool.store.create(cls, {k: v for k, v in record.items() if k != "uuid"})
@@ -131,10 +218,22 @@ class Api:
         return processes.call_plugin(host.root, plugin, fn, session, plain, host.config_path)
 
     def _message_create(self, name: str, priority: Any, cls: str, obj_uuid: str, body: str) -> str:
+        """message.create as xapi checks it: a class of the cls enum, a UTF-8 body, an object of
+        that class with that uuid (xen-api ocaml/xapi/xapi_message.ml:419-430, check_uuid at :232-254)."""
+        if cls not in MESSAGE_CLASSES:
+            # the enum's unmarshaller fails before xapi_message runs; its exact text is UNVERIFIED
+            raise ApiError("INTERNAL_ERROR", "Unmarshalling error: unknown cls %r" % cls)
+        try:
+            body.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ApiError("INVALID_VALUE", "UTF8 expected")
+        table = MESSAGE_CLASSES[cls]
         with self.pool.lock:
+            if table not in self.pool.store.by_uuid or obj_uuid not in self.pool.store.by_uuid[table]:
+                raise ApiError("UUID_INVALID", cls, obj_uuid)
             return self.pool.store.create("message", {
                 "name": name, "priority": str(priority), "cls": cls, "obj_uuid": obj_uuid, "body": body,
-                "timestamp": time.strftime("%Y%m%dT%H:%M:%SZ", time.gmtime())})
+                "timestamp": _now()})
 
     def _generic(self, cls: str, name: str, args: List[Any], method: str) -> Any:
         pool = self.pool
@@ -173,7 +272,8 @@ class Api:
                     if prefix == "get_":
                         return record[field]
                     if prefix == "set_":
-                        record[field] = args[1]
+                        # an int given as a JSON number is kept as xapi writes it to XML-RPC clients
+                        record[field] = str(int(args[1])) if field in INT_FIELDS else args[1]
                     elif prefix == "add_to_":
                         if args[1] in record[field]:
                             raise ApiError("MAP_DUPLICATE_KEY", cls, field, args[0], args[1])
@@ -185,6 +285,14 @@ class Api:
 
     def _sim(self, name: str, args: List[Any]) -> Any:
         pool = self.pool
+        if name == "set_seed":
+            with pool.lock:
+                pool.random.seed(int(args[0]))
+            return ""
+        if name == "add_user":
+            _arity("sim.add_user", args, 2, 2)
+            pool.add_user(str(args[0]), str(args[1]))
+            return ""
         if name == "add_host":
             return pool.add_host(str(args[0]), dict(args[1]) if len(args) > 1 else {})
         if name == "set_dom0":
@@ -204,7 +312,7 @@ class Api:
                 merged.update(values)
                 if len(d.ports) > d.baseline_ports:
                     raise ApiError("OPERATION_NOT_ALLOWED", "sim.set_dom0 needs a dom0 with no guests")
-                host.dom0 = Dom0(host.root, **_dom0_args(merged))
+                host.dom0 = Dom0(host.root, **dom0_args(merged))
                 host.dom0.write_boot_files()
                 ctrl = pool.store.get("host", host.ref)["control_domain"]
                 pool.vm(ctrl).update({"VCPUs_max": str(host.dom0.vcpus), "VCPUs_at_startup": str(host.dom0.vcpus)})
@@ -238,11 +346,15 @@ class Api:
         if name == "get_syslog":
             return list(pool.host(args[0]).syslog)
         if name == "set_call_delay":
-            self.call_delay = float(args[0])
+            pool.call_delay = float(args[0])
             return ""
         if name == "get_host_root":
             return pool.host(args[0]).root
         raise ApiError("MESSAGE_METHOD_UNKNOWN", "sim." + name)
+
+
+def _now() -> str:
+    return time.strftime("%Y%m%dT%H:%M:%SZ", time.gmtime())
 
 
 def _void(fn: Callable[..., None]) -> Callable[..., str]:

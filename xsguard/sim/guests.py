@@ -15,7 +15,8 @@ choice (``sim.set_guest``): ``queues`` and ``rings`` as Linux's netfront and blk
 
 from typing import Any, Dict, List, NamedTuple, Sequence, Tuple
 
-PV_FAMILY = ("pv", "pvh", "pv_in_pvh")
+from .store import ApiError
+
 FIXTURES = "tests/fixtures/xen417-pv-dom0-2vcpu"
 
 
@@ -166,3 +167,40 @@ def at_connect(stack: Stack, domain_type: str, vcpus: int, vbds: Sequence[Dict[s
             ports.append(("ctrl", vif.get("device"), 0, ""))
         devices.append(("vif %s" % vif.get("device"), ports))
     return devices
+
+
+class Guest:
+    """How a guest behaves once started (``sim.set_guest``)."""
+
+    def __init__(self) -> None:
+        self.pv_drivers = True
+        self.connect_delay = 0.0
+        self.queues = 0  # netfront's max_queues; 0: its default, min(vCPUs, 8)
+        self.rings = 0  # blkfront's max_queues; 0: its default, min(vCPUs, 4)
+        self.ctrl_ring = False  # Windows' xenvif binds a control ring per NIC
+        self.os_name = ""  # what its guest agent reports as os_version's name, once its drivers are up
+
+    def update(self, values: Dict[str, Any]) -> None:
+        for key, value in values.items():
+            if key == "pv_drivers":
+                self.pv_drivers = _truth(value)
+            elif key == "connect_delay":
+                self.connect_delay = float(value)
+            elif key == "queues":
+                self.queues = int(value)
+            elif key == "rings":
+                self.rings = int(value)
+            elif key == "ctrl_ring":
+                self.ctrl_ring = _truth(value)
+            elif key == "os_name":
+                self.os_name = str(value)
+            else:
+                raise ApiError("INVALID_VALUE", "guest." + key, value)
+
+    @property
+    def asks(self) -> Asks:
+        return Asks(self.queues, self.rings, self.ctrl_ring)
+
+
+def _truth(value: Any) -> bool:
+    return value is True or str(value).lower() in ("true", "yes", "1")

@@ -7,6 +7,7 @@ naming the simulated host's xsguard config), stdout captured, stderr dropped, no
 Plugins: ``<root>/etc/xapi.d/plugins/<name>`` with one argument, an XML-RPC methodCall.
 """
 
+import errno
 import os
 import subprocess
 import time
@@ -41,11 +42,13 @@ def run_hooks(root: str, hook: str, vm_uuid: str, reason: str, config_path: str,
                 [path] + args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL, env=environment(config_path), cwd="/", close_fds=True,
             )
+            stdout, code = proc.stdout.decode("utf-8", "replace"), proc.returncode
         except OSError as exc:
-            raise ApiError("INTERNAL_ERROR", "xenopsd internal error: Forkhelpers.Spawn_internal_error"
-                           "(%s: %s)" % (path, exc.strerror))
-        stdout = proc.stdout.decode("utf-8", "replace")
-        code = proc.returncode
+            # forkexecd's child execs the entry; a failed exec exits 127 (no such file) or 126 (anything
+            # else: not executable, a directory, a bad interpreter), read: xen-api
+            # ocaml/forkexecd/helper/vfork_helper.c:296, ocaml/forkexecd/lib/fe_stubs.c:157; xenopsd then
+            # treats it as any other exit code (ocaml/xenopsd/lib/xenops_hooks.ml:100-111)
+            stdout, code = "", 127 if exc.errno == errno.ENOENT else 126
         log.append({"hook": "%s/%s" % (hook, script), "vm": vm_uuid, "reason": reason,
                     "exit_code": code, "stdout": stdout, "elapsed_ms": round((time.monotonic() - started) * 1000, 1)})
         if code == 0 or code == 1:

@@ -1,5 +1,6 @@
-"""The simulated pool's XenAPI endpoint: XML-RPC over HTTP on 127.0.0.1."""
+"""The simulated pool's XenAPI endpoint: XML-RPC and JSON-RPC over HTTP on 127.0.0.1."""
 
+import json
 import os
 import shutil
 import signal
@@ -20,8 +21,39 @@ POLL_INTERVAL = 0.05
 
 
 class _Handler(SimpleXMLRPCRequestHandler):
-    rpc_paths = ("/", "/RPC2")
+    """JSON-RPC on ``/jsonrpc``, XML-RPC on every other path (``/``, ``/RPC2``, Xen Orchestra's
+    ``/xmlrpc``), as xapi serves them: its handlers are post_root ``/``, post_RPC2 and post_jsonrpc
+    (xen-api ocaml/idl/datamodel.ml:11229-11237), a request going to the longest prefix of its path
+    (ocaml/libs/http-lib/http_svr.ml:532)."""
+
+    rpc_paths = ()  # every path
     protocol_version = "HTTP/1.1"
+
+    def do_POST(self) -> None:
+        if self.path.split("?", 1)[0] != "/jsonrpc":
+            super().do_POST()
+            return
+        api: Api = self.server.api  # type: ignore[attr-defined]
+        try:
+            length = int(self.headers.get("content-length", "0"))
+            request = json.loads(self.rfile.read(length).decode("utf-8"))
+            version2 = request.get("jsonrpc") == "2.0"
+            params = request.get("params", [] if version2 else None)
+            params = [params] if isinstance(params, dict) else params
+            method = request["method"]
+            if not isinstance(params, list) or not isinstance(method, str) or request.get("id") is None:
+                raise ValueError("malformed request")
+        except (ValueError, KeyError, AttributeError, UnicodeDecodeError) as exc:
+            # ocaml-rpc's Malformed_method_request is no API error: xapi answers no JSON for it
+            self.send_error(400, "malformed JSON-RPC request: %s" % exc)
+            return
+        reply = wire.json_response(api.dispatch(method, params), request["id"], version2, method)
+        body = json.dumps(reply).encode("utf-8")
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
 
 class _FastResponses:
@@ -31,7 +63,11 @@ class _FastResponses:
 
     def _marshaled_dispatch(self, data: Any, dispatch_method: Any = None, path: Any = None) -> Any:
         params, method = xmlrpc.client.loads(data, use_builtin_types=True)
-        return wire.response(self.api.dispatch(str(method), list(params)))
+        reply = self.api.dispatch(str(method), list(params))
+        if method == "system.listMethods" and reply["Status"] == "Success":
+            # the bare list, without Status and Value (xen-api ocaml/xapi/api_server.ml:128-134)
+            return wire.response(reply["Value"])
+        return wire.response(reply)
 
 
 class _Server(_FastResponses, socketserver.ThreadingMixIn, SimpleXMLRPCServer):
@@ -82,7 +118,7 @@ class Simulator:
         self.port = self.server.server_address[1]
         self.url = "http://127.0.0.1:%d/" % self.port
         self.socket_path = os.path.join(self.pool.root, "xapi.sock")
-        self.unix_server = _UnixServer(self.socket_path, api)
+        self.unix_server = _UnixServer(self.socket_path, Api(self.pool, local=True))
         self.pool.set_url("unix://" + self.socket_path)  # what each simulated dom0's xsguard uses
         poll = {"poll_interval": POLL_INTERVAL}
         self.threads = [

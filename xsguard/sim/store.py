@@ -68,7 +68,21 @@ DEFAULTS: Dict[str, Callable[[], Dict[str, Any]]] = {
                                  "other_config": {}},
     "message": lambda: {"name": "", "priority": "3", "cls": "VM", "obj_uuid": "",
                         "timestamp": "", "body": ""},
+    # an Async call's task (xen-api ocaml/idl/datamodel.ml, class task: status pending | success |
+    # failure | cancelling | cancelled; result the XML-RPC value as text; error_info the error)
+    "task": lambda: {"name_label": "", "name_description": "", "status": "pending", "progress": 0.0,
+                     "result": "", "error_info": [], "created": "", "finished": "", "type": "",
+                     "resident_on": NULL, "other_config": {}, "allowed_operations": [],
+                     "current_operations": {}},
 }
+
+# the int fields of the records above (Int in xen-api's datamodel, e.g. VM.domid at
+# ocaml/idl/datamodel_vm.ml:2926, message.priority at ocaml/idl/datamodel.ml:9157): xapi writes an
+# int as ``<value>N</value>``, a string to an XML-RPC client, and as a JSON number over JSON-RPC
+# (ocaml-rpc: mirage/ocaml-rpc src/lib/xmlrpc.ml add_value, src/lib/jsonrpc.ml rpc_to_json)
+INT_FIELDS = frozenset(("VCPUs_max", "VCPUs_at_startup", "memory_static_max", "memory_dynamic_max", "domid",
+                        "VCPUs_number", "memory_actual", "MTU", "virtual_size", "memory_total",
+                        "API_version_major", "API_version_minor", "priority"))
 
 # fields a client may set (xapi has no setter for the others)
 WRITABLE = {
@@ -86,6 +100,7 @@ WRITABLE = {
     "VM_guest_metrics": {"other_config"},
     "VGPU": {"other_config"},
     "message": set(),
+    "task": {"other_config"},
 }
 
 

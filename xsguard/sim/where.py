@@ -1,11 +1,15 @@
-"""xapi's ``get_all_records_where`` expressions: ``field "name__label" = "x" and not (...)``."""
+"""xapi's ``get_all_records_where`` expressions: ``field "name__label" = "x" and not (...)``.
+
+As xapi's lexer reads them (xen-api ocaml/database/db_filter_lex.mll:7-18): a string runs from one
+double quote to the next, with no escapes; ``=`` is the only comparison; the keywords are lower
+case; anything else does not lex."""
 
 import re
 from typing import Any, Callable, Dict, List, Tuple
 
 Predicate = Callable[[Dict[str, Any]], bool]
 
-_TOKEN = re.compile(r'\s*(?:(\()|(\))|(=|<>)|"((?:[^"\\]|\\.)*)"|([A-Za-z_]+))')
+_TOKEN = re.compile(r'[ \t\n]*(?:(\()|(\))|(=)|"([^"]*)"|(true|false|field|and|or|not))')
 
 
 class WhereSyntaxError(ValueError):
@@ -15,7 +19,7 @@ class WhereSyntaxError(ValueError):
 def _tokens(text: str) -> List[Tuple[str, str]]:
     out = []
     pos = 0
-    text = text.strip()
+    text = text.strip(" \t\n")
     while pos < len(text):
         match = _TOKEN.match(text, pos)
         if not match or match.end() == pos:
@@ -29,9 +33,9 @@ def _tokens(text: str) -> List[Tuple[str, str]]:
         elif op:
             out.append(("op", op))
         elif string is not None:
-            out.append(("str", re.sub(r"\\(.)", r"\1", string)))
+            out.append(("str", string))
         else:
-            out.append(("word", word.lower()))
+            out.append(("word", word))
     return out
 
 
@@ -103,16 +107,14 @@ def compile_where(text: str) -> Predicate:
 
     def comparison() -> Predicate:
         left = operand()
-        op = take("op")
+        take("op")
         right = operand()
 
         def value(side: Tuple[bool, str], record: Dict[str, Any]) -> str:
             is_field, text = side
             return as_text(record.get(text, "")) if is_field else text
 
-        if op == "=":
-            return lambda r: value(left, r) == value(right, r)
-        return lambda r: value(left, r) != value(right, r)
+        return lambda r: value(left, r) == value(right, r)
 
     predicate = disjunction()
     if pos[0] != len(tokens):
