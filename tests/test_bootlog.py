@@ -317,7 +317,7 @@ def run_capped(dom0, limit, value):
                 size = next(int(l.split()[1]) for l in handle if l.startswith("VmSize:")) * 1024
             value = size + value * 1024 * 1024
         resource.setrlimit(limit, (value, value))
-        found = bootlog.search(%r, %r, %r, ["linux_irqs"])
+        found = bootlog.search(%r, %r, %r, ["linux_irqs"], seconds=600)  # the limit is the resource's
         print(json.dumps(dict({k: v.line for k, v in found.lines.items()}, shortfall=found.shortfall)))
     """) % (limit, value, dom0.log, dom0.ring, dom0.stat)
     proc = subprocess.run([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE)

@@ -137,6 +137,7 @@ def irq_ceiling(configured: Optional[int], boot_lines: Optional[str], where: str
 MAX_LINE = 4096  # bytes: a kernel record is at most 1 KiB; a longer line is no boot line
 KERNEL_FACILITY = 0  # a /dev/kmsg record's facility is its priority >> 3; userspace can never write 0
 TIME_SLACK = 1  # seconds the kernel's times of successive lines may go back (records of several CPUs)
+UPTIME_SLACK = (1.01, 60)  # the kernel's times run on their own clock: they may pass the uptime by 1% and 60 s
 MARKER = "marker"
 _HEADER_WIDTH = 160  # a syslog line's stamp, host and ``kernel: `` come within its first bytes
 # the word a line holds (found fast), then the pattern its message must begin with
@@ -195,7 +196,7 @@ class Stretch:
 
     def one_boot(self, uptime: Optional[float]) -> bool:
         """True unless the kernel's times say another boot wrote some of these lines."""
-        return not self.went_back and (uptime is None or self.latest <= uptime + TIME_SLACK)
+        return not self.went_back and (uptime is None or self.latest <= uptime * UPTIME_SLACK[0] + UPTIME_SLACK[1])
 
     def followed_by(self, newer: "Stretch") -> bool:
         """True if ``newer``'s times carry on from this stretch's (the same boot)."""
@@ -233,6 +234,8 @@ class BootScan:
         stretch = self.tail or self.head
         if not self.ring:
             stretch.add_times(list(map(int, _LOG_PRINTK.findall(chunk, lo, hi))))
+            if self.tail is None:
+                return  # a log's lines before its first marker are no boot's boot lines
         for name in self.names:
             if name not in stretch.lines:
                 for _, _, line, message in self._lines(chunk, lo, hi, name):
