@@ -46,7 +46,8 @@ def load(path: str, boot_id: str) -> Kept:
             if not (isinstance(limit, int) and 0 < limit < 2 ** 31):
                 return Kept({}, {})
             kept[name] = Ceiling(str(name), limit, BOOT_LOG, str(basis), str(where))
-        unknown = {str(name): Unknown(str(sources), str(where)) for name, (sources, where) in doc["unknown"].items()}
+        unknown = {str(name): Unknown(str(sources), str(where))
+                   for name, (sources, where) in doc.get("unknown", {}).items()}
         return Kept(kept, unknown)
     except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
         return Kept({}, {})
