@@ -2,16 +2,17 @@
 
 The boot lines (the event-channel ABI, ``NR_IRQS``) leave ``kern.log`` at its first
 rotation; the ceilings they gave hold until dom0 reboots. So what they said is kept in the
-state directory under the boot's id (``/proc/sys/kernel/random/boot_id``) and used for as
-long as the id is the same; so is a search that found no line (a boot line never comes back
-once its sources have lost it). A file that is lost, corrupt or another boot's means reading
-the boot lines again.
+state directory under the boot's id (``state.boot_id``) and used for as long as the id is the
+same; so is a search that did not find a line, with why it fell short if it did (a boot line
+never comes back once its sources have lost it, and a search cut short would be cut short
+again: no later decision of the boot pays for it). A file that is lost, corrupt or another
+boot's means reading the boot lines again.
 """
 
 import fcntl
 import json
 import os
-from typing import Dict, Optional
+from typing import Dict, NamedTuple
 
 from . import state
 from .model.ceilings import BOOT_LOG, Ceiling
@@ -19,40 +20,43 @@ from .model.ceilings import BOOT_LOG, Ceiling
 KEPT = ", kept since this boot's first reading"
 
 
-def load(path: str, boot_id: str) -> Dict[str, Ceiling]:
-    """The ceilings kept for this boot, by name (empty if none, another boot's, or unusable)."""
+class Unknown(NamedTuple):
+    """A ceiling whose boot line a search did not find."""
+
+    sources: str  # the sources searched (another set of sources is searched again)
+    where: str  # those sources, and why the search fell short if it did (what the warning says)
+
+
+class Kept(NamedTuple):
+    """What this boot's first readings found, and what they searched for in vain, by ceiling name."""
+
+    ceilings: Dict[str, Ceiling]
+    unknown: Dict[str, Unknown]
+
+
+def load(path: str, boot_id: str) -> Kept:
+    """What is kept for this boot (nothing if none, another boot's, or unusable)."""
     try:
         with open(path, "rb") as handle:
             doc = json.loads(handle.read(65536).decode("utf-8"))
         if doc.get("boot_id") != boot_id:
-            return {}
+            return Kept({}, {})
         kept = {}
         for name, (limit, basis, where) in doc["ceilings"].items():
             if not (isinstance(limit, int) and 0 < limit < 2 ** 31):
-                return {}
+                return Kept({}, {})
             kept[name] = Ceiling(str(name), limit, BOOT_LOG, str(basis), str(where))
-        return kept
+        unknown = {str(name): Unknown(str(sources), str(where))
+                   for name, (sources, where) in doc.get("unknown", {}).items()}
+        return Kept(kept, unknown)
     except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
-        return {}
+        return Kept({}, {})
 
 
-def searched_in_vain(path: str, boot_id: str) -> Dict[str, str]:
-    """The ceilings whose boot line this boot's sources did not hold, with the sources searched."""
-    try:
-        with open(path, "rb") as handle:
-            doc = json.loads(handle.read(65536).decode("utf-8"))
-        if doc.get("boot_id") != boot_id:
-            return {}
-        return {str(name): str(where) for name, where in doc.get("unknown", {}).items()}
-    except (OSError, ValueError, TypeError, AttributeError, RecursionError):
-        return {}
-
-
-def save(path: str, boot_id: str, found: Dict[str, Ceiling], in_vain: Optional[Dict[str, str]] = None) -> None:
-    """Keep these ceilings for this boot, and the ceilings searched for in vain (best effort:
-    errors ignored)."""
-    doc = {"boot_id": boot_id, "ceilings": {c.name: [c.limit, c.basis, c.where] for c in found.values()},
-           "unknown": in_vain or {}}
+def save(path: str, boot_id: str, kept: Kept) -> None:
+    """Keep these for this boot (best effort: errors ignored)."""
+    doc = {"boot_id": boot_id, "ceilings": {c.name: [c.limit, c.basis, c.where] for c in kept.ceilings.values()},
+           "unknown": {name: [u.sources, u.where] for name, u in kept.unknown.items()}}
     try:
         state.write_atomic(path, json.dumps(doc).encode("utf-8"))
     except OSError:

@@ -207,44 +207,53 @@ def read_dom0(cfg: Config, deadline: Deadline, detail: bool = False) -> Dom0:
     irqs_used = irq_table.irqs if irq_table else interrupts.count(irq_text)
     if irqs_used == 0:
         raise ProbeFailed("%s lists no IRQ: %r" % (d["proc_interrupts"], irq_text[:80]), d["proc_interrupts"])
-    port, irq = read_ceilings(cfg)
+    port, irq = read_ceilings(cfg, deadline)
     return Dom0(ports, irqs_used, irq_table, port, irq, backend_params(d["sys_module"], irq_text), path)
 
 
-def read_ceilings(cfg: Config) -> Tuple[Ceiling, Ceiling]:
+def read_ceilings(cfg: Config, deadline: Optional[Deadline] = None) -> Tuple[Ceiling, Ceiling]:
     """The two ceilings: configured, else kept from this boot's first reading, else this boot's
-    line in the kernel log, its rotations or the ring buffer (``bootlog``), else inferred."""
+    line in the kernel log, its rotations or the ring buffer (``bootlog``, within its share of
+    ``deadline``), else inferred. What a search found, or did not, is kept for the boot."""
     d = cfg.dom0
     if d["port_limit"] is not None and d["irq_limit"] is not None:
         return ceilings.port_ceiling(d["port_limit"], None, None, None), ceilings.irq_ceiling(d["irq_limit"], None)
     boot_id = state.boot_id(cfg)
     cache = state.path(cfg, state.CEILINGS)
-    known = bootcache.load(cache, boot_id) if boot_id else {}
-    searched = bootlog.searched(d["kernel_log"], d["kernel_ring"])
-    in_vain = bootcache.searched_in_vain(cache, boot_id) if boot_id else {}
+    kept = bootcache.load(cache, boot_id)
+    sources = bootlog.searched(d["kernel_log"], d["kernel_ring"])
     wanted = [name for key, name in (("port_limit", XEN_PORTS), ("irq_limit", LINUX_IRQS))
-              if d[key] is None and name not in known and in_vain.get(name) != searched]
-    lines = bootlog.search(d["kernel_log"], d["kernel_ring"], d["proc_stat"], wanted) if wanted else {}
-    nowhere = bootlog.BootLine("", searched)
-    cmdline = read_optional(d["cmdline"])
+              if d[key] is None and name not in kept.ceilings
+              and kept.unknown.get(name, bootcache.Unknown("", "")).sources != sources]
+    search = bootlog.Search({}, sources)
+    if wanted:
+        search = bootlog.search(d["kernel_log"], d["kernel_ring"], d["proc_stat"], wanted,
+                                bootlog.seconds_for(deadline))
+
+    def line(name: str) -> bootlog.BootLine:
+        if name in wanted:
+            return search.lines.get(name, bootlog.BootLine("", search.where))
+        return bootlog.BootLine("", kept.unknown[name].where)
+
     if d["port_limit"] is not None:
         port = ceilings.port_ceiling(d["port_limit"], None, None, None)
-    elif XEN_PORTS in known:
-        port = bootcache.kept(known[XEN_PORTS])
+    elif XEN_PORTS in kept.ceilings:
+        port = bootcache.kept(kept.ceilings[XEN_PORTS])
     else:
-        line = lines.get(XEN_PORTS, nowhere)
-        port = ceilings.port_ceiling(None, line.line, cmdline, xen_version(d["hypervisor"]), line.where)
+        found = line(XEN_PORTS)
+        port = ceilings.port_ceiling(None, found.line, read_optional(d["cmdline"]), xen_version(d["hypervisor"]),
+                                     found.where)
     if d["irq_limit"] is not None:
         irq = ceilings.irq_ceiling(d["irq_limit"], None)
-    elif LINUX_IRQS in known:
-        irq = bootcache.kept(known[LINUX_IRQS])
+    elif LINUX_IRQS in kept.ceilings:
+        irq = bootcache.kept(kept.ceilings[LINUX_IRQS])
     else:
-        line = lines.get(LINUX_IRQS, nowhere)
-        irq = ceilings.irq_ceiling(None, line.line, line.where)
-    fresh = {c.name: c for c in (port, irq) if c.origin == BOOT_LOG and c.name not in known}
-    vain = {c.name: searched for c in (port, irq) if c.name in wanted and c.origin != BOOT_LOG}
-    if boot_id and (fresh or vain):  # a search that found nothing finds nothing later in the boot
-        bootcache.save(cache, boot_id, dict(known, **fresh), dict(in_vain, **vain))
+        found = line(LINUX_IRQS)
+        irq = ceilings.irq_ceiling(None, found.line, found.where)
+    if wanted:  # kept whatever it found: a search that fell short would fall short again
+        fresh = {c.name: c for c in (port, irq) if c.origin == BOOT_LOG and c.name in wanted}
+        vain = {name: bootcache.Unknown(sources, search.where) for name in wanted if name not in fresh}
+        bootcache.save(cache, boot_id, bootcache.Kept(dict(kept.ceilings, **fresh), dict(kept.unknown, **vain)))
     return port, irq
 
 

@@ -10,7 +10,7 @@ import errno
 import os
 import stat
 import time
-from typing import Optional
+from typing import List, Optional
 
 from .config import Config
 from .errors import UnsafeDirectory
@@ -109,12 +109,37 @@ def set_aside(target: str) -> Optional[str]:
 
 
 def boot_id(cfg: Config) -> str:
-    """This boot's id (empty if unreadable): state of an earlier boot is not this boot's."""
+    """This boot's id: what is kept under another id (the ledger, pending charges, the ceilings
+    read at boot) is another boot's, and is not trusted.
+
+    The kernel's (``[dom0] boot_id``, a UUID). If it is unreadable, empty or not a UUID, an id
+    derived from the boot time (``btime-<seconds>`` from ``[dom0] proc_stat``: it changes at a
+    reboot, and also if the clock is stepped, which only costs a rebuild of what was kept);
+    failing both, an id of this process's own, so that nothing kept is ever trusted.
+    """
     try:
         with open(cfg.dom0["boot_id"], "rb") as handle:
-            return handle.read().decode("ascii", "replace").strip()
+            found = handle.read(64).decode("ascii", "replace").strip()
     except OSError:
-        return ""
+        found = ""
+    if _is_uuid(found):
+        return found
+    from . import bootlog
+
+    began = bootlog.btime(cfg.dom0["proc_stat"])
+    if began is not None:
+        return "btime-%d" % began
+    if not _OWN_ID:
+        _OWN_ID.append("process-%d-%s" % (os.getpid(), os.urandom(8).hex()))
+    return _OWN_ID[0]
+
+
+_OWN_ID: List[str] = []  # this process's boot id, when dom0 gives none
+
+
+def _is_uuid(text: str) -> bool:
+    return (len(text) == 36 and all(text[i] == "-" for i in (8, 13, 18, 23))
+            and all(c in "0123456789abcdefABCDEF" for c in text.replace("-", "")))
 
 
 def now() -> float:

@@ -1,14 +1,12 @@
 """dom0's two ceilings, the Xen port limit and the Linux IRQ limit, and where each came from.
 
-Pure: callers pass the text of the kernel's boot lines, ``/proc/cmdline`` and the Xen version;
-of a kernel log's text or the ring buffer's records, which lines are this boot's (given the
-boot time and when the log was written) and which give the ABI and NR_IRQS. A traditional
-syslog stamp is read in the local time zone, as syslog wrote it.
+Pure: callers pass the kernel's boot line, ``/proc/cmdline`` and the Xen version; and, a chunk
+at a time, a kernel log's lines or the ring buffer's records (``BootScan``): which are boot
+markers, which give the ABI and NR_IRQS, and the kernel's own times the lines carry.
 """
 
 import re
-import time
-from typing import NamedTuple, Optional, Pattern, Tuple
+from typing import Dict, Iterable, Iterator, List, NamedTuple, Optional, Tuple
 
 XEN_PORTS = "xen_ports"
 LINUX_IRQS = "linux_irqs"
@@ -61,17 +59,17 @@ class Ceiling(NamedTuple):
 
 
 def abi_from_boot_lines(text: str) -> Optional[str]:
-    """The ABI the kernel chose, or None if its line is not in ``text``."""
-    found = _ABI_LINE.findall(text)
+    """The ABI the kernel chose, from its first line in ``text`` (this boot's lines), or None."""
+    found = _ABI_LINE.search(text)
     if not found:
         return None
-    return "fifo" if found[-1] == "FIFO-based" else "2-level"
+    return "fifo" if found.group(1) == "FIFO-based" else "2-level"
 
 
 def nr_irqs_from_boot_lines(text: str) -> Optional[int]:
-    """NR_IRQS as the kernel printed it at boot, or None."""
-    found = _NR_IRQS.findall(text)
-    return int(found[-1][0]) if found else None
+    """NR_IRQS as the kernel printed it at boot (its first line in ``text``), or None."""
+    found = _NR_IRQS.search(text)
+    return int(found.group(1)) if found else None
 
 
 def abi_from_cmdline(cmdline: str, xen_version: Optional[str]) -> Optional[str]:
@@ -129,130 +127,134 @@ def irq_ceiling(configured: Optional[int], boot_lines: Optional[str], where: str
 
 
 # This boot's lines in a kernel log (kern.log and its rotations) and in the ring buffer.
+#
+# A kernel log is scanned a chunk of whole lines at a time, once: a line is looked at only if it
+# holds one of the words below, and then once (the search goes on after its end), so the work is
+# linear in the log's size whatever its lines hold. The boot lines a boot printed are the first
+# of each kind after its boot marker (the ``Linux version`` line a kernel prints first): a later
+# line of the same kind, whoever printed it, never counts.
 
-BOOT_CLOCK_SLACK = 60  # seconds a log's clock may lag the boot time (NTP's first step) and still be this boot's
-# (a word the line holds, the line's pattern): the word is searched for first (fast), the pattern then
-_BOOT_LINE = {XEN_PORTS: ("xen:events: Using ", _ABI_LINE), LINUX_IRQS: ("NR_IRQS:", _NR_IRQS)}
-_BOOT_MARKER = ("Linux version ", re.compile(r"\bLinux version \d"))  # the first line a kernel prints
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-_TRADITIONAL = re.compile(r"(%s) +(\d{1,2}) (\d\d):(\d\d):(\d\d) " % "|".join(_MONTHS))
-_RFC3339 = re.compile(r"(\d{4})-(\d\d)-(\d\d)[T ](\d\d):(\d\d):(\d\d)(?:\.\d+)?(Z|[+-]\d\d:?\d\d)? ")
-_STAMP_WIDTH = 40  # a stamp is the start of a line, no wider than this
-_RING_RECORD = re.compile(r"^\d+,\d+,\d+,[^;]*;(.*)$", re.M)
+MAX_LINE = 4096  # bytes: a kernel record is at most 1 KiB; a longer line is no boot line
+KERNEL_FACILITY = 0  # a /dev/kmsg record's facility is its priority >> 3; userspace can never write 0
+TIME_SLACK = 1  # seconds the kernel's times of successive lines may go back (records of several CPUs)
+UPTIME_SLACK = (1.01, 60)  # the kernel's times run on their own clock: they may pass the uptime by 1% and 60 s
+MARKER = "marker"
+_HEADER_WIDTH = 160  # a syslog line's stamp, host and ``kernel: `` come within its first bytes
+# the word a line holds (found fast), then the pattern its message must begin with
+_WORDS = {
+    MARKER: (b"Linux version ", re.compile(rb"Linux version \d")),
+    XEN_PORTS: (b"xen:events: Using ", re.compile(rb"xen:events: Using (?:FIFO-based|2-level) ABI")),
+    LINUX_IRQS: (b"NR_IRQS:", re.compile(rb"NR_IRQS: ?\d+, nr_irqs: ?\d+")),
+}
+_PRINTK = re.compile(rb"\[ *\d+\.\d+\] ?")  # the kernel's time, seconds since boot, before a message
+_LOG_PRINTK = re.compile(rb"kernel: \[ *(\d+)\.\d+\]")  # that time in a syslog line (whole seconds)
+_RING_RECORD = re.compile(rb"(\d+),\d+,\d+,[^;]*;")  # /dev/kmsg: priority,seq,usec,flags;message
 
 
-class LogLines(NamedTuple):
-    """What one kernel log holds of this boot."""
+def kernel_message(line: bytes, ring: bool) -> Optional[bytes]:
+    """The kernel's message in one line, or None if the line is not the kernel's.
 
-    text: str  # this boot's lines
-    boot_started: bool  # this boot began in this log: older logs hold only earlier boots' lines
-
-
-def syslog_time(line: str, written_at: float) -> Optional[float]:
-    """The epoch time of a syslog line's stamp (``Nov 26 08:02:11`` in local time, or RFC 3339), or None.
-
-    A traditional stamp has no year: it is the year the log was last written (``written_at``),
-    or the one before for a month later than that.
+    ``ring``: a /dev/kmsg record, the kernel's only if its facility is (a process writing to
+    /dev/kmsg gets another). Else a kernel log's line: what follows ``kernel: `` in its header
+    (the whole line if it has none), less the kernel's time.
     """
-    match = _RFC3339.match(line)
-    if match:
-        import calendar  # not for every hook: only a search of the logs, once a boot, reads stamps
-
-        fields = [int(g) for g in match.groups()[:6]]
-        stamp = calendar.timegm((fields[0], fields[1], fields[2], fields[3], fields[4], fields[5], 0, 0, 0))
-        zone = match.group(7)
-        if zone is None:  # no offset: local time, as the traditional stamp
-            return time.mktime((fields[0], fields[1], fields[2], fields[3], fields[4], fields[5], 0, 0, -1))
-        if zone != "Z":
-            sign = -1 if zone[0] == "+" else 1
-            stamp += sign * (int(zone[1:3]) * 3600 + int(zone[-2:]) * 60)
-        return float(stamp)
-    match = _TRADITIONAL.match(line)
-    if not match:
-        return None
-    written = time.localtime(written_at)
-    month = _MONTHS.index(match.group(1)) + 1
-    year = written.tm_year - 1 if month > written.tm_mon else written.tm_year
-    day, hour, minute, second = (int(g) for g in match.groups()[1:])
-    try:
-        return time.mktime((year, month, day, hour, minute, second, 0, 0, -1))
-    except (OverflowError, ValueError):
-        return None
-
-
-def this_boots_lines(text: str, boot_time: Optional[float], written_at: float) -> LogLines:
-    """The lines of a kernel log that this boot wrote, oldest first.
-
-    Lines before the last boot marker (the ``Linux version`` line a kernel prints first) are
-    an earlier boot's; so is every line stamped before the boot time (``boot_time``, epoch
-    seconds, None when unknown) less ``BOOT_CLOCK_SLACK``. ``written_at`` is when the log was
-    last written (its year for stamps that have none).
-    """
-    marker = _last_line(text, *_BOOT_MARKER)
-    start = 0 if marker is None else marker[0]
-    started = marker is not None
-    if boot_time is not None:
-        limit = boot_time - BOOT_CLOCK_SLACK
-        first = _first_stamp(text, start, written_at)
-        if first is not None and first < limit:
-            start, started = _first_line_at_or_after(text, start, limit, written_at), True
-    return LogLines(text[start:], started)
-
-
-def _first_stamp(text: str, start: int, written_at: float, lines: int = 8) -> Optional[float]:
-    """The stamp of the first stamped line among the first ``lines`` from ``start``."""
-    for line in text[start:start + 4096 * lines].split("\n", lines)[:lines]:
-        stamp = syslog_time(line, written_at)
-        if stamp is not None:
-            return stamp
-    return None
-
-
-def _first_line_at_or_after(text: str, lo: int, limit: float, written_at: float) -> int:
-    """Where the first line stamped at or after ``limit`` begins (``len(text)`` if none).
-
-    ``lo`` begins a line stamped before ``limit``. A log is in time order, so this is a
-    binary search; a line without a stamp counts as earlier (an earlier boot's line is never
-    kept for want of a stamp).
-    """
-    hi = len(text)
-    while True:
-        after_lo = text.find("\n", lo) + 1 or len(text)
-        if after_lo >= hi:
-            return hi
-        middle = text.rfind("\n", after_lo - 1, (after_lo + hi) // 2) + 1
-        stamp = syslog_time(text[middle:middle + _STAMP_WIDTH], written_at)
-        if stamp is not None and stamp >= limit:
-            hi = middle
-        else:
-            lo = middle
-
-
-def ring_messages(text: str) -> str:
-    """The messages of ``/dev/kmsg`` records (``priority,seq,usec,flags;message``), one per line.
-
-    The ring buffer holds only this boot's messages; continuation lines (`` KEY=value``) are
-    left out.
-    """
-    return "\n".join(m.group(1) for m in _RING_RECORD.finditer(text))
-
-
-def boot_line(text: str, name: str) -> Optional[str]:
-    """The last line in ``text`` that gives ceiling ``name`` (the ABI, or NR_IRQS), or None."""
-    found = _last_line(text, *_BOOT_LINE[name])
-    return None if found is None else found[1]
-
-
-def _last_line(text: str, word: str, pattern: Pattern[str]) -> Optional[Tuple[int, str]]:
-    """The last line holding ``word`` and matching ``pattern``: where it begins, and the line."""
-    end = len(text)
-    while True:
-        at = text.rfind(word, 0, end)
-        if at < 0:
+    if ring:
+        record = _RING_RECORD.match(line)
+        if record is None or int(record.group(1)) >> 3 != KERNEL_FACILITY:
             return None
-        begin = text.rfind("\n", 0, at) + 1
-        stop = text.find("\n", at)
-        line = text[begin:len(text) if stop < 0 else stop]
-        if pattern.search(line):
-            return begin, line
-        end = at
+        return line[record.end():]
+    at = line.find(b"kernel: ", 0, _HEADER_WIDTH)
+    start = 0 if at < 0 else at + len(b"kernel: ")
+    printk = _PRINTK.match(line, start)
+    return line[printk.end() if printk else start:]
+
+
+class Stretch:
+    """The lines from one boot marker on (or from the start, before any): the first line of each
+    kind among them (a ring record's message), and whether the kernel's times they carry go
+    back, or beyond ``uptime``."""
+
+    def __init__(self, marker: Optional[bytes]) -> None:
+        self.marker = marker
+        self.lines: Dict[str, bytes] = {}
+        self.first_time: Optional[int] = None
+        self.last_time: Optional[int] = None
+        self.latest = 0
+        self.went_back = False
+
+    def add_times(self, times: List[int]) -> None:
+        if not times:
+            return
+        if self.last_time is not None:
+            times.insert(0, self.last_time)
+        elif self.first_time is None:
+            self.first_time = times[0]
+        if not self.went_back and times != sorted(times):  # sorted: C's speed for a log in order
+            self.went_back = any(later < earlier - TIME_SLACK for earlier, later in zip(times, times[1:]))
+        self.latest = max(self.latest, max(times))
+        self.last_time = times[-1]
+
+    def one_boot(self, uptime: Optional[float]) -> bool:
+        """True unless the kernel's times say another boot wrote some of these lines."""
+        return not self.went_back and (uptime is None or self.latest <= uptime * UPTIME_SLACK[0] + UPTIME_SLACK[1])
+
+    def followed_by(self, newer: "Stretch") -> bool:
+        """True if ``newer``'s times carry on from this stretch's (the same boot)."""
+        return (self.last_time is None or newer.first_time is None
+                or newer.first_time >= self.last_time - TIME_SLACK)
+
+
+class BootScan:
+    """One kernel log, or the ring buffer, fed a chunk of whole lines at a time.
+
+    A log's ``head`` is what comes before its first boot marker, its ``tail`` what comes from
+    its last one on (None without one). The ring buffer holds only this boot's records: all of
+    them are its ``head``, and only the kernel's own records count.
+    """
+
+    def __init__(self, names: Iterable[str], ring: bool = False) -> None:
+        self.names = list(names)
+        self.ring = ring
+        self.head = Stretch(None)
+        self.tail: Optional[Stretch] = None
+
+    def feed(self, chunk: bytes) -> None:
+        """Scan ``chunk``: whole lines (a line longer than MAX_LINE is never a boot line)."""
+        done = 0
+        if not self.ring:
+            for start, end, line, _ in self._lines(chunk, 0, len(chunk), MARKER):
+                self._scan(chunk, done, start)
+                self.tail = Stretch(line)
+                done = end
+        self._scan(chunk, done, len(chunk))
+
+    def _scan(self, chunk: bytes, lo: int, hi: int) -> None:
+        if lo >= hi:
+            return
+        stretch = self.tail or self.head
+        if not self.ring:
+            stretch.add_times(list(map(int, _LOG_PRINTK.findall(chunk, lo, hi))))
+            if self.tail is None:
+                return  # a log's lines before its first marker are no boot's boot lines
+        for name in self.names:
+            if name not in stretch.lines:
+                for _, _, line, message in self._lines(chunk, lo, hi, name):
+                    stretch.lines[name] = message if self.ring else line
+                    break
+
+    def _lines(self, chunk: bytes, lo: int, hi: int, kind: str) -> Iterator[Tuple[int, int, bytes, bytes]]:
+        """The lines of ``chunk[lo:hi]`` (``lo`` begins a line) whose message is a line of ``kind``:
+        where each begins, where it ends, the line and its message."""
+        word, pattern = _WORDS[kind]
+        at = chunk.find(word, lo, hi)
+        while at >= 0:
+            start = chunk.rfind(b"\n", lo, at) + 1 or lo
+            end = chunk.find(b"\n", at, hi)
+            end = hi if end < 0 else end + 1
+            line = chunk[start:end].rstrip(b"\r\n")
+            if len(line) <= MAX_LINE:
+                message = kernel_message(line, self.ring)
+                if message is not None and pattern.match(message):
+                    yield start, end, line, message
+            at = chunk.find(word, end, hi)
+
