@@ -6,6 +6,8 @@ import signal
 import subprocess
 import time
 
+import pytest
+
 from tests.pool import decision_log, failure, make_vm, small_host, wait_for
 
 decisions = decision_log
@@ -110,10 +112,11 @@ def test_xapi_down_on_error_allow(api):
     assert run["stdout"].startswith("xsguard could not check the start of VM %s; let through unchecked"
                                     " ([policy] on_error = allow)" % api.VM.get_uuid(vm))
     assert "xapi is not answering on http://127.0.0.1:9/" in run["stdout"]
-    records = decisions(api, host, 2)
+    records = decisions(api, host, 3)
     assert (records[0]["event"], records[0]["error"], records[0]["on_error"]) == (
         "guard_error", "XSGUARD_XAPI_UNREACHABLE", "allow")
     assert records[1]["event"] == "start_unchecked"
+    assert records[2]["event"] == "alert_failed"  # the alert goes to the same unreachable xapi
 
 
 def test_xapi_down_on_error_deny(api):
@@ -133,7 +136,9 @@ def test_lsevtchn_missing(api):
     api.VM.start(vm, False, False)
     run = hook_runs(api)[-1]
     assert run["exit_code"] == "1" and "lsevtchn not found or not executable at /nonexistent/lsevtchn" in run["stdout"]
-    assert decisions(api, host, 1)[-1]["error"] == "XSGUARD_PROBE_FAILED"
+    records = decisions(api, host, 2)
+    assert [r["event"] for r in records] == ["guard_error", "start_unchecked"]
+    assert records[0]["error"] == "XSGUARD_PROBE_FAILED"
 
 
 def test_lsevtchn_hanging_past_the_deadline(api, tmp_path):
@@ -301,7 +306,26 @@ def test_reboot_is_checked_again(api):
 
 
 def test_xenapi_failure_is_not_retried(api, sim):
-    """A VM deleted between xenopsd's call and the hook: VM_NOT_FOUND-style failure, asked once."""
+    """A XenAPI Failure from xapi (a record gone: HANDLE_INVALID) is an answer: raised as XapiFailure
+    with xapi's details after one call, never asked again."""
+    host = small_host(api, port_limit=4095)
+    from xsguard import config as config_mod
+    from xsguard.deadline import Deadline
+    from xsguard.errors import XapiFailure
+    from xsguard.xapi import Xapi
+
+    cfg = config_mod.load(os.path.join(api.sim.get_host_root(host), "etc", "xsguard", "xsguard.conf"))
+    with Xapi(cfg.xapi["url"], Deadline(5)) as xs:
+        before = len(api.sim.get_calls())
+        with pytest.raises(XapiFailure) as raised:
+            xs.call("VM.get_record", "OpaqueRef:00000000-dead-4000-8000-000000000000")
+        calls = [c[1] for c in api.sim.get_calls()[before:] if not c[1].startswith("sim.")]
+    assert raised.value.details[0] == "HANDLE_INVALID"
+    assert calls == ["VM.get_record"]
+
+
+def test_unknown_vm_is_asked_once_by_uuid_and_once_by_name(api, sim):
+    """A VM deleted between xenopsd's call and the hook: VmNotFound, asked once by uuid, once by name."""
     host = small_host(api, port_limit=4095, **{"policy.on_error": "deny"})
     from xsguard import config as config_mod
     from xsguard.deadline import Deadline

@@ -10,15 +10,13 @@ import subprocess
 from typing import Dict, List, NamedTuple, Optional, Tuple
 
 from . import bootcache, bootlog, state
-from .config import Config
+from .config import LSEVTCHN_CANDIDATES, Config
 from .deadline import Deadline
 from .errors import ProbeFailed
 from .model import ceilings, interrupts, lsevtchn
 from .model.ceilings import BOOT_LOG, LINUX_IRQS, XEN_PORTS, Ceiling
 from .model.interrupts import IrqTable
 from .model.lsevtchn import PortTable
-
-LSEVTCHN_DIRS = ("/usr/libexec/xen/bin", "/usr/lib/xen/bin", "/usr/lib/xen-*/bin")
 
 
 def find_lsevtchn(configured: str) -> str:
@@ -27,13 +25,13 @@ def find_lsevtchn(configured: str) -> str:
         if not os.access(configured, os.X_OK):
             raise ProbeFailed("lsevtchn not found or not executable at %s ([dom0] lsevtchn)" % configured, configured)
         return configured
-    for pattern in LSEVTCHN_DIRS:
+    for pattern in LSEVTCHN_CANDIDATES:
         for directory in sorted(glob.glob(pattern), reverse=True):
             path = os.path.join(directory, "lsevtchn")
             if os.access(path, os.X_OK):
                 return path
     raise ProbeFailed(
-        "lsevtchn not found in %s: install Xen's tools or set [dom0] lsevtchn" % ", ".join(LSEVTCHN_DIRS)
+        "lsevtchn not found in %s: install Xen's tools or set [dom0] lsevtchn" % ", ".join(LSEVTCHN_CANDIDATES)
     )
 
 
