@@ -2,7 +2,6 @@
 
 import json
 import os
-import signal
 import subprocess
 import time
 
@@ -234,24 +233,29 @@ def test_a_hook_hung_past_its_deadline_is_stopped_by_the_alarm(api, tmp_path):
     assert (record["event"], record["error"]) == ("guard_error", "XSGUARD_DEADLINE_EXCEEDED")
 
 
-def test_the_journal_is_written_in_process_when_no_child_can_be_made(api, monkeypatch):
-    """os.fork failing (no memory, a process limit): the decision log is written before the hook returns."""
-    from xsguard import hook
+NO_FORK = """
+import os, sys
+def no_fork():
+    sys.stderr.write("fork failed\\n")
+    raise OSError(11, "Resource temporarily unavailable")
+os.fork = no_fork
+from xsguard.hook import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_the_journal_is_written_in_process_when_no_child_can_be_made(api):
+    """os.fork failing (no memory, a process limit) in a hook process of its own: the decision log is
+    written before the hook exits."""
+    import sys
 
     host = small_host(api, port_limit=4095)
     root = api.sim.get_host_root(host)
     vm = make_vm(api, "a", affinity=host)
-    monkeypatch.setenv("XSGUARD_CONFIG", os.path.join(root, "etc", "xsguard", "xsguard.conf"))
-
-    def no_fork():
-        raise OSError(11, "Resource temporarily unavailable")
-
-    monkeypatch.setattr(os, "fork", no_fork)
-    previous = signal.getsignal(signal.SIGALRM)
-    try:
-        assert hook.main(["-vmuuid", api.VM.get_uuid(vm), "-reason", "none"]) == 0
-    finally:
-        signal.signal(signal.SIGALRM, previous)
+    env = dict(os.environ, XSGUARD_CONFIG=os.path.join(root, "etc", "xsguard", "xsguard.conf"))
+    proc = subprocess.run([sys.executable, "-c", NO_FORK, "-vmuuid", api.VM.get_uuid(vm), "-reason", "none"],
+                          env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert (proc.returncode, proc.stderr) == (0, b"fork failed\n")
     with open(os.path.join(root, "var", "log", "xsguard", "decisions.log")) as handle:
         records = [json.loads(line) for line in handle]
     assert [(r["event"], r["vm_name"], r["need"]) for r in records] == [("start_admitted", "a", 5)]
