@@ -90,7 +90,7 @@ def test_a_storm_against_a_slow_xapi_charges_every_start_let_through(api, sim):
     let_through = unchecked_uuids(api)
     assert let_through, "no start went past the deadline: the delay did not bite"
     assert let_through <= ledger_uuids(api, host)
-    late = make_vm(api, "late", vcpus=2, hvm=True, disks=1, nics=1, affinity=host)
+    late = make_vm(api, "late", vcpus=2, disks=1, nics=1, affinity=host)
     details = failure(api.VM.start, late, False, False)
     assert (details[0], details[4]) == ("XAPI_HOOK_FAILED", "2")
     refusals = [r for r in decisions(api, host) if r["event"] == "start_refused"]
