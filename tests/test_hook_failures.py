@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from tests.pool import decision_log, make_vm, small_host
+from tests.pool import decision_log, make_vm, small_host, wait_for
 
 
 @pytest.fixture
@@ -173,3 +173,39 @@ def test_a_hook_whose_stdout_is_closed_still_decides_and_logs(api):
     code, out = run_hook(api, host, "-vmuuid", api.VM.get_uuid(vm), "-reason", "none", stdout_closed=True)
     assert (code, out) == (2, "")
     assert [r["event"] for r in decision_log(api, host, 1)] == ["start_refused"]
+
+
+def test_a_hook_interrupted_while_it_waits_for_the_ledger_lets_the_start_go_on_charged(api):
+    """SIGINT reaches the hook while it waits for the ledger's lock: a guard error "interrupted", the
+    start let through (exit 1) and charged its need, never an accidental status."""
+    from xsguard.sim.processes import environment
+
+    host = small_host(api, port_limit=4095, **{"policy.deadline": "30"})
+    vm = make_vm(api, "a", affinity=host)
+    root = api.sim.get_host_root(host)
+    ledger = os.path.join(root, "var", "lib", "xsguard", "ledger.json")
+    os.makedirs(os.path.dirname(ledger), mode=0o700, exist_ok=True)
+    fd = os.open(ledger + ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        with subprocess.Popen([os.path.join(root, "etc", "xapi.d", "vm-pre-start", "50xsguard"),
+                               "-vmuuid", api.VM.get_uuid(vm), "-reason", "none"],
+                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                              env=environment(os.path.join(root, "etc", "xsguard", "xsguard.conf"))) as proc:
+            wait_for(lambda: holds(proc.pid, ledger + ".lock"))  # it waits for the lock now
+            proc.send_signal(signal.SIGINT)
+            out = proc.stdout.read().decode()
+    finally:
+        os.close(fd)
+    assert proc.returncode == 1
+    assert "interrupted (KeyboardInterrupt)" in out and "charged its need of 5" in out
+    assert [r["event"] for r in decision_log(api, host, 2)] == ["guard_error", "start_unchecked"]
+
+
+def holds(pid, path):
+    """Whether process ``pid`` has ``path`` open."""
+    directory = "/proc/%d/fd" % pid
+    try:
+        return any(os.readlink(os.path.join(directory, fd)) == path for fd in os.listdir(directory))
+    except OSError:
+        return False
