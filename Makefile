@@ -25,8 +25,13 @@ $(OLDEST)/.installed: pyproject.toml
 demo: $(VENV)/.installed
 	$(PY) -m xsguard demo
 
+# the suite under branch coverage (the hooks, plugin and commands the simulated hosts run included):
+# prints the report and fails below [tool.coverage.report] fail_under
 test: $(VENV)/.installed
-	$(PY) -m pytest -q
+	rm -f .coverage .coverage.*
+	$(PY) -m coverage run -m pytest -q
+	$(PY) -m coverage combine -q
+	$(PY) -m coverage report
 
 # the 2013 XenServer 6.2 and 6.1 figures end to end: 570 and 153 VMs, then refusals
 demo-2013: $(VENV)/.installed
@@ -43,7 +48,8 @@ test-oldest: $(OLDEST)/.installed
 # stays on the venv's Python. The larger storms stay on the venv's Python (they would double CI).
 DOM0_PYTHON ?= $(shell pyenv prefix 3.6.15 2>/dev/null)/bin/python3.6
 PY36_TESTS := tests/test_hook.py tests/test_plugin.py tests/test_failopen.py tests/test_migrate.py tests/test_learned.py \
-	tests/test_audit.py tests/test_storm.py::test_hooks_killed_at_random_points
+	tests/test_audit.py tests/test_storm.py::test_hooks_killed_at_random_points \
+	tests/test_hook_failures.py tests/test_plugin_failures.py
 test-py36: $(VENV)/.installed
 	@$(DOM0_PYTHON) -c 'import sys; assert sys.version_info[:3] == (3, 6, 15)' 2>/dev/null || \
 	  { echo "test-py36: Python 3.6.15 not found at '$(DOM0_PYTHON)' (pyenv install 3.6.15, or DOM0_PYTHON=...)" >&2; exit 1; }
@@ -68,4 +74,4 @@ dist: $(VENV)/.installed
 	$(PY) -m build --outdir dist .
 
 clean:
-	rm -rf $(VENV) $(OLDEST) build dist *.egg-info
+	rm -rf $(VENV) $(OLDEST) build dist *.egg-info .coverage .coverage.*

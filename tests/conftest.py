@@ -42,6 +42,15 @@ def small_disk():
         os.rmdir(mountpoint)
 
 
+@pytest.fixture(autouse=True)
+def _close_sessions():
+    """The XenAPI connections a test opened are closed when it ends."""
+    yield
+    from tests.pool import close_sessions
+
+    close_sessions()
+
+
 @pytest.fixture(scope="session")
 def dom0_python(tmp_path_factory):
     """The simulated dom0's python3: $XSGUARD_DOM0_PYTHON laid out as dom0 has it (make test-py36),

@@ -1,15 +1,37 @@
 """Helpers to build a simulated pool through the XenAPI client, as a test or a user would."""
 
 import time
-from typing import Any, Dict
+from typing import Any, Dict, List, Optional
 
 import XenAPI
 
 GiB = 1024 ** 3
 
 
+class Session(XenAPI.Session):
+    """XenAPI's session, whose connection is closed on logout, or at the end of the test that made
+    it (``close_sessions``): XenAPI's own leaves it to the garbage collector."""
+
+    made: List["Session"] = []
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        Session.made.append(self)
+
+    def _logout(self) -> Any:
+        try:
+            return super()._logout()
+        finally:
+            self("close")()
+
+
+def close_sessions() -> None:
+    while Session.made:
+        Session.made.pop()("close")()
+
+
 def connect(url: str, originator: str = "tests") -> Any:
-    session = XenAPI.Session(url)
+    session = Session(url)
     session.xenapi.login_with_password("root", "", "1.0", originator)
     return session
 
@@ -63,19 +85,39 @@ def failure(fn: Any, *args: Any) -> Dict[str, Any]:
     raise AssertionError("call succeeded")
 
 
-def decision_log(api: Any, host: str, count: int) -> Any:
-    """A host's decision log records, once it holds ``count`` (a detached child writes them)."""
+def xsguard_processes(root: str) -> Any:
+    """The pids of a host's hooks and plugin runs still alive, the detached journal writers they
+    fork included (a child keeps its parent's command line, which names the host's /etc/xapi.d)."""
+    import os
+
+    marker = os.path.join(root, "etc", "xapi.d").encode()
+    pids = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as handle:
+                cmdline = handle.read()
+        except OSError:
+            continue
+        if marker in cmdline:
+            pids.append(int(pid))
+    return pids
+
+
+def decision_log(api: Any, host: str, count: Optional[int] = None) -> Any:
+    """A host's decision log, once every hook and plugin run on it (and the detached child that
+    writes its records) has ended: it must hold exactly ``count`` records, when given."""
     import json
     import os
 
-    path = os.path.join(api.sim.get_host_root(host), "var", "log", "xsguard", "decisions.log")
-
-    def records() -> Any:
-        try:
-            with open(path) as handle:
-                found = [json.loads(line) for line in handle]
-        except FileNotFoundError:
-            return None
-        return found if len(found) >= count else None
-
-    return wait_for(records)
+    root = api.sim.get_host_root(host)
+    wait_for(lambda: not xsguard_processes(root))
+    path = os.path.join(root, "var", "log", "xsguard", "decisions.log")
+    try:
+        with open(path) as handle:
+            found = [json.loads(line) for line in handle]
+    except FileNotFoundError:
+        found = []
+    assert count is None or len(found) == count, "expected %d records, found %s" % (count, [r["event"] for r in found])
+    return found

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from tests.pool import make_vm, small_host, wait_for
+from tests.pool import decision_log, make_vm, small_host, wait_for
 
 # name: (predicted, held once connected, verdict)
 EXPECTED = {
@@ -139,8 +139,8 @@ def test_audit_enters_what_a_guest_held_in_the_ledger(bare_api):
         entry = json.load(handle)["entries"][0]
     assert (entry["vm_name"], entry["need"], entry["peak"], entry["how"]) == ("greedy", 5, 35, "audited")
     api.VM.clean_reboot(greedy)
-    path = os.path.join(api.sim.get_host_root(host), "var", "log", "xsguard", "decisions.log")
-    record = wait_for(lambda: next((json.loads(line) for line in open(path) if '"start_admitted"' in line), None))
+    assert [r["event"] for r in decision_log(api, host, 2)] == ["audit_under", "start_admitted"]
+    record = decision_log(api, host, 2)[1]
     assert record["need"] == 35
 
 

@@ -109,7 +109,6 @@ def test_simulate_serves_until_sigterm(tmp_path):
     """xsguard simulate prints its URL first, serves the scenario's pool, stops on SIGTERM."""
     import signal
 
-    import XenAPI
 
     scenario = tmp_path / "pool.json"
     scenario.write_text(json.dumps({"hosts": [{"name": "xs-a", "dom0": {"vcpus": 8}}],
@@ -119,15 +118,13 @@ def test_simulate_serves_until_sigterm(tmp_path):
     try:
         first = proc.stdout.readline().decode()
         assert first.startswith("XenAPI at http://127.0.0.1:")
-        session = XenAPI.Session(first.split()[-1])
-        session.xenapi.login_with_password("root", "", "1.0", "tests")
+        session = connect(first.split()[-1])
         assert sorted(r["name_label"] for r in session.xenapi.VM.get_all_records_where(
             'field "is_control_domain" = "false"').values()) == ["web-01", "web-02", "web-03"]
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        ended(proc)
 
 
 def simulate(tmp_path, *args):
@@ -138,6 +135,16 @@ def simulate(tmp_path, *args):
     first = proc.stdout.readline().decode()
     assert first.startswith("XenAPI at http://127.0.0.1:")
     return proc, first.split()[-1]
+
+
+def ended(proc):
+    """The process killed if it still runs, reaped, its pipes closed."""
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    for pipe in (proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()
 
 
 def lines_in(pattern):
@@ -169,8 +176,7 @@ def test_simulate_serves_a_default_pool_and_removes_its_files(tmp_path):
         assert proc.wait(10) == 0
         assert [n for n in os.listdir(str(tmp_path)) if n.startswith("xsguard-sim-")] == []
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        ended(proc)
 
 
 def test_simulate_says_which_running_vms_did_not_start(tmp_path):
@@ -197,8 +203,7 @@ def test_simulate_says_which_running_vms_did_not_start(tmp_path):
         assert err.decode().startswith("xsguard simulate: VM 'big' did not start: XAPI_HOOK_FAILED "
                                        "vm-pre-start/50xsguard none xsguard refused to start VM 'big'")
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        ended(proc)
 
 
 def test_simulate_empty_serves_no_host(tmp_path):
@@ -212,8 +217,7 @@ def test_simulate_empty_serves_no_host(tmp_path):
         assert proc.wait(10) == 0
         assert [n for n in os.listdir(str(tmp_path)) if n.startswith("xsguard-sim-")] == []
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        ended(proc)
 
 
 def test_demo_and_simulate_say_why_not_where_the_simulator_is_left_out():

@@ -2,9 +2,10 @@
 
 import json
 import os
-import signal
 import subprocess
 import time
+
+import pytest
 
 from tests.pool import decision_log, failure, make_vm, small_host, wait_for
 
@@ -28,7 +29,7 @@ def fill(api, host, count, **vm):
 def test_admits_what_fits_and_refuses_what_does_not(api):
     """A VM that fits starts silently; one that does not gets XAPI_HOOK_FAILED, exit 2, and stays halted."""
     host = small_host(api, port_limit=100, vcpus=4)  # baseline 40, margin 8: 52 ports for guests
-    fill(api, host, 3, vcpus=2, hvm=True, disks=1, nics=1)  # 10 each
+    fill(api, host, 3, vcpus=2, disks=1, nics=1)  # PV, 7 each (captured figures, unlike HVM's)
     runs = hook_runs(api)
     assert [r["exit_code"] for r in runs] == ["0", "0", "0"] and {r["stdout"] for r in runs} == {""}
     big = make_vm(api, "big-db", vcpus=8, hvm=True, firmware="uefi", disks=4, nics=2, affinity=host)
@@ -37,7 +38,7 @@ def test_admits_what_fits_and_refuses_what_does_not(api):
     stdout = details[3]
     uuid = api.VM.get_uuid(big)
     assert "xsguard refused to start VM 'big-db' (%s) on host 'xs-a'" % uuid in stdout
-    assert "needs 39 dom0 event channels; 22 are left" in stdout
+    assert "needs 39 dom0 event channels; 31 are left" in stdout
     assert "Largest consumers: qemu-ioreq 9, varstored 8, vif 0 8." in stdout
     assert "[policy] bypass" in stdout and stdout == stdout.encode("ascii").decode()
     assert api.VM.get_power_state(big) == "Halted"
@@ -110,10 +111,11 @@ def test_xapi_down_on_error_allow(api):
     assert run["stdout"].startswith("xsguard could not check the start of VM %s; let through unchecked"
                                     " ([policy] on_error = allow)" % api.VM.get_uuid(vm))
     assert "xapi is not answering on http://127.0.0.1:9/" in run["stdout"]
-    records = decisions(api, host, 2)
+    records = decisions(api, host, 3)
     assert (records[0]["event"], records[0]["error"], records[0]["on_error"]) == (
         "guard_error", "XSGUARD_XAPI_UNREACHABLE", "allow")
     assert records[1]["event"] == "start_unchecked"
+    assert records[2]["event"] == "alert_failed"  # the alert goes to the same unreachable xapi
 
 
 def test_xapi_down_on_error_deny(api):
@@ -133,7 +135,9 @@ def test_lsevtchn_missing(api):
     api.VM.start(vm, False, False)
     run = hook_runs(api)[-1]
     assert run["exit_code"] == "1" and "lsevtchn not found or not executable at /nonexistent/lsevtchn" in run["stdout"]
-    assert decisions(api, host, 1)[-1]["error"] == "XSGUARD_PROBE_FAILED"
+    records = decisions(api, host, 2)
+    assert [r["event"] for r in records] == ["guard_error", "start_unchecked"]
+    assert records[0]["error"] == "XSGUARD_PROBE_FAILED"
 
 
 def test_lsevtchn_hanging_past_the_deadline(api, tmp_path):
@@ -229,24 +233,29 @@ def test_a_hook_hung_past_its_deadline_is_stopped_by_the_alarm(api, tmp_path):
     assert (record["event"], record["error"]) == ("guard_error", "XSGUARD_DEADLINE_EXCEEDED")
 
 
-def test_the_journal_is_written_in_process_when_no_child_can_be_made(api, monkeypatch):
-    """os.fork failing (no memory, a process limit): the decision log is written before the hook returns."""
-    from xsguard import hook
+NO_FORK = """
+import os, sys
+def no_fork():
+    sys.stderr.write("fork failed\\n")
+    raise OSError(11, "Resource temporarily unavailable")
+os.fork = no_fork
+from xsguard.hook import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_the_journal_is_written_in_process_when_no_child_can_be_made(api):
+    """os.fork failing (no memory, a process limit) in a hook process of its own: the decision log is
+    written before the hook exits."""
+    import sys
 
     host = small_host(api, port_limit=4095)
     root = api.sim.get_host_root(host)
     vm = make_vm(api, "a", affinity=host)
-    monkeypatch.setenv("XSGUARD_CONFIG", os.path.join(root, "etc", "xsguard", "xsguard.conf"))
-
-    def no_fork():
-        raise OSError(11, "Resource temporarily unavailable")
-
-    monkeypatch.setattr(os, "fork", no_fork)
-    previous = signal.getsignal(signal.SIGALRM)
-    try:
-        assert hook.main(["-vmuuid", api.VM.get_uuid(vm), "-reason", "none"]) == 0
-    finally:
-        signal.signal(signal.SIGALRM, previous)
+    env = dict(os.environ, XSGUARD_CONFIG=os.path.join(root, "etc", "xsguard", "xsguard.conf"))
+    proc = subprocess.run([sys.executable, "-c", NO_FORK, "-vmuuid", api.VM.get_uuid(vm), "-reason", "none"],
+                          env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert (proc.returncode, proc.stderr) == (0, b"fork failed\n")
     with open(os.path.join(root, "var", "log", "xsguard", "decisions.log")) as handle:
         records = [json.loads(line) for line in handle]
     assert [(r["event"], r["vm_name"], r["need"]) for r in records] == [("start_admitted", "a", 5)]
@@ -293,7 +302,7 @@ def test_reboot_is_checked_again(api):
     """A reboot runs the hook after the old domain is gone: the VM's own old ports are not counted."""
     host = small_host(api, port_limit=100, vcpus=4)  # 52 for guests
     vm = make_vm(api, "big", vcpus=8, hvm=True, disks=2, nics=1, affinity=host)  # 2+9+2+8 = 21
-    fill(api, host, 2, vcpus=2, hvm=True, disks=1, nics=1)  # 20 more: 41 of 52
+    fill(api, host, 2, vcpus=2, disks=1, nics=1)  # PV, 14 more: 35 of 52
     api.VM.start(vm, False, False)
     api.VM.clean_reboot(vm)
     assert api.VM.get_power_state(vm) == "Running"
@@ -301,7 +310,26 @@ def test_reboot_is_checked_again(api):
 
 
 def test_xenapi_failure_is_not_retried(api, sim):
-    """A VM deleted between xenopsd's call and the hook: VM_NOT_FOUND-style failure, asked once."""
+    """A XenAPI Failure from xapi (a record gone: HANDLE_INVALID) is an answer: raised as XapiFailure
+    with xapi's details after one call, never asked again."""
+    host = small_host(api, port_limit=4095)
+    from xsguard import config as config_mod
+    from xsguard.deadline import Deadline
+    from xsguard.errors import XapiFailure
+    from xsguard.xapi import Xapi
+
+    cfg = config_mod.load(os.path.join(api.sim.get_host_root(host), "etc", "xsguard", "xsguard.conf"))
+    with Xapi(cfg.xapi["url"], Deadline(5)) as xs:
+        before = len(api.sim.get_calls())
+        with pytest.raises(XapiFailure) as raised:
+            xs.call("VM.get_record", "OpaqueRef:00000000-dead-4000-8000-000000000000")
+        calls = [c[1] for c in api.sim.get_calls()[before:] if not c[1].startswith("sim.")]
+    assert raised.value.details[0] == "HANDLE_INVALID"
+    assert calls == ["VM.get_record"]
+
+
+def test_unknown_vm_is_asked_once_by_uuid_and_once_by_name(api, sim):
+    """A VM deleted between xenopsd's call and the hook: VmNotFound, asked once by uuid, once by name."""
     host = small_host(api, port_limit=4095, **{"policy.on_error": "deny"})
     from xsguard import config as config_mod
     from xsguard.deadline import Deadline

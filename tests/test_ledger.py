@@ -1,6 +1,5 @@
 """The ledger file: atomic writes, corrupt files set aside, a lock the kernel releases."""
 
-import json
 import os
 import signal
 import subprocess
@@ -145,29 +144,68 @@ def test_lock_wait_counts_against_the_deadline(tmp_path):
         if holder.poll() is None:
             holder.kill()
             holder.wait()
+        holder.stdout.close()
 
 
-def test_kill_during_writes_leaves_old_or_new(tmp_path):
-    """A writer killed at random points leaves a ledger that parses, old version or new."""
+# A writer that SIGKILLs itself at one point of ``ledger.save``: before its first byte reaches the
+# temporary file, half-way through it, once it is whole but not renamed, or just after the rename.
+KILLED_WRITER = """
+import os, signal, sys
+from xsguard import ledger
+from xsguard.model.charging import Entry
+
+path, point = sys.argv[1], sys.argv[2]
+write, rename = os.write, os.rename
+
+def die():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+def killing_write(fd, data):
+    if ".tmp-" in os.readlink("/proc/self/fd/%d" % fd):
+        if point == "first-byte":
+            die()
+        if point == "half-way":
+            write(fd, bytes(data)[:len(data) // 2])
+            die()
+    return write(fd, data)
+
+def killing_rename(src, dst):
+    if point == "before-rename":
+        die()
+    rename(src, dst)
+    if point == "after-rename":
+        die()
+
+os.write, os.rename = killing_write, killing_rename
+ledger.save(path, "boot", {str(n): Entry(str(n), "vm", 2, 0.0, None) for n in range(200)})
+"""
+
+
+@pytest.mark.parametrize("point, need, left_size", [
+    ("first-byte", 1, "empty"),
+    ("half-way", 1, "partial"),
+    ("before-rename", 1, "whole"),
+    ("after-rename", 2, None),
+])
+def test_writer_killed_inside_a_write_leaves_old_or_new(tmp_path, point, need, left_size):
+    """A writer killed at each point of a save leaves a ledger that parses whole: the old version
+    until the rename, the new one after; the next save replaces it."""
     path = str(tmp_path / "ledger.json")
-    script = (
-        "import sys; from xsguard import ledger; from xsguard.model.charging import Entry\n"
-        "i = 0\n"
-        "while True:\n"
-        "    i += 1\n"
-        "    ledger.save(sys.argv[1], 'boot', {str(n): Entry(str(n), 'vm', i, 0.0, None) for n in range(200)})\n"
-    )
-    for delay in (0.05, 0.11, 0.17, 0.23, 0.31):
-        writer = subprocess.Popen([sys.executable, "-c", script, path])
-        time.sleep(delay + 0.3)
-        writer.send_signal(signal.SIGKILL)
-        writer.wait()
-        entries, note = ledger.load(path, "boot")[:2]
-        assert note is None
-        assert len(entries) == 200
-        assert len({e.need for e in entries.values()}) == 1
-    with open(path) as handle:
-        assert json.load(handle)["version"] == 2
+    ledger.save(path, "boot", {str(n): Entry(str(n), "vm", 1, 0.0, None) for n in range(200)})
+    whole = os.path.getsize(path)
+    writer = subprocess.run([sys.executable, "-c", KILLED_WRITER, path, point])
+    assert writer.returncode == -signal.SIGKILL  # killed at that point, not finished
+    left = [n for n in os.listdir(str(tmp_path)) if ".tmp-" in n]
+    if left_size is None:
+        assert left == []
+    else:
+        size = os.path.getsize(os.path.join(str(tmp_path), left[0]))
+        assert {"empty": size == 0, "partial": 0 < size < whole, "whole": size == whole}[left_size], size
+    entries, note = ledger.load(path, "boot")[:2]
+    assert note is None
+    assert len(entries) == 200 and {e.need for e in entries.values()} == {need}
+    ledger.save(path, "boot", {str(n): Entry(str(n), "vm", 3, 0.0, None) for n in range(200)})
+    assert {e.need for e in ledger.load(path, "boot").entries.values()} == {3}
 
 
 def test_pending_charges_survive_a_rebuild(tmp_path):

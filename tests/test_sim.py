@@ -55,9 +55,9 @@ def test_xapi_errors(bare_api, bare_sim):
     assert failure(bare_api.VM.frobnicate)[0] == "MESSAGE_METHOD_UNKNOWN"
     assert failure(bare_api.VM.set_power_state, "x", "Running")[0] == "MESSAGE_METHOD_UNKNOWN"
     assert failure(bare_api.VM.get_record)[0] == "MESSAGE_PARAMETER_COUNT_MISMATCH"
-    raw = xmlrpc.client.ServerProxy(bare_sim.url)
-    assert raw.VM.get_all("OpaqueRef:bogus") == {"Status": "Failure",
-                                                 "ErrorDescription": ["SESSION_INVALID", "OpaqueRef:bogus"]}
+    with xmlrpc.client.ServerProxy(bare_sim.url) as raw:
+        assert raw.VM.get_all("OpaqueRef:bogus") == {"Status": "Failure",
+                                                     "ErrorDescription": ["SESSION_INVALID", "OpaqueRef:bogus"]}
 
 
 def test_other_config_add_remove(bare_api):
@@ -343,25 +343,34 @@ def test_fast_responses_are_what_xmlrpc_writes():
     assert ours == theirs
 
 
-def test_a_32_bit_dom0_needs_its_limit_configured(api):
-    """XenServer 6.2's 32-bit dom0: the kernel log says 2-level (4095) but Xen stops at 1023.
-    Detected alone, xsguard over-admits; with [dom0] port_limit = 1023 it does not."""
-    outcome = {}
-    for configured in (False, True):
-        host = api.sim.add_host("xs-%s" % configured, {"vcpus": "4", "abi": "2-level-32"})
-        if configured:
-            api.sim.set_xsguard_config(host, {"dom0.port_limit": "1023"})
-        assert api.sim.get_dom0(host)["port_limit"] == "1023"
-        before = len(api.sim.get_failures())
-        for i in range(25):  # 55 ports each: 17 fit in 1023, all 25 in 4095
-            vm = make_vm(api, "vm-%s-%d" % (configured, i), vcpus=32, hvm=True, disks=4, nics=2, affinity=host)
-            try:
-                api.VM.start(vm, False, False)
-            except XenAPI.Failure:
-                pass
-        wait_for(lambda: not any(t.is_alive() for t in api_timers()), timeout=5)
-        outcome[configured] = len(api.sim.get_failures()) - before
-    assert outcome[False] > 0 and outcome[True] == 0
+def failed_starts_on_a_32_bit_dom0(api, name, config):
+    """Start 25 VMs of 55 ports each (17 fit in 1023, all 25 in 4095) on a 32-bit dom0: the starts
+    that failed in dom0 for want of ports (what xsguard let through that did not fit)."""
+    host = api.sim.add_host(name, {"vcpus": "4", "abi": "2-level-32"})
+    if config:
+        api.sim.set_xsguard_config(host, config)
+    assert api.sim.get_dom0(host)["port_limit"] == "1023"
+    before = len(api.sim.get_failures())
+    for i in range(25):
+        vm = make_vm(api, "%s-%d" % (name, i), vcpus=32, hvm=True, disks=4, nics=2, affinity=host)
+        try:
+            api.VM.start(vm, False, False)
+        except XenAPI.Failure:
+            pass
+    wait_for(lambda: not any(t.is_alive() for t in api_timers()), timeout=5)
+    return len(api.sim.get_failures()) - before
+
+
+def test_a_32_bit_dom0_with_its_limit_configured_is_not_over_admitted(api):
+    """XenServer 6.2's 32-bit dom0 stops at 1023 ports: with [dom0] port_limit = 1023, no start fails in dom0."""
+    assert failed_starts_on_a_32_bit_dom0(api, "xs-configured", {"dom0.port_limit": "1023"}) == 0
+
+
+@pytest.mark.xfail(strict=True, reason="a 32-bit dom0 is not detected: its kernel log says 2-level (4095) while"
+                   " Xen stops at 1023, so xsguard over-admits until [dom0] port_limit = 1023 is set (README)")
+def test_a_32_bit_dom0_left_unconfigured_is_not_over_admitted(api):
+    """The safe behaviour wanted: a 32-bit dom0 with no port_limit set is not over-admitted either."""
+    assert failed_starts_on_a_32_bit_dom0(api, "xs-auto", {}) == 0
 
 
 def api_timers():

@@ -11,7 +11,10 @@ import XenAPI
 
 from tests.pool import connect, make_vm, small_host, wait_for
 
-NEED = 10  # Linux BIOS HVM, 2 vCPUs, 1 disk, 1 NIC: 2 + 3 + 1 + 2 x 2
+# Linux PV, 2 vCPUs, 1 disk, 1 NIC: xenstore + console + 1 disk ring + 2 queues x 2; PV guests, whose
+# figures were captured, so that the counts below test the model against evidence (xs8's HVM figures are
+# UNVERIFIED and the model's own: see tests/test_hvm_safety.py)
+NEED = 7
 BASELINE = 6 * 16 + 16  # a 16-vCPU simulated dom0
 MARGIN = 16
 # seconds until a guest's PV drivers connect: many times a hook's run, so that at any moment of a
@@ -28,7 +31,7 @@ def host_with_room(api, name, room, **config):
 def desktops(api, count, prefix, rng, affinity="OpaqueRef:NULL"):
     refs = []
     for i in range(count):
-        ref = make_vm(api, "%s-%03d" % (prefix, i), vcpus=2, hvm=True, disks=1, nics=1, affinity=affinity)
+        ref = make_vm(api, "%s-%03d" % (prefix, i), vcpus=2, disks=1, nics=1, affinity=affinity)
         api.sim.set_guest(ref, {"connect_delay": "%.2f" % rng.uniform(*CONNECT_DELAY)})
         refs.append(ref)
     return refs

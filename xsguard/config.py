@@ -71,12 +71,12 @@ def _bool(text: str) -> bool:
 def _uuids(text: str) -> Tuple[str, ...]:
     found = tuple(u.strip().lower() for u in text.replace(",", " ").split())
     for uuid in found:
-        if not _UUID.match(uuid):
+        if not UUID.match(uuid):
             raise ValueError("%r is not a VM uuid" % uuid[:60])
     return found
 
 
-_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")  # a VM's, lower case
 
 
 def _path(text: str) -> str:

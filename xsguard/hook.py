@@ -128,9 +128,17 @@ def publish(cfg: config.Config, log: Journal) -> None:
     """Write the journal to the decision log and signal, in a detached child.
 
     The parent returns at once so that the start goes on (or fails) without waiting. If no
-    child can be made, the work is done here, late but not lost.
+    child can be made, the work is done here, late but not lost. Nor is a child forked while
+    another thread runs (a host ``ask`` still waits on, past its deadline): the child could
+    block forever on a lock that thread held at the fork, so the work is done here too.
     """
-    sys.stdout.flush()
+    try:
+        sys.stdout.flush()  # nothing left for the child to write twice
+    except Exception:  # noqa: BLE001 - stdout gone (None, or a closed pipe): the journal is still written
+        pass
+    if not _alone(FORK_GRACE):
+        _write_journal(cfg, log)
+        return
     try:
         pid = os.fork()
     except OSError:
@@ -146,6 +154,21 @@ def publish(cfg: config.Config, log: Journal) -> None:
         _write_journal(cfg, log)
     finally:
         os._exit(0)
+
+
+FORK_GRACE = 0.5  # seconds ``publish`` waits for other threads to end: their calls end at the deadline
+
+
+def _alone(grace: float) -> bool:
+    """True once this is the process's only thread, waiting up to ``grace`` seconds for the others."""
+    threading = sys.modules.get("threading")  # never imported: no other thread (and no import here)
+    if threading is None:
+        return True
+    until = time.monotonic() + grace
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread():
+            thread.join(max(0.0, until - time.monotonic()))
+    return threading.active_count() == 1
 
 
 def _write_journal(cfg: config.Config, journal: Journal) -> None:

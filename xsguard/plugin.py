@@ -8,7 +8,6 @@ never as a traceback.
 import io
 import json
 import os
-import re
 import sys
 from typing import Any, Callable, Dict, Set
 
@@ -17,7 +16,6 @@ from .deadline import Deadline, backstop
 from .errors import BadArgument, XsguardError, wire_error
 from .xapi import Xapi
 
-UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 MAX_ARG = 256
 
 ALLOWED: Dict[str, Set[str]] = {
@@ -49,7 +47,7 @@ def validate(fn: str, args: Dict[str, Any]) -> Dict[str, str]:
         clean[key] = text
     if fn in ("need", "check", "admit"):
         vm = clean.get("vm_uuid", "")
-        if not UUID.match(vm.lower()):
+        if not config.UUID.match(vm.lower()):
             raise BadArgument("vm_uuid must be a VM's uuid, not %r" % vm[:60], "vm_uuid")
         clean["vm_uuid"] = vm.lower()
     return clean

@@ -10,7 +10,7 @@ import subprocess
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 from . import bootcache, bootlog, state
-from .config import Config
+from .config import LSEVTCHN_CANDIDATES, Config
 from .deadline import Deadline
 from .errors import ProbeFailed
 from .model import ceilings, interrupts, lsevtchn
@@ -19,8 +19,6 @@ from .model.interrupts import IrqTable
 from .model.lsevtchn import PortTable
 from .model.profiles import TAPDISK, BackendSeen, storage_backend_found
 
-LSEVTCHN_DIRS = ("/usr/libexec/xen/bin", "/usr/lib/xen/bin", "/usr/lib/xen-*/bin")
-
 
 def find_lsevtchn(configured: str) -> str:
     """The lsevtchn to run: the configured path, or the first one found in Xen's usual places."""
@@ -28,13 +26,13 @@ def find_lsevtchn(configured: str) -> str:
         if not os.access(configured, os.X_OK):
             raise ProbeFailed("lsevtchn not found or not executable at %s ([dom0] lsevtchn)" % configured, configured)
         return configured
-    for pattern in LSEVTCHN_DIRS:
+    for pattern in LSEVTCHN_CANDIDATES:
         for directory in sorted(glob.glob(pattern), reverse=True):
             path = os.path.join(directory, "lsevtchn")
             if os.access(path, os.X_OK):
                 return path
     raise ProbeFailed(
-        "lsevtchn not found in %s: install Xen's tools or set [dom0] lsevtchn" % ", ".join(LSEVTCHN_DIRS)
+        "lsevtchn not found in %s: install Xen's tools or set [dom0] lsevtchn" % ", ".join(LSEVTCHN_CANDIDATES)
     )
 
 

@@ -142,11 +142,14 @@ class Xapi:
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
-        if self.borrowed is None and self.session is not None and self.session._session is not None:
-            try:
+        if self.session is None:
+            return
+        try:
+            if self.borrowed is None and self.session._session is not None:
                 self.session.xenapi.session.logout()
-            except Exception:  # noqa: BLE001 - logging out is best effort
-                pass
+        except Exception:  # noqa: BLE001 - logging out is best effort
+            pass
+        self.session("close")()  # XenAPI's logout leaves the connection open
 
     def _call(self, fn: Any, *args: Any) -> Any:
         try:

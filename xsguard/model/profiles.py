@@ -36,10 +36,10 @@ class Profile(NamedTuple):
 
 XS8 = Profile(
     name="xs8",
-    console_for_hvm=True,
-    qemu_per_vcpu=1,
-    qemu_fixed=1,
-    varstored_per_vcpu=1,
+    console_for_hvm=True,  # UNVERIFIED for HVM guests (measured for PV and PVH)
+    qemu_per_vcpu=1,  # UNVERIFIED: read, never measured on XenServer (xl's QEMU held V + 2)
+    qemu_fixed=1,  # UNVERIFIED, as above
+    varstored_per_vcpu=1,  # UNVERIFIED: read, never measured
     vbd_backend=AUTO,
     rings_per_vbd=None,
     netback_queue_cap=8,

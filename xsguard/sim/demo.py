@@ -58,4 +58,5 @@ def run(out: IO[str]) -> int:
         subprocess.call([sys.executable, "-m", "xsguard", "--config", root + "/etc/xsguard/xsguard.conf",
                          "status"], stdout=out if out is not sys.stdout else None)
         session.xenapi.session.logout()
+        session("close")()  # XenAPI's logout leaves the connection open
         return 0 if refused and not failures else 1

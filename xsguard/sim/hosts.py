@@ -2,6 +2,7 @@
 dom0 files, its xsguard config, its hook and plugin, its xcp-rrdd and xsguard-rrdd."""
 
 import os
+import shlex
 import shutil
 import socket
 import stat
@@ -109,8 +110,12 @@ class Hosts:
         here = os.path.dirname(os.path.abspath(__file__))
         shutil.copy(os.path.join(here, "dom0_site", "XenAPIPlugin.py"), site)
         wrapper = os.path.join(self.root, "dom0", "python3")
+        # under ``coverage run`` (make test), what the hosts run is measured too: xapi and xenopsd give
+        # hooks and plugins an environment of their own, so the wrapper carries coverage's setting
+        measured = os.environ.get("COVERAGE_PROCESS_CONFIG")
+        carried = "COVERAGE_PROCESS_CONFIG=%s " % shlex.quote(measured) if measured else ""
         with open(wrapper, "w") as handle:
-            handle.write('#!/bin/sh\nPYTHONPATH=%s exec %s "$@"\n' % (site, sys.executable))
+            handle.write('#!/bin/sh\n%sPYTHONPATH=%s exec %s "$@"\n' % (carried, site, sys.executable))
         os.chmod(wrapper, 0o755)
         return wrapper
 

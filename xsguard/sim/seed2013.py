@@ -47,6 +47,7 @@ def start_all(url: str, refs: List[str], workers: int = XENOPSD_WORKERS) -> Dict
                     outcomes[ref] = exc.details
         finally:
             session.xenapi.session.logout()
+            session("close")()  # XenAPI's logout leaves the connection open
 
     threads = [threading.Thread(target=work) for _ in range(workers)]
     for thread in threads:
@@ -84,6 +85,7 @@ def run(out: IO[str], scenario: str = SCENARIO) -> int:
         failures = api.sim.get_failures()
         out.write("Devices that failed for lack of dom0 ports: %d\n" % len(failures))
         session.xenapi.session.logout()
+        session("close")()
         return 0 if clean and not failures else 1
 
 
