@@ -131,6 +131,9 @@ SCHEMA: List[Tuple[str, str, str, Callable[[str], Any], str]] = [
     ("policy", "deadline", "5", _positive_float,
      "seconds the hook may take in all, retries and lock waits included"),
     ("policy", "profile", "xs8", _choice(*sorted(PROFILES)), "per-device figures: xs8, xs62, xs61"),
+    ("policy", "reboot", "admit", _choice("admit", "check"),
+     "a reboot of a VM running here: admit (charged; over a ceiling it is logged, counted and alerted,"
+     " never halted) or check (refused like a start: the VM is left halted)"),
     ("policy", "bypass", "", _uuids,
      "uuids of VMs whose starts are not checked (still charged); only root in dom0 sets this"),
     ("need", "vbd_backend", "auto", _auto(_choice("tapdisk", "blkback")),

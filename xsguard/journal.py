@@ -10,7 +10,7 @@ import sys
 import time
 from typing import Any, Dict, List, NamedTuple, Optional
 
-from . import state
+from . import ledger, state
 from .config import Config
 from .deadline import Deadline
 from .errors import wire_error
@@ -42,6 +42,7 @@ class Journal:
         self.counters: List[str] = []  # state.COUNT_* to bump
         self.unknown_ceilings: List[Any] = []  # ceilings whose limit is unknown (``ceiling_unknown``)
         self.host: Dict[str, str] = {}
+        self.sync_ledger: Optional[str] = None  # the ledger to flush to the disk, once the status is out
 
     def bind(self, **context: Any) -> "Journal":
         self.context.update(context)
@@ -87,6 +88,8 @@ def publish(cfg: Config, log: Journal) -> None:
 def _write_journal(cfg: Config, journal: Journal) -> None:
     from . import decisionlog, report
 
+    if journal.sync_ledger:
+        ledger.sync(journal.sync_ledger)
     decisionlog.configure(cfg.log["file"], cfg.log["syslog_socket"])
     log = decisionlog.get()
     for counter in journal.counters:
