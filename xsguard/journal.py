@@ -88,8 +88,6 @@ def publish(cfg: Config, log: Journal) -> None:
 def _write_journal(cfg: Config, journal: Journal) -> None:
     from . import decisionlog, report
 
-    if journal.sync_ledger:
-        ledger.sync(journal.sync_ledger)
     decisionlog.configure(cfg.log["file"], cfg.log["syslog_socket"])
     log = decisionlog.get()
     for counter in journal.counters:
@@ -103,6 +101,11 @@ def _write_journal(cfg: Config, journal: Journal) -> None:
         log.warning("ceiling_unknown", **dict(journal.host, **fields))
     if journal.notice is not None:
         send_notice(cfg, journal.notice, log)
+    if journal.sync_ledger:
+        try:
+            ledger.sync(journal.sync_ledger)
+        except Exception as exc:  # noqa: BLE001 - the ledger is written; only its flush failed
+            log.warning("sync_failed", error=str(wire_error(exc)))
 
 
 def send_notice(cfg: Config, sig: Notice, log: Any) -> None:

@@ -93,6 +93,7 @@ def read(cfg: Config, api: Optional[Xapi], deadline: Deadline) -> Dict[str, Any]
         "warnings": [c.warning for c in dom0.ceilings if c.warning],
         "refused": state.counted(cfg, state.COUNT_REFUSED),
         "unchecked": state.counted(cfg, state.COUNT_UNCHECKED),
+        "over_ceiling": state.counted(cfg, state.COUNT_OVER_CEILING),
         "software": software(),
     }
 
