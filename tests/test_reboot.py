@@ -111,11 +111,10 @@ def test_while_the_reboot_hook_runs_xapi_shows_the_vm_running_here_under_its_old
 def test_a_start_decided_while_a_vm_reboots_charges_the_rebooting_vm(api, sim):
     """A start decided while another VM reboots (its old domain gone, xapi still showing it Running
     here) counts that VM's whole need: the start is refused and the reboot keeps its room."""
+    from xsguard import ledger, state
     from xsguard.deadline import Deadline
     from xsguard.decision import evaluate
     from xsguard.xapi import Xapi
-
-    from xsguard import ledger, state
 
     host, web = full_host(api)
     late = make_vm(api, "late", vcpus=2, hvm=True, disks=1, nics=1, affinity=host)  # 10: fits only if web is gone
