@@ -69,8 +69,10 @@ def main(argv: Optional[List[str]] = None, operation: str = "start") -> int:
     try:
         args = parse_argv(sys.argv[1:] if argv is None else argv)
         log.bind(vm_uuid=args.vm_uuid, reason=args.reason)
-        cfg = config.load()
+        cfg, config_error = config.load_kept()
         log.bind(mode=cfg.policy["mode"])
+        if config_error is not None:
+            _config_error(cfg, config_error, log, args)
         deadline = Deadline(cfg.policy["deadline"])
         with backstop(deadline):
             _decide(cfg, args, deadline, log, started, progress, ruling)
@@ -146,8 +148,8 @@ def _record(log: Journal, decided: "Decided", operation: str, message: str, star
         log.info(event, duration_ms=_ms(started), **figures)
         return
     log.warning(event, duration_ms=_ms(started), message=message, **figures)
-    if policy.signalled:
-        log.notice = decided.notice
+    if policy.signalled and decided.notice is not None:
+        log.notices.append(decided.notice)
     if policy.exit == EXIT_REFUSE:
         log.counters.append(state.COUNT_REFUSED)
     if policy is REBOOT_OVER_CEILING:
@@ -289,9 +291,22 @@ def _guard_error(cfg: config.Config, exc: BaseException, log: Journal, args: Opt
     if args is not None:
         from . import alerts
 
-        log.notice = Notice(ascii_safe(line), alerts.UNCHECKED_ALERT_NAME, ascii_safe_lines(line), args.vm_uuid)
+        log.notices.append(Notice(ascii_safe(line), alerts.UNCHECKED_ALERT_NAME, ascii_safe_lines(line), args.vm_uuid))
     _say("xsguard " + line)
     return EXIT_LOG_AND_CONTINUE
+
+
+def _config_error(cfg: config.Config, error: XsguardError, log: Journal, args: Args) -> None:
+    """The configuration does not parse: the decision goes on with the last one that did (or the
+    defaults), and says so loudly: the decision log, a counter, syslog and a xapi alert naming the VM."""
+    from . import alerts
+
+    operation = log.context["operation"]
+    line = "configuration error: %s; the %s of VM %s is decided with %s" % (
+        error.message, operation, args.vm_uuid, cfg.source)
+    log.error("config_error", error=error.code, detail=error.message, using=cfg.source)
+    log.counters.append(state.COUNT_CONFIG_ERROR)
+    log.notices.append(Notice(ascii_safe(line), alerts.CONFIG_ALERT_NAME, ascii_safe_lines(line), args.vm_uuid))
 
 
 def _charge_unchecked(cfg: config.Config, args: Optional[Args], progress: Dict[str, Any], log: Journal) -> str:

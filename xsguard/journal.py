@@ -38,7 +38,7 @@ class Journal:
     def __init__(self, **context: Any) -> None:
         self.context = context
         self.events: List[Any] = []
-        self.notice: Optional[Notice] = None  # what to tell syslog and xapi, if anything
+        self.notices: List[Notice] = []  # what to tell syslog and xapi, if anything
         self.counters: List[str] = []  # state.COUNT_* to bump
         self.unknown_ceilings: List[Any] = []  # ceilings whose limit is unknown (``ceiling_unknown``)
         self.host: Dict[str, str] = {}
@@ -99,8 +99,8 @@ def _write_journal(cfg: Config, journal: Journal) -> None:
         getattr(log, level)(event, **fields)
     for fields in report.ceiling_unknown_records(cfg, journal.unknown_ceilings):
         log.warning("ceiling_unknown", **dict(journal.host, **fields))
-    if journal.notice is not None:
-        send_notice(cfg, journal.notice, log)
+    for notice in journal.notices:
+        send_notice(cfg, notice, log)
     if journal.sync_ledger:
         try:
             ledger.sync(journal.sync_ledger)
@@ -119,7 +119,8 @@ def send_notice(cfg: Config, sig: Notice, log: Any) -> None:
             log.warning("syslog_failed", error=str(exc))
     if cfg.log["alerts"]:
         try:
-            if alerts.claim_alert(state.path(cfg, state.ALERTS), sig.vm_uuid, cfg.log["alert_interval"], time.time()):
+            if alerts.claim_alert(state.path(cfg, state.ALERTS), "%s:%s" % (sig.alert_name, sig.vm_uuid),
+                                 cfg.log["alert_interval"], time.time()):
                 with Xapi(cfg.xapi["url"], Deadline(ALERT_DEADLINE)) as api:
                     api.call("message.create", sig.alert_name, str(alerts.ALERT_PRIORITY), "VM", sig.vm_uuid,
                              sig.alert_body)

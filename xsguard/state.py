@@ -23,6 +23,7 @@ CEILING_UNKNOWN = "ceiling_unknown"  # the boot id of the last boot whose unknow
 COUNT_REFUSED = "refused"
 COUNT_UNCHECKED = "unchecked"
 COUNT_AUDIT_UNDER = "audit_under"
+COUNT_CONFIG_ERROR = "config_error"  # decisions made with the last configuration that parsed, or the defaults
 COUNT_OVER_CEILING = "over_ceiling"  # reboots admitted over a ceiling ([policy] reboot = admit)
 
 

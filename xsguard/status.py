@@ -94,6 +94,7 @@ def read(cfg: Config, api: Optional[Xapi], deadline: Deadline) -> Dict[str, Any]
         "refused": state.counted(cfg, state.COUNT_REFUSED),
         "unchecked": state.counted(cfg, state.COUNT_UNCHECKED),
         "over_ceiling": state.counted(cfg, state.COUNT_OVER_CEILING),
+        "config_errors": state.counted(cfg, state.COUNT_CONFIG_ERROR),
         "software": software(),
     }
 
