@@ -153,7 +153,9 @@ SCHEMA: List[Tuple[str, str, str, Callable[[str], Any], str]] = [
      " (all blkback grants); tapdisk3 serves one ring whatever"),
     ("xapi", "url", "local", _url,
      "local (xapi's UNIX socket /var/lib/xcp/xapi), unix:///other/socket, or an http(s):// URL"),
-    ("ledger", "path", "/var/lib/xsguard/ledger.json", _path, "the admitted-VM ledger"),
+    ("ledger", "path", "/run/xsguard/ledger.json", _path,
+     "the admitted-VM ledger (per-boot: on a tmpfs, so that a full /var cannot stop a charge); its directory"
+     " holds xsguard's other state"),
     ("ledger", "ttl", "600", _positive_float,
      "seconds an admitted start that never produced a domain stays charged"),
     ("log", "file", "/var/log/xsguard/decisions.log", _path, "the JSON-lines decision log"),
