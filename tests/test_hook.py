@@ -175,13 +175,16 @@ def test_crash_inside_the_package(api, sim):
     assert decisions(api, host, 1)[-1]["error"] == "XSGUARD_INTERNAL_ERROR"
 
 
-def test_unreadable_config_allows_with_a_reason(api):
-    """A config the hook cannot read: the start goes on (exit 1) and the reason is said."""
+def test_a_config_error_with_no_earlier_copy_decides_with_the_defaults_for_the_bad_key(api):
+    """A value the hook cannot parse and no configuration that parsed kept: the start is decided with
+    the default for that key (mode = enforce) and the file's other keys, and the error is logged."""
     host = small_host(api, port_limit=4095, **{"policy.mode": "sometimes"})
     vm = make_vm(api, "a", affinity=host)
     api.VM.start(vm, False, False)
-    run = hook_runs(api)[-1]
-    assert run["exit_code"] == "1" and "bad value for [policy] mode" in run["stdout"]
+    assert hook_runs(api)[-1]["exit_code"] == "0"
+    records = decisions(api, host, 2)
+    assert [r["event"] for r in records] == ["config_error", "start_admitted"]
+    assert "bad value for [policy] mode" in records[0]["detail"] and records[1]["mode"] == "enforce"
 
 
 def test_bad_arguments_are_rejected_clearly():
@@ -233,31 +236,32 @@ def test_a_hook_hung_past_its_deadline_is_stopped_by_the_alarm(api, tmp_path):
     assert (record["event"], record["error"]) == ("guard_error", "XSGUARD_DEADLINE_EXCEEDED")
 
 
-NO_FORK = """
-import os, sys
-def no_fork():
-    sys.stderr.write("fork failed\\n")
-    raise OSError(11, "Resource temporarily unavailable")
-os.fork = no_fork
-from xsguard.hook import main
-sys.exit(main(sys.argv[1:]))
-"""
+def hook_in_process(api, host, vm, monkeypatch):
+    """Run the hook in this process, with no child to be made (its journal is then written before it
+    returns); its exit status and the decision log's records."""
+    from xsguard import hook
 
-
-def test_the_journal_is_written_in_process_when_no_child_can_be_made(api):
-    """os.fork failing (no memory, a process limit) in a hook process of its own: the decision log is
-    written before the hook exits."""
-    import sys
-
-    host = small_host(api, port_limit=4095)
     root = api.sim.get_host_root(host)
-    vm = make_vm(api, "a", affinity=host)
-    env = dict(os.environ, XSGUARD_CONFIG=os.path.join(root, "etc", "xsguard", "xsguard.conf"))
-    proc = subprocess.run([sys.executable, "-c", NO_FORK, "-vmuuid", api.VM.get_uuid(vm), "-reason", "none"],
-                          env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert (proc.returncode, proc.stderr) == (0, b"fork failed\n")
+    monkeypatch.setenv("XSGUARD_CONFIG", os.path.join(root, "etc", "xsguard", "xsguard.conf"))
+
+    def no_fork():
+        raise OSError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    previous = signal.getsignal(signal.SIGALRM)
+    try:
+        status = hook.main(["-vmuuid", api.VM.get_uuid(vm), "-reason", "none"])
+    finally:
+        signal.signal(signal.SIGALRM, previous)
     with open(os.path.join(root, "var", "log", "xsguard", "decisions.log")) as handle:
-        records = [json.loads(line) for line in handle]
+        return status, [json.loads(line) for line in handle]
+
+
+def test_the_journal_is_written_in_process_when_no_child_can_be_made(api, monkeypatch):
+    """os.fork failing (no memory, a process limit): the decision log is written before the hook returns."""
+    host = small_host(api, port_limit=4095)
+    status, records = hook_in_process(api, host, make_vm(api, "a", affinity=host), monkeypatch)
+    assert status == 0
     assert [(r["event"], r["vm_name"], r["need"]) for r in records] == [("start_admitted", "a", 5)]
 
 

@@ -11,21 +11,19 @@ caught and the ``on_error`` policy chooses the status.
 """
 
 import json
-import os
 import sys
 import time
 from typing import Any, Dict, List, NamedTuple, Optional, Set, Tuple
 
 from . import config, decision, ledger, state
+from .commit import BYPASSED, EXIT_GO, EXIT_LOG_AND_CONTINUE, EXIT_REFUSE, POLICY, REBOOT_OVER_CEILING, Policy
 from .deadline import Deadline, backstop
-from .decision import EXIT_GO, EXIT_LOG_AND_CONTINUE, EXIT_REFUSE
 from .errors import BadArgument, NotACandidate, VmNotFound, XsguardError, wire_error
+from .journal import Journal, Notice, publish
 from .model import placement
 from .model.charging import HOW_UNCHECKED, Entry
 from .model.verdict import ascii_safe, ascii_safe_lines
 from .xapi import Xapi, quote
-
-ALERT_DEADLINE = 10.0  # the alert is sent after the verdict: it may take longer
 
 
 class Args(NamedTuple):
@@ -55,147 +53,47 @@ def write_out(text: str) -> None:
         sys.stdout.flush()
 
 
-class Signal(NamedTuple):
-    """A syslog line and a xapi alert about one VM."""
-
-    syslog_line: str
-    alert_name: str
-    alert_body: str
-    vm_uuid: str
-
-
-class Journal:
-    """The decision's log events, kept until the verdict is out, then written by ``publish``.
-
-    The hook's exit status is what the VM start waits for; structlog's import, the log
-    write, syslog and the xapi alert are not, so they happen after it (see ``publish``).
-    """
-
-    def __init__(self, **context: Any) -> None:
-        self.context = context
-        self.events: List[Any] = []
-        self.signal: Optional[Signal] = None  # what to tell syslog and xapi, if anything
-        self.counters: List[str] = []  # state.COUNTERS to bump
-        self.unknown_ceilings: List[Any] = []  # ceilings whose limit is unknown (``ceiling_unknown``)
-        self.host: Dict[str, str] = {}
-
-    def bind(self, **context: Any) -> "Journal":
-        self.context.update(context)
-        return self
-
-    def _add(self, level: str, event: str, **fields: Any) -> None:
-        self.events.append((level, event, dict(self.context, **fields)))
-
-    def info(self, event: str, **fields: Any) -> None:
-        self._add("info", event, **fields)
-
-    def warning(self, event: str, **fields: Any) -> None:
-        self._add("warning", event, **fields)
-
-    def error(self, event: str, **fields: Any) -> None:
-        self._add("error", event, **fields)
-
-
 def main(argv: Optional[List[str]] = None, operation: str = "start") -> int:
-    """Run the hook; returns the exit status (never raises)."""
+    """Run the hook; returns the exit status (never raises).
+
+    argv is parsed first, so that whatever else fails, the VM is named. The status is final
+    once the decision is committed (``ruling``): nothing after it (other hosts asked where the
+    VM fits, the xapi session's end, the alarm) can turn it into ``on_error``.
+    """
     started = time.monotonic()
     log = Journal(operation=operation)
     cfg = config.defaults()  # until the file is read: its log path, on_error = allow
     args: Optional[Args] = None
     progress: Dict[str, Any] = {}  # what is known of the VM so far: charged if it goes ahead unchecked
-    decided: Optional[Tuple[int, str]] = None
+    ruling: Dict[str, Any] = {}  # the status and message, once decided
     try:
-        cfg = config.load()
         args = parse_argv(sys.argv[1:] if argv is None else argv)
-        log.bind(vm_uuid=args.vm_uuid, reason=args.reason, mode=cfg.policy["mode"])
+        log.bind(vm_uuid=args.vm_uuid, reason=args.reason)
+        cfg, config_error = config.load_kept()
+        log.bind(mode=cfg.policy["mode"])
+        if config_error is not None:
+            _config_error(cfg, config_error, log, args)
         deadline = Deadline(cfg.policy["deadline"])
         with backstop(deadline):
-            decided = _decide(cfg, args, deadline, log, started, progress)
+            _decide(cfg, args, deadline, log, started, progress, ruling)
     except BaseException as exc:  # noqa: BLE001 - the status must be chosen, never defaulted
-        if decided is None:  # once decided (the alarm may ring just after), the verdict stands
-            status = _guard_error(cfg, exc, log, args, started, progress)
-    if decided is not None:
-        status, message = decided
-        _say(message)
+        if not ruling:  # once decided (the alarm may ring just after), the verdict stands
+            ruling.update(status=_guard_error(cfg, exc, log, args, started, progress), message="")
+    _say(ruling["message"])
     try:
         publish(cfg, log)
     except BaseException:  # noqa: BLE001 - the log must not change the status
         pass
-    return status
-
-
-def publish(cfg: config.Config, log: Journal) -> None:
-    """Write the journal to the decision log and signal, in a detached child.
-
-    The parent returns at once so that the start goes on (or fails) without waiting. If no
-    child can be made, the work is done here, late but not lost. Nor is a child forked while
-    another thread runs (a host ``ask`` still waits on, past its deadline): the child could
-    block forever on a lock that thread held at the fork, so the work is done here too.
-    """
-    try:
-        sys.stdout.flush()  # nothing left for the child to write twice
-    except Exception:  # noqa: BLE001 - stdout gone (None, or a closed pipe): the journal is still written
-        pass
-    if not _alone(FORK_GRACE):
-        _write_journal(cfg, log)
-        return
-    try:
-        pid = os.fork()
-    except OSError:
-        _write_journal(cfg, log)
-        return
-    if pid > 0:
-        return
-    try:
-        os.setsid()
-        devnull = os.open(os.devnull, os.O_RDWR)
-        for fd in (0, 1, 2):
-            os.dup2(devnull, fd)
-        _write_journal(cfg, log)
-    finally:
-        os._exit(0)
-
-
-FORK_GRACE = 0.5  # seconds ``publish`` waits for other threads to end: their calls end at the deadline
-
-
-def _alone(grace: float) -> bool:
-    """True once this is the process's only thread, waiting up to ``grace`` seconds for the others."""
-    threading = sys.modules.get("threading")  # never imported: no other thread (and no import here)
-    if threading is None:
-        return True
-    until = time.monotonic() + grace
-    for thread in threading.enumerate():
-        if thread is not threading.current_thread():
-            thread.join(max(0.0, until - time.monotonic()))
-    return threading.active_count() == 1
-
-
-def _write_journal(cfg: config.Config, journal: Journal) -> None:
-    from . import decisionlog
-
-    decisionlog.configure(cfg.log["file"], cfg.log["syslog_socket"])
-    log = decisionlog.get()
-    for counter in journal.counters:
-        try:
-            state.bump(cfg, counter)
-        except OSError as exc:
-            log.warning("count_failed", counter=counter, error=str(exc))
-    for level, event, fields in journal.events:
-        getattr(log, level)(event, **fields)
-    for fields in decision.ceiling_unknown_records(cfg, journal.unknown_ceilings):
-        log.warning("ceiling_unknown", **dict(journal.host, **fields))
-    if journal.signal is not None:
-        _send_signal(cfg, journal.signal, log)
+    return int(ruling["status"])
 
 
 class Decided(NamedTuple):
     """A verdict as the hook reports it, whichever host decided it."""
 
-    policy: decision.Policy
+    policy: Policy
     figures: Dict[str, Any]  # what the decision log records
     message: str
-    signal: Optional[Signal]  # what to tell syslog and xapi of a refusal
+    notice: Optional[Notice]  # what to tell syslog and xapi of a refusal
     ledger_note: Optional[str]
     vm_uuid: str
     exclude: Set[str]  # host refs not to suggest: where it runs, where it was refused
@@ -203,7 +101,8 @@ class Decided(NamedTuple):
 
 
 def _decide(cfg: config.Config, args: Args, deadline: Deadline, log: Journal, started: float,
-            progress: Dict[str, Any]) -> Tuple[int, str]:
+            progress: Dict[str, Any], ruling: Dict[str, Any]) -> None:
+    """Decide, and put the status in ``ruling`` as soon as it is final; then the refusal's hints."""
     operation = log.context["operation"]
     try:
         with Xapi(cfg.xapi["url"], deadline) as api:
@@ -212,34 +111,49 @@ def _decide(cfg: config.Config, args: Args, deadline: Deadline, log: Journal, st
             else:
                 decided = _decide_here(cfg, api, args, deadline, progress, operation, log)
             if decided is None:
-                return EXIT_GO, ""
-            if decided.ledger_note:
-                log.warning("ledger_reset", note=decided.ledger_note,
-                            **{k: decided.figures[k] for k in ("vm_name", "host_name")})
-            if decided.policy.exit == EXIT_REFUSE:
-                message, elsewhere = _with_elsewhere(api, decided, operation, deadline)
-                decided.figures["elsewhere"] = elsewhere
-            else:
-                message = placement.reworded(decided.message, operation, []) if operation != "start" \
-                    else decided.message
+                ruling.update(status=EXIT_GO, message="")
+                return
+            policy = decided.policy
+            message = decided.message if operation == "start" else placement.reworded(decided.message, operation, [])
+            ruling.update(status=policy.exit, message=_stdout(policy, operation, message))
+            try:
+                if policy.exit == EXIT_REFUSE:
+                    message, elsewhere = _with_elsewhere(api, decided, operation, deadline)
+                    decided.figures["elsewhere"] = elsewhere
+                    ruling["message"] = message
+            finally:
+                _record(log, decided, operation, message, started)
     except NotACandidate as exc:
         log.info("%s_not_checked" % operation, why=exc.message, duration_ms=_ms(started))
-        return EXIT_GO, ""
+        ruling.update(status=EXIT_GO, message="")
+
+
+def _stdout(policy: Policy, operation: str, message: str) -> str:
+    """What the hook prints: the refusal's message (the operator reads it in XAPI_HOOK_FAILED), or
+    the warning of a start that goes on under ``mode = warn``."""
+    if policy.exit == EXIT_REFUSE:
+        return message
+    if policy.exit == EXIT_LOG_AND_CONTINUE:
+        return "xsguard (mode = warn) lets this %s go on, but would refuse it:\n" % operation + message
+    return ""
+
+
+def _record(log: Journal, decided: "Decided", operation: str, message: str, started: float) -> None:
+    """The decision's log event, counter and notice, for ``publish`` to write once the status is out."""
     policy, figures = decided.policy, decided.figures
+    if decided.ledger_note:
+        log.warning("ledger_reset", note=decided.ledger_note, **{k: figures[k] for k in ("vm_name", "host_name")})
     event = "%s_%s" % (operation, policy.event)
     if policy.event in ("admitted", "bypassed"):
         log.info(event, duration_ms=_ms(started), **figures)
-        return policy.exit, ""
+        return
     log.warning(event, duration_ms=_ms(started), message=message, **figures)
-    if policy.signalled:
-        log.signal = decided.signal
+    if policy.signalled and decided.notice is not None:
+        log.notices.append(decided.notice)
     if policy.exit == EXIT_REFUSE:
-        log.counters.append("refused")
-        return policy.exit, message
-    if policy.exit == EXIT_LOG_AND_CONTINUE:
-        return policy.exit, ("xsguard (mode = warn) lets this %s go on, but would refuse it:\n" % operation
-                             + message)
-    return policy.exit, ""
+        log.counters.append(state.COUNT_REFUSED)
+    if policy is REBOOT_OVER_CEILING:
+        log.counters.append(state.COUNT_OVER_CEILING)
 
 
 def _decide_here(cfg: config.Config, api: Xapi, args: Args, deadline: Deadline, progress: Dict[str, Any],
@@ -257,18 +171,26 @@ def _decide_here(cfg: config.Config, api: Xapi, args: Args, deadline: Deadline, 
         need=verdict.need.total,
         checks=[c.as_json() for c in verdict.checks],
         breakdown=verdict.need.as_json()["breakdown"],
-        promised_to=[o._asdict() for o in outcome.owed],
+        promised_to=[p._asdict() for p in outcome.promises],
         lock_wait_ms=round(outcome.lock_wait * 1000, 1),
+        lock_held_ms=round(outcome.lock_held * 1000, 2),
     )
     log.unknown_ceilings = [c for c in outcome.ceilings if c.warning]  # logged once per boot, by ``publish``
     log.host = {"host_uuid": figures["host_uuid"], "host_name": figures["host_name"]}
-    signal_ = None
-    if outcome.policy.signalled:
+    if outcome.policy.recorded:
+        log.sync_ledger = cfg.ledger["path"]
+    notice = None
+    if outcome.policy is REBOOT_OVER_CEILING:
         from . import alerts
 
-        signal_ = Signal(alerts.syslog_line(verdict), alerts.ALERT_NAME, alerts.alert_body(verdict),
-                         verdict.need.vm_uuid)
-    return Decided(outcome.policy, figures, verdict.message, signal_, outcome.ledger_note, subject.vm_uuid,
+        notice = Notice(alerts.over_ceiling_line(verdict), alerts.OVER_CEILING_ALERT_NAME,
+                        alerts.over_ceiling_body(verdict), verdict.need.vm_uuid)
+    elif outcome.policy.signalled:
+        from . import alerts
+
+        notice = Notice(alerts.syslog_line(verdict), alerts.ALERT_NAME, alerts.alert_body(verdict),
+                        verdict.need.vm_uuid)
+    return Decided(outcome.policy, figures, verdict.message, notice, outcome.ledger_note, subject.vm_uuid,
                    {subject.host_ref})
 
 
@@ -297,7 +219,7 @@ def _decide_migration(cfg: config.Config, api: Xapi, args: Args, deadline: Deadl
         return None
     answer = json.loads(api.call("host.call_plugin", target, "xsguard", "admit", {"vm_uuid": args.vm_uuid}))
     admitted = answer.get("verdict") == "admit"
-    policy = decision.BYPASSED if answer.get("bypassed") else decision.POLICY[(answer["mode"], admitted)]
+    policy = BYPASSED if answer.get("bypassed") else POLICY[(answer["mode"], admitted)]
     figures = dict(
         vm_name=answer.get("vm_name", ""),
         host_uuid=hosts[target].get("uuid", ""),
@@ -311,13 +233,13 @@ def _decide_migration(cfg: config.Config, api: Xapi, args: Args, deadline: Deadl
         breakdown=answer.get("breakdown", []),
     )
     message = str(answer.get("message", ""))
-    signal_ = None
+    notice = None
     if policy.signalled:
         from . import alerts
 
-        signal_ = Signal(alerts.migration_line(answer), alerts.ALERT_NAME,
+        notice = Notice(alerts.migration_line(answer), alerts.ALERT_NAME,
                          ascii_safe_lines(placement.reworded(message, "migrate", [])), args.vm_uuid)
-    return Decided(policy, figures, message, signal_, None, args.vm_uuid,
+    return Decided(policy, figures, message, notice, None, args.vm_uuid,
                    {str(target), str(vm.get("resident_on", ""))}, hosts)
 
 
@@ -340,25 +262,6 @@ def _with_elsewhere(api: Xapi, decided: Decided, operation: str, deadline: Deadl
     hints = placement.suggestions(operation, decided.vm_uuid, room.fits, room.asked, room.answered)
     fits = [r.host_name for r in room.fits[:placement.MAX_SUGGESTIONS]]
     return placement.reworded(decided.message, operation, hints), fits
-
-
-def _send_signal(cfg: config.Config, sig: Signal, log: Any) -> None:
-    """Syslog and a xapi alert: best effort, never a change to the verdict."""
-    from . import alerts
-
-    if cfg.log["syslog"]:
-        try:
-            alerts.send_syslog(cfg.log["syslog_socket"], sig.syslog_line)
-        except OSError as exc:
-            log.warning("syslog_failed", error=str(exc))
-    if cfg.log["alerts"]:
-        try:
-            if alerts.claim_alert(state.path(cfg, state.ALERTS), sig.vm_uuid, cfg.log["alert_interval"], time.time()):
-                with Xapi(cfg.xapi["url"], Deadline(ALERT_DEADLINE)) as api:
-                    api.call("message.create", sig.alert_name, str(alerts.ALERT_PRIORITY), "VM", sig.vm_uuid,
-                             sig.alert_body)
-        except Exception as exc:  # noqa: BLE001 - an alert that fails must not change the verdict
-            log.warning("alert_failed", error=str(wire_error(exc)))
 
 
 def _guard_error(cfg: config.Config, exc: BaseException, log: Journal, args: Optional[Args], started: float,
@@ -384,13 +287,26 @@ def _guard_error(cfg: config.Config, exc: BaseException, log: Journal, args: Opt
         operation, vm, charged, err.message)
     log.error("%s_unchecked" % operation, error=err.code, detail=err.message, charged=charged,
               need=progress.get("need"), duration_ms=_ms(started))
-    log.counters.append("unchecked")
+    log.counters.append(state.COUNT_UNCHECKED)
     if args is not None:
         from . import alerts
 
-        log.signal = Signal(ascii_safe(line), alerts.UNCHECKED_ALERT_NAME, ascii_safe_lines(line), args.vm_uuid)
+        log.notices.append(Notice(ascii_safe(line), alerts.UNCHECKED_ALERT_NAME, ascii_safe_lines(line), args.vm_uuid))
     _say("xsguard " + line)
     return EXIT_LOG_AND_CONTINUE
+
+
+def _config_error(cfg: config.Config, error: XsguardError, log: Journal, args: Args) -> None:
+    """The configuration does not parse: the decision goes on with the last one that did (or the
+    defaults), and says so loudly: the decision log, a counter, syslog and a xapi alert naming the VM."""
+    from . import alerts
+
+    operation = log.context["operation"]
+    line = "configuration error: %s; the %s of VM %s is decided with %s" % (
+        error.message, operation, args.vm_uuid, cfg.source)
+    log.error("config_error", error=error.code, detail=error.message, using=cfg.source)
+    log.counters.append(state.COUNT_CONFIG_ERROR)
+    log.notices.append(Notice(ascii_safe(line), alerts.CONFIG_ALERT_NAME, ascii_safe_lines(line), args.vm_uuid))
 
 
 def _charge_unchecked(cfg: config.Config, args: Optional[Args], progress: Dict[str, Any], log: Journal) -> str:

@@ -4,8 +4,9 @@ ports in use = what dom0 holds now + for each admitted VM still on this host, it
 need minus what dom0 already holds for its domain (never below 0).
 
 - A VM whose start is still under way here (xapi has it scheduled on this host, no domain
-  yet) is owed its whole need, for at most a TTL. Times are CLOCK_MONOTONIC seconds, which
-  every process of this boot shares and no clock step moves.
+  yet) is owed its whole need for as long as xapi says so; when xapi could not be asked, for
+  at most a TTL. Times are CLOCK_MONOTONIC seconds, which every process of this boot shares
+  and no clock step moves.
 - A VM neither running nor starting here (refused by a later hook, its start failed or its
   hook was killed, shut down, migrated away, deleted) leaves the ledger.
 - A VM whose domain holds its whole need is owed nothing, and leaves the ledger once it has
@@ -17,6 +18,9 @@ need minus what dom0 already holds for its domain (never below 0).
   minus what it holds now, so that a later decision never counts it at the prediction again
   (its own next start here included: see ``charged``).
 - The VM being decided is never charged twice (a reboot, a retried start).
+- A VM xapi shows Running here under a domid dom0 holds nothing for is rebooting (its old
+  domain is gone, xapi keeps the old domid until the new one exists): charged its whole need,
+  and never tied to that old domid.
 """
 
 from typing import Dict, List, NamedTuple, Optional, Set, Tuple
@@ -29,6 +33,17 @@ HOW_BYPASSED = "bypassed"
 HOW_UNCHECKED = "unchecked"
 HOW_REBUILT = "rebuilt"  # entered from live state when the ledger was lost
 HOW_AUDITED = "audited"  # entered by ``xsguard audit``: a running VM seen holding more than its need
+HOW_SEEN = "seen"  # entered because xapi showed it arriving here by migration, before its own decision
+HOW_REBOOTING = "rebooting"  # entered because xapi showed it Running here while dom0 held nothing for its domain
+
+
+def undecided_past(entries: Dict[str, "Entry"], now: float, window: float) -> Dict[str, "Entry"]:
+    """The entries a decision charges: a VM seen scheduled here (``HOW_SEEN``) whose own decision
+    may still come (its hook, or the destination's ``admit``, recording it under the same lock) is
+    charged only once ``window`` seconds (the longest a decision lasts) have passed since it was
+    first seen: two undecided VMs never each refuse the other, and one nobody decided is charged
+    by every decision after that."""
+    return {u: e for u, e in entries.items() if e.how != HOW_SEEN or now - e.admitted_at > window}
 
 
 class Entry(NamedTuple):
@@ -59,8 +74,8 @@ class Here(NamedTuple):
     domid: Optional[int] = None
 
 
-class Owed(NamedTuple):
-    """What one admitted VM is still owed, and why."""
+class Promise(NamedTuple):
+    """A promise to one admitted VM: its need, what dom0 holds for it, and what is still owed (need - held)."""
 
     vm_uuid: str
     vm_name: str
@@ -80,7 +95,7 @@ def settle(
     asked_at: Optional[float] = None,
     asked: Optional[Set[str]] = None,
     grace: float = 0.0,
-) -> Tuple[Dict[str, Entry], List[Owed]]:
+) -> Tuple[Dict[str, Entry], List[Promise]]:
     """The ledger that remains and what each entry in it is owed.
 
     ``here`` maps the uuids of ledger VMs that run or start on this host to their state, as
@@ -88,22 +103,25 @@ def settle(
     says (xapi was asked before it was admitted); one stamped ``asked_at`` (rebuilt from what
     xapi said then) is not; so is one whose VM was not among those ``asked`` about, when only
     some were. None means xapi could not be asked, and every entry younger than the TTL is
-    then charged its whole need.
+    then charged its whole need. The TTL applies only to what xapi was not asked about.
     """
     kept: Dict[str, Entry] = {}
-    owed: List[Owed] = []
+    promises: List[Promise] = []
     for uuid, entry in entries.items():
         if uuid == candidate:
             continue
         fresh = (asked_at is not None and entry.admitted_at > asked_at) or (asked is not None and uuid not in asked)
-        state = Here(STARTING) if fresh or here is None else here.get(uuid)
+        unseen = fresh or here is None  # xapi was not asked about it: starting, for at most the TTL
+        state = Here(STARTING) if unseen or here is None else here.get(uuid)
         if state is None:
             continue
-        if state.state == STARTING or state.domid is None:
-            if now - entry.admitted_at > ttl:
-                continue  # a start stuck past the TTL is not charged forever
+        if state.state == STARTING or state.domid is None or state.domid not in held_by_domid:
+            # no domain yet, or xapi names one dom0 holds nothing for (a reboot: the old domain is gone;
+            # every live domain holds its xenstore channel): charged whole, bound to no domain
+            if unseen and now - entry.admitted_at > ttl:
+                continue  # a start stuck past the TTL is not charged forever; xapi's word has no TTL
             kept[uuid] = entry
-            owed.append(Owed(uuid, entry.vm_name, entry.charged, 0, entry.charged, STARTING))
+            promises.append(Promise(uuid, entry.vm_name, entry.charged, 0, entry.charged, STARTING))
             continue
         if entry.domid is not None and entry.domid != state.domid:
             continue  # a later domain of this VM: its own hook decided that start
@@ -117,8 +135,8 @@ def settle(
             entry = entry._replace(covered_at=covered_at)
         kept[uuid] = entry._replace(domid=state.domid)
         if entry.charged > held:
-            owed.append(Owed(uuid, entry.vm_name, entry.charged, held, entry.charged - held, RUNNING))
-    return kept, owed
+            promises.append(Promise(uuid, entry.vm_name, entry.charged, held, entry.charged - held, RUNNING))
+    return kept, promises
 
 
 def here_from_records(records: Dict[str, Dict[str, object]], host_ref: str) -> Dict[str, Here]:

@@ -104,7 +104,8 @@ class Xenopsd(Database):
         """The guest's PV drivers connect: each VBD and VIF binds its channels, or fails."""
         with self.lock:
             vm = self.store.tables["VM"].get(vm_ref)
-            if vm is None or vm["domid"] != str(domid) or vm["power_state"] != "Running":
+            if vm is None or vm["domid"] != str(domid) or vm["power_state"] != "Running" \
+                    or domid not in host.dom0.guest_ports:  # a reboot: the record keeps the old domid
                 return  # the domain is gone
             guest = self.guest(vm["uuid"])
             vbds = [self.store.get("VBD", r) for r in vm["VBDs"]]
