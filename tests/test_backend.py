@@ -9,7 +9,7 @@ import pytest
 from tests import records
 from tests.fixtures_path import PV, read
 from tests.pool import make_vm, small_host, wait_for
-from xsguard import audit, decision, probes
+from xsguard import audit, gather, probes
 from xsguard.model.need import vm_need
 from xsguard.model.profiles import XS8, BackendSeen, storage_backend_found, with_overrides
 
@@ -44,7 +44,7 @@ def test_measured_blkback_host_is_found_and_charged_exactly(tmp_path):
     assert (backend[probes.VBD_BACKEND], backend[probes.VBD_BACKEND_EVIDENCE]) == (
         "blkback", "in use: 2 blkif-backend IRQs")
     held = int(re.search(r"^v2d1n1 .* delta=(\d+)", read(PV, "summary.txt"), re.M).group(1))
-    facts = decision.host_facts({"VCPUs_at_startup": "2"}, backend)
+    facts = gather.host_facts({"VCPUs_at_startup": "2"}, backend)
     assert vm_need(records.vm(2), records.disks(1), records.nics(1), facts, XS8).total == held
     assert vm_need(records.vm(2), records.disks(1), records.nics(1), facts._replace(vbd_backend=None),
                    XS8).total == held - 1
@@ -78,13 +78,13 @@ def test_audit_suggests_the_backend_first_and_never_the_control_ring_for_pv():
     """A PV guest predicted 7 that holds 8 on an undetected blkback dom0: the cover is
     vbd_backend = blkback, exactly, and ctrl_ring (Windows only, never a PV guest) is not offered;
     for an HVM guest it is, after the backend; nothing covering: an allowance of the difference."""
-    facts = decision.host_facts({"VCPUs_at_startup": "2"}, {"xen_blkback.max_queues": "2",
+    facts = gather.host_facts({"VCPUs_at_startup": "2"}, {"xen_blkback.max_queues": "2",
                                                              "xen_netback.max_queues": "2"})
-    pv = decision.Described(records.vm(2), records.disks(1), records.nics(1), [], None)
-    assert decision.predict(facts, XS8, pv).total == 7
+    pv = gather.Described(records.vm(2), records.disks(1), records.nics(1), [], None)
+    assert gather.predict(facts, XS8, pv).total == 7
     assert audit.cover_for(8, pv, facts, XS8) == "[need] vbd_backend = blkback (exact)"
     hvm = pv._replace(vm=records.vm(2, hvm=True))
-    predicted = decision.predict(facts, XS8, hvm).total
+    predicted = gather.predict(facts, XS8, hvm).total
     assert audit.cover_for(predicted + 1, hvm, facts, XS8) == "[need] vbd_backend = blkback (exact), " \
         "[need] ctrl_ring = always (exact)"
     blkback = with_overrides(XS8, {"vbd_backend": "blkback"})

@@ -15,7 +15,7 @@ holds something new.
 
 from typing import Any, Dict, List, Optional, Tuple
 
-from . import decision
+from . import gather
 from .config import Config
 from .errors import XapiFailure
 from .model.charging import RUNNING, Here
@@ -64,16 +64,16 @@ class Learner:
         changed = sorted(u for u in now if u not in self.looked)
         if not changed:
             return []
-        facts = decision.host_facts(control, backend)
-        profile = decision.profile_of(self.cfg)
+        facts = gather.host_facts(control, backend)
+        profile = gather.profile_of(self.cfg)
         learned = []
-        for ref, described in decision.describe(api, api.where("VM", any_of("uuid", changed))).items():
+        for ref, described in gather.describe(api, api.where("VM", any_of("uuid", changed))).items():
             vm = described.vm
             uuid = str(vm.get("uuid", ""))
             if uuid not in now:
                 continue
             try:
-                need = decision.predict(facts, profile, described)
+                need = gather.predict(facts, profile, described)
             except ValueError:  # a record the model cannot read: charged what dom0 holds, nothing to learn
                 self.looked[uuid] = now[uuid]
                 continue
