@@ -2,8 +2,10 @@
 
 import os
 import shutil
+import ssl
 import subprocess
 import tempfile
+import threading
 
 import pytest
 
@@ -90,3 +92,24 @@ def bare_api(bare_sim):
     session = connect(bare_sim.url)
     yield session.xenapi
     session.xenapi.session.logout()
+
+
+@pytest.fixture
+def https_url(sim, tmp_path):
+    """The simulated pool's XenAPI over TLS, with a self-signed certificate for 127.0.0.1."""
+    cert, key = str(tmp_path / "cert.pem"), str(tmp_path / "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
+                    "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    from xsguard.sim.api import Api
+    from xsguard.sim.server import _Server
+
+    server = _Server(0, Api(sim.pool))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield "https://127.0.0.1:%d/" % server.server_address[1], cert
+    server.shutdown()
+    server.server_close()
