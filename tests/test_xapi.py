@@ -1,6 +1,7 @@
 """xsguard's xapi session over each kind of URL: the local socket, unix://, https."""
 
 import os
+
 import pytest
 
 from xsguard.deadline import Deadline

@@ -49,6 +49,16 @@ def _here(cfg: Config, api: Xapi) -> Tuple[str, Record, Optional[Record], HostFa
     return host_ref, host, control, decision.host_facts(control, probes.backend_params(cfg.dom0["sys_module"]))
 
 
+def with_dom0_vcpus(facts: HostFacts, vcpus: int) -> HostFacts:
+    """dom0 with ``vcpus`` vCPUs: the backends' ``max_queues`` follow where they are at their default
+    (dom0's online vCPUs: Linux xen-netback's and xen-blkback's module parameters)."""
+    def follows(queues: Optional[int]) -> Optional[int]:
+        return vcpus if queues in (None, facts.dom0_vcpus) else queues
+
+    return facts._replace(dom0_vcpus=vcpus, netback_max_queues=follows(facts.netback_max_queues),
+                          blkback_max_queues=follows(facts.blkback_max_queues))
+
+
 def host_capacity(cfg: Config, api: Xapi, args: Dict[str, str], deadline: Deadline) -> Dict[str, Any]:
     """How many more VMs like ``vm_uuid`` (or of the shape given) this host admits now, and the remedies."""
     host_ref, host, control, facts = _here(cfg, api)
@@ -65,8 +75,8 @@ def host_capacity(cfg: Config, api: Xapi, args: Dict[str, str], deadline: Deadli
     need = decision.predict(facts, profile, described).total
     more_vcpus = None
     wanted = min(shape.vcpus, profile.netback_queue_cap)
-    if shape.vifs and profile.multi_queue and facts.netback_max_queues is None and wanted > facts.dom0_vcpus:
-        more_vcpus = (wanted, decision.predict(facts._replace(dom0_vcpus=wanted), profile, described).total)
+    if profile.multi_queue and wanted > facts.dom0_vcpus:
+        more_vcpus = (wanted, decision.predict(with_dom0_vcpus(facts, wanted), profile, described).total)
     s = decision.status(cfg, api, deadline)
     rooms = [model.Room(XEN_PORTS, s["port_limit"], s["ports_used"], s["promised"], s["margin"]),
              model.Room(LINUX_IRQS, s["irq_limit"], s["irqs_used"], s["promised"], s["margin"])]
