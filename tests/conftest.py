@@ -14,6 +14,7 @@ import pytest
 # What the suite must never change: this machine's own xsguard state and decision log
 # (the defaults of [ledger] path and [log] file).
 MACHINE_DIRS = ("/var/log/xsguard", "/var/lib/xsguard")
+BASETEMP = "p"  # pytest's tmp_path directories, in the suite's temporary directory
 WRITERS_GRACE = 10.0  # seconds a simulated host's detached journal writers may take to finish
 
 
@@ -47,6 +48,8 @@ def pytest_configure(config):
         os.environ["XSGUARD_TESTS_TMPDIR"] = os.environ["TMPDIR"] = private
         tempfile.tempdir = None
         config._xsguard_tmpdir = private
+        if not config.option.basetemp:  # tmp_path short enough for a simulator's UNIX socket in it
+            config.option.basetemp = os.path.join(private, BASETEMP)
 
 
 def pytest_unconfigure(config):
@@ -88,7 +91,7 @@ def hygiene():
     private = os.environ.get("XSGUARD_TESTS_TMPDIR", "")
     yield
     touched = changes(before, snapshot(MACHINE_DIRS))
-    left = sorted(n for n in os.listdir(private) if not n.startswith("pytest-of-")) if os.path.isdir(private) else []
+    left = sorted(n for n in os.listdir(private) if n != BASETEMP) if os.path.isdir(private) else []
     problems = []
     if touched:
         problems.append("the suite changed this machine's own xsguard files: %s" % ", ".join(touched[:10]))

@@ -361,6 +361,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         from .sim import scenario
         from .sim.pool import Pool
         from .sim.server import Simulator, serve
+        from .sim.store import ApiError
     except ImportError:
         sys.stderr.write(NO_SIMULATOR % "simulate")
         return EXIT_USAGE
@@ -379,7 +380,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         try:
             try:
                 built = scenario.build(sim.pool, doc)
-            except (ValueError, KeyError, TypeError) as exc:
+            except (ValueError, KeyError, TypeError, ApiError) as exc:
                 raise Usage("scenario %s: %s" % (args.scenario or "(default)", _why(exc)))
 
             def start_vms() -> None:
@@ -401,7 +402,10 @@ def _interrupted(signum: int, frame: Any) -> None:
 
 
 def _why(exc: BaseException) -> str:
-    return "missing key %s" % exc if isinstance(exc, KeyError) else str(exc)
+    if isinstance(exc, KeyError):
+        return "missing key %s" % exc
+    description = getattr(exc, "description", None)  # the simulator's xapi error: code and parameters
+    return " ".join(str(d) for d in description) if description else str(exc)
 
 
 def _scenario(path: str) -> Any:
