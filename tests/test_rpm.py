@@ -91,6 +91,18 @@ def test_contents(rpms):
     assert "/etc/xsguard/xsguard.conf" in config
 
 
+def test_licence_and_the_units_documentation_are_installed(rpms):
+    """The LGPL's text is the package's %license; the file xsguard-rrdd.service's Documentation= names
+    is one the package installs."""
+    listing = subprocess.run(["rpm", "-qlp", rpms[0]], stdout=subprocess.PIPE, check=True).stdout.decode().split()
+    licences = subprocess.run(["rpm", "-qLp", rpms[0]], stdout=subprocess.PIPE, check=True).stdout.decode().split()
+    assert licences == ["/usr/share/licenses/xsguard/LICENSE"]
+    with open(os.path.join(REPO, "packaging", "xsguard-rrdd.service")) as handle:
+        documentation = [line.split("=", 1)[1].strip() for line in handle if line.startswith("Documentation=")]
+    assert documentation == ["file:///usr/share/doc/xsguard/README.md"]
+    assert "/usr/share/doc/xsguard/README.md" in listing
+
+
 def test_installed_hook_and_plugin_run_isolated(rpms, tmp_path):
     """Installed into a root and run by an isolated interpreter: the vendored libraries load,
     a start is admitted, another refused; upgrade keeps config and ledger; erase leaves nothing."""
