@@ -73,7 +73,8 @@ def test_the_licence_rides_in_the_wheel_and_the_sdist(installed, tmp_path):
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--target", str(backend), "setuptools>=77"],
                    check=True, stdout=subprocess.DEVNULL)
     subprocess.run([sys.executable, "-c", "from setuptools import build_meta as b; b.build_sdist(%r)" % str(tmp_path)],
-                   cwd=str(source), check=True, stdout=subprocess.DEVNULL, env=dict(os.environ, PYTHONPATH=str(backend)))
+                   cwd=str(source), check=True, stdout=subprocess.DEVNULL,
+                   env=dict(os.environ, PYTHONPATH=str(backend)))
     with tarfile.open(glob.glob(str(tmp_path / "xsguard-*.tar.gz"))[0]) as sdist:
         found = [m for m in sdist.getnames() if m.endswith("/LICENSE")]
         assert len(found) == 1 and LGPL in sdist.extractfile(found[0]).read().decode()

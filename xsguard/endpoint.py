@@ -35,21 +35,23 @@ def scheme_hint(url: str) -> Optional[str]:
     """What is wrong with a URL given without a scheme (``127.0.0.1:34713``), else None."""
     if is_local(url) or url.startswith(("http://", "https://")):
         return None
+    shown = redacted(url)[:80]
+    where = shown.rstrip("/")
     return ("--xapi %r names no scheme: give https://%s/ for a pool master (port 443), or http://%s/ for"
-            " `xsguard simulate`" % (redacted(url)[:80], redacted(url)[:80], redacted(url)[:80]))
+            " `xsguard simulate`" % (shown, where, where))
 
 
 def redacted(url: str) -> str:
-    """The URL as it may be shown: a password in it replaced by ``***``."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-    except ValueError:
-        return url.split("@")[-1]
-    if parts.password is None and "@" not in parts.netloc:
+    """The URL as it may be shown: a password in it replaced by ``***`` (with a scheme or without)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    netloc, slash, path = rest.partition("/")
+    if "@" not in netloc:
         return url
-    user = parts.username or ""
-    host = parts.netloc.rsplit("@", 1)[-1]
-    return urllib.parse.urlunsplit(parts._replace(netloc="%s:***@%s" % (user, host) if user else host))
+    userinfo, host = netloc.rsplit("@", 1)
+    user = userinfo.split(":", 1)[0]
+    return "%s%s%s@%s%s%s" % (scheme, sep, user + (":***" if ":" in userinfo else ""), host, slash, path)
 
 
 def credentials(url: str) -> Credentials:
