@@ -113,8 +113,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     except ImportError as exc:
         if exc.name not in ("XenAPI", "XenAPIPlugin"):
             raise
-        sys.stderr.write("xsguard: %s needs XenAPI (xapi's Python module), not installed here: a Xen dom0"
-                         " without xapi has only `xsguard status` and `xsguard denials`\n" % args.command)
+        sys.stderr.write("xsguard: %s needs XenAPI (xapi's Python module), which is not installed here\n"
+                         % args.command)
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
