@@ -73,12 +73,17 @@ def detached_writers(root):
     return found
 
 
-def remove_pool_root(root, grace=WRITERS_GRACE, clock=time.monotonic, sleep=time.sleep):
-    """Remove a simulated pool's directory once its hosts' detached writers are done (they would
-    recreate it), waiting no longer than ``grace``; the writers still running after it, if any."""
+def wait_for_writers(root, grace=WRITERS_GRACE, clock=time.monotonic, sleep=time.sleep):
+    """Wait, no longer than ``grace``, until no simulated host under ``root`` runs a process."""
     until = clock() + grace
     while detached_writers(root) and clock() < until:
         sleep(0.05)
+
+
+def remove_pool_root(root):
+    """Remove a simulated pool's directory once its hosts' detached writers are done (they would
+    recreate it); the writers still running after the grace, if any."""
+    wait_for_writers(root)
     shutil.rmtree(root, ignore_errors=True)
     return detached_writers(root)
 
@@ -131,6 +136,8 @@ def small_disk():
     try:
         yield SmallDisk(mountpoint)
     finally:
+        # a simulated host's detached writer may still write there: it would recreate the directory
+        wait_for_writers(os.environ.get("XSGUARD_TESTS_TMPDIR") or tempfile.gettempdir())
         subprocess.call(["umount", mountpoint])
         os.rmdir(mountpoint)
 

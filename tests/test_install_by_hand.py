@@ -9,14 +9,13 @@ import subprocess
 import sys
 
 import pytest
-import XenAPI
 
 from tests.conftest import remove_pool_root
+from tests.dom0 import clean_interpreter, point_at
 from tests.pool import connect, failure, make_vm, wait_for
 from xsguard.sim.server import Simulator
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SITE_STANDIN = os.path.join(REPO, "xsguard", "sim", "dom0_site", "XenAPIPlugin.py")
 
 # what the RPM installs (packaging/xsguard.spec), which the steps must install too
 INSTALLED = ["etc/xapi.d/vm-pre-start/50xsguard", "etc/xapi.d/vm-pre-migrate/50xsguard",
@@ -62,33 +61,6 @@ def dom0_python_36():
     return found if found and os.access(found, os.X_OK) else sys.executable
 
 
-def clean_interpreter(python, path):
-    """A venv of ``python`` standing for dom0's /usr/bin/python3: dom0's XenAPI and XenAPIPlugin only."""
-    subprocess.run([python, "-m", "venv", "--without-pip", str(path)], check=True)
-    where = "import sysconfig; print(sysconfig.get_path('purelib'))"
-    site = subprocess.run([str(path / "bin" / "python3"), "-c", where], stdout=subprocess.PIPE,
-                          check=True).stdout.decode().strip()
-    if python == sys.executable:
-        xenapi = os.path.dirname(XenAPI.__file__)
-    else:  # the XenAPI of dom0's Python, from the simulated dom0's cache (prepared once, with PyPI)
-        from xsguard.sim import dom0python
-
-        xenapi = os.path.join(dom0python.prepare(python), "site", "XenAPI")
-    shutil.copytree(xenapi, os.path.join(site, "XenAPI"))
-    shutil.copy(SITE_STANDIN, site)
-    return str(path / "bin" / "python3")
-
-
-def point_at(interpreter, path):
-    """What dom0's /usr/bin/python3 is here: the installed script's first line, isolated mode."""
-    with open(path) as handle:
-        lines = handle.readlines()
-    assert lines[0] == "#!/usr/bin/python3\n"
-    lines[0] = "#!%s -I\n" % interpreter
-    with open(path, "w") as handle:
-        handle.writelines(lines)
-
-
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
     """The steps run into a temporary root, from a copy of the checkout; the root and dom0's python3."""
@@ -103,7 +75,7 @@ def installed(tmp_path_factory):
     for block in (fetch, install):
         script = "set -eu\n" + into(str(root), str(wheels), python36, block)
         subprocess.run(["sh", "-c", script], cwd=str(checkout), check=True, stdout=subprocess.PIPE)
-    yield root, clean_interpreter(python36, work / "dom0py"), python36
+    yield root, clean_interpreter(work / "dom0py", python36), python36
     assert remove_pool_root(str(root)) == []  # the hooks' detached writers done before it goes
 
 

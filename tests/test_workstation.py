@@ -11,22 +11,9 @@ from xmlrpc.server import SimpleXMLRPCServer
 import pytest
 
 from tests.conftest import run_xsguard
-from tests.pool import decision_log, failure, make_vm, small_host, wait_for
+from tests.pool import TEN, decision_log, failure, host_with_free, make_vm, running, small_host
 
-TEN = dict(vcpus=2, hvm=True, disks=1, nics=1)  # 10 ports on a 4-vCPU dom0: 1 + 1 + (2 + 1) + 1 + 2 x 2
 BIG = dict(vcpus=32, hvm=True, disks=4, nics=2)  # more than a small host has
-
-
-def host_with_free(api, name, free):
-    """A host with ``free`` ports left for guests: 40 used by dom0, a margin of 8."""
-    return small_host(api, name, port_limit=40 + 8 + free, vcpus=4)
-
-
-def running(api, name, host, **fields):
-    vm = make_vm(api, name, affinity=host, **dict(TEN, **fields))
-    api.VM.start_on(vm, host, False, False)
-    wait_for(lambda: int(api.sim.get_dom0(host)["by_remote_domain"].get(api.VM.get_domid(vm), 0)) == 10)
-    return vm
 
 
 def refused_on(api, name, host):

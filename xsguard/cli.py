@@ -182,24 +182,24 @@ def _a_dom0_here(cfg: config.Config) -> bool:
     return True
 
 
-def _one_host(api: Any, key: Optional[str]) -> str:
-    """The host named (uuid or name), else the pool's only host; Usage when there are several."""
+def _one_host(api: Any, key: Optional[str]) -> Dict[str, Any]:
+    """The host named (uuid or name), else the pool's only host, by ref; Usage when there are several."""
     from . import pool
 
     hosts = pool.pool_hosts(api)
     if key is not None:
-        return pool.find_host(hosts, key)[0]
+        return dict([pool.find_host(hosts, key)])
     if len(hosts) != 1:
         names = sorted(str(h.get("name_label", "")) for h in hosts.values())
         raise Usage("the pool has %d hosts: name one with --host (%s)" % (len(hosts), ", ".join(names[:10])))
-    return next(iter(hosts))
+    return hosts
 
 
-def _ask(api: Any, host_ref: str, fn: str, args: Dict[str, str], deadline: Deadline) -> Any:
-    """One host's plugin's answer; XapiUnreachable when it did not answer."""
+def _ask(api: Any, host: Dict[str, Any], fn: str, args: Dict[str, str], deadline: Deadline) -> Any:
+    """One host's plugin's answer (``host``: its record by ref); XapiUnreachable when it did not answer."""
     from . import pool
 
-    answer = pool.ask(api, {host_ref: api.call("host.get_record", host_ref)}, fn, args, deadline)[0]
+    answer = pool.ask(api, host, fn, args, deadline)[0]
     if answer.result is None:
         raise XapiUnreachable("host '%s' did not answer: %s" % (answer.host_name, answer.error))
     return answer.result
@@ -496,10 +496,7 @@ def _on_host(cfg: config.Config, api: Any, args: argparse.Namespace, fn: str, de
         host_ref = next((str(vm[k]) for k in ("resident_on", "affinity") if vm.get(k) in hosts), "")
         if not host_ref:
             raise BadArgument("VM '%s' runs nowhere and has no affinity: name the host with --host" % args.vm)
-    answers = pool.ask(api, {host_ref: hosts[host_ref]}, fn, {"vm_uuid": str(vm["uuid"])}, deadline)
-    if answers[0].result is None:
-        raise XapiUnreachable("host '%s' did not answer: %s" % (answers[0].host_name, answers[0].error))
-    return answers[0].result
+    return _ask(api, {host_ref: hosts[host_ref]}, fn, {"vm_uuid": str(vm["uuid"])}, deadline)
 
 
 def cmd_pool(args: argparse.Namespace) -> int:
