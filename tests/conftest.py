@@ -1,11 +1,109 @@
-"""Shared fixtures: a full disk, a simulated pool, a XenAPI session to it."""
+"""Shared fixtures: a full disk, a simulated pool, a XenAPI session to it; the suite's hygiene
+guard (the machine's own xsguard directories untouched, no directory left behind)."""
 
 import os
 import shutil
+import ssl
 import subprocess
 import tempfile
+import threading
+import time
 
 import pytest
+
+# What the suite must never change: this machine's own xsguard state and decision log
+# (the defaults of [ledger] path and [log] file).
+MACHINE_DIRS = ("/var/log/xsguard", "/var/lib/xsguard")
+BASETEMP = "p"  # pytest's tmp_path directories, in the suite's temporary directory
+WRITERS_GRACE = 10.0  # seconds a simulated host's detached journal writers may take to finish
+
+
+def snapshot(directories):
+    """Every file and directory under ``directories``: its size and modification time."""
+    found = {}
+    for top in directories:
+        for parent, dirs, files in os.walk(top):
+            for name in dirs + files:
+                path = os.path.join(parent, name)
+                try:
+                    st = os.lstat(path)
+                except OSError:
+                    continue
+                found[path] = (st.st_size, st.st_mtime_ns)
+        if os.path.isdir(top):
+            found[top] = (0, 0)
+    return found
+
+
+def changes(before, after):
+    """The paths added, removed or changed between two snapshots, sorted."""
+    return sorted(p for p in set(before) | set(after) if before.get(p) != after.get(p))
+
+
+def pytest_configure(config):
+    """The whole suite, its subprocesses too, makes its temporary files in a directory of its own,
+    which the hygiene guard inspects at the end (other suites on this machine use /tmp too)."""
+    if os.environ.get("XSGUARD_TESTS_TMPDIR") is None:
+        private = tempfile.mkdtemp(prefix="xsguard-tests-")
+        os.environ["XSGUARD_TESTS_TMPDIR"] = os.environ["TMPDIR"] = private
+        tempfile.tempdir = None
+        config._xsguard_tmpdir = private
+        if not config.option.basetemp:  # tmp_path short enough for a simulator's UNIX socket in it
+            config.option.basetemp = os.path.join(private, BASETEMP)
+
+
+def pytest_unconfigure(config):
+    private = getattr(config, "_xsguard_tmpdir", None)
+    if private:
+        shutil.rmtree(private, ignore_errors=True)
+
+
+def detached_writers(root):
+    """Processes of a simulated host under ``root`` still running (a hook's detached journal writer)."""
+    marker = ("XSGUARD_CONFIG=" + root).encode()
+    found = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit() and pid != str(os.getpid()):
+            try:
+                with open("/proc/%s/environ" % pid, "rb") as handle:
+                    if marker in handle.read():
+                        found.append(int(pid))
+            except OSError:
+                continue
+    return found
+
+
+def wait_for_writers(root, grace=WRITERS_GRACE, clock=time.monotonic, sleep=time.sleep):
+    """Wait, no longer than ``grace``, until no simulated host under ``root`` runs a process."""
+    until = clock() + grace
+    while detached_writers(root) and clock() < until:
+        sleep(0.05)
+
+
+def remove_pool_root(root):
+    """Remove a simulated pool's directory once its hosts' detached writers are done (they would
+    recreate it); the writers still running after the grace, if any."""
+    wait_for_writers(root)
+    shutil.rmtree(root, ignore_errors=True)
+    return detached_writers(root)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def hygiene():
+    """Fails the suite if it changed the machine's own /var/log/xsguard or /var/lib/xsguard, or left
+    a directory in its temporary directory (a simulator's, a hook writer's)."""
+    before = snapshot(MACHINE_DIRS)
+    private = os.environ.get("XSGUARD_TESTS_TMPDIR", "")
+    yield
+    touched = changes(before, snapshot(MACHINE_DIRS))
+    left = sorted(n for n in os.listdir(private) if n != BASETEMP) if os.path.isdir(private) else []
+    problems = []
+    if touched:
+        problems.append("the suite changed this machine's own xsguard files: %s" % ", ".join(touched[:10]))
+    if left:
+        problems.append("the suite left behind in %s: %s" % (private, ", ".join(left[:10])))
+    if problems:
+        pytest.fail("; ".join(problems), pytrace=False)
 
 
 class SmallDisk:
@@ -38,6 +136,8 @@ def small_disk():
     try:
         yield SmallDisk(mountpoint)
     finally:
+        # a simulated host's detached writer may still write there: it would recreate the directory
+        wait_for_writers(os.environ.get("XSGUARD_TESTS_TMPDIR") or tempfile.gettempdir())
         subprocess.call(["umount", mountpoint])
         os.rmdir(mountpoint)
 
@@ -70,7 +170,7 @@ def sim(dom0_python):
 
     with Simulator(interpreter=dom0_python) as running:
         yield running
-    shutil.rmtree(running.pool.root, ignore_errors=True)
+    remove_pool_root(running.pool.root)
 
 
 @pytest.fixture
@@ -80,7 +180,7 @@ def bare_sim(dom0_python):
 
     with Simulator(install_xsguard=False, interpreter=dom0_python) as running:
         yield running
-    shutil.rmtree(running.pool.root, ignore_errors=True)
+    remove_pool_root(running.pool.root)
 
 
 @pytest.fixture
@@ -99,3 +199,53 @@ def bare_api(bare_sim):
     session = connect(bare_sim.url)
     yield session.xenapi
     session.xenapi.session.logout()
+
+
+@pytest.fixture
+def https_url(sim, tmp_path):
+    """The simulated pool's XenAPI over TLS, with a self-signed certificate for 127.0.0.1."""
+    cert, key = str(tmp_path / "cert.pem"), str(tmp_path / "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
+                    "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    from xsguard.sim.api import Api
+    from xsguard.sim.server import _Server
+
+    server = _Server(0, Api(sim.pool))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield "https://127.0.0.1:%d/" % server.server_address[1], cert
+    server.shutdown()
+    server.server_close()
+
+
+def run_xsguard(args, env=None):
+    """``python -m xsguard ARGS``: exit code, stdout and stderr (text)."""
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "xsguard"] + list(args), stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, env=env)
+    return proc.returncode, proc.stdout.decode("utf-8"), proc.stderr.decode("utf-8")
+
+
+@pytest.fixture
+def workstation_config(tmp_path):
+    """An operator's machine's config: no dom0 (no inventory, no lsevtchn), a log of its own."""
+    conf = tmp_path / "xsguard.conf"
+    conf.write_text("[dom0]\ninventory = %s\nlsevtchn = %s\n\n[log]\nfile = %s\n\n[ledger]\npath = %s\n"
+                    % (tmp_path / "no-inventory", tmp_path / "no-lsevtchn", tmp_path / "decisions.log",
+                       tmp_path / "state" / "ledger.json"))
+    return str(conf)
+
+
+@pytest.fixture
+def workstation(sim, workstation_config):
+    """Run the command as on an operator's machine: no dom0, no inventory, xapi over HTTP."""
+
+    def run(*args, env=None):
+        return run_xsguard(["--config", workstation_config, "--xapi", sim.url] + list(args), env=env)
+
+    return run

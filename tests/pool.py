@@ -66,6 +66,22 @@ def small_host(api: Any, name: str = "xs-a", port_limit: int = 200, vcpus: int =
     return host
 
 
+TEN = dict(vcpus=2, hvm=True, disks=1, nics=1)  # 10 ports on a 4-vCPU dom0: 1 + 1 + (2 + 1) + 1 + 2 x 2
+
+
+def host_with_free(api: Any, name: str, free: int) -> str:
+    """A host with ``free`` ports left for guests: 40 used by its 4-vCPU dom0, a margin of 8."""
+    return small_host(api, name, port_limit=40 + 8 + free, vcpus=4)
+
+
+def running(api: Any, name: str, host: str, **fields: Any) -> str:
+    """A VM of ``TEN``'s shape started on ``host``, once dom0 holds its 10 ports."""
+    vm = make_vm(api, name, affinity=host, **dict(TEN, **fields))
+    api.VM.start_on(vm, host, False, False)
+    wait_for(lambda: int(api.sim.get_dom0(host)["by_remote_domain"].get(api.VM.get_domid(vm), 0)) == 10)
+    return vm
+
+
 def wait_for(predicate: Any, timeout: float = 10.0) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

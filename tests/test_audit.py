@@ -78,7 +78,7 @@ def test_plugin_audit_verdicts(api, pool):
     assert (report["exact"], report["under"], report["over"], report["pending"]) == (1, 2, 1, 1)
     assert report["host_name"] == "xs-a"
     vm = report["vms"][0]
-    assert set(vm) == {"vm_uuid", "vm_name", "predicted", "held", "verdict", "breakdown"}
+    assert set(vm) == {"vm_uuid", "vm_name", "predicted", "held", "verdict", "breakdown", "cover"}
     assert sum(line["ports"] for line in vm["breakdown"]) == vm["predicted"]
 
 

@@ -176,10 +176,26 @@ def test_crash_inside_the_package(api, sim):
     assert decisions(api, host, 1)[-1]["error"] == "XSGUARD_INTERNAL_ERROR"
 
 
+def with_private_var(api, host):
+    """Run the host's hook with /var/log and /var/lib of its own (a mount namespace, as root): with its
+    config unreadable, the hook logs where the defaults say, this machine's own directories."""
+    if subprocess.call(["unshare", "--mount", "true"], stderr=subprocess.DEVNULL) != 0:
+        return  # not root: the hook cannot write this machine's /var/log and /var/lib either
+    hooks = os.path.join(api.sim.get_host_root(host), "etc", "xapi.d")
+    os.makedirs(os.path.join(hooks, "real"))
+    real = os.path.join(hooks, "real", "50xsguard")  # as deep as the hook: it finds /usr/lib/xsguard alike
+    os.rename(os.path.join(hooks, "vm-pre-start", "50xsguard"), real)
+    with open(os.path.join(hooks, "vm-pre-start", "50xsguard"), "w") as handle:
+        handle.write("#!/bin/sh\nexec unshare --mount --propagation private sh -c 'mount -t tmpfs none /var/log &&"
+                     " mount -t tmpfs none /var/lib && exec \"$0\" \"$@\"' %s \"$@\"\n" % real)
+    os.chmod(os.path.join(hooks, "vm-pre-start", "50xsguard"), 0o755)
+
+
 def test_a_config_error_with_no_earlier_copy_decides_with_the_defaults_for_the_bad_key(api):
     """A value the hook cannot parse and no configuration that parsed kept: the start is decided with
     the default for that key (mode = enforce) and the file's other keys, and the error is logged."""
     host = small_host(api, port_limit=4095, **{"policy.mode": "sometimes"})
+    with_private_var(api, host)
     vm = make_vm(api, "a", affinity=host)
     api.VM.start(vm, False, False)
     assert hook_runs(api)[-1]["exit_code"] == "0"

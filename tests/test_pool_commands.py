@@ -2,40 +2,8 @@
 
 import json
 import os
-import subprocess
-import sys
 
-import pytest
-
-from tests.pool import failure, make_vm, small_host, wait_for
-
-TEN = dict(vcpus=2, hvm=True, disks=1, nics=1)  # 10 ports on a 4-vCPU dom0 (see test_migrate)
-
-
-@pytest.fixture
-def workstation(sim, tmp_path):
-    """Run the command as on an operator's machine: no dom0, no inventory, xapi over HTTP."""
-    conf = tmp_path / "xsguard.conf"
-    conf.write_text("[dom0]\ninventory = %s\n\n[log]\nfile = %s\n" % (tmp_path / "no-inventory",
-                                                                      tmp_path / "decisions.log"))
-
-    def run(*args):
-        proc = subprocess.run([sys.executable, "-m", "xsguard", "--config", str(conf), "--xapi", sim.url]
-                              + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        return proc.returncode, proc.stdout.decode(), proc.stderr.decode()
-
-    return run
-
-
-def host_with_free(api, name, free):
-    return small_host(api, name, port_limit=40 + 8 + free, vcpus=4)
-
-
-def running(api, name, host, **fields):
-    vm = make_vm(api, name, affinity=host, **dict(TEN, **fields))
-    api.VM.start_on(vm, host, False, False)
-    wait_for(lambda: int(api.sim.get_dom0(host)["by_remote_domain"].get(api.VM.get_domid(vm), 0)) == 10)
-    return vm
+from tests.pool import TEN, failure, host_with_free, make_vm, running
 
 
 def plugin(api, host, fn, **args):

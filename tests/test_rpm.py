@@ -7,13 +7,12 @@ import subprocess
 import sys
 
 import pytest
-import XenAPI
 
+from tests.dom0 import clean_interpreter, point_at
 from tests.pool import connect, failure, make_vm, wait_for
 from xsguard.sim.server import Simulator
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SITE_STANDIN = os.path.join(REPO, "xsguard", "sim", "dom0_site", "XenAPIPlugin.py")
 
 pytestmark = pytest.mark.skipif(shutil.which("rpmbuild") is None, reason="rpmbuild is not installed")
 
@@ -33,27 +32,6 @@ def rpms(tmp_path_factory):
 def rpm(root, *args):
     return subprocess.run(["rpm", "--root", str(root)] + list(args), stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, check=True).stdout.decode()
-
-
-def dom0_python(path):
-    """A clean interpreter standing for dom0's /usr/bin/python3: XenAPI and XenAPIPlugin only."""
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(path)], check=True)
-    where = "import sysconfig; print(sysconfig.get_path('purelib'))"
-    site = subprocess.run([str(path / "bin" / "python3"), "-c", where], stdout=subprocess.PIPE,
-                          check=True).stdout.decode().strip()
-    shutil.copytree(os.path.dirname(XenAPI.__file__), os.path.join(site, "XenAPI"))
-    shutil.copy(SITE_STANDIN, site)
-    return str(path / "bin" / "python3")
-
-
-def point_at(interpreter, path):
-    """What dom0's /usr/bin/python3 is here: rewrite the installed script's first line."""
-    with open(path) as handle:
-        lines = handle.readlines()
-    assert lines[0] == "#!/usr/bin/python3\n"
-    lines[0] = "#!%s -I\n" % interpreter
-    with open(path, "w") as handle:
-        handle.writelines(lines)
 
 
 def run_scriptlet(rpm_path, name, root, arg):
@@ -91,6 +69,18 @@ def test_contents(rpms):
     assert "/etc/xsguard/xsguard.conf" in config
 
 
+def test_licence_and_the_units_documentation_are_installed(rpms):
+    """The LGPL's text is the package's %license; the file xsguard-rrdd.service's Documentation= names
+    is one the package installs."""
+    listing = subprocess.run(["rpm", "-qlp", rpms[0]], stdout=subprocess.PIPE, check=True).stdout.decode().split()
+    licences = subprocess.run(["rpm", "-qLp", rpms[0]], stdout=subprocess.PIPE, check=True).stdout.decode().split()
+    assert licences == ["/usr/share/licenses/xsguard/LICENSE"]
+    with open(os.path.join(REPO, "packaging", "xsguard-rrdd.service")) as handle:
+        documentation = [line.split("=", 1)[1].strip() for line in handle if line.startswith("Documentation=")]
+    assert documentation == ["file:///usr/share/doc/xsguard/README.md"]
+    assert "/usr/share/doc/xsguard/README.md" in listing
+
+
 def test_installed_hook_and_plugin_run_isolated(rpms, tmp_path):
     """Installed into a root and run by an isolated interpreter: the vendored libraries load,
     a start is admitted, another refused; upgrade keeps config and ledger; erase leaves nothing."""
@@ -99,7 +89,7 @@ def test_installed_hook_and_plugin_run_isolated(rpms, tmp_path):
     rpm(root, "--nodeps", "--noscripts", "-i", rpms[0])
     run_scriptlet(rpms[0], "postinstall", root, 1)
     assert list((root / "usr/lib/xsguard/xsguard").glob("__pycache__/hook.*.pyc"))
-    python = dom0_python(tmp_path / "dom0py")
+    python = clean_interpreter(tmp_path / "dom0py")
     for script in ("etc/xapi.d/vm-pre-start/50xsguard", "etc/xapi.d/plugins/xsguard", "usr/bin/xsguard"):
         point_at(python, str(root / script))
     with Simulator(install_xsguard=False) as sim:
@@ -163,7 +153,7 @@ def test_installed_rrdd_runs_isolated_from_its_unit(rpms, tmp_path):
     root = tmp_path / "root"
     rpm(root, "--initdb")
     rpm(root, "--nodeps", "--noscripts", "-i", rpms[0])
-    python = dom0_python(tmp_path / "dom0py")
+    python = clean_interpreter(tmp_path / "dom0py")
     for script in ("etc/xapi.d/vm-pre-start/50xsguard", "etc/xapi.d/plugins/xsguard", "usr/bin/xsguard-rrdd"):
         point_at(python, str(root / script))
     with Simulator(install_xsguard=False, rrdd=True, rrdd_interval=0.2) as sim:

@@ -75,7 +75,7 @@ def test_message_is_ascii_whatever_the_name():
     need = NEED._replace(vm_name="evil\n\x1b[31mname\u00e9\U0001f600")
     v = judge(need, "h\u00f4te", [PORTS], {"xen_ports": 4090}, 0, 64)
     first = v.message.splitlines()[0]
-    assert "evil??[31mname\\u00e9\\U0001f600" in first
+    assert "evil\\u000a\\u001b[31mname\\u00e9\\U0001f600" in first
     assert "h\\u00f4te" in first
     assert len(v.message.splitlines()) == 8
 
@@ -91,8 +91,8 @@ def test_json_carries_every_figure():
 
 
 def test_ascii_safe():
-    """Printable ASCII passes; control characters become ?; the rest is escaped."""
-    assert ascii_safe("ok \t\x7f\u00e9") == "ok ??\\u00e9"
+    """Printable ASCII passes; the rest, control characters included, is escaped as tables escape it."""
+    assert ascii_safe("ok \t\x7f\u00e9") == "ok \\u0009\\u007f\\u00e9"
 
 
 def test_remedy_follows_where_the_limit_came_from():

@@ -1,16 +1,11 @@
 """xsguard's xapi session over each kind of URL: the local socket, unix://, https."""
 
 import os
-import ssl
-import subprocess
-import threading
 
 import pytest
 
 from xsguard.deadline import Deadline
-from xsguard.errors import XapiUnreachable
-from xsguard.sim.api import Api
-from xsguard.sim.server import _Server
+from xsguard.errors import XapiCertificate, XapiUnreachable
 from xsguard.xapi import Xapi
 
 
@@ -32,34 +27,19 @@ def test_unix_url_to_no_socket_is_unreachable(tmp_path):
     assert caught.value.message.startswith("xapi is not answering on %s: " % url)
 
 
-@pytest.fixture
-def https_url(sim, tmp_path):
-    """The simulated pool's XenAPI over TLS, with a self-signed certificate for 127.0.0.1."""
-    cert, key = str(tmp_path / "cert.pem"), str(tmp_path / "key.pem")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert,
-                    "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
-                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    server = _Server(0, Api(sim.pool))
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield "https://127.0.0.1:%d/" % server.server_address[1], cert
-    server.shutdown()
-    server.server_close()
-
-
 def test_https_url_verifies_the_certificate(https_url, api, monkeypatch):
-    """https: a certificate no trusted CA vouches for is refused; named in SSL_CERT_FILE, it is
-    trusted and the session logs in and reads the pool."""
+    """https: a certificate no trusted CA vouches for is refused as untrusted (not retried: at once,
+    whatever the deadline), saying how to trust it; named in SSL_CERT_FILE, it is trusted and the
+    session logs in and reads the pool."""
     url, cert = https_url
     host = api.sim.add_host("xs-a", {})
     monkeypatch.setenv("SSL_CERT_FILE", os.devnull)
-    with pytest.raises(XapiUnreachable) as caught:
-        with Xapi(url, Deadline(0.5)):
+    deadline = Deadline(30)
+    with pytest.raises(XapiCertificate) as caught:
+        with Xapi(url, deadline):
             pass
-    assert "CERTIFICATE_VERIFY_FAILED" in caught.value.message
+    assert caught.value.message.startswith("xapi's certificate at %s is not trusted (" % url)
+    assert "--ca-file" in caught.value.message and deadline.remaining() > 25
     monkeypatch.setenv("SSL_CERT_FILE", cert)
     with Xapi(url, Deadline(5)) as xs:
         assert xs.host_by_uuid(api.host.get_uuid(host))[0] == host

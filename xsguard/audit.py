@@ -49,7 +49,8 @@ class Finding(NamedTuple):
 
     def as_json(self) -> Dict[str, Any]:
         return {"vm_uuid": self.vm_uuid, "vm_name": self.vm_name, "predicted": self.need.total,
-                "held": self.held, "verdict": self.verdict, "breakdown": self.need.as_json()["breakdown"]}
+                "held": self.held, "verdict": self.verdict, "breakdown": self.need.as_json()["breakdown"],
+                "cover": self.cover}
 
 
 class Report(NamedTuple):

@@ -153,6 +153,8 @@ SCHEMA: List[Tuple[str, str, str, Callable[[str], Any], str]] = [
      " (all blkback grants); tapdisk3 serves one ring whatever"),
     ("xapi", "url", "local", _url,
      "local (xapi's UNIX socket /var/lib/xcp/xapi), unix:///other/socket, or an http(s):// URL"),
+    ("xapi", "ca_file", "", str,
+     "PEM file of the certificate(s) to trust for an https:// URL besides the system's (the pool's own)"),
     ("ledger", "path", "/run/xsguard/ledger.json", _path,
      "the admitted-VM ledger (per-boot: on a tmpfs, so that a full /var cannot stop a charge); its directory"
      " holds xsguard's other state"),

@@ -61,6 +61,12 @@ class XapiUnreachable(XsguardError):
     code = "XSGUARD_XAPI_UNREACHABLE"
 
 
+class XapiCertificate(XsguardError):
+    """xapi's TLS certificate is not trusted (a self-signed pool certificate not named as trusted)."""
+
+    code = "XSGUARD_XAPI_CERTIFICATE"
+
+
 class XapiFailure(XsguardError):
     """xapi answered with an error."""
 

@@ -5,10 +5,7 @@ codes (``XSGUARD_BAD_ARGUMENT``, ``XSGUARD_VM_NOT_FOUND``, ...) and readable par
 never as a traceback.
 """
 
-import io
 import json
-import os
-import sys
 from typing import Any, Callable, Dict, Set
 
 from . import config, decision, denials, report, status
@@ -25,6 +22,8 @@ ALLOWED: Dict[str, Set[str]] = {
     "admit": {"vm_uuid"},
     "denials": {"since", "limit", "vm", "host"},
     "audit": set(),
+    "capacity": {"vm_uuid", "vcpus", "disks", "vifs", "hvm", "uefi"},
+    "needs": set(),
 }
 
 
@@ -45,7 +44,7 @@ def validate(fn: str, args: Dict[str, Any]) -> Dict[str, str]:
         if len(text) > MAX_ARG:
             raise BadArgument("argument %s is %d characters long (at most %d)" % (key, len(text), MAX_ARG), key)
         clean[key] = text
-    if fn in ("need", "check", "admit"):
+    if fn in ("need", "check", "admit") or "vm_uuid" in clean:
         vm = clean.get("vm_uuid", "")
         if not config.UUID.match(vm.lower()):
             raise BadArgument("vm_uuid must be a VM's uuid, not %r" % vm[:60], "vm_uuid")
@@ -94,6 +93,18 @@ def _audit(cfg: config.Config, api: Xapi, args: Dict[str, str], deadline: Deadli
     return audit.audit(cfg, api, deadline).as_json()
 
 
+def _capacity(cfg: config.Config, api: Xapi, args: Dict[str, str], deadline: Deadline) -> Any:
+    from . import capacity
+
+    return capacity.host_capacity(cfg, api, args, deadline)
+
+
+def _needs(cfg: config.Config, api: Xapi, args: Dict[str, str], deadline: Deadline) -> Any:
+    from . import capacity
+
+    return capacity.needs_here(cfg, api, args, deadline)
+
+
 FUNCTIONS: Dict[str, Callable[..., Any]] = {
     "status": _status,
     "need": _need,
@@ -101,6 +112,8 @@ FUNCTIONS: Dict[str, Callable[..., Any]] = {
     "admit": _admit,
     "denials": _denials_fn,
     "audit": _audit,
+    "capacity": _capacity,
+    "needs": _needs,
 }
 
 
@@ -117,22 +130,11 @@ def run(fn: str, session: Any, args: Dict[str, Any]) -> str:
         raise wire_error(exc)
 
 
-def utf8_io() -> None:
-    """argv and stdout as UTF-8, whatever the locale.
-
-    xapi starts plugins with only PATH, so dom0's Python 3.6 runs in the C locale: it decodes
-    argv as ASCII (a non-ASCII byte becomes a lone surrogate, which XML-RPC's parser cannot
-    encode) and writes stdout as strict ASCII. xapi sends and reads UTF-8.
-    """
-    sys.argv = [os.fsencode(arg).decode("utf-8", "replace") for arg in sys.argv]
-    if isinstance(sys.stdout, io.TextIOWrapper) and sys.stdout.encoding.lower().replace("-", "") != "utf8":
-        sys.stdout.flush()
-        sys.stdout = io.TextIOWrapper(sys.stdout.detach(), encoding="utf-8", errors="replace", line_buffering=True)
-
-
 def main() -> None:
     """Entry point of /etc/xapi.d/plugins/xsguard."""
     import XenAPIPlugin
+
+    from .utf8 import utf8_io
 
     utf8_io()
 

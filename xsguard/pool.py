@@ -59,7 +59,7 @@ def ask(api: Xapi, targets: Dict[str, Record], fn: str, args: Dict[str, str], de
 
     def one(ref: str) -> None:
         try:
-            with Xapi(api.url, deadline, session_ref=api.session._session) as mine:
+            with Xapi(api.url, deadline, session_ref=api.session._session, ca_file=api.ca_file) as mine:
                 answer: Tuple[Optional[Dict[str, Any]], Optional[str]] = (
                     json.loads(mine.call("host.call_plugin", ref, PLUGIN, fn, args)), None)
         except PermissionDenied as exc:

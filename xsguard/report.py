@@ -26,8 +26,10 @@ def need_report(cfg: Config, api: Xapi, vm_key: str, deadline: Deadline,
 
 def check_report(cfg: Config, api: Xapi, vm_key: str, deadline: Deadline,
                  host_uuid: Optional[str] = None) -> Dict[str, Any]:
-    """Would the VM be admitted on the host now (nothing recorded)."""
-    return outcome_json(cfg, evaluate(cfg, api, vm_key, deadline, host_uuid))
+    """Would the VM be admitted on the host now (nothing recorded: no ``recorded`` key, which is ``admit``'s)."""
+    result = outcome_json(cfg, evaluate(cfg, api, vm_key, deadline, host_uuid))
+    del result["recorded"]
+    return result
 
 
 def outcome_json(cfg: Config, outcome: Outcome) -> Dict[str, Any]:

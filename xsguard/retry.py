@@ -6,6 +6,7 @@ a XenAPI ``Failure`` is an answer and is never retried. Retries stop at the dead
 
 import http.client
 import socket
+import ssl
 import xmlrpc.client
 from typing import Any, Callable, TypeVar
 
@@ -14,6 +15,17 @@ from .deadline import Deadline
 T = TypeVar("T")
 
 TRANSPORT_ERRORS = (OSError, socket.timeout, http.client.HTTPException, xmlrpc.client.ProtocolError)
+
+
+def untrusted_certificate(exc: BaseException) -> bool:
+    """A TLS peer whose certificate did not verify (not retried: it stays untrusted). Python 3.6 has
+    no SSLCertVerificationError: an SSLError with this reason, or a CertificateError (wrong name)."""
+    return isinstance(exc, ssl.CertificateError) or (
+        isinstance(exc, ssl.SSLError) and getattr(exc, "reason", None) == "CERTIFICATE_VERIFY_FAILED")
+
+
+def _retried(exc: BaseException) -> bool:
+    return isinstance(exc, TRANSPORT_ERRORS) and not untrusted_certificate(exc)
 
 
 def stop_at_deadline(deadline: Deadline) -> Callable[[Any], bool]:
@@ -36,10 +48,10 @@ def wait_within(deadline: Deadline, wait: Callable[[Any], float]) -> Callable[[A
 
 def xapi_retrying(deadline: Deadline, attempts: int) -> Any:
     """The policy: transport errors only, backing off 0.1 s to 1 s, within the deadline."""
-    from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, stop_any, wait_exponential
+    from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_any, wait_exponential
 
     return Retrying(
-        retry=retry_if_exception_type(TRANSPORT_ERRORS),
+        retry=retry_if_exception(_retried),
         stop=stop_any(stop_after_attempt(attempts), stop_at_deadline(deadline)),  # type: ignore[arg-type]
         wait=wait_within(deadline, wait_exponential(multiplier=0.1, max=1.0)),
         reraise=True,
@@ -54,7 +66,7 @@ def call_with_retries(deadline: Deadline, fn: Callable[..., T], *args: Any) -> T
     """
     try:
         return fn(*args)
-    except TRANSPORT_ERRORS:
-        if deadline.remaining() < 0.1:
+    except TRANSPORT_ERRORS as exc:
+        if deadline.remaining() < 0.1 or untrusted_certificate(exc):
             raise
     return xapi_retrying(deadline, attempts=3)(fn, *args)

@@ -1,20 +1,13 @@
 """Human output of the command: short aligned tables.
 
 Names come from xapi, where any VM admin sets them: every text shown passes through
-``clean`` so that a name cannot forge a line, move the cursor or reverse the text.
+``clean`` (the one escaper, ``model.verdict.escaped``) so that a name cannot forge a line,
+move the cursor or reverse the text.
 """
 
 from typing import Any, Dict, List, Optional, Sequence
 
-
-def clean(value: Any) -> str:
-    """``value`` as text a terminal shows as is: control, format and other unprintable
-    characters (newline, ESC, U+009B, U+202E) become ``\\uXXXX``; other letters stay."""
-    text = str(value)
-    if text.isprintable():
-        return text
-    return "".join(ch if ch.isprintable() else "\\u%04x" % ord(ch) if ord(ch) < 0x10000 else "\\U%08x" % ord(ch)
-                   for ch in text)
+from .model.verdict import escaped as clean
 
 
 def _lines(text: str) -> str:
@@ -47,7 +40,7 @@ def status(s: Dict[str, Any]) -> str:
             ["ceiling", "limit", "used", "promised", "margin", "free", "source"],
         ),
     ]
-    out += ["WARNING: %s" % warning for warning in s.get("warnings", [])]
+    out += ["WARNING: %s" % clean(warning) for warning in s.get("warnings", [])]
     disks = s["storage_backend"]
     out += ["disk backend charged: %s (%s)" % (disks["charged"], "[need] vbd_backend" if disks["configured"]
                                                else clean(disks["evidence"]))]
@@ -77,8 +70,8 @@ def status(s: Dict[str, Any]) -> str:
 
 
 def need(n: Dict[str, Any]) -> str:
-    head = "VM %s (%s), %s, %d vCPUs, profile %s" % (
-        clean(n["vm_name"]), clean(n["vm_uuid"]), n["domain_type"], n["vcpus"], n["profile"])
+    head = "VM %s (%s), %s, %d vCPU%s, profile %s" % (
+        clean(n["vm_name"]), clean(n["vm_uuid"]), n["domain_type"], n["vcpus"], "s" * (n["vcpus"] != 1), n["profile"])
     rows = [[b["consumer"], b["ports"], b["why"]] for b in n["breakdown"]]
     rows.append(["total", n["total"], ""])
     return head + "\n\n" + table(rows, ["consumer", "ports", "why"])
@@ -113,16 +106,16 @@ def summary(groups: List[Dict[str, Any]]) -> str:
     return table(rows, ["hour (UTC)", "vm", "host", "refused", "ceiling"])
 
 
-def audit(report: Dict[str, Any], covers: Optional[Dict[str, str]] = None) -> str:
-    """Each VM's prediction next to what dom0 holds; for each VM holding more than the model
-    predicts, what would cover it."""
+def audit(report: Dict[str, Any]) -> str:
+    """Each VM's prediction next to what dom0 holds; for each ``under``, what would cover it."""
     out = ["host %s: %d exact, %d under, %d over, %d pending" % (
-        report["host_name"], report["exact"], report["under"], report["over"], report["pending"])]
+        clean(report["host_name"]), report["exact"], report["under"], report["over"], report["pending"])]
     if report["vms"]:
         out += ["", table([[v["vm_name"], v["vm_uuid"], v["predicted"], v["held"], v["verdict"]]
                            for v in report["vms"]], ["vm", "uuid", "predicted", "held", "verdict"])]
-    for name, cover in sorted((covers or {}).items()):
-        out.append("%s holds more than the model predicts; would be covered by: %s" % (name, cover))
+    covers = {v["vm_name"]: v["cover"] for v in report["vms"] if v.get("cover")}
+    for name, cover in sorted(covers.items()):
+        out.append("%s holds more than the model predicts; would be covered by: %s" % (clean(name), clean(cover)))
     return "\n".join(out)
 
 
@@ -141,20 +134,66 @@ def pool(p: Dict[str, Any]) -> str:
 def place(p: Dict[str, Any]) -> str:
     rows = [[h["host_name"], h["verdict"], _n(h["free"]), _n(h["free_after"]), h["ceiling"] or ""]
             if h["verdict"] in ("admit", "refuse") else [h["host_name"], h["verdict"], "", "", ""] for h in p["hosts"]]
-    head = "VM %s (%s), needs %s" % (p["vm_name"], p["vm_uuid"], _n(p["need"]))
-    tail = ("fits on: %s" % ", ".join(p["fits"])) if p["fits"] else "no host has room for it now"
+    head = "VM %s (%s), needs %s" % (clean(p["vm_name"]), clean(p["vm_uuid"]), _n(p["need"]))
+    tail = ("fits on: %s" % ", ".join(clean(f) for f in p["fits"])) if p["fits"] else "no host has room for it now"
     return "%s\n\n%s\n\n%s" % (head, table(rows, ["host", "verdict", "free", "free after", "ceiling"]), tail)
+
+
+NOTHING_TO_PLAN = "no HA-protected VM (ha_restart_priority = restart) runs on any host: nothing to plan"
 
 
 def evacuation(e: Dict[str, Any]) -> str:
     if "hosts" in e:
+        if not any(h["moves"] or h["refused"] for h in e["hosts"]):
+            return NOTHING_TO_PLAN
         return "\n\n".join(evacuation(h) for h in e["hosts"])
     rows = [[m["vm_name"], m["need"], m["to"]] for m in e["moves"]]
     rows += [[name, "", "REFUSED: no host has room"] for name in e["refused"]]
-    verdict = "the other hosts absorb them" if e["fits"] else "%d VM(s) would be refused" % len(e["refused"])
-    out = "evacuate %s: %s" % (e["host_name"], verdict)
+    if rows:
+        verdict = "the other hosts absorb them" if e["fits"] else "%d VM(s) would be refused" % len(e["refused"])
+    else:
+        verdict = "no VM runs there (or none is HA-protected): nothing to move"
+    out = "evacuate %s: %s" % (clean(e["host_name"]), verdict)
     if rows:
         out += "\n\n" + table(rows, ["vm", "need", "to"])
     if e.get("unreachable"):
-        out += "\n\nnot counted (xsguard did not answer): %s" % ", ".join(e["unreachable"])
+        out += "\n\nnot counted (xsguard did not answer): %s" % ", ".join(clean(u) for u in e["unreachable"])
     return out
+
+
+def vms(v: Dict[str, Any]) -> str:
+    """Every VM: its state, its host (in brackets: its affinity, where it would start) and its need there."""
+    rows = [[r["vm_name"], r["vm_uuid"], r["power_state"],
+             r["host_name"] if r["resident"] or not r["host_name"] else "(%s)" % r["host_name"], _n(r["need"])]
+            for r in v["vms"]]
+    return table(rows, ["vm", "uuid", "state", "host", "need"]) + (
+        "\n\n(host): the VM's affinity, where it would start" if any(not r["resident"] and r["host_name"]
+                                                                      for r in v["vms"]) else "")
+
+
+def shape(s: Optional[Dict[str, Any]]) -> str:
+    """``1 vCPU, 3 disks, 1 VIF, HVM (BIOS)``"""
+    if not s:
+        return "unknown shape"
+
+    def some(n: int, what: str) -> str:
+        return "%d %s%s" % (n, what, "s" * (n != 1))
+
+    kind = ("HVM (%s)" % ("UEFI" if s["uefi"] else "BIOS")) if s["hvm"] else "PV"
+    return "%s, %s, %s, %s" % (some(s["vcpus"], "vCPU"), some(s["disks"], "disk"), some(s["vifs"], "VIF"), kind)
+
+
+def capacity(c: Dict[str, Any], needs: Dict[str, Any]) -> str:
+    """Each host: its need for one more VM of the shape, how many more fit, what stops them, the remedies."""
+    rows = []
+    for h in c["hosts"]:
+        remedies = "; ".join("%s: %s" % (r["remedy"], _n(r["fits"])) for r in h["remedies"])
+        rows.append([h["host_name"], _n(needs.get(h["host_name"])), _n(h["fits"]), h["ceiling"] or "none known",
+                     remedies])
+    out = ["VMs of %s: how many more each host admits now" % shape(c["shape"]), "",
+           table(rows, ["host", "need", "fits", "ceiling", "remedies (fits then)"]),
+           "", "total: %d more" % c["total"]]
+    explained = {r["remedy"]: r["what"] for h in c["hosts"] for r in h["remedies"]}
+    if explained:
+        out += [""] + ["%s = %s" % (name, clean(what)) for name, what in sorted(explained.items())]
+    return "\n".join(out)

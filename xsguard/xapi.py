@@ -5,17 +5,18 @@ xsguard's own. Records come back as XenAPI sends them (int64 fields as strings).
 """
 
 import http.client
-import os
 import re
 import socket
+import ssl
 import xmlrpc.client
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 import XenAPI
 
+from . import endpoint
 from .deadline import Deadline
-from .errors import PermissionDenied, VmNotFound, XapiFailure, XapiUnreachable
-from .retry import TRANSPORT_ERRORS, call_with_retries
+from .errors import PermissionDenied, VmNotFound, XapiCertificate, XapiFailure, XapiUnreachable
+from .retry import TRANSPORT_ERRORS, call_with_retries, untrusted_certificate
 
 Record = Dict[str, Any]
 ORIGINATOR = "xsguard"
@@ -99,21 +100,26 @@ class _DeadlineTransport(xmlrpc.client.Transport):
 
 
 class _DeadlineSafeTransport(xmlrpc.client.SafeTransport):
-    def __init__(self, deadline: Deadline) -> None:
-        super().__init__()
+    def __init__(self, deadline: Deadline, ca_file: Optional[str] = None) -> None:
+        # the system's trusted authorities, and the pool's own certificate when given: never unverified
+        super().__init__(context=ssl.create_default_context(cafile=ca_file))
         self.deadline = deadline
 
     def make_connection(self, host: Any) -> http.client.HTTPSConnection:
         return _bounded(super().make_connection(host), self.deadline)
 
 
-def open_session(url: str, deadline: Deadline) -> Any:
-    """A XenAPI session object (not logged in) whose calls time out at the deadline."""
+def open_session(url: str, deadline: Deadline, ca_file: Optional[str] = None) -> Any:
+    """A XenAPI session object (not logged in) whose calls time out at the deadline; ``url`` holds
+    no credentials (``endpoint.credentials``)."""
     if url == "local" or url.startswith("unix://"):
         path = LOCAL_SOCKET if url == "local" else url[len("unix://"):]
         return XenAPI.Session("http://localhost/", transport=_DeadlineTransport(deadline, path))
     if url.startswith("https://"):
-        return XenAPI.Session(url, transport=_DeadlineSafeTransport(deadline))
+        try:
+            return XenAPI.Session(url, transport=_DeadlineSafeTransport(deadline, ca_file))
+        except (OSError, ssl.SSLError) as exc:
+            raise XapiCertificate("cannot read the certificate file %s: %s" % (ca_file, exc), str(ca_file))
     return XenAPI.Session(url, transport=_DeadlineTransport(deadline))
 
 
@@ -122,23 +128,27 @@ class Xapi:
 
     originator = ORIGINATOR  # what xapi's logs and its session records name the caller
 
-    def __init__(self, url: str, deadline: Deadline, session_ref: Optional[str] = None) -> None:
+    def __init__(self, url: str, deadline: Deadline, session_ref: Optional[str] = None,
+                 ca_file: Optional[str] = None) -> None:
         self.url = url
+        self.ca_file = ca_file  # a PEM file of certificates to trust besides the system's (https://)
         self.deadline = deadline
         self.session: Any = None
         self.borrowed = session_ref  # a caller's session (host plugin): no login, no logout
 
     def __enter__(self) -> "Xapi":
-        self.session = open_session(self.url, self.deadline)
+        found = endpoint.credentials(self.url)
+        self.session = open_session(found.url, self.deadline, self.ca_file)
         if self.borrowed is not None:
             self.session._session = self.borrowed
             return self
-        if self.url == "local" or self.url.startswith("unix://"):
-            user, password = "root", ""  # the local socket is pre-authenticated as root
-        else:
-            user = os.environ.get("XSGUARD_XAPI_USER", "root")
-            password = os.environ.get("XSGUARD_XAPI_PASSWORD", "")
-        self._call(self.session.xenapi.login_with_password, user, password, "1.0", self.originator)
+        try:
+            self._call(self.session.xenapi.login_with_password, found.user, found.password, "1.0", self.originator)
+        except XapiFailure as exc:
+            if exc.details[:1] != ["SESSION_AUTHENTICATION_FAILED"]:
+                raise
+            raise XapiFailure("xapi at %s refused the login of user %r (%s)"
+                              % (endpoint.redacted(self.url), found.user, endpoint.CREDENTIALS_HELP), *exc.details)
         return self
 
     def __exit__(self, *exc_info: Any) -> None:
@@ -161,8 +171,15 @@ class Xapi:
             raise XapiFailure("xapi refused %s" % " ".join(details[:3]), *details)
         except xmlrpc.client.Fault as exc:
             raise XapiFailure("xapi fault %s: %s" % (exc.faultCode, exc.faultString))
+        except (ssl.SSLError, ssl.CertificateError) as exc:
+            if not untrusted_certificate(exc):
+                raise XapiUnreachable("xapi is not answering on %s: %s" % (endpoint.redacted(self.url), exc))
+            where = endpoint.redacted(self.url)
+            raise XapiCertificate("xapi's certificate at %s is not trusted (%s): %s"
+                                  % (where, getattr(exc, "verify_message", None) or exc, endpoint.CERTIFICATE_HELP),
+                                  where)
         except TRANSPORT_ERRORS as exc:
-            where = LOCAL_SOCKET if self.url == "local" else self.url
+            where = LOCAL_SOCKET if self.url == "local" else endpoint.redacted(self.url)
             raise XapiUnreachable("xapi is not answering on %s: %s" % (where, exc), where)
 
     def call(self, method: str, *args: Any) -> Any:

@@ -204,7 +204,7 @@ def vm_need(
         lines.append(Line("console", 1, "console ring (xenconsoled)"))
     if hvm:
         qemu = profile.qemu_per_vcpu * vcpus + profile.qemu_fixed
-        why = "QEMU device model: %d per vCPU x %d vCPUs" % (profile.qemu_per_vcpu, vcpus)
+        why = "QEMU device model: %d per vCPU x %d vCPU%s" % (profile.qemu_per_vcpu, vcpus, "s" * (vcpus != 1))
         if profile.qemu_fixed:
             why += " + %d buffered ioreq" % profile.qemu_fixed
         lines.append(Line("qemu-ioreq", qemu, why))

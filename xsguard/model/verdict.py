@@ -167,21 +167,21 @@ def explain(verdict: Verdict) -> str:
     return "\n".join(lines)
 
 
-def ascii_safe(text: str) -> str:
-    """Printable ASCII only (control characters become ``?``, others ``\\uXXXX``).
+def escaped(value: Any, ascii_only: bool = False) -> str:
+    """``value`` as text a terminal shows as is, the one escaper of every name xsguard shows:
+    control, format and other unprintable characters (newline, ESC, U+009B, U+202E) become
+    ``\\uXXXX``; other letters stay, or with ``ascii_only`` become ``\\uXXXX`` too."""
+    text = str(value)
+    if text.isprintable() and (not ascii_only or max(text, default="") < "\x80"):
+        return text
+    return "".join(ch if ch.isprintable() and (not ascii_only or ch < "\x80")
+                   else "\\u%04x" % ord(ch) if ord(ch) < 0x10000 else "\\U%08x" % ord(ch) for ch in text)
 
-    The hook's stdout is read with no LANG, on Python 3.6 too, and ends in a terminal.
-    """
-    out = []
-    for ch in text:
-        code = ord(ch)
-        if 32 <= code < 127:
-            out.append(ch)
-        elif code < 32 or code == 127:
-            out.append("?")
-        else:
-            out.append("\\u%04x" % code if code < 0x10000 else "\\U%08x" % code)
-    return "".join(out)
+
+def ascii_safe(text: str) -> str:
+    """``escaped`` in printable ASCII: the hook's stdout is read with no LANG, on Python 3.6 too,
+    and ends in a terminal."""
+    return escaped(text, ascii_only=True)
 
 
 def ascii_safe_lines(text: str) -> str:

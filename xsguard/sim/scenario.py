@@ -17,6 +17,8 @@ from .pool import Pool
 from .store import NULL, ApiError
 
 GiB = 1024 ** 3
+DOC_KEYS = {"about", "hosts", "vms"}
+HOST_KEYS = {"name", "dom0", "xsguard"}
 VM_KEYS = {"name", "count", "vcpus", "hvm", "firmware", "windows", "disks", "cds", "nics",
            "memory_gib", "affinity", "guest", "other_config", "domain_type", "running"}
 
@@ -51,7 +53,11 @@ def vm_record(spec: Dict[str, Any], name: str, hosts: Dict[str, str]) -> Dict[st
 
 
 def build(pool: Pool, doc: Dict[str, Any]) -> Dict[str, List[str]]:
-    """Create the hosts and VMs of a scenario; returns their refs by kind."""
+    """Create the hosts and VMs of a scenario; returns their refs by kind (ValueError for a key it
+    does not know: a typo never leaves a default silently in force)."""
+    _known(doc, DOC_KEYS, "scenario")
+    for host in doc.get("hosts", []):
+        _known(host, HOST_KEYS, "host")
     hosts: Dict[str, str] = {}
     for host in doc.get("hosts", []):
         dom0 = dict(host.get("dom0", {}))
@@ -89,6 +95,15 @@ def build(pool: Pool, doc: Dict[str, Any]) -> Dict[str, List[str]]:
             if spec.get("running"):
                 running.append(ref)
     return {"hosts": list(hosts.values()), "vms": vms, "running": running}
+
+
+def _known(found: Any, keys: Any, what: str) -> None:
+    if not isinstance(found, dict):
+        raise ValueError("a %s must be a JSON object, not %s" % (what, type(found).__name__))
+    unknown = set(found) - keys
+    if unknown:
+        raise ValueError("unknown %s keys in scenario: %s (known: %s)"
+                         % (what, ", ".join(sorted(unknown)), ", ".join(sorted(keys))))
 
 
 def start_running(pool: Pool, built: Dict[str, List[str]]) -> List[str]:
