@@ -46,7 +46,8 @@ def _here(cfg: Config, api: Xapi) -> Tuple[str, Record, Optional[Record], HostFa
     host_ref, host = api.host_by_uuid(probes.this_host_uuid(cfg))
     control = next(iter(api.where("VM", "field \"is_control_domain\" = \"true\" and field \"resident_on\" = %s"
                                   % quote(host_ref)).values()), None)
-    return host_ref, host, control, gather.host_facts(control, probes.backend_params(cfg.dom0["sys_module"], probes.read_optional(cfg.dom0["proc_interrupts"])))
+    backend = probes.backend_params(cfg.dom0["sys_module"], probes.read_optional(cfg.dom0["proc_interrupts"]))
+    return host_ref, host, control, gather.host_facts(control, backend)
 
 
 def with_dom0_vcpus(facts: HostFacts, vcpus: int) -> HostFacts:
