@@ -103,14 +103,15 @@ def test_a_resume_with_a_domid_that_is_no_number_is_charged_unknown(api):
 
 def test_a_migration_of_a_vm_xapi_does_not_know_goes_on_uncharged(api):
     """The pre-migrate hook for a uuid xapi does not know: a guard error, let through (exit 1); nothing
-    is charged here (the VM would run on another host)."""
+    is charged here (the VM would run on another host); the VM alert cannot be raised on a VM xapi
+    does not know (message.create checks its object), and that is logged too."""
     host = small_host(api, port_limit=4095)
     code, out = run_hook(api, host, "-vmuuid", "7e1b1c55-0000-4000-8000-000000000000", "-reason", "none",
                          "-vmdomid", "3", hook="vm-pre-migrate")
     assert code == 1
     assert "no VM has uuid '7e1b1c55-0000-4000-8000-000000000000'" in out
     assert "not charged (it runs on another host once moved)" in out
-    assert [r["event"] for r in decision_log(api, host, 2)] == ["guard_error", "migrate_unchecked"]
+    assert [r["event"] for r in decision_log(api, host, 3)] == ["guard_error", "migrate_unchecked", "alert_failed"]
 
 
 def test_a_start_that_cannot_get_the_ledger_lock_is_charged_its_need(api):

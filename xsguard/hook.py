@@ -67,10 +67,17 @@ def main(argv: Optional[List[str]] = None, operation: str = "start") -> int:
     progress: Dict[str, Any] = {}  # what is known of the VM so far: charged if it goes ahead unchecked
     ruling: Dict[str, Any] = {}  # the status and message, once decided
     try:
-        args = parse_argv(sys.argv[1:] if argv is None else argv)
-        log.bind(vm_uuid=args.vm_uuid, reason=args.reason)
+        argv_error: Optional[BadArgument] = None
+        try:
+            args = parse_argv(sys.argv[1:] if argv is None else argv)
+            log.bind(vm_uuid=args.vm_uuid, reason=args.reason)
+        except BadArgument as exc:  # decided below, with the configured log and on_error
+            argv_error = exc
         cfg, config_error = config.load_kept()
         log.bind(mode=cfg.policy["mode"])
+        if argv_error is not None:
+            raise argv_error
+        assert args is not None
         if config_error is not None:
             _config_error(cfg, config_error, log, args)
         deadline = Deadline(cfg.policy["deadline"])
