@@ -36,7 +36,7 @@ def test_a_ledger_that_does_not_hold_is_set_aside_and_rebuilt(tmp_path, document
     path = str(tmp_path / "ledger.json")
     with open(path, "w") as handle:
         json.dump(document, handle)
-    loaded = ledger.load(path, BOOT)
+    loaded = ledger.load(path, BOOT, set_aside=True)
     assert loaded.entries is None
     assert "corrupt (%s)" % why in loaded.note
     aside = [n for n in os.listdir(str(tmp_path)) if n != "ledger.json" and n.startswith("ledger.json")]
@@ -55,30 +55,41 @@ def test_a_ledger_left_in_place_when_asked_not_to_set_it_aside(tmp_path):
     assert os.listdir(str(tmp_path)) == ["ledger.json"]
 
 
-def test_an_unreadable_ledger_is_rebuilt_with_its_pending_charges(tmp_path):
-    """A ledger that cannot be read (here a directory): rebuilt, saying why, the pending charges kept
-    for the rebuild."""
+def loop(path):
+    os.symlink(os.path.basename(path), path)  # opening it fails with ELOOP
+
+
+@pytest.mark.parametrize("make, why", [
+    (loop, "is unreadable (Too many levels of symbolic links)"),
+    (os.mkdir, "is a directory"),
+])
+def test_an_unreadable_ledger_is_rebuilt_with_its_pending_charges(tmp_path, make, why):
+    """A ledger that cannot be read (a symlink loop) or is not a file (a directory): rebuilt, saying
+    why, the pending charges kept for the rebuild."""
     path = str(tmp_path / "ledger.json")
-    os.mkdir(path)
+    make(path)
     unchecked = E._replace(how="unchecked")
     ledger.append_pending(path, BOOT, unchecked)
     loaded = ledger.load(path, BOOT)
     assert loaded.entries is None
-    assert loaded.note.startswith("ledger %s is unreadable (Is a directory)" % path)
+    assert loaded.note == "ledger %s %s: rebuilt from live state" % (path, why)
     assert loaded.unfolded == (unchecked,)
 
 
 def test_pending_lines_that_do_not_parse_or_are_of_another_boot_are_skipped(tmp_path):
     """Garbage, a bad entry and another boot's charge among the pending lines: only this boot's good
-    charge is read, and every byte read is counted (so a save removes them all)."""
+    charge is read, and once taken under the lock a save removes them all."""
     path = str(tmp_path / "ledger.json")
     ledger.append_pending(path, BOOT, E)
     ledger.append_pending(path, "another-boot", E._replace(vm_uuid="other"))
     with open(path + ".pending", "ab") as handle:
         handle.write(b"{not json\n\xff\xfe\n" + json.dumps(dict(GOOD, boot_id=BOOT, need="x")).encode() + b"\n")
-    found, size = ledger.read_pending(path, BOOT)
-    assert found == [E]
-    assert size == os.path.getsize(path + ".pending")
+    assert ledger.read_pending(path, BOOT) == [E]
+    loaded = ledger.take(path, BOOT)
+    assert loaded.taken and loaded.entries == {E.vm_uuid: E}
+    assert not os.path.exists(path + ".pending")
+    ledger.save(path, BOOT, loaded.entries, loaded)
+    assert sorted(os.listdir(str(tmp_path))) == ["ledger.json"]
 
 
 def test_an_earlier_charge_does_not_replace_a_later_one():
@@ -110,7 +121,7 @@ def test_a_charge_whose_pending_file_is_removed_as_it_is_written_is_written_agai
     path = str(tmp_path / "ledger.json")
     done = race(monkeypatch, lambda: os.unlink(path + ".pending"))
     ledger.append_pending(path, BOOT, E)
-    assert done and ledger.read_pending(path, BOOT)[0] == [E]
+    assert done and ledger.read_pending(path, BOOT) == [E]
 
 
 def test_a_charge_whose_pending_file_is_replaced_as_it_is_written_is_written_again(tmp_path, monkeypatch):
@@ -126,14 +137,14 @@ def test_a_charge_whose_pending_file_is_replaced_as_it_is_written_is_written_aga
 
     done = race(monkeypatch, replace)
     ledger.append_pending(path, BOOT, E)
-    assert done and ledger.read_pending(path, BOOT)[0] == [other, E]
+    assert done and ledger.read_pending(path, BOOT) == [other, E]
 
 
 def test_sync_and_dropping_pending_charges_ask_nothing_of_missing_files(tmp_path):
-    """Best effort: syncing a ledger that is not there, or saving with pending bytes whose file is gone,
-    raises nothing and saves the ledger."""
+    """Best effort: syncing a ledger that is not there, or saving with pending charges taken whose file
+    is gone, raises nothing and saves the ledger."""
     path = str(tmp_path / "ledger.json")
     ledger.sync(path)
-    ledger.save(path, BOOT, {E.vm_uuid: E}, pending_size=100)
+    ledger.save(path, BOOT, {E.vm_uuid: E}, ledger.Loaded({}, None, taken=True))
     assert ledger.load(path, BOOT).entries == {E.vm_uuid: E}
-    assert not os.path.exists(path + ".pending")
+    assert sorted(os.listdir(str(tmp_path))) == ["ledger.json"]
