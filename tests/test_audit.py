@@ -13,6 +13,7 @@ import sys
 import pytest
 
 from tests.pool import decision_log, make_vm, small_host, wait_for
+from xsguard.model.need import LEARNED_HELD
 
 # name: (predicted, held once connected, verdict)
 EXPECTED = {
@@ -125,7 +126,8 @@ def test_under_is_logged_and_counted(api, pool):
 
 
 def test_audit_enters_what_a_guest_held_in_the_ledger(bare_api):
-    """A greedy guest running before xsguard came (so in no ledger): once audited, its reboot is decided at 35."""
+    """A greedy guest running before xsguard came (so in no ledger): once audited (the figure it held
+    learned and logged, its finding logged), its reboot is decided at 35."""
     api = bare_api
     host = small_host(api, port_limit=1000, vcpus=16)
     greedy = make_vm(api, "greedy", affinity=host)
@@ -139,9 +141,10 @@ def test_audit_enters_what_a_guest_held_in_the_ledger(bare_api):
         entry = json.load(handle)["entries"][0]
     assert (entry["vm_name"], entry["need"], entry["peak"], entry["how"]) == ("greedy", 5, 35, "audited")
     api.VM.clean_reboot(greedy)
-    assert [r["event"] for r in decision_log(api, host, 2)] == ["audit_under", "start_admitted"]
-    record = decision_log(api, host, 2)[1]
-    assert record["need"] == 35
+    records = decision_log(api, host, 3)
+    assert [r["event"] for r in records] == ["learned", "audit_under", "start_admitted"]
+    assert (records[0]["vm_name"], records[0]["keys"]) == ("greedy", {LEARNED_HELD: "35"})
+    assert records[2]["need"] == 35
 
 
 def last_decision(api, host, vm_uuid):
