@@ -6,11 +6,9 @@ import subprocess
 import sys
 
 import pytest
-import XenAPI
 
 from tests.pool import make_vm, small_host
 from xsguard.errors import PermissionDenied, XsguardError
-from xsguard.sim.api import ApiError
 from xsguard.xapi import denied
 
 # xapi's message (xen-api ocaml/xapi/rbac.ml:210-216): [permission; "No permission ... (Roles ...)"]
@@ -21,24 +19,10 @@ NEEDS_POOL_ADMIN = ("xsguard: xapi denied host.call_plugin to this login: it nee
 
 
 @pytest.fixture
-def operator(sim, api, monkeypatch, tmp_path):
-    """Run the command from a workstation logged in as ``operator``, a pool-operator. With a simulator
-    that knows roles (``sim.add_user``) xapi's own check denies; else it is emulated here with
-    xapi's error for host.call_plugin, the only call these commands make that the role lacks."""
-    try:
-        api.sim.add_user("operator", "pool-operator")
-    except XenAPI.Failure as exc:
-        if exc.details[0] != "MESSAGE_METHOD_UNKNOWN":
-            raise
-        check = sim.pool.check_session
-
-        def check_role(ref, method):
-            session = check(ref, method)
-            if session["user"] == "operator" and method == "host.call_plugin":
-                raise ApiError(*DENIED_CALL_PLUGIN)
-            return session
-
-        monkeypatch.setattr(sim.pool, "check_session", check_role)
+def operator(sim, api, tmp_path):
+    """Run the command from a workstation logged in as ``operator``, a pool-operator (the simulator
+    checks roles as xapi does: ``sim.add_user``)."""
+    api.sim.add_user("operator", "pool-operator")
     conf = tmp_path / "xsguard.conf"
     conf.write_text("[dom0]\ninventory = %s\n\n[log]\nfile = %s\n" % (tmp_path / "no-inventory",
                                                                       tmp_path / "decisions.log"))
@@ -52,16 +36,19 @@ def operator(sim, api, monkeypatch, tmp_path):
     return run
 
 
-def test_workstation_commands_say_the_role_they_need(api, operator):
+def test_workstation_commands_say_the_role_they_need(sim, api, operator):
     """pool, place, evacuate, check --host and need --host, denied host.call_plugin: exit 4 with one
-    line naming the call and the pool-admin role, nothing on stdout (no host listed as unreachable)."""
+    line naming the call and the pool-admin role (after the warning that the password went over plain
+    http), nothing on stdout (no host listed as unreachable)."""
+    cleartext = ("xsguard: warning: %s is plain http: the password goes over the network in clear text; "
+                 "use https://\n" % sim.url)
     host = small_host(api, "xs-a")
     small_host(api, "xs-b")
     make_vm(api, "app", affinity=host)
     for args in (["pool"], ["place", "app"], ["evacuate", "xs-a"], ["check", "app", "--host", "xs-b"],
                  ["need", "app", "--host", "xs-a"]):
         code, out, err = operator(*args)
-        assert (code, out, err) == (4, "", NEEDS_POOL_ADMIN), args
+        assert (code, out, err) == (4, "", cleartext + NEEDS_POOL_ADMIN), args
 
 
 def test_the_role_needed_is_the_least_xapi_lists():
