@@ -6,9 +6,7 @@ import json
 import time
 import urllib.request
 
-import XenAPI
-
-from tests.pool import failure, make_vm, wait_for
+from tests.pool import Session, failure, make_vm, wait_for
 
 
 def post(url, path, body, content_type):
@@ -125,7 +123,7 @@ def test_async_calls_need_the_role_of_the_call(bare_api, bare_sim):
     bare_api.sim.add_host("xs-a", {})
     vm = make_vm(bare_api, "a")
     bare_api.sim.add_user("ro", "read-only")
-    session = XenAPI.Session(bare_sim.url)
+    session = Session(bare_sim.url)  # closed when the test ends
     session.xenapi.login_with_password("ro", "", "1.0", "tests")
     assert failure(session.xenapi.Async.VM.start, vm, False, False)[:2] == ["RBAC_PERMISSION_DENIED", "vm.start"]
 

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from tests.pool import connect, failure, make_vm, wait_for
+from tests.pool import Session, connect, failure, make_vm, wait_for
 from tests.test_sim import install_hook
 
 NULL = "OpaqueRef:NULL"
@@ -208,9 +208,7 @@ def test_migrate_receive_checks_its_host_and_network(bare_api):
 
 
 def login_as(url, name):
-    import XenAPI
-
-    session = XenAPI.Session(url)
+    session = Session(url)  # closed when the test ends, its login failed or not
     session.xenapi.login_with_password(name, "any password", "1.0", "tests")
     return session.xenapi
 
