@@ -75,13 +75,14 @@ def start(tmp_path, *args, env=None):
 def test_simulate_describes_the_pool_it_serves(tmp_path):
     """On start: the hosts, each VM with its state, host and what it would need there, and what to try."""
     proc, url = start(tmp_path)
-    try:
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(20) == 0
-        err = proc.stderr.read().decode()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    with proc:  # its pipes closed at the end
+        try:
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(20) == 0
+            err = proc.stderr.read().decode()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
     lines = err.splitlines()
     assert "xsguard simulate: hosts xs-a, xs-b" in lines
     rows = [line.split() for line in lines if line.startswith(("web-", "sql-", "spare"))]
@@ -113,11 +114,12 @@ def test_dom0_python_directory_is_removed_on_a_signal(tmp_path, sig):
     work.mkdir()
     env = dict(os.environ, XSGUARD_DOM0_CACHE=fake_dom0_python_cache(tmp_path))
     proc, _ = start(work, "--empty", "--dom0-python", sys.executable, env=env)
-    try:
-        assert [n for n in left_in(work) if n.startswith("xsguard-dom0-")] != []
-        proc.send_signal(sig)
-        assert proc.wait(20) == 0
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    with proc:  # its pipes closed at the end
+        try:
+            assert [n for n in left_in(work) if n.startswith("xsguard-dom0-")] != []
+            proc.send_signal(sig)
+            assert proc.wait(20) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
     assert left_in(work) == []
