@@ -68,7 +68,9 @@ def test_the_licence_rides_in_the_wheel_and_the_sdist(installed, tmp_path):
 
     _, site, source = installed
     licences = glob.glob(os.path.join(site, "xsguard-*.dist-info", "licenses", "LICENSE"))
-    assert len(licences) == 1 and LGPL in open(licences[0]).read()
+    assert len(licences) == 1
+    with open(licences[0]) as handle:
+        assert LGPL in handle.read()
     backend = tmp_path / "backend"  # the build backend pyproject.toml requires, as pip's isolation has it
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--target", str(backend), "setuptools>=77"],
                    check=True, stdout=subprocess.DEVNULL)
@@ -91,24 +93,25 @@ def test_a_new_user_tries_a_simulated_pool_from_the_wheel(installed, tmp_path):
     env = dict(os.environ, TMPDIR=str(tmp_path))
     sim = subprocess.Popen([xsguard, "simulate"], cwd=str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                            env=env)
-    try:
-        url = sim.stdout.readline().decode().split()[-1]
+    with sim:  # its pipes closed at the end
+        try:
+            url = sim.stdout.readline().decode().split()[-1]
 
-        def ask(*args):
-            proc = subprocess.run([xsguard, "--xapi", url] + list(args), cwd=str(tmp_path), stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, env=env)
-            assert proc.returncode == 0, (args, proc.stderr.decode())
-            return json.loads(proc.stdout.decode())
+            def ask(*args):
+                proc = subprocess.run([xsguard, "--xapi", url] + list(args), cwd=str(tmp_path), stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, env=env)
+                assert proc.returncode == 0, (args, proc.stderr.decode())
+                return json.loads(proc.stdout.decode())
 
-        assert [h["host_name"] for h in ask("pool", "--json")["hosts"]] == ["xs-a", "xs-b"]
-        vms = {v["vm_name"]: (v["host_name"], v["need"]) for v in ask("vms", "--json")["vms"]}
-        assert vms["web-01"] == ("xs-a", 10) and vms["sql-01"] == ("xs-b", 22)
-        capacity = ask("capacity", "--like", "web-01", "--json")
-        assert [h["host_name"] for h in capacity["hosts"]] == ["xs-a", "xs-b"] and capacity["need"] == 10
-        assert ask("denials", "--json") == []
-        sim.send_signal(signal.SIGTERM)
-        assert sim.wait(20) == 0
-        assert "web-01" in sim.stderr.read().decode()
-    finally:
-        if sim.poll() is None:
-            sim.kill()
+            assert [h["host_name"] for h in ask("pool", "--json")["hosts"]] == ["xs-a", "xs-b"]
+            vms = {v["vm_name"]: (v["host_name"], v["need"]) for v in ask("vms", "--json")["vms"]}
+            assert vms["web-01"] == ("xs-a", 10) and vms["sql-01"] == ("xs-b", 22)
+            capacity = ask("capacity", "--like", "web-01", "--json")
+            assert [h["host_name"] for h in capacity["hosts"]] == ["xs-a", "xs-b"] and capacity["need"] == 10
+            assert ask("denials", "--json") == []
+            sim.send_signal(signal.SIGTERM)
+            assert sim.wait(20) == 0
+            assert "web-01" in sim.stderr.read().decode()
+        finally:
+            if sim.poll() is None:
+                sim.kill()

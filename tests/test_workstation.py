@@ -261,7 +261,8 @@ def test_a_self_signed_certificate_is_named_and_trusted_with_ca_file(https_url, 
                                  env=env)
     assert (code, err) == (0, "") and [h["host_name"] for h in json.loads(out)["hosts"]] == ["xs-a"]
     conf = tmp_path / "trusting.conf"
-    conf.write_text(open(workstation_config).read() + "\n[xapi]\nca_file = %s\n" % cert)
+    with open(workstation_config) as handle:
+        conf.write_text(handle.read() + "\n[xapi]\nca_file = %s\n" % cert)
     code, out, _ = run_xsguard(["--config", str(conf), "--xapi", url, "pool", "--json"], env=env)
     assert code == 0 and [h["host_name"] for h in json.loads(out)["hosts"]] == ["xs-a"]
 
