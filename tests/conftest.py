@@ -11,9 +11,10 @@ import time
 
 import pytest
 
-# What the suite must never change: this machine's own xsguard state and decision log
-# (the defaults of [ledger] path and [log] file).
-MACHINE_DIRS = ("/var/log/xsguard", "/var/lib/xsguard")
+# What the suite must never change: this machine's own xsguard state, this boot's ledger and
+# counters, and decision log (the defaults of [ledger] path, whose directory holds the rest, and
+# [log] file), and where earlier versions kept their state.
+MACHINE_DIRS = ("/var/log/xsguard", "/var/lib/xsguard", "/run/xsguard")
 BASETEMP = "p"  # pytest's tmp_path directories, in the suite's temporary directory
 WRITERS_GRACE = 10.0  # seconds a simulated host's detached journal writers may take to finish
 
@@ -90,7 +91,7 @@ def remove_pool_root(root):
 
 @pytest.fixture(scope="session", autouse=True)
 def hygiene():
-    """Fails the suite if it changed the machine's own /var/log/xsguard or /var/lib/xsguard, or left
+    """Fails the suite if it changed the machine's own xsguard directories (``MACHINE_DIRS``), or left
     a directory in its temporary directory (a simulator's, a hook writer's)."""
     before = snapshot(MACHINE_DIRS)
     private = os.environ.get("XSGUARD_TESTS_TMPDIR", "")
