@@ -34,15 +34,16 @@ def run_client(tmp_path, transport):
     env = dict(os.environ, TMPDIR=str(tmp_path))
     proc = subprocess.Popen([sys.executable, "-m", "xsguard", "simulate", "--port", "0", "--scenario", str(scenario)],
                             stdout=subprocess.PIPE, env=env)
-    try:
-        url = proc.stdout.readline().decode().split()[-1]
-        client = subprocess.run(["node", os.path.join(XO, "xo_client.mjs"), url, transport], cwd=XO,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
-        assert client.returncode == 0, client.stderr.decode()
-        return json.loads(client.stdout.decode().splitlines()[-1])
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(20)
+    with proc:  # its pipe closed at the end
+        try:
+            url = proc.stdout.readline().decode().split()[-1]
+            client = subprocess.run(["node", os.path.join(XO, "xo_client.mjs"), url, transport], cwd=XO,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120)
+            assert client.returncode == 0, client.stderr.decode()
+            return json.loads(client.stdout.decode().splitlines()[-1])
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(20)
 
 
 @pytest.mark.parametrize("transport", ["json-rpc", "xml-rpc"])
