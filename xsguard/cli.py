@@ -173,7 +173,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     if args.empty and args.scenario:
         sys.stderr.write("xsguard: --empty and --scenario exclude each other\n")
         return 2
-    sim = Simulator(port=args.port, install_xsguard=not args.bare, interpreter=_dom0_python(args.dom0_python))
+    sim = Simulator(port=args.port, install_xsguard=not args.bare, interpreter=_dom0_python(args.dom0_python),
+                    rrdd=True)  # each host runs xcp-rrdd, and xsguard-rrdd where xsguard is installed
     try:
         if args.scenario:
             built = scenario.load_file(sim.pool, args.scenario)

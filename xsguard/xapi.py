@@ -6,7 +6,6 @@ xsguard's own. Records come back as XenAPI sends them (int64 fields as strings).
 
 import http.client
 import os
-import socket
 import xmlrpc.client
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
@@ -15,6 +14,7 @@ import XenAPI
 from .deadline import Deadline
 from .errors import VmNotFound, XapiFailure, XapiUnreachable
 from .retry import TRANSPORT_ERRORS, call_with_retries
+from .unixhttp import UnixConnection
 
 Record = Dict[str, Any]
 ORIGINATOR = "xsguard"
@@ -32,19 +32,6 @@ def any_of(field: str, values: Iterable[str]) -> str:
 
 LOCAL_SOCKET = "/var/lib/xcp/xapi"
 NULL_REF = "OpaqueRef:NULL"
-
-
-class _UnixConnection(http.client.HTTPConnection):
-    """HTTP over xapi's UNIX socket, with a timeout (XenAPI's own has none)."""
-
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self.path = path
-
-    def connect(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(self.timeout)
-        self.sock.connect(self.path)
 
 
 def _bounded(conn: Any, deadline: Deadline) -> Any:
@@ -68,7 +55,7 @@ class _DeadlineTransport(xmlrpc.client.Transport):
             return _bounded(super().make_connection(host), self.deadline)
         cached = self._connection[1]
         if cached is None:
-            cached = _UnixConnection(self.unix_path, self.deadline.remaining())
+            cached = UnixConnection(self.unix_path, self.deadline.remaining())
             self._connection = (host, cached)
         return _bounded(cached, self.deadline)
 
