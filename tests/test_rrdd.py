@@ -1,18 +1,27 @@
 """xsguard-rrdd: its file format, and its figures as xapi serves them from a stand-in xcp-rrdd."""
 
+import hashlib
 import json
+import math
 import os
 import signal
+import socketserver
 import struct
 import subprocess
+import sys
+import threading
+import xmlrpc.client
 import zlib
 
 import pytest
 
 from tests.pool import connect, failure, make_vm, small_host, wait_for
-from xsguard.model.rrdformat import DERIVE, Datasource, encode, for_vm
-from xsguard.rrdd import Rrdd
-from xsguard.sim.rrdd import Rejected, read_file
+from xsguard.config import load as load_config
+from xsguard.errors import XapiFailure, XapiUnreachable
+from xsguard.model.rrdformat import DERIVE, HOST, Datasource, encode, for_vm
+from xsguard.rrdd import (FLOOR, HOST_SOURCES, MAX_VMS, Daemon, PluginFile, Rrdd, RrddUnavailable, XapiView,
+                          file_size, wait_for_reading)
+from xsguard.sim.rrdd import Rejected, StandInRrdd, read_file
 from xsguard.sim.server import Simulator
 
 INTERVAL = 0.2  # the stand-in xcp-rrdd reads every 0.2 s instead of 5 s
@@ -322,3 +331,178 @@ def test_without_xapi_dom0_figures_still_go_out(rapi, rsim):
     assert rapi.host.query_data_source(host, "xsguard_ports_free") == LIMIT - MARGIN - d["ports_used"] - whole_need
     assert rapi.VM.get_data_sources(vm) == []
     assert journal(rapi, host).count("xapi not consulted (xapi is not answering on unix://") == 1
+
+
+# The stand-in xcp-rrdd itself: a plugin that keeps its rules, and one that breaks each.
+
+
+@pytest.fixture
+def standin(tmp_path):
+    """A stand-in xcp-rrdd on its own root whose readings the test takes (read_all)."""
+    running = StandInRrdd(str(tmp_path), 5.0, read_by_itself=False).start()
+    yield running
+    running.stop()
+
+
+def payload(n, vms=0, extra=0):
+    """A plugin file's content for reading ``n``: a host gauge worth n, a VM gauge per VM."""
+    sources = [Datasource("g", n, "a gauge", "things")]
+    sources += [Datasource("held", n + v, "per VM", "ports", owner=for_vm("%036d" % v)) for v in range(vms)]
+    sources += [Datasource("extra%d" % e, e, "x" * 200, "things") for e in range(extra)]
+    return encode(1000.0 + n, sources)
+
+
+def create_whole(standin, uid, size, data):
+    """What the rules ask: the file written whole at its final size under .tmp, renamed into place."""
+    path = os.path.join(standin.metrics, uid)
+    with open(path + ".tmp", "wb") as handle:
+        handle.write(data.ljust(size, b"\0"))
+    os.rename(path + ".tmp", path)
+    return path
+
+
+def write_in_place(path, data):
+    with open(path, "r+b") as handle:
+        handle.write(data)
+
+
+def test_standin_reads_a_plugin_that_keeps_the_rules(standin):
+    """Created whole at a padded size, registered as V2, written in place before each reading, its
+    set of datasources growing within the padding: every reading takes it, with each VM's value under
+    its owner although the name is shared."""
+    client = Rrdd(standin.socket_path)
+    assert client.call("Plugin.get_header", None) == "DATASOURCES\n"
+    path = client.call("Plugin.get_path", {"uid": "good"})
+    assert path == os.path.join(standin.metrics, "good")
+    create_whole(standin, "good", 8192, payload(0))
+    assert client.call("Plugin.Local.register", {"uid": "good", "info": "Five_Seconds", "protocol": "V2"}) > 0
+    for n in range(1, 6):
+        write_in_place(path, payload(n, vms=n))
+        standin.read_all()
+    assert standin.outcomes["good"] == ["ok"] * 5
+    assert standin.registered["good"].protocol == "V2"
+    assert standin.shown(HOST)["g"].value == 5
+    assert [standin.shown(for_vm("%036d" % v))["held"].value for v in range(5)] == [5, 6, 7, 8, 9]
+
+
+@pytest.mark.parametrize("method, params, error", [
+    ("Plugin.get_header", (), 'Idl.MarshalError("Incorrect number of arguments")'),
+    ("Plugin.get_header", ({},), "Idl.MarshalError(\"Expected unit, got '{}'\")"),
+    ("Plugin.get_path", ("good",), "Idl.MarshalError(\"Marshalling error: Expecting dict as first argument when"
+                                   " named parameters exist\")"),
+    ("Plugin.Local.register", ({"uid": "good", "info": "Five_Seconds"},),
+     "Idl.MarshalError(\"Expecting named argument 'protocol'\")"),
+    ("Plugin.Local.register", ({"uid": "good", "info": "Five_Seconds", "protocol": "V3"},),
+     "Idl.MarshalError(\"protocol: 'V3' is not one of V1, V2\")"),
+])
+def test_standin_refuses_a_call_without_its_declared_parameters(standin, method, params, error):
+    """A call whose parameters are not the declared ones is answered Rrdd_internal_error."""
+    assert Rrdd(standin.socket_path).proxy.__getattr__(method)(*params) == {
+        "Status": "Failure", "ErrorDescription": ["Rrdd_internal_error", error]}
+
+
+def test_standin_answers_401_to_an_unknown_method(standin):
+    """A method xcp-rrdd does not have is refused with HTTP 401, as its XML-RPC handler does."""
+    with pytest.raises(xmlrpc.client.ProtocolError) as caught:
+        Rrdd(standin.socket_path).proxy.Plugin.get_headers(None)
+    assert caught.value.errcode == 401
+
+
+def test_standin_refuses_to_register_a_file_not_there(standin):
+    """Registering opens the file: before it exists, the call fails and nothing is registered."""
+    answer = Rrdd(standin.socket_path).proxy.Plugin.Local.register(
+        {"uid": "early", "info": "Five_Seconds", "protocol": "V2"})
+    assert answer["Status"] == "Failure"
+    assert answer["ErrorDescription"] == ["Rrdd_internal_error", 'Unix.Unix_error(Unix.ENOENT, "open", "%s")'
+                                          % os.path.join(standin.metrics, "early")]
+    assert "early" not in standin.registered
+
+
+def test_standin_reads_a_legacy_registration_as_v1(standin):
+    """Plugin.register registers protocol V1: a v2 file so registered fails every reading it takes."""
+    standin.pause_discovery()  # the file reaches the legacy call before discovery (the one way it can)
+    path = create_whole(standin, "legacy", 4096, payload(0))
+    client = Rrdd(standin.socket_path)
+    client.call("Plugin.register", {"uid": "legacy", "frequency": "Five_Seconds"})
+    standin.resume_discovery()  # discovery's scan registers it as V2, but the first registration won
+    assert standin.registered["legacy"].protocol == "V1"
+    write_in_place(path, payload(1))
+    standin.read_all()
+    assert standin.outcomes["legacy"] == ["Invalid_header_string"]
+    assert "read as protocol V1" in standin.rejected[-1][1]
+
+
+def test_standin_registers_v1_files_and_reads_them(standin):
+    """A protocol v1 file (header with its newline, hex length, MD5, JSON with values) registered with
+    the legacy call is read: the V1 rule refuses v2 files, not v1 ones."""
+    standin.pause_discovery()
+    body = json.dumps({"timestamp": 1000.0, "datasources": {"v1g": {"value": 7, "value_type": "int64",
+                                                                    "type": "gauge", "default": "true"}}})
+    raw = b"DATASOURCES\n%08x\n%s\n%s" % (len(body), hashlib.md5(body.encode()).hexdigest().encode(),
+                                           body.encode())
+    create_whole(standin, "v1", 4096, raw)
+    Rrdd(standin.socket_path).call("Plugin.register", {"uid": "v1", "frequency": "Five_Seconds"})
+    standin.read_all()
+    assert standin.outcomes["v1"] == ["ok"]
+    assert standin.shown(HOST)["v1g"].value == 7
+
+
+def test_standin_discovers_a_new_file_as_v2_and_forgets_a_removed_one(standin):
+    """A file renamed into the directory is registered as V2 with no call; a removed one deregistered;
+    a restarted xcp-rrdd has forgotten its registrations and registers the files it finds."""
+    path = create_whole(standin, "found", 4096, payload(0))
+    standin.read_all()
+    assert standin.registered["found"].protocol == "V2"
+    assert standin.outcomes["found"] == ["ok"]
+    standin.restart()
+    assert list(standin.registered) == ["found"]
+    os.unlink(path)
+    standin.read_all()
+    assert standin.registered == {}
+
+
+def test_standin_mapping_never_follows_growth(standin):
+    """A file grown after registration is read at its first size: a payload past it fails."""
+    path = create_whole(standin, "grows", 4096, payload(0))
+    standin.read_all()
+    write_in_place(path, payload(1, extra=40))  # 40 x 200-byte descriptions: past the 4096 bytes mapped
+    standin.read_all()
+    assert standin.outcomes["grows"] == ["ok", "Read_error"]
+
+
+def test_standin_mapping_never_follows_a_rename(standin):
+    """A new file renamed over a registered one is never read: the old one, unchanged, is no update."""
+    create_whole(standin, "renamed", 4096, payload(0))
+    standin.read_all()
+    create_whole(standin, "renamed", 4096, payload(1))
+    standin.read_all()
+    assert standin.outcomes["renamed"] == ["ok", "No_update"]
+
+
+def test_standin_skips_a_failing_plugin_2_to_256_readings(standin):
+    """An unchanged file doubles the skip count at each failed read, up to 256 (255 readings skipped
+    between two tries); a good read resets it."""
+    path = create_whole(standin, "idle", 4096, payload(0))
+    for _ in range(1024):
+        standin.read_all()
+    got = standin.outcomes["idle"]
+    assert got[:8] == ["ok", "No_update", "skipped", "No_update"] + ["skipped"] * 3 + ["No_update"]
+    tries = [i for i, o in enumerate(got) if o == "No_update"]
+    assert [b - a - 1 for a, b in zip(tries, tries[1:])] == [1, 3, 7, 15, 31, 63, 127, 255, 255, 255]
+    write_in_place(path, payload(1))
+    standin.read_all()
+    while standin.outcomes["idle"][-1] == "skipped":
+        standin.read_all()
+    write_in_place(path, payload(2))
+    standin.read_all()
+    assert standin.outcomes["idle"][-2:] == ["ok", "ok"]
+
+
+def test_standin_next_reading_is_negative_while_late(standin):
+    """next_reading counts down to the reading, is negative while xcp-rrdd is late, -1 unregistered."""
+    create_whole(standin, "timed", 4096, payload(0))
+    client = Rrdd(standin.socket_path)
+    assert 0 < client.register("timed") <= 5.0
+    standin.late = 1.5
+    assert client.call("Plugin.Local.next_reading", {"uid": "timed"}) == -1.5
+    assert client.call("Plugin.Local.next_reading", {"uid": "other"}) == -1.0

@@ -91,8 +91,9 @@ class DaemonXapi(Xapi):
 class XapiView:
     """What xapi says of the VMs on this host, asked as seldom as the figures allow."""
 
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, clock: Callable[[], float] = time.monotonic) -> None:
         self.cfg = cfg
+        self.clock = clock
         self.api: Optional[Xapi] = None
         self.deadline = Deadline(XAPI_DEADLINE)
         self.host_ref = ""
@@ -107,8 +108,8 @@ class XapiView:
     def _session(self) -> Xapi:
         """The daemon's one session: logged in once; after a login xapi did not answer, not tried again
         for 5 s doubling to 5 min (a login xapi completes after xsguard gave up leaves a session)."""
-        now = time.monotonic()
-        self.deadline.expires = now + self.deadline.seconds
+        now = self.clock()
+        self.deadline.expires = time.monotonic() + self.deadline.seconds
         if self.api is None:
             if now < self.login_after:
                 raise XapiUnreachable("xapi did not answer a login: the next in %.0fs" % (self.login_after - now))
@@ -174,9 +175,9 @@ class XapiView:
 class Reader:
     """One reading's datasources, from the same pieces as ``xsguard status``."""
 
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, clock: Callable[[], float] = time.monotonic) -> None:
         self.cfg = cfg
-        self.view = XapiView(cfg)
+        self.view = XapiView(cfg, clock)
         self.boot_id = state.boot_id(cfg)
         self.kept: Tuple[Any, Dict[str, Entry]] = (None, {})  # the ledger as last read, and its files' stat
         self.without_xapi = False  # the last reading could not ask xapi
@@ -394,7 +395,7 @@ class Daemon:
         self.period = float(cfg.rrdd["period"])
         self.lead = min(LEAD, self.period / 2)
         self.rrdd = Rrdd(cfg.rrdd["socket"])
-        self.reader = Reader(cfg)
+        self.reader = Reader(cfg, clock)
         self.path: Optional[str] = None
         self.file: Optional[PluginFile] = None
         self.vms = max_vms  # the VMs the file is sized for

@@ -376,6 +376,8 @@ class StandInRrdd:
         self.discovery_errors: List[str] = []
         self.readings = 0
         self.late = 0.0  # seconds the reading loop has missed its cycle by (next_reading answers negative)
+        self.calls: List[str] = []  # the methods called, in order
+        self.discovering = True  # False: the discovery thread is in its pause after an error
         self.server: Optional[_Server] = None
         self.watch: Optional[inotify.Inotify] = None
         self.stopped = threading.Event()
@@ -440,12 +442,26 @@ class StandInRrdd:
             if self.watch is None:
                 return
             for mask, name in self.watch.read():
-                if not self._valid(name):
+                if not self.discovering or not self._valid(name):
                     continue
                 if mask & (inotify.IN_CREATE | inotify.IN_MOVED_TO):
                     self._discovered(name)
                 elif mask & (inotify.IN_DELETE | inotify.IN_MOVED_FROM):
                     self._deregister(name)  # xcp_rrdd.ml:380-382
+
+    def pause_discovery(self) -> None:
+        """Discovery fails: the real thread logs the error and waits 10 s; what the directory does
+        meanwhile is lost, since a new watch is made (xcp_rrdd.ml:436-441)."""
+        with self.lock:
+            self.discovery_errors.append("paused")
+            self.discovering = False
+
+    def resume_discovery(self) -> None:
+        """Discovery starts again: it scans the directory, then watches it (xcp_rrdd.ml:437)."""
+        with self.lock:
+            self.discover()
+            self.discovering = True
+            self._scan()
 
     def _discovered(self, name: str) -> None:
         try:
@@ -477,6 +493,7 @@ class StandInRrdd:
     def answer(self, method: str, params: List[Any]) -> Dict[str, Any]:
         """One call's answer in the ``Status`` envelope; UnknownMethod for a method xcp-rrdd has not."""
         self.discover()
+        self.calls.append(method)
         handler = self._methods().get(method)
         if handler is None:
             raise UnknownMethod("Idl.UnknownMethod(\"%s\")" % method)
