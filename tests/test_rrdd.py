@@ -19,8 +19,17 @@ from tests.pool import connect, failure, make_vm, small_host, wait_for
 from xsguard.config import load as load_config
 from xsguard.errors import XapiFailure, XapiUnreachable
 from xsguard.model.rrdformat import DERIVE, HOST, Datasource, encode, for_vm
-from xsguard.rrdd import (FLOOR, HOST_SOURCES, MAX_VMS, Daemon, PluginFile, Rrdd, RrddUnavailable, XapiView,
-                          file_size, wait_for_reading)
+from xsguard.rrdd import (
+    FLOOR,
+    HOST_SOURCES,
+    MAX_VMS,
+    Daemon,
+    Rrdd,
+    RrddUnavailable,
+    XapiView,
+    file_size,
+    wait_for_reading,
+)
 from xsguard.sim.rrdd import Rejected, StandInRrdd, read_file
 from xsguard.sim.server import Simulator
 
@@ -506,3 +515,277 @@ def test_standin_next_reading_is_negative_while_late(standin):
     standin.late = 1.5
     assert client.call("Plugin.Local.next_reading", {"uid": "timed"}) == -1.5
     assert client.call("Plugin.Local.next_reading", {"uid": "other"}) == -1.0
+
+
+# xsguard-rrdd against the stand-in, on a clock the test moves: each reading taken as the daemon's
+# sleep passes it.
+
+
+@pytest.fixture
+def bare():
+    """A simulated pool whose hosts run no xcp-rrdd of their own (the test gives them one)."""
+    with Simulator() as running:
+        yield running
+
+
+class Harness:
+    """xsguard-rrdd run in the test's thread against a stand-in xcp-rrdd on one host, both on a
+    clock that only the daemon's sleeps move; ``at_reading(n)`` runs right after reading ``n``."""
+
+    def __init__(self, sim, api, host, max_vms=MAX_VMS):
+        self.api = api
+        self.host = host
+        self.now = 1000.0
+        self.root = api.sim.get_host_root(host)
+        self.standin = StandInRrdd(self.root, 5.0, clock=lambda: self.now, read_by_itself=False).start()
+        sim.pool.rrdds[host] = self.standin
+        self.config = os.path.join(self.root, "etc", "xsguard", "xsguard.conf")
+        api.sim.set_xsguard_config(host, {"rrdd.socket": self.standin.socket_path, "rrdd.period": "5"})
+        self.stop = threading.Event()
+        self.daemon = Daemon(load_config(self.config), self.stop, clock=lambda: self.now, sleep=self.sleep,
+                             max_vms=max_vms)
+        self.readings = 0
+        self.sleeps = 0
+        self.at_reading = lambda n: None
+
+    def sleep(self, seconds):
+        self.sleeps += 1
+        assert self.sleeps < 10 * (self.readings + 10), "the daemon loops without waiting for readings"
+        assert seconds >= FLOOR
+        end = self.now + seconds
+        standin = self.standin
+        while not self.stop.is_set():
+            at = standin.epoch + (math.floor((self.now - standin.epoch) / standin.interval) + 1) * standin.interval
+            if at > end:
+                break
+            self.now = at
+            standin.read_all()
+            self.readings += 1
+            self.at_reading(self.readings)
+        self.now = end
+        return self.stop.is_set()
+
+    def run(self, at_reading, readings):
+        def step(n):
+            at_reading(n)
+            if n >= readings:
+                self.stop.set()
+
+        self.at_reading = step
+        assert self.daemon.run() == 0
+
+    def status(self):
+        proc = subprocess.run([sys.executable, "-m", "xsguard", "--config", self.config, "status", "--json"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert proc.returncode in (0, 1), proc.stderr.decode()
+        return json.loads(proc.stdout.decode())
+
+
+def quiet(api, host):
+    """Wait until the simulated dom0 stops changing (drivers connect on timers of their own)."""
+    def same():
+        first = api.sim.get_dom0(host)
+        return first == api.sim.get_dom0(host) and first
+
+    wait_for(same)
+
+
+def running_domids(api, vms):
+    return {api.VM.get_uuid(vm): int(api.VM.get_domid(vm)) for vm in vms
+            if api.VM.get_power_state(vm) == "Running"}
+
+
+def test_every_reading_succeeds_while_vms_come_and_go(bare):
+    """As VMs start and stop (past the VMs its file was sized for), xcp-rrdd restarts and the file is
+    removed, every reading takes xsguard-rrdd's file, registered as V2, and each figure, host and per
+    VM, is `xsguard status --json`'s at that reading."""
+    api = connect(bare.url).xenapi
+    host = small_host(api, port_limit=LIMIT, margin=MARGIN)
+    vms = [make_vm(api, "vm-%d" % n, affinity=host) for n in range(11)]
+    h = Harness(bare, api, host, max_vms=2)  # 4096 bytes: room for 8 VMs
+    path = os.path.join(h.standin.metrics, "xsguard")
+    plan = {
+        1: lambda: api.VM.start(vms[0], False, False),
+        2: lambda: api.VM.start(vms[1], False, False),
+        3: lambda: [api.VM.start(vm, False, False) for vm in vms[2:10]],  # 10 VMs outgrow the file
+        4: lambda: api.VM.hard_shutdown(vms[1]),
+        5: h.standin.restart,  # registrations forgotten
+        6: lambda: api.VM.start(vms[10], False, False),
+        7: lambda: os.unlink(path),
+        8: lambda: [api.VM.hard_shutdown(vm) for vm in (vms[0], vms[2])],
+    }
+    compared = []
+
+    def at_reading(n):
+        assert h.standin.registered["xsguard"].protocol == "V2"
+        status, held = h.status(), running_domids(api, vms)
+        shown = h.standin.shown(HOST)
+        assert {name: shown[name].value for name, key, _, _ in HOST_SOURCES} == \
+            {name: status[key] for name, key, _, _ in HOST_SOURCES}
+        assert {uuid: h.standin.shown(for_vm(uuid))["xsguard_ports_held"].value for uuid in held} == \
+            {uuid: status["by_remote_domain"][str(domid)]["ports"] for uuid, domid in held.items()}
+        compared.append(len(held))
+        if n in plan:
+            plan[n]()
+            quiet(api, host)
+
+    h.run(at_reading, readings=10)
+    assert h.standin.outcomes["xsguard"] == ["ok"] * 10
+    assert compared == [0, 1, 2, 10, 9, 9, 10, 10, 8, 8]
+    assert (h.daemon.vms, h.daemon.file.size) == (20, file_size(20))  # grown once, for twice the 10 VMs
+    assert not os.path.exists(path)  # removed when the daemon stopped
+    assert "xsguard" not in h.standin.registered
+
+
+def test_a_late_xcp_rrdd_gets_one_file_a_reading(bare):
+    """xcp-rrdd behind its cycle answers a negative next reading: the daemon still waits at least
+    FLOOR, writing once per reading (never in a loop), and every reading takes its file."""
+    api = connect(bare.url).xenapi
+    host = small_host(api, port_limit=LIMIT, margin=MARGIN)
+    h = Harness(bare, api, host)
+    h.standin.late = 3.0
+    h.run(lambda n: None, readings=12)
+    assert h.standin.outcomes["xsguard"] == ["ok"] * 12
+    assert h.standin.calls.count("Plugin.Local.register") <= 13
+
+
+@pytest.mark.parametrize("next_reading, expected", [
+    (5.0, 3.0),  # just after a reading: LEAD (2 s) before the next
+    (1.95, 4.95),  # just written: the reading after this one
+    (2.05, 5.05),  # under FLOOR: too close to write for this reading, so for the next
+    (-0.5, 2.5),  # late: the period's remainder
+    (-3.0, 5.0),  # late by exactly LEAD: a whole period, never 0
+    (-1000.0, 3.0),  # however late: within one period
+])
+def test_wait_for_reading_has_a_floor(next_reading, expected):
+    """The wait before writing is LEAD before the reading, never under FLOOR, however late xcp-rrdd is."""
+    assert wait_for_reading(next_reading, 2.0, 5.0) == pytest.approx(expected)
+
+
+class OddServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    """An xcp-rrdd socket that answers every request with one fixed HTTP response."""
+
+    daemon_threads = True
+
+    def __init__(self, path, status, body):
+        class Handler(socketserver.StreamRequestHandler):
+            def handle(self):
+                while self.rfile.readline().strip():
+                    pass
+                self.wfile.write(b"HTTP/1.0 %d X\r\nContent-Length: %d\r\n\r\n%s" % (status, len(body), body))
+
+        super().__init__(path, Handler)
+
+
+def response(value):
+    return xmlrpc.client.dumps((value,), methodresponse=True, allow_none=True).encode()
+
+
+@pytest.mark.parametrize("status, body", [
+    (200, b"<not xml"),
+    (200, response("soon")),
+    (200, response({"Status": "Success", "Value": "soon"})),
+    (200, response({"Status": "Success", "Value": True})),
+    (200, response({"Status": "Success", "Value": float("nan")})),
+    (200, response({"Status": "Success"})),
+    (200, response({"Status": "Failure", "ErrorDescription": ["Rrdd_internal_error", "x"]})),
+    (401, b"Go away"),
+    (500, b""),
+])
+def test_an_odd_answer_is_xcp_rrdd_unavailable(tmp_path, status, body):
+    """Whatever xcp-rrdd answers that its interface does not declare is RrddUnavailable, never a crash."""
+    path = str(tmp_path / "xcp-rrdd")
+    server = OddServer(path, status, body)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(RrddUnavailable):
+            Rrdd(path).register("xsguard")
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_daemon_waits_out_an_odd_xcp_rrdd(bare, tmp_path, capsys):
+    """Against a socket answering nonsense the daemon says so once in the journal and keeps trying."""
+    api = connect(bare.url).xenapi
+    host = small_host(api, port_limit=LIMIT, margin=MARGIN)
+    path = str(tmp_path / "xcp-rrdd")
+    server = OddServer(path, 200, response({"Status": "Success", "Value": 42}))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    api.sim.set_xsguard_config(host, {"rrdd.socket": path})
+    waits = []
+    try:
+        cfg = load_config(os.path.join(api.sim.get_host_root(host), "etc", "xsguard", "xsguard.conf"))
+        assert Daemon(cfg, threading.Event(), sleep=lambda s: waits.append(s) or len(waits) >= 6).run() == 0
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert waits == [0.5, 1.0, 2.0, 4.0, 5.0, 5.0]
+    err = capsys.readouterr().err
+    assert err.count("xcp-rrdd not reached (Plugin.get_header answered 42: not xcp-rrdd's plugin header)") == 1
+    assert "Traceback" not in err
+
+
+class FakeXapi:
+    """A xapi session whose calls fail as the test says; counts logins and logouts."""
+
+    logins = 0
+    logouts = 0
+    login_error = None
+    call_error = None
+
+    def __init__(self, url, deadline):
+        pass
+
+    def __enter__(self):
+        FakeXapi.logins += 1
+        if FakeXapi.login_error is not None:
+            raise FakeXapi.login_error
+        return self
+
+    def __exit__(self, *exc_info):
+        FakeXapi.logouts += 1
+
+    def host_by_uuid(self, uuid):
+        return "OpaqueRef:host", {}
+
+    def vms_on_host(self, host_ref):
+        if FakeXapi.call_error is not None:
+            raise FakeXapi.call_error
+        return {}
+
+
+def test_one_xapi_session_for_the_daemons_life(monkeypatch):
+    """A slow xapi keeps the session (no login per reading); SESSION_INVALID that XenAPI could not
+    mend brings one login; a login xapi did not answer is tried again after 5 s, then 10, 20 ..."""
+    monkeypatch.setattr("xsguard.rrdd.DaemonXapi", FakeXapi)
+    monkeypatch.setattr("xsguard.rrdd.probes.this_host_uuid", lambda cfg: "host-uuid")
+    monkeypatch.setattr(FakeXapi, "logins", 0)
+    now = [0.0]
+    view = XapiView(load_config(None), clock=lambda: now[0])
+
+    def reading(domids):
+        try:
+            view.refresh(frozenset(domids))
+        except (XapiFailure, XapiUnreachable) as exc:
+            view.failed(exc)
+        now[0] += 5
+
+    monkeypatch.setattr(FakeXapi, "call_error", XapiUnreachable("xapi is not answering: timed out", "local"))
+    for n in range(5):
+        reading({n})
+    assert (FakeXapi.logins, FakeXapi.logouts) == (1, 0)
+    monkeypatch.setattr(FakeXapi, "call_error", XapiFailure("xapi refused SESSION_INVALID", "SESSION_INVALID", "x"))
+    reading({9})
+    monkeypatch.setattr(FakeXapi, "call_error", None)
+    reading({9})
+    assert (FakeXapi.logins, FakeXapi.logouts) == (2, 0)
+    view.failed(XapiFailure("xapi refused SESSION_INVALID", "SESSION_INVALID", "x"))
+    monkeypatch.setattr(FakeXapi, "login_error", XapiUnreachable("xapi is not answering: timed out", "local"))
+    tried = []
+    for _ in range(6):  # a reading every 5 s: a login fails, none for 5 s; fails again, none for 10 s, then 20
+        before = FakeXapi.logins
+        reading({1})
+        tried.append(FakeXapi.logins - before)
+    assert tried == [1, 1, 0, 1, 0, 0]
+    view.drop()

@@ -407,12 +407,10 @@ class Daemon:
         return encode(time.time(), sources), sum(1 for s in sources if s.owner != HOST)
 
     def create(self, data: bytes, vms: int) -> None:
-        """The file anew, unregistered first: xcp-rrdd maps the new one from scratch. Sized for
-        ``self.vms`` VMs, or twice the VMs now running if more run."""
+        """The file anew, its registration dropped first: xcp-rrdd maps the new one from scratch
+        (discovery, or the registration that follows). Sized for ``self.vms`` running VMs."""
         assert self.path is not None
-        if vms > self.vms:
-            log("%d running VMs outgrow %s, sized for %d: a new file for %d" % (vms, self.path, self.vms, 2 * vms))
-            self.vms = 2 * vms
+        self.vms = max(self.vms, vms)
         if self.file is not None:
             self.file.close()
             self.file = None
@@ -444,7 +442,11 @@ class Daemon:
         try:
             if self.file is None or not self.file.present() or len(data) > self.file.size:
                 if self.file is not None and self.file.present():
-                    log("%d bytes do not fit in %s (%d)" % (len(data), self.file.path, self.file.size))
+                    log("%d running VMs outgrow %s (%d bytes, %d needed): a new file, for %d VMs"
+                        % (vms, self.file.path, self.file.size, len(data), 2 * vms))
+                    self.vms = 2 * vms
+                elif self.file is not None:
+                    log("%s was removed or replaced: written anew" % self.file.path)
                 self.create(data, vms)
                 self.rrdd.register(UID)
             else:
