@@ -789,3 +789,25 @@ def test_one_xapi_session_for_the_daemons_life(monkeypatch):
         tried.append(FakeXapi.logins - before)
     assert tried == [1, 1, 0, 1, 0, 0]
     view.drop()
+
+
+def test_simulate_serves_graphs_by_default():
+    """`xsguard simulate` runs xcp-rrdd and xsguard-rrdd on each host: host.get_data_sources lists
+    xsguard's datasources, host.query_data_source and VM.query_data_source answer dom0's figures."""
+    proc = subprocess.Popen([sys.executable, "-m", "xsguard", "simulate"], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL)
+    try:
+        url = proc.stdout.readline().decode().split()[-1]
+        api = connect(url).xenapi
+        host = api.host.get_by_name_label("xs-a")[0]
+        web = api.VM.get_by_name_label("web-01")[0]
+        d = wait_for(lambda: api.host.get_data_sources(host) and dom0_of(api, host), timeout=30)
+        names = [s["name_label"] for s in api.host.get_data_sources(host)]
+        assert sorted(n for n in names if n.startswith("xsguard_")) == sorted(
+            [name for name, _, _, _ in HOST_SOURCES] + ["xsguard_refusals"])
+        wait_for(lambda: api.host.query_data_source(host, "xsguard_ports_used") == dom0_of(api, host)["ports_used"])
+        d = dom0_of(api, host)
+        assert api.VM.query_data_source(web, "xsguard_ports_held") == d["by_domid"][int(api.VM.get_domid(web))]
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0

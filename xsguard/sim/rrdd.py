@@ -39,9 +39,11 @@ import json
 import os
 import select
 import shlex
+import shutil
 import socketserver
 import struct
 import subprocess
+import tempfile
 import threading
 import time
 import xmlrpc.client
@@ -365,7 +367,7 @@ class StandInRrdd:
         self.interval = interval
         self.clock = clock
         self.read_by_itself = read_by_itself
-        self.socket_path = os.path.join(root, SOCKET)
+        self.socket_path = _bindable(os.path.join(root, SOCKET))
         self.metrics = os.path.join(root, METRICS)
         self.lock = threading.RLock()
         self.registered: Dict[str, Plugin] = {}  # by uid
@@ -385,6 +387,7 @@ class StandInRrdd:
 
     def start(self) -> "StandInRrdd":
         os.makedirs(os.path.dirname(self.socket_path), exist_ok=True)
+        _link(os.path.join(self.root, SOCKET), self.socket_path)
         os.makedirs(self.metrics, exist_ok=True)  # dom0's /dev/shm/metrics exists before xcp-rrdd starts
         if os.path.exists(self.socket_path):
             os.unlink(self.socket_path)
@@ -406,8 +409,7 @@ class StandInRrdd:
             self.server.shutdown()
             self.server.server_close()
             self.server = None
-        if os.path.exists(self.socket_path):
-            os.unlink(self.socket_path)
+        _unbind(self.socket_path, self.root)
         with self.lock:
             if self.watch is not None:
                 self.watch.close()
@@ -598,6 +600,31 @@ class StandInRrdd:
     def shown(self, owner: str) -> Dict[str, Shown]:
         with self.lock:
             return {name: s for plugin in self.by_plugin.values() for (o, name), s in plugin.items() if o == owner}
+
+
+MAX_SOCKET_PATH = 107  # bytes in sockaddr_un's sun_path, its NUL apart (Linux)
+
+
+def _bindable(path: str) -> str:
+    """``path``, or if too long to bind (a deep host root) one as short as the system allows, in a
+    directory under /tmp made for it; ``path`` then links to it."""
+    if len(os.fsencode(path)) <= MAX_SOCKET_PATH:
+        return path
+    return os.path.join(tempfile.mkdtemp(prefix="xcp-rrdd-", dir="/tmp"), "xcp-rrdd")
+
+
+def _link(path: str, target: str) -> None:
+    if path != target and not os.path.islink(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        os.symlink(target, path)
+
+
+def _unbind(path: str, root: str) -> None:
+    """Remove a socket, and the directory made for it if it is not under the host's root."""
+    if os.path.exists(path):
+        os.unlink(path)
+    if not path.startswith(os.path.join(root, "")):
+        shutil.rmtree(os.path.dirname(path), ignore_errors=True)
 
 
 def _errno_name(number: Optional[int]) -> str:
