@@ -252,9 +252,12 @@ class _Transport(xmlrpc.client.Transport):
         return UnixConnection(self.socket_path, self.timeout)
 
 
-def _short(value: Any) -> str:
-    text = repr(value)
+def _cut(text: str) -> str:
     return text if len(text) <= 120 else text[:117] + "..."
+
+
+def _short(value: Any) -> str:
+    return _cut(repr(value))
 
 
 class Rrdd:
@@ -270,7 +273,7 @@ class Rrdd:
         try:
             answer = getattr(self.proxy, method)(*params)
         except Exception as exc:  # noqa: BLE001 - whatever xcp-rrdd's socket sends back: HTTP errors, bad XML
-            raise RrddUnavailable("%s: %s" % (method, _short(str(exc) or type(exc).__name__)))
+            raise RrddUnavailable("%s: %s" % (method, _cut(str(exc) or type(exc).__name__)))
         if not isinstance(answer, dict) or answer.get("Status") != "Success" or "Value" not in answer:
             raise RrddUnavailable("%s refused: %s" % (method, _short(answer)))
         return answer["Value"]
