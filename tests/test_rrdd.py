@@ -670,8 +670,13 @@ class OddServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
     def __init__(self, path, status, body):
         class Handler(socketserver.StreamRequestHandler):
             def handle(self):
-                while self.rfile.readline().strip():
-                    pass
+                length = 0
+                line = self.rfile.readline().strip()
+                while line:
+                    name, _, value = line.partition(b":")
+                    length = int(value) if name.lower() == b"content-length" else length
+                    line = self.rfile.readline().strip()
+                self.rfile.read(length)  # the whole request read: closing on unread data would reset it
                 self.wfile.write(b"HTTP/1.0 %d X\r\nContent-Length: %d\r\n\r\n%s" % (status, len(body), body))
 
         super().__init__(path, Handler)

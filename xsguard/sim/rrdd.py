@@ -37,7 +37,6 @@ import hashlib
 import http.server
 import json
 import os
-import select
 import shlex
 import shutil
 import socketserver
@@ -249,7 +248,10 @@ class Mapping:
 
     def contents(self) -> bytes:
         if self.size <= 0:
-            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError as exc:
+                raise ReadFailed("Read_error", "the file cannot be mapped again: %s" % exc.strerror)
             os.close(self.fd)
             self.fd, self.size = fd, os.fstat(fd).st_size
         if os.fstat(self.fd).st_size < self.size:  # past the end of a shorter file a mapping faults
@@ -258,7 +260,9 @@ class Mapping:
         return os.pread(self.fd, self.size, 0)
 
     def close(self) -> None:
-        os.close(self.fd)
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
 
 class Plugin:
@@ -397,7 +401,7 @@ class StandInRrdd:
         self._scan()
         self.server = _Server(self.socket_path, self)
         threading.Thread(target=self.server.serve_forever, name="xcp-rrdd", daemon=True).start()
-        threading.Thread(target=self._discover_loop, args=(self.stopped, self.watch), name="xcp-rrdd-discovery",
+        threading.Thread(target=self._discover_loop, args=(self.stopped,), name="xcp-rrdd-discovery",
                          daemon=True).start()
         if self.read_by_itself:
             threading.Thread(target=self._read_loop, args=(self.stopped,), name="xcp-rrdd-reader", daemon=True).start()
@@ -471,14 +475,11 @@ class StandInRrdd:
         except InternalError as exc:  # the real thread logs it, waits 10 s and scans again (xcp_rrdd.ml:436-441)
             self.discovery_errors.append("%s: %s" % (name, exc))
 
-    def _discover_loop(self, stopped: threading.Event, watch: inotify.Inotify) -> None:
-        while not stopped.is_set():
-            try:
-                ready, _, _ = select.select([watch], [], [], 0.5)
-            except (OSError, ValueError):
-                return  # closed by stop()
-            if ready:
-                self.discover()
+    def _discover_loop(self, stopped: threading.Event) -> None:
+        """The discovery thread: what the directory did, taken every 0.1 s (and before every call and
+        reading). It never blocks on the inotify descriptor, which ``stop`` closes under the lock."""
+        while not stopped.wait(0.1):
+            self.discover()
 
     # the plugin interface (rrd_interface.ml:433-510, rrdd_server.ml:584-807)
 
