@@ -7,7 +7,6 @@ a create reach it as they reach the real daemon (polling the directory could not
 """
 
 import ctypes
-import ctypes.util
 import os
 import struct
 from typing import List, Tuple
@@ -19,17 +18,17 @@ IN_DELETE = 0x200
 _NONBLOCK = os.O_NONBLOCK
 _CLOEXEC = 0o2000000
 _EVENT = struct.Struct("iIII")  # struct inotify_event: wd, mask, cookie, len; then the name
+_LIBC = ctypes.CDLL(None, use_errno=True)  # the C library this Python runs on (no look-up process)
 
 
 class Inotify:
     """A non-blocking inotify descriptor watching one directory."""
 
     def __init__(self, directory: str, mask: int) -> None:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
-        fd = libc.inotify_init1(_NONBLOCK | _CLOEXEC)
+        fd = _LIBC.inotify_init1(_NONBLOCK | _CLOEXEC)
         if fd < 0:
             raise OSError(ctypes.get_errno(), "inotify_init1")
-        if libc.inotify_add_watch(fd, os.fsencode(directory), mask) < 0:
+        if _LIBC.inotify_add_watch(fd, os.fsencode(directory), mask) < 0:
             errno = ctypes.get_errno()
             os.close(fd)
             raise OSError(errno, "inotify_add_watch", directory)
