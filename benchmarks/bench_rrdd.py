@@ -5,7 +5,9 @@ The daemon runs as its unit starts it on a simulated host whose stand-in xcp-rrd
 it runs; the simulated lsevtchn is a ``cat`` of dom0's table) and the XenAPI
 calls it makes are taken over whole readings, then scaled to xcp-rrdd's 720 readings an hour.
 Three phases: steady (nothing changes), starts (a VM admitted and starting at every reading),
-and churn (a VM shut down at every reading, so the set of domains changes).
+and churn (a VM shut down at every reading, so the set of domains changes). Each line also
+says how many of the phase's readings the stand-in xcp-rrdd did not take (a failed read, or a
+file not written in time).
 """
 
 import os
@@ -18,7 +20,7 @@ from tests.pool import connect, make_vm  # noqa: E402
 from xsguard.rrdd import DaemonXapi  # noqa: E402
 from xsguard.sim.server import Simulator  # noqa: E402
 
-INTERVAL = 0.5
+INTERVAL = 1.0
 READINGS_PER_HOUR = 3600 // 5
 TICK = os.sysconf("SC_CLK_TCK")
 
@@ -37,6 +39,7 @@ def measure(sim, host, readings, step=None):
     while standin.readings == start:
         time.sleep(0.01)
     first, cpu = standin.readings, cpu_seconds(service.pid)
+    taken = len(standin.outcomes.get("xsguard", []))
     calls = sum(1 for originator, _ in list(sim.pool.calls) if originator == DaemonXapi.originator)
     seen = first
     while standin.readings < first + readings:
@@ -46,7 +49,8 @@ def measure(sim, host, readings, step=None):
         time.sleep(0.01)
     cpu = cpu_seconds(service.pid) - cpu
     calls = sum(1 for originator, _ in list(sim.pool.calls) if originator == DaemonXapi.originator) - calls
-    return cpu / readings, calls / readings
+    missed = sum(1 for o in standin.outcomes.get("xsguard", [])[taken:] if o != "ok")
+    return cpu / readings, calls / readings, missed
 
 
 def main(readings=20):
@@ -74,9 +78,10 @@ def main(readings=20):
               % (ports, readings))
         for phase, step in (("steady", None), ("a VM starting each reading", start_one),
                             ("a VM shut down each reading", stop_one)):
-            cpu, calls = measure(sim, host, readings, step)
-            print("%-28s CPU %5.1f ms per reading = %5.1f s per hour; xapi calls per reading %.2f"
-                  % (phase + ":", cpu * 1000, cpu * READINGS_PER_HOUR, calls))
+            cpu, calls, missed = measure(sim, host, readings, step)
+            print("%-28s CPU %5.1f ms per reading = %5.1f s per hour; xapi calls per reading %.2f;"
+                  " readings xcp-rrdd did not take %d"
+                  % (phase + ":", cpu * 1000, cpu * READINGS_PER_HOUR, calls, missed))
 
 
 if __name__ == "__main__":

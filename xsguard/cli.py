@@ -371,7 +371,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _interrupted)  # until serve() takes over: clean up on SIGTERM too
     made: List[str] = []  # directories this command made, removed whatever happens
     try:
-        pool = Pool(install_xsguard=not args.bare, interpreter=_dom0_python(args.dom0_python, made))
+        # each host runs xcp-rrdd, and xsguard-rrdd where xsguard is installed: the graphs
+        pool = Pool(install_xsguard=not args.bare, interpreter=_dom0_python(args.dom0_python, made), rrdd=True)
         made.append(pool.root)
         try:
             sim = Simulator(port=args.port, pool=pool)

@@ -166,6 +166,8 @@ SCHEMA: List[Tuple[str, str, str, Callable[[str], Any], str]] = [
     ("log", "alerts", "yes", _bool, "a xapi message (XenCenter / Xen Orchestra) per refusal"),
     ("log", "alert_interval", "3600", _positive_float_max(7 * 86400), "seconds between two alerts for one VM"),
     ("rrdd", "socket", "/var/xapi/xcp-rrdd", _path, "xcp-rrdd's socket, where xsguard-rrdd registers"),
+    ("rrdd", "period", "5", _positive_float,
+     "seconds between two readings of xcp-rrdd (Five_Seconds); only a simulated xcp-rrdd reads faster"),
 ]
 
 Section = Dict[str, Any]

@@ -6,7 +6,6 @@ xsguard's own. Records come back as XenAPI sends them (int64 fields as strings).
 
 import http.client
 import re
-import socket
 import ssl
 import xmlrpc.client
 from typing import Any, Dict, Iterable, List, Optional, Tuple
@@ -17,6 +16,7 @@ from . import endpoint
 from .deadline import Deadline
 from .errors import PermissionDenied, VmNotFound, XapiCertificate, XapiFailure, XapiUnreachable
 from .retry import TRANSPORT_ERRORS, call_with_retries, untrusted_certificate
+from .unixhttp import UnixConnection
 
 Record = Dict[str, Any]
 ORIGINATOR = "xsguard"
@@ -60,19 +60,6 @@ LOCAL_SOCKET = "/var/lib/xcp/xapi"
 NULL_REF = "OpaqueRef:NULL"
 
 
-class _UnixConnection(http.client.HTTPConnection):
-    """HTTP over xapi's UNIX socket, with a timeout (XenAPI's own has none)."""
-
-    def __init__(self, path: str, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self.path = path
-
-    def connect(self) -> None:
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(self.timeout)
-        self.sock.connect(self.path)
-
-
 def _bounded(conn: Any, deadline: Deadline) -> Any:
     """Give a connection, and its socket if open, what is left of the deadline as timeout."""
     conn.timeout = max(deadline.remaining(), 0.1)
@@ -94,7 +81,7 @@ class _DeadlineTransport(xmlrpc.client.Transport):
             return _bounded(super().make_connection(host), self.deadline)
         cached = self._connection[1]
         if cached is None:
-            cached = _UnixConnection(self.unix_path, self.deadline.remaining())
+            cached = UnixConnection(self.unix_path, self.deadline.remaining())
             self._connection = (host, cached)
         return _bounded(cached, self.deadline)
 

@@ -4,9 +4,17 @@ The file: ``DATASOURCES``; the crc32 of the encoded timestamp and values; the cr
 metadata; the number of datasources; the timestamp (a big-endian double, Unix epoch); one
 big-endian 64-bit value per datasource (int64 or double, as its ``value_type`` says); the
 metadata's length; the metadata, JSON: ``{"datasources": {name: {description, owner,
-value_type, type, default, units, min, max}, ...}}``, in the order of the values. A name may
-appear once per owner: per-VM datasources share their name, as xcp-rrdd's own plugins write
-them, so the metadata is written member by member rather than from a dict.
+value_type, type, default, units, min, max}, ...}}``, in the order of the values.
+
+A name appears once per owner: per-VM datasources share their name and differ by owner, as
+xcp-rrdd's own plugins write them (rrdp-cpu's ``cpu<n>`` per VM, ``Rrd_json.ds_to_json`` keyed by
+the name alone). The metadata is therefore written member by member, not from a dict: xcp-rrdd's
+parser keeps every member, in order (``Rrd_protocol_v2.parse_metadata`` maps over the object's
+members, xen-api ocaml/xcp-rrdd/lib/transport/base/rrd_protocol_v2.ml:208-215; yojson's object
+rule keeps duplicate names, lib/read.mll), and files each value under its owner, then its name
+(``Rrdd_monitor.convert_to_owner_map``, ocaml/xcp-rrdd/bin/rrdd/rrdd_monitor.ml:109-146), so
+two VMs' ``xsguard_ports_held`` never meet. The same name twice for one owner would: the last
+would win.
 """
 
 import json
@@ -19,7 +27,6 @@ HEADER = b"DATASOURCES"
 HOST = "host"
 GAUGE = "gauge"
 DERIVE = "derive"
-ABSOLUTE = "absolute"
 INT64 = "int64"
 FLOAT = "float"
 
@@ -33,7 +40,7 @@ class Datasource(NamedTuple):
     value: Number
     description: str
     units: str
-    type: str = GAUGE  # GAUGE, DERIVE (a counter: graphed as its rate) or ABSOLUTE
+    type: str = GAUGE  # GAUGE, or DERIVE (a counter: graphed as its rate)
     owner: str = HOST  # HOST or "vm <uuid>"
     value_type: str = INT64  # INT64 or FLOAT
     default: bool = True  # recorded without being enabled first
@@ -77,6 +84,9 @@ def metadata_json(sources: List[Datasource]) -> bytes:
     """The metadata JSON, one member per datasource, in their order."""
     members = ", ".join("%s: %s" % (json.dumps(s.name), json.dumps(s.metadata(), sort_keys=True)) for s in sources)
     return ('{"datasources": {%s}}' % members).encode("utf-8")
+
+
+HEAD_BYTES = len(HEADER) + 12  # the header string, both checksums and the count: written last
 
 
 def encode(timestamp: float, sources: List[Datasource]) -> bytes:

@@ -186,6 +186,7 @@ class Hosts:
         (from packaging/ on hosts that get xsguard from a source checkout)."""
         self.rrdds[host.ref] = StandInRrdd(host.root, self.rrdd_interval).start()
         host.config["rrdd.socket"] = self.rrdds[host.ref].socket_path
+        host.config["rrdd.period"] = str(self.rrdd_interval)
         self.write_xsguard_config(host)
         if self.install_xsguard:
             install_unit(host.root, self.interpreter)
