@@ -813,3 +813,4 @@ def test_simulate_serves_graphs_by_default():
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 0
+        proc.stdout.close()
