@@ -230,48 +230,48 @@ def _pool_commands(sub: Any) -> None:
 def _on_host(cfg: config.Config, api: Any, args: argparse.Namespace, fn: str, deadline: Deadline) -> Any:
     """``need`` or ``check`` answered by another host's xsguard (its plugin): with ``--host``, or
     where there is no dom0 (no inventory); None when this dom0 answers itself."""
-    from . import pool
+    from . import peers
     from .errors import BadArgument
 
     if args.host is None and os.path.exists(cfg.dom0["inventory"]):
         return None
-    hosts = pool.pool_hosts(api)
+    hosts = peers.pool_hosts(api)
     _, vm, _ = api.vm_and_control_domain(args.vm, "")
     if args.host is not None:
-        host_ref, _ = pool.find_host(hosts, args.host)
+        host_ref, _ = peers.find_host(hosts, args.host)
     else:
         host_ref = next((str(vm[k]) for k in ("resident_on", "affinity") if vm.get(k) in hosts), "")
         if not host_ref:
             raise BadArgument("VM '%s' runs nowhere and has no affinity: name the host with --host" % args.vm)
-    answers = pool.ask(api, {host_ref: hosts[host_ref]}, fn, {"vm_uuid": str(vm["uuid"])}, deadline)
+    answers = peers.ask(api, {host_ref: hosts[host_ref]}, fn, {"vm_uuid": str(vm["uuid"])}, deadline)
     if answers[0].result is None:
         raise XapiUnreachable("host '%s' did not answer: %s" % (answers[0].host_name, answers[0].error))
     return answers[0].result
 
 
 def cmd_pool(args: argparse.Namespace) -> int:
-    from . import pool
+    from . import peers
 
-    data = _with_api(args, lambda cfg, api, dl: pool.pool_report(api, dl))
+    data = _with_api(args, lambda cfg, api, dl: peers.pool_report(api, dl))
     _emit(args, data, tables.pool)
     return EXIT_OK
 
 
 def cmd_place(args: argparse.Namespace) -> int:
-    from . import pool
+    from . import peers
 
-    data = _with_api(args, lambda cfg, api, dl: pool.place_report(api, args.vm, dl))
+    data = _with_api(args, lambda cfg, api, dl: peers.place_report(api, args.vm, dl))
     _emit(args, data, tables.place)
     return EXIT_OK if data["fits"] else EXIT_REFUSED
 
 
 def cmd_evacuate(args: argparse.Namespace) -> int:
-    from . import pool
+    from . import peers
 
     if not args.ha and not args.host:
         sys.stderr.write("xsguard: evacuate needs a host (name or uuid), or --ha\n")
         return 2
-    data = _with_api(args, lambda cfg, api, dl: pool.evacuate_report(cfg, api, args.host or "", dl, args.ha))
+    data = _with_api(args, lambda cfg, api, dl: peers.evacuate_report(cfg, api, args.host or "", dl, args.ha))
     _emit(args, data, tables.evacuation)
     plans = data["hosts"] if args.ha else [data]
     return EXIT_OK if all(p["fits"] for p in plans) else EXIT_REFUSED

@@ -307,10 +307,10 @@ def _with_elsewhere(api: Xapi, decided: Decided, operation: str, deadline: Deadl
     if left <= 0:
         late = ["- other hosts were not asked where it fits: the deadline ([policy] deadline) had passed"]
         return placement.reworded(decided.message, operation, late), []
-    from . import pool
+    from . import peers
 
     try:
-        room = pool.room_elsewhere(api, decided.vm_uuid, decided.exclude, Deadline(left), decided.hosts)
+        room = peers.room_elsewhere(api, decided.vm_uuid, decided.exclude, Deadline(left), decided.hosts)
     except Exception as exc:  # noqa: BLE001 - the refusal stands whatever asking the others did
         unasked = ["- other hosts could not be asked where it fits: %s" % wire_error(exc).message]
         return placement.reworded(decided.message, operation, unasked), []
