@@ -145,12 +145,21 @@ def place(p: Dict[str, Any]) -> str:
 def evacuation(e: Dict[str, Any]) -> str:
     if "hosts" in e:
         return "\n\n".join(evacuation(h) for h in e["hosts"])
-    rows = [[m["vm_name"], m["need"], m["to"]] for m in e["moves"]]
-    rows += [[name, "", "REFUSED: no host has room"] for name in e["refused"]]
-    verdict = "the other hosts absorb them" if e["fits"] else "%d VM(s) would be refused" % len(e["refused"])
+    by_xapi = e.get("planned_by") == "xapi"
+    rows = [[m["vm_name"], m["need"], m["to"], "admit" if m["admitted"] else "REFUSED"] for m in e["moves"]]
+    rows += [[name, "", "", "REFUSED: no host has room"] for name in ([] if by_xapi else e["refused"])]
+    rows += [[name, "", "", "xapi: no host has the memory"] for name in e.get("no_memory", [])]
+    if e["fits"]:
+        verdict = "xapi's plan fits: every host it picks admits its VMs" if by_xapi else "the other hosts absorb them"
+    elif e.get("no_memory"):
+        verdict = "xapi would not start it: %d VM(s) fit no host's memory" % len(e["no_memory"])
+    else:
+        verdict = "%d VM(s) would be refused" % len(e["refused"])
     out = "evacuate %s: %s" % (e["host_name"], verdict)
     if rows:
-        out += "\n\n" + table(rows, ["vm", "need", "to"])
+        out += "\n\n" + table(rows, ["vm", "need", "to" + (" (xapi's plan)" if by_xapi else ""), "verdict"])
+    if by_xapi and not e["fits"]:
+        out += "\n\n" + e["note"]
     if e.get("unreachable"):
         out += "\n\nnot counted (xsguard did not answer): %s" % ", ".join(e["unreachable"])
     return out

@@ -366,6 +366,12 @@ class Pool:
         if vm["power_state"] != "Halted":
             raise ApiError("VM_BAD_POWER_STATE", vm_ref, "halted", vm["power_state"].lower())
 
+    def free_memory(self, host_ref: str) -> int:
+        """host.compute_free_memory: the host's memory less what its VMs (running or arriving) take."""
+        with self.lock:
+            self.host(host_ref)
+            return self._free_memory(host_ref)
+
     def _free_memory(self, host_ref: str) -> int:
         host = self.store.get("host", host_ref)
         used = 0
