@@ -16,7 +16,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from tests.pool import connect, make_vm  # noqa: E402
 from xsguard import config  # noqa: E402
-from xsguard.decision import grace  # noqa: E402
+from xsguard.commit import grace  # noqa: E402
 from xsguard.sim.processes import environment  # noqa: E402
 from xsguard.sim.server import Simulator  # noqa: E402
 

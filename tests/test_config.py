@@ -105,7 +105,7 @@ def test_shipped_config_lists_every_key_and_parses():
 
 def test_queue_policies_parse_and_reach_the_profile(tmp_path):
     """[need] vif_queues and vbd_rings take negotiated or backend_max and are profile fields."""
-    from xsguard.decision import profile_of
+    from xsguard.gather import profile_of
 
     cfg = config.load(write(tmp_path, "[need]\nvif_queues = backend_max\nvbd_rings = backend_max\n"))
     profile = profile_of(cfg)

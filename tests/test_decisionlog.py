@@ -17,13 +17,13 @@ from xsguard.denials import log_files, read, summary
 def test_a_failed_syslog_send_is_logged_as_xsguard_s_own_event(tmp_path):
     """A refusal's syslog line that cannot be sent (no syslog daemon): the hook logs syslog_failed, once,
     with the socket's error, and raises no alert when alerts are off."""
-    from xsguard import config, hook
+    from xsguard import config, journal
 
     cfg = config.defaults().with_values({"log.syslog_socket": str(tmp_path / "no-such-socket"),
                                          "log.alerts": "no", "ledger.path": str(tmp_path / "ledger.json")})
-    signal = hook.Signal("refused VM 'x'", "XSGUARD_START_REFUSED", "body", "u")
+    notice = journal.Notice("refused VM 'x'", "XSGUARD_START_REFUSED", "body", "u")
     with capture_logs() as logs:
-        hook._send_signal(cfg, signal, decisionlog.get())
+        journal.send_notice(cfg, notice, decisionlog.get())
     assert [(e["event"], e["log_level"]) for e in logs] == [("syslog_failed", "warning")]
     assert "No such file or directory" in logs[0]["error"]
 

@@ -1,7 +1,7 @@
 """``xsguard audit``: the model's prediction for every VM running here next to what dom0 holds.
 
-dom0 is read first and xapi second, as for a decision (``decision.survey``), and each VM is
-predicted by the same computation as its start (``decision.describe`` and ``predict``, this
+dom0 is read first and xapi second, as for a decision (``gather.survey``), and each VM is
+predicted by the same computation as its start (``gather.describe`` and ``predict``, this
 host's facts and the site's profile). Verdicts:
 
 - ``exact``: dom0 holds what the model predicts;
@@ -15,7 +15,7 @@ host's facts and the site's profile). Verdicts:
 
 from typing import Any, Dict, List, NamedTuple, Optional
 
-from . import decision, ledger, probes, state
+from . import gather, ledger, probes, state
 from .config import Config
 from .deadline import Deadline
 from .model.charging import HOW_AUDITED, RUNNING, Entry, here_from_records
@@ -65,33 +65,33 @@ def verdict_of(predicted: int, held: int, drivers_up: bool) -> str:
     return OVER if drivers_up else PENDING
 
 
-def cover_for(held: int, described: decision.Described, facts: HostFacts, profile: Profile) -> str:
+def cover_for(held: int, described: gather.Described, facts: HostFacts, profile: Profile) -> str:
     """The first ``[need]`` setting whose prediction covers what the VM holds, else an allowance."""
     for key, value in COVERS:
         if getattr(profile, key) == value:
             continue
-        if decision.predict(facts, with_overrides(profile, {key: value}), described).total >= held:
+        if gather.predict(facts, with_overrides(profile, {key: value}), described).total >= held:
             return "[need] %s = %s" % (key, value)
-    predicted = decision.predict(facts, profile, described).total
+    predicted = gather.predict(facts, profile, described).total
     return "[need] extra_per_vm = %d" % (profile.extra_per_vm + held - predicted)
 
 
 def audit(cfg: Config, api: Xapi, deadline: Deadline) -> Report:
     """Every VM running on this host, predicted and measured; each ``under`` logged, counted, charged."""
     host_ref, host = api.host_by_uuid(probes.this_host_uuid(cfg))
-    found = decision.survey(cfg, api, host_ref, deadline)
+    found = gather.survey(cfg, api, host_ref, deadline)
     control = next((r for r in found.on_host.values() if r.get("is_control_domain")), None)
     here = here_from_records({str(r["uuid"]): r for r in found.on_host.values()}, host_ref)
     running = {ref: r for ref, r in found.on_host.items()
                if not r.get("is_control_domain") and str(r["uuid"]) in here
                and here[str(r["uuid"])].state == RUNNING}
-    facts = decision.host_facts(control, found.dom0.backend)
-    profile = decision.profile_of(cfg)
+    facts = gather.host_facts(control, found.dom0.backend)
+    profile = gather.profile_of(cfg)
     findings = []
-    for described in decision.describe(api, running).values():
+    for described in gather.describe(api, running).values():
         uuid = str(described.vm["uuid"])
         domid = here[uuid].domid or 0
-        need = decision.predict(facts, profile, described)
+        need = gather.predict(facts, profile, described)
         held = found.dom0.ports.by_remote_domain.get(domid, 0)
         drivers_up = bool((described.guest_metrics or {}).get("PV_drivers_detected"))
         verdict = verdict_of(need.total, held, drivers_up)
@@ -106,13 +106,13 @@ def audit(cfg: Config, api: Xapi, deadline: Deadline) -> Report:
     return report
 
 
-def _charge_peaks(cfg: Config, api: Xapi, control: Optional[Dict[str, Any]], found: decision.Survey,
+def _charge_peaks(cfg: Config, api: Xapi, control: Optional[Dict[str, Any]], found: gather.Survey,
                   under: List[Finding], deadline: Deadline) -> None:
     """Enter each VM found holding more than predicted in the ledger at what it holds."""
     path = cfg.ledger["path"]
     boot_id = state.boot_id(cfg)
     with ledger.locked(path, deadline):
-        loaded = decision.load_entries(cfg, api, "", control, found, boot_id, set_aside=True)
+        loaded = gather.load_entries(cfg, api, "", control, found, boot_id, set_aside=True)
         entries = dict(loaded.entries or {})
         for f in under:
             known = entries.get(f.vm_uuid)
@@ -134,6 +134,6 @@ def _signal(cfg: Config, host_name: str, under: List[Finding]) -> None:
         log.warning("audit_under", vm_uuid=f.vm_uuid, vm_name=f.vm_name, host_name=host_name,
                     predicted=f.need.total, held=f.held, cover=f.cover, breakdown=f.need.as_json()["breakdown"])
         try:
-            state.bump(cfg, "audit_under")
+            state.bump(cfg, state.COUNT_AUDIT_UNDER)
         except OSError as exc:
-            log.warning("count_failed", counter="audit_under", error=str(exc))
+            log.warning("count_failed", counter=state.COUNT_AUDIT_UNDER, error=str(exc))

@@ -7,7 +7,7 @@ import shutil
 import sys
 from typing import Any, Callable, Dict, List, Optional
 
-from . import __version__, config, decision, denials, tables
+from . import __version__, config, denials, report, status, tables
 from .deadline import Deadline, backstop
 from .errors import BadArgument, XapiUnreachable, XsguardError
 
@@ -107,13 +107,13 @@ def cmd_status(args: argparse.Namespace) -> int:
     deadline = Deadline(max(cfg.policy["deadline"], 30.0))
     with backstop(deadline):
         try:
-            if decision.without_xapi(cfg):
-                data = decision.status(cfg, None, deadline)  # plain Xen: no xapi to ask
+            if status.without_xapi(cfg):
+                data = status.read(cfg, None, deadline)  # plain Xen: no xapi to ask
             else:
                 with Xapi(cfg.xapi["url"], deadline) as api:
-                    data = decision.status(cfg, api, deadline)
+                    data = status.read(cfg, api, deadline)
         except XapiUnreachable as exc:
-            data = decision.status(cfg, None, deadline)
+            data = status.read(cfg, None, deadline)
             data["notes"].append(exc.message)
     _emit(args, data, tables.status)
     return EXIT_OK
@@ -121,14 +121,14 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_need(args: argparse.Namespace) -> int:
     data = _with_api(args, lambda cfg, api, dl: _on_host(cfg, api, args, "need", dl)
-                     or decision.need_report(cfg, api, args.vm, dl))
+                     or report.need_report(cfg, api, args.vm, dl))
     _emit(args, data, tables.need)
     return EXIT_OK
 
 
 def cmd_check(args: argparse.Namespace) -> int:
     data = _with_api(args, lambda cfg, api, dl: _on_host(cfg, api, args, "check", dl)
-                     or decision.check_report(cfg, api, args.vm, dl))
+                     or report.check_report(cfg, api, args.vm, dl))
     _emit(args, data, tables.check)
     return EXIT_OK if data["verdict"] == "admit" or data["bypassed"] else EXIT_REFUSED
 

@@ -11,21 +11,19 @@ caught and the ``on_error`` policy chooses the status.
 """
 
 import json
-import os
 import sys
 import time
 from typing import Any, Dict, List, NamedTuple, Optional, Set, Tuple
 
 from . import config, decision, ledger, state
+from .commit import BYPASSED, EXIT_GO, EXIT_LOG_AND_CONTINUE, EXIT_REFUSE, POLICY, Policy
 from .deadline import Deadline, backstop
-from .decision import EXIT_GO, EXIT_LOG_AND_CONTINUE, EXIT_REFUSE
 from .errors import BadArgument, NotACandidate, VmNotFound, XsguardError, wire_error
+from .journal import Journal, Notice, publish
 from .model import placement
 from .model.charging import HOW_UNCHECKED, Entry
 from .model.verdict import ascii_safe, ascii_safe_lines
 from .xapi import Xapi, quote
-
-ALERT_DEADLINE = 10.0  # the alert is sent after the verdict: it may take longer
 
 
 class Args(NamedTuple):
@@ -53,47 +51,6 @@ def write_out(text: str) -> None:
     if text:
         sys.stdout.buffer.write((ascii_safe_lines(text) + "\n").encode("ascii"))
         sys.stdout.flush()
-
-
-class Signal(NamedTuple):
-    """A syslog line and a xapi alert about one VM."""
-
-    syslog_line: str
-    alert_name: str
-    alert_body: str
-    vm_uuid: str
-
-
-class Journal:
-    """The decision's log events, kept until the verdict is out, then written by ``publish``.
-
-    The hook's exit status is what the VM start waits for; structlog's import, the log
-    write, syslog and the xapi alert are not, so they happen after it (see ``publish``).
-    """
-
-    def __init__(self, **context: Any) -> None:
-        self.context = context
-        self.events: List[Any] = []
-        self.signal: Optional[Signal] = None  # what to tell syslog and xapi, if anything
-        self.counters: List[str] = []  # state.COUNTERS to bump
-        self.unknown_ceilings: List[Any] = []  # ceilings whose limit is unknown (``ceiling_unknown``)
-        self.host: Dict[str, str] = {}
-
-    def bind(self, **context: Any) -> "Journal":
-        self.context.update(context)
-        return self
-
-    def _add(self, level: str, event: str, **fields: Any) -> None:
-        self.events.append((level, event, dict(self.context, **fields)))
-
-    def info(self, event: str, **fields: Any) -> None:
-        self._add("info", event, **fields)
-
-    def warning(self, event: str, **fields: Any) -> None:
-        self._add("warning", event, **fields)
-
-    def error(self, event: str, **fields: Any) -> None:
-        self._add("error", event, **fields)
 
 
 def main(argv: Optional[List[str]] = None, operation: str = "start") -> int:
@@ -124,55 +81,13 @@ def main(argv: Optional[List[str]] = None, operation: str = "start") -> int:
     return status
 
 
-def publish(cfg: config.Config, log: Journal) -> None:
-    """Write the journal to the decision log and signal, in a detached child.
-
-    The parent returns at once so that the start goes on (or fails) without waiting. If no
-    child can be made, the work is done here, late but not lost.
-    """
-    sys.stdout.flush()
-    try:
-        pid = os.fork()
-    except OSError:
-        _write_journal(cfg, log)
-        return
-    if pid > 0:
-        return
-    try:
-        os.setsid()
-        devnull = os.open(os.devnull, os.O_RDWR)
-        for fd in (0, 1, 2):
-            os.dup2(devnull, fd)
-        _write_journal(cfg, log)
-    finally:
-        os._exit(0)
-
-
-def _write_journal(cfg: config.Config, journal: Journal) -> None:
-    from . import decisionlog
-
-    decisionlog.configure(cfg.log["file"], cfg.log["syslog_socket"])
-    log = decisionlog.get()
-    for counter in journal.counters:
-        try:
-            state.bump(cfg, counter)
-        except OSError as exc:
-            log.warning("count_failed", counter=counter, error=str(exc))
-    for level, event, fields in journal.events:
-        getattr(log, level)(event, **fields)
-    for fields in decision.ceiling_unknown_records(cfg, journal.unknown_ceilings):
-        log.warning("ceiling_unknown", **dict(journal.host, **fields))
-    if journal.signal is not None:
-        _send_signal(cfg, journal.signal, log)
-
-
 class Decided(NamedTuple):
     """A verdict as the hook reports it, whichever host decided it."""
 
-    policy: decision.Policy
+    policy: Policy
     figures: Dict[str, Any]  # what the decision log records
     message: str
-    signal: Optional[Signal]  # what to tell syslog and xapi of a refusal
+    notice: Optional[Notice]  # what to tell syslog and xapi of a refusal
     ledger_note: Optional[str]
     vm_uuid: str
     exclude: Set[str]  # host refs not to suggest: where it runs, where it was refused
@@ -209,9 +124,9 @@ def _decide(cfg: config.Config, args: Args, deadline: Deadline, log: Journal, st
         return policy.exit, ""
     log.warning(event, duration_ms=_ms(started), message=message, **figures)
     if policy.signalled:
-        log.signal = decided.signal
+        log.notice = decided.notice
     if policy.exit == EXIT_REFUSE:
-        log.counters.append("refused")
+        log.counters.append(state.COUNT_REFUSED)
         return policy.exit, message
     if policy.exit == EXIT_LOG_AND_CONTINUE:
         return policy.exit, ("xsguard (mode = warn) lets this %s go on, but would refuse it:\n" % operation
@@ -234,18 +149,18 @@ def _decide_here(cfg: config.Config, api: Xapi, args: Args, deadline: Deadline, 
         need=verdict.need.total,
         checks=[c.as_json() for c in verdict.checks],
         breakdown=verdict.need.as_json()["breakdown"],
-        promised_to=[o._asdict() for o in outcome.owed],
+        promised_to=[p._asdict() for p in outcome.promises],
         lock_wait_ms=round(outcome.lock_wait * 1000, 1),
     )
     log.unknown_ceilings = [c for c in outcome.ceilings if c.warning]  # logged once per boot, by ``publish``
     log.host = {"host_uuid": figures["host_uuid"], "host_name": figures["host_name"]}
-    signal_ = None
+    notice = None
     if outcome.policy.signalled:
         from . import alerts
 
-        signal_ = Signal(alerts.syslog_line(verdict), alerts.ALERT_NAME, alerts.alert_body(verdict),
+        notice = Notice(alerts.syslog_line(verdict), alerts.ALERT_NAME, alerts.alert_body(verdict),
                          verdict.need.vm_uuid)
-    return Decided(outcome.policy, figures, verdict.message, signal_, outcome.ledger_note, subject.vm_uuid,
+    return Decided(outcome.policy, figures, verdict.message, notice, outcome.ledger_note, subject.vm_uuid,
                    {subject.host_ref})
 
 
@@ -274,7 +189,7 @@ def _decide_migration(cfg: config.Config, api: Xapi, args: Args, deadline: Deadl
         return None
     answer = json.loads(api.call("host.call_plugin", target, "xsguard", "admit", {"vm_uuid": args.vm_uuid}))
     admitted = answer.get("verdict") == "admit"
-    policy = decision.BYPASSED if answer.get("bypassed") else decision.POLICY[(answer["mode"], admitted)]
+    policy = BYPASSED if answer.get("bypassed") else POLICY[(answer["mode"], admitted)]
     figures = dict(
         vm_name=answer.get("vm_name", ""),
         host_uuid=hosts[target].get("uuid", ""),
@@ -288,13 +203,13 @@ def _decide_migration(cfg: config.Config, api: Xapi, args: Args, deadline: Deadl
         breakdown=answer.get("breakdown", []),
     )
     message = str(answer.get("message", ""))
-    signal_ = None
+    notice = None
     if policy.signalled:
         from . import alerts
 
-        signal_ = Signal(alerts.migration_line(answer), alerts.ALERT_NAME,
+        notice = Notice(alerts.migration_line(answer), alerts.ALERT_NAME,
                          ascii_safe_lines(placement.reworded(message, "migrate", [])), args.vm_uuid)
-    return Decided(policy, figures, message, signal_, None, args.vm_uuid,
+    return Decided(policy, figures, message, notice, None, args.vm_uuid,
                    {str(target), str(vm.get("resident_on", ""))}, hosts)
 
 
@@ -317,25 +232,6 @@ def _with_elsewhere(api: Xapi, decided: Decided, operation: str, deadline: Deadl
     hints = placement.suggestions(operation, decided.vm_uuid, room.fits, room.asked, room.answered)
     fits = [r.host_name for r in room.fits[:placement.MAX_SUGGESTIONS]]
     return placement.reworded(decided.message, operation, hints), fits
-
-
-def _send_signal(cfg: config.Config, sig: Signal, log: Any) -> None:
-    """Syslog and a xapi alert: best effort, never a change to the verdict."""
-    from . import alerts
-
-    if cfg.log["syslog"]:
-        try:
-            alerts.send_syslog(cfg.log["syslog_socket"], sig.syslog_line)
-        except OSError as exc:
-            log.warning("syslog_failed", error=str(exc))
-    if cfg.log["alerts"]:
-        try:
-            if alerts.claim_alert(state.path(cfg, state.ALERTS), sig.vm_uuid, cfg.log["alert_interval"], time.time()):
-                with Xapi(cfg.xapi["url"], Deadline(ALERT_DEADLINE)) as api:
-                    api.call("message.create", sig.alert_name, str(alerts.ALERT_PRIORITY), "VM", sig.vm_uuid,
-                             sig.alert_body)
-        except Exception as exc:  # noqa: BLE001 - an alert that fails must not change the verdict
-            log.warning("alert_failed", error=str(wire_error(exc)))
 
 
 def _guard_error(cfg: config.Config, exc: BaseException, log: Journal, args: Optional[Args], started: float,
@@ -361,11 +257,11 @@ def _guard_error(cfg: config.Config, exc: BaseException, log: Journal, args: Opt
         operation, vm, charged, err.message)
     log.error("%s_unchecked" % operation, error=err.code, detail=err.message, charged=charged,
               need=progress.get("need"), duration_ms=_ms(started))
-    log.counters.append("unchecked")
+    log.counters.append(state.COUNT_UNCHECKED)
     if args is not None:
         from . import alerts
 
-        log.signal = Signal(ascii_safe(line), alerts.UNCHECKED_ALERT_NAME, ascii_safe_lines(line), args.vm_uuid)
+        log.notice = Notice(ascii_safe(line), alerts.UNCHECKED_ALERT_NAME, ascii_safe_lines(line), args.vm_uuid)
     _say("xsguard " + line)
     return EXIT_LOG_AND_CONTINUE
 

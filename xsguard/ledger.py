@@ -39,7 +39,6 @@ class Loaded(NamedTuple):
 
     entries: Optional[Dict[str, Entry]]
     note: Optional[str]  # what was wrong, when something was
-    pending: int  # pending charges read
     pending_size: int  # bytes of the pending file read: removed on save if it did not grow
     unfolded: Tuple[Entry, ...] = ()  # the pending charges, when ``entries`` is None: fold them into the rebuild
 
@@ -82,24 +81,24 @@ def load(path: str, boot_id: str, set_aside: bool = True) -> Loaded:
         with open(path, "rb") as handle:
             raw = handle.read()
     except FileNotFoundError:
-        return Loaded(fold({}, pending), None, len(pending), size)
+        return Loaded(fold({}, pending), None, size)
     except OSError as exc:
         return Loaded(None, "ledger %s is unreadable (%s): rebuilt from live state" % (path, exc.strerror),
-                      len(pending), size, tuple(pending))
+                      size, tuple(pending))
     try:
         entries = parse(raw, boot_id)
     except _EarlierBoot:
-        return Loaded(None, None, len(pending), size, tuple(pending))  # its domains are gone: rebuilt quietly
+        return Loaded(None, None, size, tuple(pending))  # its domains are gone: rebuilt quietly
     except ValueError as exc:
         why = "corrupt (%s)" % str(exc)[:200]
         if not set_aside:
-            return Loaded(None, "ledger %s is %s: rebuilt from live state" % (path, why), len(pending), size,
+            return Loaded(None, "ledger %s is %s: rebuilt from live state" % (path, why), size,
                           tuple(pending))
         aside = state.set_aside(path)
         kept = "kept as %s" % aside if aside else "could not be set aside"
-        return Loaded(None, "ledger %s was %s: %s, rebuilt from live state" % (path, why, kept), len(pending), size,
+        return Loaded(None, "ledger %s was %s: %s, rebuilt from live state" % (path, why, kept), size,
                       tuple(pending))
-    return Loaded(fold(entries, pending), None, len(pending), size)
+    return Loaded(fold(entries, pending), None, size)
 
 
 class _EarlierBoot(ValueError):

@@ -224,7 +224,7 @@ def _needs_everywhere(cfg: Config, api: Xapi, guests: Dict[str, Record], hosts: 
                       ) -> Dict[str, Dict[str, int]]:
     """Each guest's need on each host (by host name), as a start's is computed there from its
     devices and that host's dom0 vCPUs: a few calls whatever the number of VMs."""
-    from .decision import describe, host_facts, predict, profile_of
+    from .gather import describe, host_facts, predict, profile_of
 
     if not guests:
         return {}

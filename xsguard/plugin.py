@@ -12,7 +12,7 @@ import re
 import sys
 from typing import Any, Callable, Dict, Set
 
-from . import config, decision, denials
+from . import config, decision, denials, report, status
 from .deadline import Deadline, backstop
 from .errors import BadArgument, XsguardError, wire_error
 from .xapi import Xapi
@@ -56,21 +56,21 @@ def validate(fn: str, args: Dict[str, Any]) -> Dict[str, str]:
 
 
 def _status(cfg: config.Config, api: Xapi, args: Dict[str, str], deadline: Deadline) -> Any:
-    return decision.status(cfg, api, deadline)
+    return status.read(cfg, api, deadline)
 
 
 def _need(cfg: config.Config, api: Xapi, args: Dict[str, str], deadline: Deadline) -> Any:
-    return decision.need_report(cfg, api, args["vm_uuid"], deadline)
+    return report.need_report(cfg, api, args["vm_uuid"], deadline)
 
 
 def _check(cfg: config.Config, api: Xapi, args: Dict[str, str], deadline: Deadline) -> Any:
-    return decision.check_report(cfg, api, args["vm_uuid"], deadline)
+    return report.check_report(cfg, api, args["vm_uuid"], deadline)
 
 
 def _admit(cfg: config.Config, api: Xapi, args: Dict[str, str], deadline: Deadline) -> Any:
     """A VM arriving here (a migration): decided, and recorded as ``POLICY`` says, under this host's lock."""
     outcome = decision.admit(cfg, api, args["vm_uuid"], deadline)
-    result = decision.outcome_json(cfg, outcome)
+    result = report.outcome_json(cfg, outcome)
     result["host_uuid"] = outcome.subject.host.get("uuid", "")
     return result
 

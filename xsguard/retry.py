@@ -34,7 +34,7 @@ def wait_within(deadline: Deadline, wait: Callable[[Any], float]) -> Callable[[A
     return within
 
 
-def xapi_retrying(deadline: Deadline, attempts: int = 4) -> Any:
+def xapi_retrying(deadline: Deadline, attempts: int) -> Any:
     """The policy: transport errors only, backing off 0.1 s to 1 s, within the deadline."""
     from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, stop_any, wait_exponential
 

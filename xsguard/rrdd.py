@@ -4,7 +4,7 @@ A daemon in dom0 (systemd unit ``xsguard-rrdd``). It registers with xcp-rrdd ove
 socket (XML-RPC, ``Plugin.register`` every reading, retried while xcp-rrdd is down) and, just
 before each reading, writes the protocol v2 file ``Plugin.get_path`` named.
 
-The figures are ``xsguard status``'s (``decision.figures``, ``settle``, the ledger). What
+The figures are ``xsguard status``'s (``status.figures``, ``settle``, the ledger). What
 dom0 can tell, it reads without xapi at every reading: lsevtchn, /proc/interrupts, the
 ceilings, the ledger, the refusal counter. xapi is asked only for what dom0 cannot know:
 
@@ -29,7 +29,7 @@ import time
 import xmlrpc.client
 from typing import Any, Dict, FrozenSet, List, Optional, Set, Tuple
 
-from . import decision, ledger, probes, state
+from . import gather, ledger, probes, state, status
 from .config import Config
 from .config import load as load_config
 from .deadline import Deadline
@@ -43,9 +43,8 @@ FREQUENCY = "Five_Seconds"
 LEAD = 2.0  # seconds before a reading the file is written: a reading, xapi's share included
 XAPI_DEADLINE = 1.5  # seconds xapi may take in one reading; past them it is read without xapi
 RETRY = (0.5, 5.0)  # first and longest wait between tries while xcp-rrdd is down
-REFUSED = "refused"
 
-# name -> (figure of decision.figures, description, units)
+# name -> (figure of status.figures, description, units)
 HOST_SOURCES = [
     ("xsguard_ports_used", "ports_used", "dom0 event-channel ports in use (lsevtchn 0)", "ports"),
     ("xsguard_ports_free", "ports_free",
@@ -157,8 +156,8 @@ class Reader:
         key = (_stat(path), _stat(path + ".pending"), view.asked_at)
         if key != self.kept[0]:
             control = next((r for r in view.on_host.values() if r.get("is_control_domain")), None)
-            found = decision.Survey(dom0, view.on_host, view.asked_at or state.now())
-            loaded = decision.load_entries(self.cfg, api, "", control, found, self.boot_id, set_aside=False)
+            found = gather.Survey(dom0, view.on_host, view.asked_at or state.now())
+            loaded = gather.load_entries(self.cfg, api, "", control, found, self.boot_id, set_aside=False)
             self.kept = (key, loaded.entries or {})
         return self.kept[1]
 
@@ -183,11 +182,12 @@ class Reader:
             self.view.drop()
             api, here, asked_at = None, None, None
             entries = self.entries(None, dom0)
-        _, owed = settle(entries, here, held, state.now(), cfg.ledger["ttl"], "", asked_at)
-        shown = decision.figures(dom0, owed, cfg.policy["margin"])
+        _, promises = settle(entries, here, held, state.now(), cfg.ledger["ttl"], "", asked_at)
+        shown = status.figures(dom0, promises, cfg.policy["margin"])
         sources = [Datasource(name, shown[key], what, units) for name, key, what, units in HOST_SOURCES
                    if shown[key] is not None]
-        sources.append(Datasource(REFUSALS[0], state.counted(cfg, REFUSED), REFUSALS[1], REFUSALS[2], DERIVE))
+        refused = state.counted(cfg, state.COUNT_REFUSED)
+        sources.append(Datasource(REFUSALS[0], refused, REFUSALS[1], REFUSALS[2], DERIVE))
         for uuid, where in sorted((here or {}).items()):
             if where.state == RUNNING and where.domid is not None:
                 sources.append(Datasource(HELD[0], held.get(where.domid, 0), HELD[1], HELD[2], owner=for_vm(uuid)))

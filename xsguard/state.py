@@ -19,7 +19,10 @@ LEDGER = "ledger.json"
 CEILINGS = "ceilings.json"
 ALERTS = "alerts.json"
 CEILING_UNKNOWN = "ceiling_unknown"  # the boot id of the last boot whose unknown ceiling was logged
-COUNTERS = ("refused", "unchecked", "audit_under")  # count.<name>: one byte per event, the count is the size
+# counters, each a file count.<name>: one byte per event, the count is its size
+COUNT_REFUSED = "refused"
+COUNT_UNCHECKED = "unchecked"
+COUNT_AUDIT_UNDER = "audit_under"
 
 
 def directory(cfg: Config) -> str:

@@ -59,8 +59,8 @@ class Here(NamedTuple):
     domid: Optional[int] = None
 
 
-class Owed(NamedTuple):
-    """What one admitted VM is still owed, and why."""
+class Promise(NamedTuple):
+    """A promise to one admitted VM: its need, what dom0 holds for it, and what is still owed (need - held)."""
 
     vm_uuid: str
     vm_name: str
@@ -80,7 +80,7 @@ def settle(
     asked_at: Optional[float] = None,
     asked: Optional[Set[str]] = None,
     grace: float = 0.0,
-) -> Tuple[Dict[str, Entry], List[Owed]]:
+) -> Tuple[Dict[str, Entry], List[Promise]]:
     """The ledger that remains and what each entry in it is owed.
 
     ``here`` maps the uuids of ledger VMs that run or start on this host to their state, as
@@ -91,7 +91,7 @@ def settle(
     then charged its whole need.
     """
     kept: Dict[str, Entry] = {}
-    owed: List[Owed] = []
+    promises: List[Promise] = []
     for uuid, entry in entries.items():
         if uuid == candidate:
             continue
@@ -103,7 +103,7 @@ def settle(
             if now - entry.admitted_at > ttl:
                 continue  # a start stuck past the TTL is not charged forever
             kept[uuid] = entry
-            owed.append(Owed(uuid, entry.vm_name, entry.charged, 0, entry.charged, STARTING))
+            promises.append(Promise(uuid, entry.vm_name, entry.charged, 0, entry.charged, STARTING))
             continue
         if entry.domid is not None and entry.domid != state.domid:
             continue  # a later domain of this VM: its own hook decided that start
@@ -117,8 +117,8 @@ def settle(
             entry = entry._replace(covered_at=covered_at)
         kept[uuid] = entry._replace(domid=state.domid)
         if entry.charged > held:
-            owed.append(Owed(uuid, entry.vm_name, entry.charged, held, entry.charged - held, RUNNING))
-    return kept, owed
+            promises.append(Promise(uuid, entry.vm_name, entry.charged, held, entry.charged - held, RUNNING))
+    return kept, promises
 
 
 def here_from_records(records: Dict[str, Dict[str, object]], host_ref: str) -> Dict[str, Here]:

@@ -1,0 +1,121 @@
+"""The journal: a decision's log events and signals, kept until its status is out, then written.
+
+The hook's exit status is what the VM start waits for; structlog's import, the decision
+log's write, the counters, syslog and the xapi alert are not: ``publish`` does them in a
+detached child, after the status is final, and nothing it does can change that status.
+"""
+
+import os
+import sys
+import time
+from typing import Any, Dict, List, NamedTuple, Optional
+
+from . import state
+from .config import Config
+from .deadline import Deadline
+from .errors import wire_error
+from .xapi import Xapi
+
+ALERT_DEADLINE = 10.0  # the alert is sent after the verdict: it may take longer
+
+
+class Notice(NamedTuple):
+    """A syslog line and a xapi alert about one VM."""
+
+    syslog_line: str
+    alert_name: str
+    alert_body: str
+    vm_uuid: str
+
+
+class Journal:
+    """The decision's log events, kept until the verdict is out, then written by ``publish``.
+
+    The hook's exit status is what the VM start waits for; structlog's import, the log
+    write, syslog and the xapi alert are not, so they happen after it (see ``publish``).
+    """
+
+    def __init__(self, **context: Any) -> None:
+        self.context = context
+        self.events: List[Any] = []
+        self.notice: Optional[Notice] = None  # what to tell syslog and xapi, if anything
+        self.counters: List[str] = []  # state.COUNT_* to bump
+        self.unknown_ceilings: List[Any] = []  # ceilings whose limit is unknown (``ceiling_unknown``)
+        self.host: Dict[str, str] = {}
+
+    def bind(self, **context: Any) -> "Journal":
+        self.context.update(context)
+        return self
+
+    def _add(self, level: str, event: str, **fields: Any) -> None:
+        self.events.append((level, event, dict(self.context, **fields)))
+
+    def info(self, event: str, **fields: Any) -> None:
+        self._add("info", event, **fields)
+
+    def warning(self, event: str, **fields: Any) -> None:
+        self._add("warning", event, **fields)
+
+    def error(self, event: str, **fields: Any) -> None:
+        self._add("error", event, **fields)
+
+
+def publish(cfg: Config, log: Journal) -> None:
+    """Write the journal to the decision log and signal, in a detached child.
+
+    The parent returns at once so that the start goes on (or fails) without waiting. If no
+    child can be made, the work is done here, late but not lost.
+    """
+    sys.stdout.flush()
+    try:
+        pid = os.fork()
+    except OSError:
+        _write_journal(cfg, log)
+        return
+    if pid > 0:
+        return
+    try:
+        os.setsid()
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(devnull, fd)
+        _write_journal(cfg, log)
+    finally:
+        os._exit(0)
+
+
+def _write_journal(cfg: Config, journal: Journal) -> None:
+    from . import decisionlog, report
+
+    decisionlog.configure(cfg.log["file"], cfg.log["syslog_socket"])
+    log = decisionlog.get()
+    for counter in journal.counters:
+        try:
+            state.bump(cfg, counter)
+        except OSError as exc:
+            log.warning("count_failed", counter=counter, error=str(exc))
+    for level, event, fields in journal.events:
+        getattr(log, level)(event, **fields)
+    for fields in report.ceiling_unknown_records(cfg, journal.unknown_ceilings):
+        log.warning("ceiling_unknown", **dict(journal.host, **fields))
+    if journal.notice is not None:
+        send_notice(cfg, journal.notice, log)
+
+
+def send_notice(cfg: Config, sig: Notice, log: Any) -> None:
+    """Syslog and a xapi alert: best effort, never a change to the verdict."""
+    from . import alerts
+
+    if cfg.log["syslog"]:
+        try:
+            alerts.send_syslog(cfg.log["syslog_socket"], sig.syslog_line)
+        except OSError as exc:
+            log.warning("syslog_failed", error=str(exc))
+    if cfg.log["alerts"]:
+        try:
+            if alerts.claim_alert(state.path(cfg, state.ALERTS), sig.vm_uuid, cfg.log["alert_interval"], time.time()):
+                with Xapi(cfg.xapi["url"], Deadline(ALERT_DEADLINE)) as api:
+                    api.call("message.create", sig.alert_name, str(alerts.ALERT_PRIORITY), "VM", sig.vm_uuid,
+                             sig.alert_body)
+        except Exception as exc:  # noqa: BLE001 - an alert that fails must not change the verdict
+            log.warning("alert_failed", error=str(wire_error(exc)))

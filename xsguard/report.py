@@ -1,0 +1,64 @@
+"""Report: what a decision answers (``check``, ``admit``, ``need``) and the once-per-boot
+``ceiling_unknown`` record; nothing here changes a decision."""
+
+from typing import Any, Dict, Iterable, List, Optional
+
+from . import bootcache, probes, state
+from .commit import Outcome
+from .config import Config
+from .deadline import Deadline
+from .decision import evaluate
+from .gather import compute_need, is_bypassed, read_subject
+from .model.ceilings import Ceiling
+from .xapi import Xapi
+
+
+def need_report(cfg: Config, api: Xapi, vm_key: str, deadline: Deadline,
+                host_uuid: Optional[str] = None) -> Dict[str, Any]:
+    """A VM's breakdown on the host, and whether it is exempt from the check."""
+    subject = read_subject(cfg, api, vm_key, host_uuid)
+    result = compute_need(cfg, subject, probes.backend_params(cfg.dom0["sys_module"])).as_json()
+    result["host_name"] = subject.host_name
+    result["bypassed"] = is_bypassed(cfg, subject.vm_uuid)
+    return result
+
+
+def check_report(cfg: Config, api: Xapi, vm_key: str, deadline: Deadline,
+                 host_uuid: Optional[str] = None) -> Dict[str, Any]:
+    """Would the VM be admitted on the host now (nothing recorded)."""
+    return outcome_json(cfg, evaluate(cfg, api, vm_key, deadline, host_uuid))
+
+
+def outcome_json(cfg: Config, outcome: Outcome) -> Dict[str, Any]:
+    """What ``check`` and ``admit`` answer: the verdict's figures, the mode, whether bypassed."""
+    result = outcome.verdict.as_json()
+    result["mode"] = cfg.policy["mode"]
+    result["bypassed"] = outcome.bypassed
+    result["recorded"] = outcome.policy.recorded
+    if outcome.bypassed:
+        result["message"] = ("VM %s is exempt from the check ([policy] bypass); it is still charged: %s"
+                             % (outcome.subject.vm_uuid, result["message"]))
+    return result
+
+
+def ceiling_unknown_records(cfg: Config, ceilings: Iterable[Ceiling]) -> List[Dict[str, Any]]:
+    """The ``ceiling_unknown`` records to log: one per unknown ceiling, the first time this boot.
+
+    An unknown ceiling goes unchecked at every decision; the decision log says so once per
+    boot (a marker in the state directory), ``status`` every time.
+    """
+    unknown = [c for c in ceilings if c.warning]
+    if not unknown or not bootcache.first_this_boot(state.path(cfg, state.CEILING_UNKNOWN), state.boot_id(cfg)):
+        return []
+    return [{"ceiling": c.name, "source": c.source, "warning": c.warning} for c in unknown]
+
+
+def log_ceiling_unknown(cfg: Config, ceilings: Iterable[Ceiling], host_uuid: str) -> None:
+    """Log ``ceiling_unknown`` to the decision log, once per boot (for ``status``)."""
+    records = ceiling_unknown_records(cfg, ceilings)
+    if records:
+        from . import decisionlog
+
+        decisionlog.configure(cfg.log["file"])
+        for fields in records:
+            decisionlog.get().warning("ceiling_unknown", host_uuid=host_uuid, **fields)
