@@ -23,6 +23,7 @@ from .gather import (
     others,
     read_subject,
     survey,
+    with_held_elsewhere,
     with_peak,
 )
 from .model.charging import HOW_BYPASSED, HOW_CHECKED, Entry
@@ -44,12 +45,14 @@ def evaluate(cfg: Config, api: Xapi, vm_key: str, deadline: Deadline, host_uuid:
 
 
 def admit(cfg: Config, api: Xapi, vm_key: str, deadline: Deadline, host_uuid: Optional[str] = None,
-          progress: Optional[Dict[str, Any]] = None, candidate_domid: Optional[int] = None) -> Outcome:
+          progress: Optional[Dict[str, Any]] = None, candidate_domid: Optional[int] = None,
+          held_elsewhere: int = 0) -> Outcome:
     """Decide ``vm_key`` on the host and, as ``POLICY`` says, record it in the ledger.
 
     ``candidate_domid``: the VM's own new domain (a resume): what dom0 holds for it is taken
     off dom0's use, so that it is not counted twice. ``progress`` receives the VM's need as soon
-    as it is known, for a caller that must charge it if the decision fails.
+    as it is known, for a caller that must charge it if the decision fails. ``held_elsewhere``:
+    what its domain holds in the dom0 it migrates from; it is charged the larger of that and its need.
     """
     subject = read_subject(cfg, api, vm_key, host_uuid)
     boot_id = state.boot_id(cfg)
@@ -58,7 +61,7 @@ def admit(cfg: Config, api: Xapi, vm_key: str, deadline: Deadline, host_uuid: Op
     held_by_candidate = found.dom0.ports.by_remote_domain.get(candidate_domid, 0) if candidate_domid else 0
     if held_by_candidate:
         found = found._replace(dom0=less_candidate(found.dom0, held_by_candidate))
-    need = compute_need(cfg, subject, found.dom0.backend)
+    need = with_held_elsewhere(compute_need(cfg, subject, found.dom0.backend), held_elsewhere)
     if progress is not None:
         progress.update(need=need.total, vm_name=need.vm_name)
     path = cfg.ledger["path"]
@@ -76,7 +79,7 @@ def admit(cfg: Config, api: Xapi, vm_key: str, deadline: Deadline, host_uuid: Op
         if policy.recorded:  # a refusal writes nothing: it must stand on a full disk too
             how = HOW_BYPASSED if bypassed else HOW_CHECKED
             kept[subject.vm_uuid] = Entry(subject.vm_uuid, verdict.need.vm_name, verdict.need.total, state.now(),
-                                          None, how, previous.peak if previous else 0)
+                                          None, how, max(previous.peak if previous else 0, held_elsewhere))
             ledger.save(path, boot_id, kept, loaded.pending_size)
     if policy.recorded:
         ledger.sync(path)

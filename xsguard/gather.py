@@ -100,6 +100,16 @@ def with_peak(need: Need, previous: Optional[Entry]) -> Need:
     return need._replace(lines=need.lines + [need_model.Line("held beyond the model", extra, why)])
 
 
+def with_held_elsewhere(need: Need, held: int) -> Need:
+    """The need raised to what the VM's domain holds in the dom0 it comes from (a migration's
+    source measured it), if more: a guest that binds more than the model predicts arrives so."""
+    if held <= need.total:
+        return need
+    extra = held - need.total
+    why = "its domain holds %d ports in the source's dom0, %d more than predicted" % (held, extra)
+    return need._replace(lines=need.lines + [need_model.Line("held on the source", extra, why)])
+
+
 def survey(cfg: Config, api: Xapi, host_ref: str, deadline: Deadline, detail: bool = False,
            only: Optional[Set[str]] = None) -> Survey:
     """dom0 first, xapi second: a VM that gets its domain in between is then charged its whole

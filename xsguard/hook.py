@@ -15,10 +15,19 @@ import sys
 import time
 from typing import Any, Dict, List, NamedTuple, Optional, Set, Tuple
 
-from . import config, decision, ledger, state
+from . import config, decision, ledger, probes, report, state
 from .commit import BYPASSED, EXIT_GO, EXIT_LOG_AND_CONTINUE, EXIT_REFUSE, POLICY, Policy
-from .deadline import Deadline, backstop
-from .errors import BadArgument, NotACandidate, VmNotFound, XsguardError, wire_error
+from .deadline import Deadline, backstop, elapsed_ms
+from .errors import (
+    BadArgument,
+    DeadlineExceeded,
+    NotACandidate,
+    ProbeFailed,
+    VmNotFound,
+    XapiFailure,
+    XsguardError,
+    wire_error,
+)
 from .journal import Journal, Notice, publish
 from .model import placement
 from .model.charging import HOW_UNCHECKED, Entry
@@ -64,7 +73,9 @@ def main(argv: Optional[List[str]] = None, operation: str = "start") -> int:
     try:
         cfg = config.load()
         args = parse_argv(sys.argv[1:] if argv is None else argv)
-        log.bind(vm_uuid=args.vm_uuid, reason=args.reason, mode=cfg.policy["mode"])
+        log.bind(vm_uuid=args.vm_uuid, reason=args.reason)
+        if operation != "migrate":  # a migration is decided under the destination's mode
+            log.bind(mode=cfg.policy["mode"])
         deadline = Deadline(cfg.policy["deadline"])
         with backstop(deadline):
             decided = _decide(cfg, args, deadline, log, started, progress)
@@ -100,7 +111,7 @@ def _decide(cfg: config.Config, args: Args, deadline: Deadline, log: Journal, st
     try:
         with Xapi(cfg.xapi["url"], deadline) as api:
             if operation == "migrate":
-                decided = _decide_migration(cfg, api, args, deadline, log, started)
+                decided = _decide_migration(cfg, api, args, deadline, log, started, progress)
             else:
                 decided = _decide_here(cfg, api, args, deadline, progress, operation, log)
             if decided is None:
@@ -115,18 +126,22 @@ def _decide(cfg: config.Config, args: Args, deadline: Deadline, log: Journal, st
                 message = placement.reworded(decided.message, operation, []) if operation != "start" \
                     else decided.message
     except NotACandidate as exc:
-        log.info("%s_not_checked" % operation, why=exc.message, duration_ms=_ms(started))
+        log.info("%s_not_checked" % operation, why=exc.message, duration_ms=elapsed_ms(started))
         return EXIT_GO, ""
     policy, figures = decided.policy, decided.figures
     event = "%s_%s" % (operation, policy.event)
+    if operation == "migrate":  # the destination logged and counted its decision; here what it was told
+        event = "migrate_asked"
+        figures = dict(figures, told=policy.event, exit=policy.exit)
     if policy.event in ("admitted", "bypassed"):
-        log.info(event, duration_ms=_ms(started), **figures)
+        log.info(event, duration_ms=elapsed_ms(started), **figures)
         return policy.exit, ""
-    log.warning(event, duration_ms=_ms(started), message=message, **figures)
+    log.warning(event, duration_ms=elapsed_ms(started), message=message, **figures)
     if policy.signalled:
         log.notice = decided.notice
     if policy.exit == EXIT_REFUSE:
-        log.counters.append(state.COUNT_REFUSED)
+        if operation != "migrate":
+            log.counters.append(state.COUNT_REFUSED)
         return policy.exit, message
     if policy.exit == EXIT_LOG_AND_CONTINUE:
         return policy.exit, ("xsguard (mode = warn) lets this %s go on, but would refuse it:\n" % operation
@@ -140,25 +155,14 @@ def _decide_here(cfg: config.Config, api: Xapi, args: Args, deadline: Deadline, 
     domid = _domid(args) if operation == "resume" else None
     outcome = decision.admit(cfg, api, args.vm_uuid, deadline, progress=progress, candidate_domid=domid)
     verdict, subject = outcome.verdict, outcome.subject
-    figures = dict(
-        vm_name=subject.vm.get("name_label", ""),
-        host_uuid=subject.host.get("uuid", ""),
-        host_name=subject.host_name,
-        verdict=verdict.verdict,
-        ceiling=verdict.binding.ceiling,
-        need=verdict.need.total,
-        checks=[c.as_json() for c in verdict.checks],
-        breakdown=verdict.need.as_json()["breakdown"],
-        promised_to=[p._asdict() for p in outcome.promises],
-        lock_wait_ms=round(outcome.lock_wait * 1000, 1),
-    )
+    figures = report.decision_record(outcome)
     log.unknown_ceilings = [c for c in outcome.ceilings if c.warning]  # logged once per boot, by ``publish``
     log.host = {"host_uuid": figures["host_uuid"], "host_name": figures["host_name"]}
     notice = None
     if outcome.policy.signalled:
         from . import alerts
 
-        notice = Notice(alerts.syslog_line(verdict), alerts.ALERT_NAME, alerts.alert_body(verdict),
+        notice = Notice(alerts.syslog_line(verdict), alerts.REFUSED_ALERTS[operation], alerts.alert_body(verdict),
                          verdict.need.vm_uuid)
     return Decided(outcome.policy, figures, verdict.message, notice, outcome.ledger_note, subject.vm_uuid,
                    {subject.host_ref})
@@ -174,9 +178,12 @@ def _domid(args: Args) -> Optional[int]:
 
 
 def _decide_migration(cfg: config.Config, api: Xapi, args: Args, deadline: Deadline, log: Journal,
-                      started: float) -> Optional[Decided]:
+                      started: float, progress: Dict[str, Any]) -> Optional[Decided]:
     """A migration, decided by the destination's xsguard (host plugin ``admit``): it records the
-    arriving VM in its own ledger under its own lock. A destination outside this pool: not checked."""
+    arriving VM in its own ledger under its own lock, and logs and counts its decision. The
+    source sends what the domain holds in its dom0 (the destination charges the larger of that
+    and its need) and the time it has left (the destination answers within it). A destination
+    outside this pool: not checked."""
     found = api.where("VM", "field \"uuid\" = %s" % quote(args.vm_uuid))
     if not found:
         raise VmNotFound("no VM has uuid '%s'" % args.vm_uuid, args.vm_uuid)
@@ -185,18 +192,30 @@ def _decide_migration(cfg: config.Config, api: Xapi, args: Args, deadline: Deadl
     target = vm.get("scheduled_to_be_resident_on")
     if target not in hosts:
         log.info("migrate_not_checked", vm_name=vm.get("name_label", ""),
-                 why="the destination is not a host of this pool (a cross-pool migration)", duration_ms=_ms(started))
+                 why="the destination is not a host of this pool (a cross-pool migration)",
+                 duration_ms=elapsed_ms(started))
         return None
-    answer = json.loads(api.call("host.call_plugin", target, "xsguard", "admit", {"vm_uuid": args.vm_uuid}))
-    admitted = answer.get("verdict") == "admit"
+    destination = {"host_uuid": hosts[target].get("uuid", ""), "host_name": hosts[target].get("name_label", "")}
+    progress.update(destination)
+    request = {"vm_uuid": args.vm_uuid}
+    held = _held_here(cfg, args, deadline, log)
+    if held is not None:
+        request["held"] = str(held)
+    left = deadline.remaining() - ELSEWHERE_RESERVE
+    if left <= 0:
+        raise DeadlineExceeded("the %.1fs deadline passed before the destination was asked" % deadline.seconds)
+    request["time_left"] = "%.3f" % left
+    answer = _admit_answer(api.call("host.call_plugin", target, "xsguard", "admit", request))
+    admitted = answer["verdict"] == "admit"
     policy = BYPASSED if answer.get("bypassed") else POLICY[(answer["mode"], admitted)]
     figures = dict(
+        destination,
         vm_name=answer.get("vm_name", ""),
-        host_uuid=hosts[target].get("uuid", ""),
-        host_name=hosts[target].get("name_label", ""),
         source_host_uuid=hosts.get(vm.get("resident_on"), {}).get("uuid", ""),
-        destination_mode=answer.get("mode"),
-        verdict=answer.get("verdict"),
+        destination_mode=answer["mode"],
+        held=held,
+        time_left=float(request["time_left"]),
+        verdict=answer["verdict"],
         ceiling=answer.get("ceiling"),
         need=answer.get("need"),
         checks=answer.get("checks", []),
@@ -207,10 +226,34 @@ def _decide_migration(cfg: config.Config, api: Xapi, args: Args, deadline: Deadl
     if policy.signalled:
         from . import alerts
 
-        notice = Notice(alerts.migration_line(answer), alerts.ALERT_NAME,
-                         ascii_safe_lines(placement.reworded(message, "migrate", [])), args.vm_uuid)
+        notice = Notice(alerts.migration_line(answer), alerts.REFUSED_ALERTS["migrate"],
+                        ascii_safe_lines(placement.reworded(message, "migrate", [])), args.vm_uuid)
     return Decided(policy, figures, message, notice, None, args.vm_uuid,
                    {str(target), str(vm.get("resident_on", ""))}, hosts)
+
+
+def _held_here(cfg: config.Config, args: Args, deadline: Deadline, log: Journal) -> Optional[int]:
+    """What the migrating domain (``-vmdomid``) holds in this dom0 now; None when unknown (said in the log)."""
+    domid = _domid(args)
+    if domid is None:
+        return None
+    try:
+        return probes.held_by_domain(cfg, deadline, domid)
+    except ProbeFailed as exc:
+        log.warning("held_not_measured", domid=domid, error=exc.message)
+        return None
+
+
+def _admit_answer(text: str) -> Dict[str, Any]:
+    """The destination's ``admit`` answer, or XapiFailure naming what came back instead."""
+    try:
+        answer = json.loads(text)
+    except ValueError:
+        answer = None
+    if not isinstance(answer, dict) or answer.get("verdict") not in ("admit", "refuse") \
+            or answer.get("mode") not in ("enforce", "warn", "off"):
+        raise XapiFailure("the destination's xsguard did not answer admit with a verdict: %r" % str(text)[:80])
+    return answer
 
 
 ELSEWHERE_RESERVE = 0.3  # seconds of the deadline kept for the hook's own exit when other hosts are asked
@@ -243,7 +286,9 @@ def _guard_error(cfg: config.Config, exc: BaseException, log: Journal, args: Opt
         err = XsguardError("interrupted (%s)" % type(exc).__name__)
     vm = args.vm_uuid if args else "?"
     operation = log.context["operation"]
-    log.error("guard_error", error=err.code, detail=err.message, on_error=on_error, duration_ms=_ms(started))
+    exit_status = EXIT_REFUSE if on_error == "deny" else EXIT_LOG_AND_CONTINUE
+    log.error("guard_error", error=err.code, detail=err.message, on_error=on_error, exit=exit_status,
+              duration_ms=elapsed_ms(started), **{k: progress[k] for k in ("host_uuid", "host_name") if k in progress})
     if on_error == "deny":
         _say("xsguard could not check this %s and is set to refuse when it fails ([policy] on_error = deny).\n"
              "What failed: %s\nFix the cause, or set on_error = allow in /etc/xsguard/xsguard.conf." % (
@@ -256,12 +301,14 @@ def _guard_error(cfg: config.Config, exc: BaseException, log: Journal, args: Opt
     line = "could not check the %s of VM %s; let through unchecked ([policy] on_error = allow), %s: %s" % (
         operation, vm, charged, err.message)
     log.error("%s_unchecked" % operation, error=err.code, detail=err.message, charged=charged,
-              need=progress.get("need"), duration_ms=_ms(started))
+              need=progress.get("need"), exit=EXIT_LOG_AND_CONTINUE, duration_ms=elapsed_ms(started),
+              **{k: progress[k] for k in ("host_uuid", "host_name") if k in progress})
     log.counters.append(state.COUNT_UNCHECKED)
     if args is not None:
         from . import alerts
 
-        log.notice = Notice(ascii_safe(line), alerts.UNCHECKED_ALERT_NAME, ascii_safe_lines(line), args.vm_uuid)
+        log.notice = Notice(ascii_safe(line), alerts.UNCHECKED_ALERTS[operation], ascii_safe_lines(line),
+                            args.vm_uuid)
     _say("xsguard " + line)
     return EXIT_LOG_AND_CONTINUE
 
@@ -288,7 +335,3 @@ def _say(text: str) -> None:
         write_out(text)
     except Exception:  # noqa: BLE001 - stdout gone: the status is all that is left
         pass
-
-
-def _ms(started: float) -> float:
-    return round((time.monotonic() - started) * 1000, 1)

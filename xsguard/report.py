@@ -41,6 +41,23 @@ def outcome_json(cfg: Config, outcome: Outcome) -> Dict[str, Any]:
     return result
 
 
+def decision_record(outcome: Outcome) -> Dict[str, Any]:
+    """What the decision log records of a decision made on this host (a start, resume or arriving migration)."""
+    verdict, subject = outcome.verdict, outcome.subject
+    return dict(
+        vm_name=subject.vm.get("name_label", ""),
+        host_uuid=subject.host.get("uuid", ""),
+        host_name=subject.host_name,
+        verdict=verdict.verdict,
+        ceiling=verdict.binding.ceiling,
+        need=verdict.need.total,
+        checks=[c.as_json() for c in verdict.checks],
+        breakdown=verdict.need.as_json()["breakdown"],
+        promised_to=[p._asdict() for p in outcome.promises],
+        lock_wait_ms=round(outcome.lock_wait * 1000, 1),
+    )
+
+
 def ceiling_unknown_records(cfg: Config, ceilings: Iterable[Ceiling]) -> List[Dict[str, Any]]:
     """The ``ceiling_unknown`` records to log: one per unknown ceiling, the first time this boot.
 
