@@ -8,6 +8,7 @@ from typing import Dict, List, NamedTuple, Optional, Tuple
 
 from . import state
 from .config import Config
+from .deadline import PLUGIN_FLOOR
 from .gather import Subject, Survey
 from .model.ceilings import Ceiling
 from .model.charging import Entry, Promise, here_from_records, settle
@@ -70,8 +71,8 @@ class Outcome(NamedTuple):
 
 def grace(cfg: Config) -> float:
     """How long a VM whose domain holds its whole need stays in the ledger: twice the longest a
-    decision that records may last (a hook's deadline, the plugin's at least 10 s)."""
-    return 2 * max(cfg.policy["deadline"], 10.0)
+    decision that records may last (a hook's deadline, the plugin's at least ``PLUGIN_FLOOR``)."""
+    return 2 * max(cfg.policy["deadline"], PLUGIN_FLOOR)
 
 
 def charge(cfg: Config, entries: Dict[str, Entry], subject: Subject, found: Survey, candidate: str
