@@ -130,7 +130,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     data = _with_api(args, lambda cfg, api, dl: _on_host(cfg, api, args, "check", dl)
                      or report.check_report(cfg, api, args.vm, dl))
     _emit(args, data, tables.check)
-    return EXIT_OK if data["verdict"] == "admit" or data["bypassed"] else EXIT_REFUSED
+    return EXIT_OK if data["verdict"] in ("admit", "resident") or data["bypassed"] else EXIT_REFUSED
 
 
 def cmd_denials(args: argparse.Namespace) -> int:

@@ -25,8 +25,20 @@ def need_report(cfg: Config, api: Xapi, vm_key: str, deadline: Deadline,
 
 def check_report(cfg: Config, api: Xapi, vm_key: str, deadline: Deadline,
                  host_uuid: Optional[str] = None) -> Dict[str, Any]:
-    """Would the VM be admitted on the host now (nothing recorded)."""
-    return outcome_json(cfg, evaluate(cfg, api, vm_key, deadline, host_uuid))
+    """Would the VM be admitted on the host now (nothing recorded); ``resident`` when it runs
+    there already: dom0 holds its ports, it is never judged against itself."""
+    outcome = evaluate(cfg, api, vm_key, deadline, host_uuid)
+    result = outcome_json(cfg, outcome)
+    subject = outcome.subject
+    if subject.vm.get("resident_on") == subject.host_ref and subject.vm.get("power_state") in RUNS_HERE:
+        result.update(verdict=RESIDENT, checks=[], free_after=None, message=(
+            "VM '%s' (%s) already runs on host '%s': dom0 holds its ports (they are in its use); "
+            "nothing to check" % (subject.vm.get("name_label", ""), subject.vm_uuid, subject.host_name)))
+    return result
+
+
+RESIDENT = "resident"  # check's verdict for a VM on the host it runs on
+RUNS_HERE = ("Running", "Paused")  # power states of a VM whose domain exists on its host
 
 
 def outcome_json(cfg: Config, outcome: Outcome) -> Dict[str, Any]:
