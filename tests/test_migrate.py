@@ -320,6 +320,10 @@ def test_denials_show_the_operation(api):
     records = json.loads(denials(b, "--json"))
     assert [(r["event"], r["operation"], r["vm_name"], r["host_name"]) for r in records] == [
         ("migrate_refused", "migrate", "db", "xs-b")]
+    summary = json.loads(denials(b, "--summary", "--json"))
+    assert [(g["operation"], g["vm_name"], g["count"]) for g in summary] == [("migrate", "db", 1)]
+    assert denials(b, "--summary").splitlines()[0].split() == [
+        "hour", "(UTC)", "operation", "vm", "host", "refused", "ceiling"]
     table = denials(b).splitlines()
     assert table[0].split() == ["time", "(UTC)", "operation", "vm", "host", "need", "free", "ceiling"]
     assert table[1].split()[2:] == ["migrate", "db", "xs-b", "10", "9", "xen_ports"]

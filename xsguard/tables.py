@@ -6,6 +6,8 @@ Names come from xapi, where any VM admin sets them: every text shown passes thro
 
 from typing import Any, Dict, List, Optional, Sequence
 
+from .denials import operation_of
+
 
 def clean(value: Any) -> str:
     """``value`` as text a terminal shows as is: control, format and other unprintable
@@ -48,7 +50,8 @@ def status(s: Dict[str, Any]) -> str:
         ),
     ]
     out += ["WARNING: %s" % warning for warning in s.get("warnings", [])]
-    out += ["", "starts refused: %d; let through unchecked (xsguard failed, on_error = allow): %d%s" % (
+    out += ["", "refused here (starts, migrations, resumes): %d; let through unchecked (xsguard failed, "
+                "on_error = allow): %d%s" % (
         s["refused"], s["unchecked"], "  <- see guard_error in the decision log" if s["unchecked"] else "")]
     if s["promises"]:
         out += ["", "promised to VMs starting or connecting:", table(
@@ -92,7 +95,7 @@ def check(c: Dict[str, Any]) -> str:
 
 
 def denials(records: List[Dict[str, Any]]) -> str:
-    rows = [[r["time"][:19].replace("T", " "), r.get("operation", "start"), r.get("vm_name", ""),
+    rows = [[r["time"][:19].replace("T", " "), operation_of(r), r.get("vm_name", ""),
              r.get("host_name", ""), r.get("need"), _free(r), r.get("ceiling", "")] for r in records]
     return table(rows, ["time (UTC)", "operation", "vm", "host", "need", "free", "ceiling"])
 
@@ -105,9 +108,9 @@ def _free(record: Dict[str, Any]) -> str:
 
 
 def summary(groups: List[Dict[str, Any]]) -> str:
-    rows = [[g["hour"], g["vm_name"], g["host_name"], g["count"],
+    rows = [[g["hour"], g["operation"], g["vm_name"], g["host_name"], g["count"],
              ", ".join("%s %d" % kv for kv in sorted(g["ceilings"].items()))] for g in groups]
-    return table(rows, ["hour (UTC)", "vm", "host", "refused", "ceiling"])
+    return table(rows, ["hour (UTC)", "operation", "vm", "host", "refused", "ceiling"])
 
 
 def audit(report: Dict[str, Any], covers: Optional[Dict[str, str]] = None) -> str:
