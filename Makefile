@@ -42,7 +42,7 @@ test-oldest: $(OLDEST)/.installed
 # dom0's Python 3.6.15, xsguard and its wheels laid out as the RPM installs them; the test driver
 # stays on the venv's Python. The larger storms stay on the venv's Python (they would double CI).
 DOM0_PYTHON ?= $(shell pyenv prefix 3.6.15 2>/dev/null)/bin/python3.6
-PY36_TESTS := tests/test_hook.py tests/test_plugin.py tests/test_failopen.py tests/test_migrate.py \
+PY36_TESTS := tests/test_hook.py tests/test_plugin.py tests/test_failopen.py tests/test_migrate.py tests/test_overfill.py \
 	tests/test_audit.py tests/test_storm.py::test_hooks_killed_at_random_points
 test-py36: $(VENV)/.installed
 	@$(DOM0_PYTHON) -c 'import sys; assert sys.version_info[:3] == (3, 6, 15)' 2>/dev/null || \
