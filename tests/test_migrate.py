@@ -100,7 +100,14 @@ def test_migration_refused_keeps_the_vm_on_the_source(api):
         "migrate_refused", "xs-b", 10, uuid)
     counts = [json.loads(api.host.call_plugin(h, "xsguard", "status", {}))["refused"] for h in (a, b)]
     assert counts == [0, 1]  # counted on the host that refused, not on the source
+    assert alerts_about(api, uuid) == ["XSGUARD_MIGRATION_REFUSED"]
     assert api.sim.get_failures() == []
+
+
+def alerts_about(api, vm_uuid):
+    """The names of the xapi messages raised about a VM, once one is (a detached child sends them)."""
+    return wait_for(lambda: sorted(m["name"] for m in api.message.get_all_records().values()
+                                   if m["obj_uuid"] == vm_uuid))
 
 
 def both_at_once(calls):
@@ -273,6 +280,7 @@ def test_destination_not_answering_on_error_allow(api):
     assert "XENAPI_MISSING_PLUGIN" in run["stdout"]
     events = [r["event"] for r in decision_log(api, a, 3)]
     assert events[-2:] == ["guard_error", "migrate_unchecked"]
+    assert alerts_about(api, api.VM.get_uuid(vm)) == ["XSGUARD_MIGRATION_UNCHECKED"]
 
 
 def test_destination_not_answering_on_error_deny(api):
