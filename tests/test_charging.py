@@ -76,10 +76,19 @@ def test_vm_no_longer_here_leaves():
     assert kept == {} and owed == []
 
 
-def test_start_stuck_past_the_ttl_expires():
-    """Still 'starting' after the TTL: no longer charged."""
-    kept, _ = settle({"a": entry("a", 22, at=NOW - TTL - 1)}, {"a": Here(STARTING)}, {}, NOW, TTL, "x")
-    assert kept == {}
+def test_a_vm_xapi_still_shows_starting_here_is_charged_past_the_ttl():
+    """A migration slower than the TTL: xapi still has the VM scheduled here, so it stays charged whole;
+    the TTL applies only to what xapi was not asked about."""
+    kept, promises = settle({"a": entry("a", 22, at=NOW - TTL - 1)}, {"a": Here(STARTING)}, {}, NOW, TTL, "x")
+    assert list(kept) == ["a"] and [(p.vm_uuid, p.owed) for p in promises] == [("a", 22)]
+
+
+def test_a_start_xapi_was_not_asked_about_expires_after_the_ttl():
+    """Only some VMs asked about, and this one not among them (charged as starting): past the TTL,
+    no longer charged."""
+    kept, promises = settle({"a": entry("a", 22, at=NOW - TTL - 1)}, {}, {}, NOW, TTL, "x",
+                            asked_at=NOW, asked={"b"})
+    assert kept == {} and promises == []
 
 
 def test_without_xapi_every_young_entry_is_charged_whole():
@@ -145,3 +154,13 @@ def test_an_entry_xapi_was_not_asked_about_is_starting():
     """Only the ledger's VMs are asked about: an entry made since is charged as starting."""
     kept, owed = settle({"a": entry("a", 22, at=NOW - 50)}, {}, {}, NOW, TTL, "x", asked_at=NOW - 1, asked=set())
     assert [(o.vm_uuid, o.owed, o.state) for o in owed] == [("a", 22, "starting")] and "a" in kept
+
+
+def test_a_rebooting_vm_is_charged_whole_and_not_tied_to_its_old_domain():
+    """xapi shows the VM Running under its old domid 7, whose domain is gone from dom0 (a reboot): it is
+    charged its whole need and not tied to domid 7, so that its new domain is still charged what it lacks."""
+    kept, promises = settle({"a": entry("a", 22)}, {"a": Here(RUNNING, 7)}, {9: 3}, NOW, TTL, "x")
+    assert [(p.vm_uuid, p.held, p.owed) for p in promises] == [("a", 0, 22)]
+    assert kept["a"].domid is None
+    _, promises = settle(kept, {"a": Here(RUNNING, 12)}, {12: 4}, NOW + 1, TTL, "x")
+    assert [(p.vm_uuid, p.held, p.owed) for p in promises] == [("a", 4, 18)]

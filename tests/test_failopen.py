@@ -222,3 +222,26 @@ def test_a_forward_clock_step_does_not_drop_a_start_in_flight(tmp_path, dom0_pyt
         assert (details[0], details[4]) == ("XAPI_HOOK_FAILED", "2")
         assert "10 promised to VMs starting" in details[3]
         assert api.VM.get_power_state(a) == "Running"
+
+
+def test_a_full_var_stops_no_charge_and_loses_no_refusal(api, sim, small_disk):
+    """The ledger is per-boot state and lives on /run by default, where a full /var cannot stop it:
+    with the decision log's disk full, a storm of 12 starts onto room for 6 admits exactly 6, no device
+    fails, and each refusal's record, which the log cannot take, reaches syslog instead."""
+    from xsguard import config
+
+    assert config.defaults().ledger["path"] == "/run/xsguard/ledger.json"
+    host = host_with_room(api, "xs-a", 6, **{"log.file": os.path.join(small_disk.path, "decisions.log")})
+    small_disk.fill()
+    refs = desktops(api, 12, "desk", random.Random(11), affinity=host)
+    outcomes = start_all(sim.url, refs)
+    assert sum(1 for o in outcomes.values() if o == "ok") == 6
+    assert sorted(r["exit_code"] for r in hook_runs(api)) == ["0"] * 6 + ["2"] * 6
+    wait_for(lambda: api.sim.get_failures() == [] or None, 15)
+
+    def refusals_in_syslog():
+        kept = [s for s in api.sim.get_syslog(host)
+                if "cannot write the decision log" in s and '"event": "start_refused"' in s]
+        return len(kept) == 6
+
+    wait_for(refusals_in_syslog)

@@ -171,13 +171,16 @@ def test_crash_inside_the_package(api, sim):
     assert decisions(api, host, 1)[-1]["error"] == "XSGUARD_INTERNAL_ERROR"
 
 
-def test_unreadable_config_allows_with_a_reason(api):
-    """A config the hook cannot read: the start goes on (exit 1) and the reason is said."""
+def test_a_config_error_with_no_earlier_copy_decides_with_the_defaults_for_the_bad_key(api):
+    """A value the hook cannot parse and no configuration that parsed kept: the start is decided with
+    the default for that key (mode = enforce) and the file's other keys, and the error is logged."""
     host = small_host(api, port_limit=4095, **{"policy.mode": "sometimes"})
     vm = make_vm(api, "a", affinity=host)
     api.VM.start(vm, False, False)
-    run = hook_runs(api)[-1]
-    assert run["exit_code"] == "1" and "bad value for [policy] mode" in run["stdout"]
+    assert hook_runs(api)[-1]["exit_code"] == "0"
+    records = decisions(api, host, 2)
+    assert [r["event"] for r in records] == ["config_error", "start_admitted"]
+    assert "bad value for [policy] mode" in records[0]["detail"] and records[1]["mode"] == "enforce"
 
 
 def test_bad_arguments_are_rejected_clearly():

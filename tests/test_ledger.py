@@ -66,7 +66,7 @@ def test_corrupt_is_set_aside(tmp_path, content):
     path = str(tmp_path / "ledger.json")
     with open(path, "wb") as handle:
         handle.write(content)
-    loaded = ledger.load(path, BOOT)
+    loaded = ledger.take(path, BOOT)
     assert loaded.entries is None
     assert "kept as" in loaded.note and "rebuilt from live state" in loaded.note
     aside = [n for n in os.listdir(str(tmp_path)) if n.startswith("ledger.json.corrupt-")]
@@ -91,10 +91,10 @@ def test_pending_charges_are_folded_in(tmp_path):
     unchecked = Entry("0a0a0a0a-1b8a-4c43-9d4e-0a7b2a1c9e11", "late", ledger.UNKNOWN_NEED, 1001.0, None, "unchecked")
     ledger.append_pending(path, BOOT, unchecked)
     ledger.append_pending(path, "another-boot", unchecked._replace(vm_uuid="other"))
-    loaded = ledger.load(path, BOOT)
+    loaded = ledger.take(path, BOOT)
     assert loaded.entries == {E.vm_uuid: E, unchecked.vm_uuid: unchecked}
-    ledger.save(path, BOOT, loaded.entries, loaded.pending_size)
-    assert not os.path.exists(path + ".pending")
+    ledger.save(path, BOOT, loaded.entries, loaded)
+    assert not os.path.exists(path + ".pending") and not os.path.exists(path + ".pending.taken")
     assert ledger.load(path, BOOT).entries == {E.vm_uuid: E, unchecked.vm_uuid: unchecked}
 
 
@@ -103,11 +103,50 @@ def test_pending_file_that_grew_is_kept(tmp_path):
     path = str(tmp_path / "ledger.json")
     first = E._replace(how="unchecked")
     ledger.append_pending(path, BOOT, first)
-    loaded = ledger.load(path, BOOT)
+    loaded = ledger.take(path, BOOT)
     late = E._replace(vm_uuid="late", how="unchecked")
     ledger.append_pending(path, BOOT, late)
-    ledger.save(path, BOOT, loaded.entries, loaded.pending_size)
+    ledger.save(path, BOOT, loaded.entries, loaded)
     assert set(ledger.load(path, BOOT).entries) == {E.vm_uuid, "late"}
+
+
+def test_a_charge_appended_as_the_read_charges_are_removed_is_not_lost(tmp_path, monkeypatch):
+    """The pending charges read are removed once saved; a charge appended just before that removal
+    (after any check of the file) stays charged: the charges are taken by rename before they are read."""
+    path = str(tmp_path / "ledger.json")
+    ledger.append_pending(path, BOOT, E._replace(how="unchecked"))
+    late = E._replace(vm_uuid="late", how="unchecked")
+    real_unlink = os.unlink
+    appended = []
+
+    def unlink_after_an_append(target):
+        if target.startswith(path + ".pending") and not appended:
+            appended.append(target)
+            ledger.append_pending(path, BOOT, late)  # the race: between the check and the removal
+        real_unlink(target)
+
+    monkeypatch.setattr(os, "unlink", unlink_after_an_append)
+    take = getattr(ledger, "take", None)
+    if take is not None:
+        loaded = take(path, BOOT)
+        ledger.save(path, BOOT, loaded.entries, loaded)
+    else:  # the former interface: read, then save with the size read
+        loaded = ledger.load(path, BOOT)
+        ledger.save(path, BOOT, loaded.entries, loaded[3])
+    assert appended
+    assert set(ledger.load(path, BOOT).entries) == {E.vm_uuid, "late"}
+
+
+def test_a_directory_where_the_ledger_should_be_is_set_aside(tmp_path):
+    """A directory at the ledger's path: set aside under the lock and the ledger rebuilt and written,
+    never a failure of every decision."""
+    path = str(tmp_path / "ledger.json")
+    os.makedirs(os.path.join(path, "inside"))
+    loaded = ledger.take(path, BOOT)
+    assert loaded.entries is None and "a directory" in loaded.note and "kept as" in loaded.note
+    ledger.save(path, BOOT, {E.vm_uuid: E}, loaded)
+    assert ledger.load(path, BOOT).entries == {E.vm_uuid: E}
+    assert [n for n in os.listdir(str(tmp_path)) if n.startswith("ledger.json.corrupt-")]
 
 
 def test_full_disk_is_a_clear_error(small_disk):

@@ -82,7 +82,7 @@ def test_contents(rpms):
     assert lines["/etc/xapi.d/vm-pre-migrate/50xsguard"] == "-rwxr-xr-x"
     assert lines["/etc/xapi.d/vm-pre-resume/50xsguard"] == "-rwxr-xr-x"
     assert lines["/etc/xapi.d/plugins/xsguard"] == "-rwxr-xr-x"
-    assert lines["/var/lib/xsguard"] == "drwx------" and lines["/var/log/xsguard"] == "drwx------"
+    assert lines["/run/xsguard"] == "drwx------" and lines["/var/log/xsguard"] == "drwx------"
     for dist in ("structlog-21.5.0.dist-info", "tenacity-8.2.2.dist-info", "typing_extensions-4.1.1.dist-info"):
         assert "/usr/lib/xsguard/%s/METADATA" % dist in lines
     assert "/usr/lib/xsguard/xsguard/hook.py" in lines and "/usr/bin/xsguard" in lines

@@ -15,6 +15,8 @@ REFUSED_ALERTS = {"start": "XSGUARD_START_REFUSED", "migrate": "XSGUARD_MIGRATIO
                   "resume": "XSGUARD_RESUME_REFUSED"}
 UNCHECKED_ALERTS = {"start": "XSGUARD_START_UNCHECKED", "migrate": "XSGUARD_MIGRATION_UNCHECKED",
                     "resume": "XSGUARD_RESUME_UNCHECKED"}
+OVER_CEILING_ALERT_NAME = "XSGUARD_REBOOT_OVER_CEILING"
+CONFIG_ALERT_NAME = "XSGUARD_CONFIG_ERROR"
 ALERT_PRIORITY = 3  # 1 highest .. 5; XenCenter shows 3 as a warning
 LOG_DAEMON_WARNING = 3 * 8 + 4
 
@@ -26,6 +28,21 @@ def syslog_line(verdict: Verdict) -> str:
         % (verdict.need.vm_name, verdict.need.vm_uuid, verdict.host_name, b.need,
            max(b.free or 0, 0), b.ceiling, b.limit, b.used, b.promised)
     )
+
+
+def over_ceiling_line(verdict: Verdict) -> str:
+    """The syslog line of a reboot let through over a ceiling ([policy] reboot = admit)."""
+    b = verdict.binding
+    return ascii_safe(
+        "admitted the reboot of VM '%s' (%s) on host '%s' over %s: needs %d, %d free (limit %s, used %d, promised %d);"
+        " a refusal would have left it halted ([policy] reboot = admit)"
+        % (verdict.need.vm_name, verdict.need.vm_uuid, verdict.host_name, b.ceiling, b.need,
+           b.free or 0, b.limit, b.used, b.promised)
+    )
+
+
+def over_ceiling_body(verdict: Verdict) -> str:
+    return over_ceiling_line(verdict) + "\n\n" + alert_body(verdict)
 
 
 def migration_line(answer: Dict[str, Any]) -> str:

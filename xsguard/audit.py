@@ -121,7 +121,7 @@ def _charge_peaks(cfg: Config, api: Xapi, control: Optional[Dict[str, Any]], fou
             else:
                 entries[f.vm_uuid] = Entry(f.vm_uuid, f.vm_name, f.need.total, found.asked_at, f.domid,
                                            HOW_AUDITED, f.held)
-        ledger.save(path, boot_id, entries, loaded.pending_size)
+        ledger.save(path, boot_id, entries, loaded)
     ledger.sync(path)
 
 

@@ -132,6 +132,9 @@ SCHEMA: List[Tuple[str, str, str, Callable[[str], Any], str]] = [
     ("policy", "deadline", "5", _positive_float,
      "seconds the hook may take in all, retries and lock waits included"),
     ("policy", "profile", "xs8", _choice(*sorted(PROFILES)), "per-device figures: xs8, xs62, xs61"),
+    ("policy", "reboot", "admit", _choice("admit", "check"),
+     "a reboot of a VM running here: admit (charged; over a ceiling it is logged, counted and alerted,"
+     " never halted) or check (refused like a start: the VM is left halted)"),
     ("policy", "bypass", "", _uuids,
      "uuids of VMs whose starts are not checked (still charged); only root in dom0 sets this"),
     ("need", "vbd_backend", "auto", _auto(_choice("tapdisk", "blkback")),
@@ -151,7 +154,9 @@ SCHEMA: List[Tuple[str, str, str, Callable[[str], Any], str]] = [
      " (all blkback grants); tapdisk3 serves one ring whatever"),
     ("xapi", "url", "local", _url,
      "local (xapi's UNIX socket /var/lib/xcp/xapi), unix:///other/socket, or an http(s):// URL"),
-    ("ledger", "path", "/var/lib/xsguard/ledger.json", _path, "the admitted-VM ledger"),
+    ("ledger", "path", "/run/xsguard/ledger.json", _path,
+     "the admitted-VM ledger (per-boot: on a tmpfs, so that a full /var cannot stop a charge); its directory"
+     " holds xsguard's other state"),
     ("ledger", "ttl", "600", _positive_float,
      "seconds an admitted start that never produced a domain stays charged"),
     ("log", "file", "/var/log/xsguard/decisions.log", _path, "the JSON-lines decision log"),
@@ -216,18 +221,36 @@ def defaults() -> Config:
 
 def load(path: Optional[str] = None) -> Config:
     """Read ``path`` (else $XSGUARD_CONFIG, else the default file, which may be absent)."""
+    return _read(path)[0]
+
+
+def _target(path: Optional[str]) -> Tuple[str, bool]:
     explicit = path or os.environ.get("XSGUARD_CONFIG")
-    target = explicit or DEFAULT_PATH
-    base = defaults()
-    parser = configparser.ConfigParser(interpolation=None)
+    return explicit or DEFAULT_PATH, bool(explicit)
+
+
+def _read(path: Optional[str]) -> Tuple[Config, Optional[str]]:
+    """The configuration and the file's text (None: no file, the defaults)."""
+    target, explicit = _target(path)
     try:
         with open(target, encoding="utf-8") as handle:
-            parser.read_file(handle, source=target)
+            text = handle.read()
     except FileNotFoundError:
         if explicit:
             raise ConfigError("config file %s does not exist" % target, target)
-        return base
-    except (OSError, UnicodeDecodeError, configparser.Error) as exc:
+        return defaults(), None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError("cannot read config file %s: %s" % (target, exc), target)
+    return parse_text(text, target), text
+
+
+def parse_text(text: str, target: str) -> Config:
+    """A configuration file's text, parsed (ConfigError naming ``target`` and what is wrong)."""
+    base = defaults()
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read_string(text, source=target)
+    except configparser.Error as exc:
         raise ConfigError("cannot read config file %s: %s" % (target, exc), target)
     for section in parser.sections():
         if section not in _SECTIONS:
@@ -235,4 +258,76 @@ def load(path: Optional[str] = None) -> Config:
     items = [(s, k, v) for s in parser.sections() for k, v in parser.items(s, raw=True)]
     parsed = _parse_items(items, target)
     merged = {s: dict(getattr(base, s), **parsed[s]) for s in _SECTIONS}
+    return Config(source=target, **merged)
+
+
+LAST_GOOD = "config.last-good"  # in the state directory: the last configuration file that parsed
+
+
+def load_kept(path: Optional[str] = None) -> Tuple[Config, Optional[ConfigError]]:
+    """The configuration, a copy of it kept in the state directory whenever it parses; when it does
+    not, the last copy that did (else the defaults) with the error, for the caller to signal.
+
+    A configuration error must never switch the guard off: a hook decides with what it has.
+    """
+    try:
+        cfg, text = _read(path)
+    except ConfigError as exc:
+        return _last_good(path), exc
+    try:
+        _keep(cfg, text or "")
+    except OSError:
+        pass  # the copy is a fallback; the decision does not depend on it
+    return cfg, None
+
+
+def _keep(cfg: Config, text: str) -> None:
+    from . import state
+
+    target = state.path(cfg, LAST_GOOD)
+    try:
+        with open(target, encoding="utf-8") as handle:
+            if handle.read() == text:
+                return
+    except (OSError, UnicodeDecodeError):
+        pass
+    state.write_atomic(target, text.encode("utf-8"))
+
+
+def _last_good(path: Optional[str]) -> Config:
+    """The copy kept in the state directory the broken file names (its ``[ledger] path``, when that
+    key reads), else the defaults with every key of the broken file that parses on its own."""
+    from . import state
+
+    target, _ = _target(path)
+    salvaged = _salvage(target)
+    copy = os.path.join(state.directory(salvaged), LAST_GOOD)
+    try:
+        state.check_directory(os.path.dirname(copy))
+        with open(copy, encoding="utf-8") as handle:
+            kept = parse_text(handle.read(), copy)
+    except (OSError, UnicodeDecodeError, ConfigError):
+        return salvaged._replace(source="the defaults for what %s gets wrong (no configuration that parsed is kept"
+                                 " at %s)" % (target, copy))
+    return kept._replace(source="%s (the last configuration that parsed)" % copy)
+
+
+def _salvage(target: str) -> Config:
+    """The defaults with each key of ``target`` that parses on its own."""
+    base = defaults()
+    parser = configparser.ConfigParser(interpolation=None, strict=False)
+    try:
+        with open(target, encoding="utf-8") as handle:
+            parser.read_file(handle, source=target)
+    except (OSError, UnicodeDecodeError, configparser.Error):
+        return base
+    merged = {s: dict(getattr(base, s)) for s in _SECTIONS}
+    for section in parser.sections():
+        for key, text in parser.items(section, raw=True):
+            try:
+                parsed = _parse_items([(section, key, text)], target)
+            except ConfigError:
+                continue
+            for name, values in parsed.items():
+                merged[name].update(values)
     return Config(source=target, **merged)

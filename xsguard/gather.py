@@ -11,11 +11,11 @@ from . import ledger, probes, state
 from .config import Config
 from .deadline import Deadline
 from .model import need as need_model
-from .model.charging import HOW_REBUILT, Entry
+from .model.charging import HOW_REBOOTING, HOW_REBUILT, HOW_SEEN, Entry
 from .model.need import HostFacts, Need, as_int
 from .model.profiles import PROFILES, Profile, with_overrides
 from .probes import Dom0
-from .xapi import Record, Xapi, any_of
+from .xapi import Record, Xapi, any_of, quote
 
 
 def profile_of(cfg: Config) -> Profile:
@@ -115,25 +115,44 @@ def survey(cfg: Config, api: Xapi, host_ref: str, deadline: Deadline, detail: bo
     """dom0 first, xapi second: a VM that gets its domain in between is then charged its whole
     need minus the nothing dom0 held for it, never its ports twice.
 
-    ``only``: ask xapi about these VMs (the ledger's) rather than every VM on the host; none,
-    no call at all.
+    ``only``: ask xapi about these VMs (the ledger's) and about every VM it shows on this host
+    without a domain here (``without_domain``), rather than every VM on the host.
     """
     dom0 = probes.read_dom0(cfg, deadline, detail)
     asked_at = state.now()
     if only is None:
         return Survey(dom0, api.vms_on_host(host_ref), asked_at, None, host_ref)
-    records = api.where("VM", any_of("uuid", sorted(only))) if only else {}
-    return Survey(dom0, records, asked_at, frozenset(only), host_ref)
+    expression = without_domain(host_ref, dom0)
+    if only:
+        expression = "%s or %s" % (any_of("uuid", sorted(only)), expression)
+    records = api.where("VM", expression)
+    asked = frozenset(only) | {str(r.get("uuid", "")) for r in records.values()}
+    return Survey(dom0, records, asked_at, asked, host_ref)
 
 
-def ledger_snapshot(cfg: Config, boot_id: str) -> Optional[Set[str]]:
-    """The VMs the ledger names, read without the lock (what xapi is asked about), or None when
-    it will have to be rebuilt or completed from every VM on the host."""
-    peek = ledger.load(cfg.ledger["path"], boot_id, set_aside=False)
-    charges = list((peek.entries or {}).values()) + list(peek.unfolded)
-    if peek.entries is None or any(e.need == ledger.UNKNOWN_NEED for e in charges):
+def without_domain(host_ref: str, dom0: Dom0) -> str:
+    """xapi's filter for the VMs it shows on this host whose domain dom0 does not hold: starting or
+    arriving by migration (scheduled here), and rebooting (Running here under a domid whose domain
+    is gone: every live domain holds its xenstore channel in dom0, ``evtchn-accounting.md``)."""
+    live = sorted(d for d in dom0.ports.by_remote_domain if d > 0)
+    running = "(field \"resident_on\" = %s and field \"power_state\" = \"Running\"%s)" % (
+        quote(host_ref), " and not (%s)" % any_of("domid", [str(d) for d in live]) if live else "")
+    return "field \"scheduled_to_be_resident_on\" = %s or %s" % (quote(host_ref), running)
+
+
+def named(snapshot: ledger.Loaded) -> Optional[Set[str]]:
+    """The VMs a ledger snapshot names (what xapi is asked about), or None when it must be rebuilt
+    from every VM on the host."""
+    if snapshot.entries is None:
         return None
-    return {e.vm_uuid for e in charges}
+    return set(snapshot.entries)
+
+
+def is_rebooting(subject: Subject, dom0: Dom0) -> bool:
+    """The VM being decided is rebooting here: xapi shows it Running on this host under its old
+    domid while that domain is already gone from dom0 (``xapi-contract.md``, section 1)."""
+    found = Survey(dom0, {}, 0.0, None, subject.host_ref)
+    return seen_as(subject.vm, found) == HOW_REBOOTING
 
 
 def is_bypassed(cfg: Config, vm_uuid: str) -> bool:
@@ -193,44 +212,100 @@ def predict(facts: HostFacts, profile: Profile, described: Described) -> Need:
     return need_model.vm_need(d.vm, d.vbds, d.vifs, facts, profile, d.vgpus, d.guest_metrics)
 
 
-def load_entries(cfg: Config, api: Xapi, subject_vm_ref: str, control: Optional[Record], found: Survey,
-                 boot_id: str, set_aside: bool, known: Optional[Dict[str, int]] = None) -> ledger.Loaded:
-    """The ledger, or, when it is lost, corrupt or an earlier boot's, one rebuilt from live state.
+class Gathered(NamedTuple):
+    """Everything a decision reads before the lock."""
 
-    Every caller comes here: a rebuilt ledger holds each VM running or starting on the host
-    at its need (charging then takes off what dom0 already holds for each), and the pending
-    charges over them. A charge whose need was not known when it was made (a start let through
-    on error) gets it now. ``known``: the needs of the VMs on the host, if computed already
-    (``admit`` does so before taking the lock, so that no xapi call is made under it).
+    subject: Subject
+    boot_id: str
+    found: Survey
+    charges: Dict[str, Entry]  # the ledger as read, completed from xapi (``charges``)
+    need: Need  # the subject's, as the model predicts it
+    bypassed: bool
+    rebooting: bool  # the subject is rebooting here (``is_rebooting``)
+    held_elsewhere: int = 0  # what its domain holds in the dom0 it migrates from (measured there)
+
+
+def gather(cfg: Config, api: Xapi, vm_key: str, deadline: Deadline, host_uuid: Optional[str] = None,
+           candidate_domid: Optional[int] = None, held_elsewhere: int = 0) -> Gathered:
+    """Read what a decision needs, before the lock: every xapi call and dom0's probes.
+
+    ``candidate_domid``: the VM's own new domain (a resume): what dom0 holds for it is taken
+    off dom0's use, so that it is not counted twice. ``held_elsewhere``: what a migrating VM's
+    domain holds in its source's dom0; its need is raised to it.
     """
-    loaded = ledger.load(cfg.ledger["path"], boot_id, set_aside=set_aside)
-    entries = loaded.entries
-    if entries is None and found.asked is not None:  # lost since it was read without the lock (rare)
-        found = found._replace(on_host=api.vms_on_host(found.host_ref))
-        known = None
+    subject = read_subject(cfg, api, vm_key, host_uuid)
+    boot_id = state.boot_id(cfg)
+    snapshot = ledger.load(cfg.ledger["path"], boot_id)
+    found = survey(cfg, api, subject.host_ref, deadline, only=named(snapshot))
+    held_by_candidate = found.dom0.ports.by_remote_domain.get(candidate_domid, 0) if candidate_domid else 0
+    if held_by_candidate:
+        found = found._replace(dom0=less_candidate(found.dom0, held_by_candidate))
+    charges = charges_of(cfg, api, subject.vm_ref, subject.control_domain, found, snapshot)
+    need = with_held_elsewhere(compute_need(cfg, subject, found.dom0.backend), held_elsewhere)
+    return Gathered(subject, boot_id, found, charges, need, is_bypassed(cfg, subject.vm_uuid),
+                    is_rebooting(subject, found.dom0), held_elsewhere)
+
+
+def charges_of(cfg: Config, api: Xapi, subject_vm_ref: str, control: Optional[Record], found: Survey,
+               loaded: ledger.Loaded) -> Dict[str, Entry]:
+    """The ledger's entries completed from what xapi said: rebuilt from every VM on the host when
+    the ledger is lost, corrupt or an earlier boot's; a charge of unknown need (a start let through
+    on error) given its need; and every VM xapi shows on this host without a domain here that the
+    ledger does not name (starting, rebooting, arriving: ``without_domain``), charged its need as
+    seen. A charge xapi says nothing of here leaves when settled; one whose need the model cannot
+    compute is charged what dom0 holds for it.
+    """
     guests = others(found, subject_vm_ref)
-    needs = known
-
-    def needs_here() -> Dict[str, int]:
-        nonlocal needs
-        if needs is None:
-            needs = needs_of(cfg, api, guests, control, found.dom0.backend)
-        return needs
-
+    entries = loaded.entries
     if entries is None:  # as xapi saw the host when it was asked: charged as of then
-        rebuilt = {u: Entry(u, _name(guests, u), n, found.asked_at, None, HOW_REBUILT)
-                   for u, n in needs_here().items()}
-        entries = ledger.fold(rebuilt, loaded.unfolded)
-    unknown = {e.vm_uuid for e in entries.values() if e.need == ledger.UNKNOWN_NEED}
-    if unknown:
-        resolved = {u: n for u, n in needs_here().items() if u in unknown}
-        missing = unknown - set(resolved)
-        if missing:  # charged after xapi was asked: look them up (this rare path costs more calls)
-            vms = api.where("VM", any_of("uuid", sorted(missing)))
-            resolved.update(needs_of(cfg, api, vms, control, found.dom0.backend))
-        entries = {u: (e._replace(need=resolved[u]) if u in resolved else e) for u, e in entries.items()
-                   if e.need != ledger.UNKNOWN_NEED or u in resolved}
-    return loaded._replace(entries=entries)
+        wanted = guests
+        seen: Dict[str, str] = {}
+    else:
+        unknown = {u for u, e in entries.items() if e.need == ledger.UNKNOWN_NEED}
+        seen = {str(r.get("uuid")): how for r, how in ((r, seen_as(r, found)) for r in guests.values())
+                if how and r.get("uuid") not in entries}
+        wanted = {ref: r for ref, r in guests.items() if r.get("uuid") in unknown or r.get("uuid") in seen}
+    needs = needs_of(cfg, api, wanted, control, found.dom0.backend) if wanted else {}
+    if entries is None:
+        rebuilt = {u: Entry(u, _name(guests, u), n, found.asked_at, None, HOW_REBUILT) for u, n in needs.items()}
+        return ledger.fold(rebuilt, loaded.unfolded)
+    completed = {u: (e._replace(need=needs[u]) if e.need == ledger.UNKNOWN_NEED and u in needs else e)
+                 for u, e in entries.items() if e.need != ledger.UNKNOWN_NEED or u in needs}
+    for uuid, need in needs.items():
+        if uuid not in completed:
+            completed[uuid] = Entry(uuid, _name(guests, uuid), need, found.asked_at, None, seen[uuid])
+    return completed
+
+
+def seen_as(record: Record, found: Survey) -> Optional[str]:
+    """How a VM xapi shows on this host without a domain here is entered in the ledger, if it is one:
+    HOW_REBOOTING (Running here under a domid dom0 holds nothing for), HOW_SEEN (arriving by
+    migration: scheduled here, running on another host).
+
+    A VM starting or resuming here (scheduled here, halted or suspended) is not: its own hook runs
+    before its domain is made and decides it under the same lock (or, failing, appends its charge),
+    and charging it before then would refuse others for room it may never take.
+    """
+    if record.get("scheduled_to_be_resident_on") == found.host_ref:
+        arriving = record.get("power_state") in ("Running", "Paused") and record.get("resident_on") != found.host_ref
+        return HOW_SEEN if arriving else None
+    try:
+        domid = int(str(record.get("domid", -1)))
+    except ValueError:
+        return None
+    if (record.get("resident_on") == found.host_ref and record.get("power_state") == "Running" and domid > 0
+            and found.dom0.ports.by_remote_domain.get(domid, 0) == 0):
+        return HOW_REBOOTING
+    return None
+
+
+def load_entries(cfg: Config, api: Xapi, subject_vm_ref: str, control: Optional[Record], found: Survey,
+                 boot_id: str, set_aside: bool = False) -> ledger.Loaded:
+    """The ledger as ``status``, ``audit`` and xsguard-rrdd read it: ``charges_of`` over the ledger
+    read now; ``set_aside``: taken under the lock (``ledger.take``), by a caller that saves it."""
+    path = cfg.ledger["path"]
+    loaded = ledger.take(path, boot_id) if set_aside else ledger.load(path, boot_id)
+    return loaded._replace(entries=charges_of(cfg, api, subject_vm_ref, control, found, loaded))
 
 
 def others(found: Survey, subject_vm_ref: str) -> Dict[str, Record]:

@@ -15,8 +15,17 @@ import sys
 import time
 from typing import Any, Dict, List, NamedTuple, Optional, Set, Tuple
 
-from . import config, decision, ledger, probes, report, state
-from .commit import BYPASSED, EXIT_GO, EXIT_LOG_AND_CONTINUE, EXIT_REFUSE, POLICY, Policy
+from . import config, decision, probes, report, state
+from .commit import (
+    BYPASSED,
+    EXIT_GO,
+    EXIT_LOG_AND_CONTINUE,
+    EXIT_REFUSE,
+    POLICY,
+    REBOOT_OVER_CEILING,
+    Policy,
+    charge_unchecked,
+)
 from .deadline import Deadline, backstop, elapsed_ms
 from .errors import (
     BadArgument,
@@ -30,7 +39,6 @@ from .errors import (
 )
 from .journal import Journal, Notice, publish
 from .model import placement
-from .model.charging import HOW_UNCHECKED, Entry
 from .model.verdict import ascii_safe, ascii_safe_lines
 from .xapi import Xapi, quote
 
@@ -63,33 +71,38 @@ def write_out(text: str) -> None:
 
 
 def main(argv: Optional[List[str]] = None, operation: str = "start") -> int:
-    """Run the hook; returns the exit status (never raises)."""
+    """Run the hook; returns the exit status (never raises).
+
+    argv is parsed first, so that whatever else fails, the VM is named. The status is final
+    once the decision is committed (``ruling``): nothing after it (other hosts asked where the
+    VM fits, the xapi session's end, the alarm) can turn it into ``on_error``.
+    """
     started = time.monotonic()
     log = Journal(operation=operation)
     cfg = config.defaults()  # until the file is read: its log path, on_error = allow
     args: Optional[Args] = None
     progress: Dict[str, Any] = {}  # what is known of the VM so far: charged if it goes ahead unchecked
-    decided: Optional[Tuple[int, str]] = None
+    ruling: Dict[str, Any] = {}  # the status and message, once decided
     try:
-        cfg = config.load()
         args = parse_argv(sys.argv[1:] if argv is None else argv)
         log.bind(vm_uuid=args.vm_uuid, reason=args.reason)
+        cfg, config_error = config.load_kept()
         if operation != "migrate":  # a migration is decided under the destination's mode
             log.bind(mode=cfg.policy["mode"])
+        if config_error is not None:
+            _config_error(cfg, config_error, log, args)
         deadline = Deadline(cfg.policy["deadline"])
         with backstop(deadline):
-            decided = _decide(cfg, args, deadline, log, started, progress)
+            _decide(cfg, args, deadline, log, started, progress, ruling)
     except BaseException as exc:  # noqa: BLE001 - the status must be chosen, never defaulted
-        if decided is None:  # once decided (the alarm may ring just after), the verdict stands
-            status = _guard_error(cfg, exc, log, args, started, progress)
-    if decided is not None:
-        status, message = decided
-        _say(message)
+        if not ruling:  # once decided (the alarm may ring just after), the verdict stands
+            ruling.update(status=_guard_error(cfg, exc, log, args, started, progress), message="")
+    _say(ruling["message"])
     try:
         publish(cfg, log)
     except BaseException:  # noqa: BLE001 - the log must not change the status
         pass
-    return status
+    return int(ruling["status"])
 
 
 class Decided(NamedTuple):
@@ -106,7 +119,8 @@ class Decided(NamedTuple):
 
 
 def _decide(cfg: config.Config, args: Args, deadline: Deadline, log: Journal, started: float,
-            progress: Dict[str, Any]) -> Tuple[int, str]:
+            progress: Dict[str, Any], ruling: Dict[str, Any]) -> None:
+    """Decide, and put the status in ``ruling`` as soon as it is final; then the refusal's hints."""
     operation = log.context["operation"]
     try:
         with Xapi(cfg.xapi["url"], deadline) as api:
@@ -115,38 +129,52 @@ def _decide(cfg: config.Config, args: Args, deadline: Deadline, log: Journal, st
             else:
                 decided = _decide_here(cfg, api, args, deadline, progress, operation, log)
             if decided is None:
-                return EXIT_GO, ""
-            if decided.ledger_note:
-                log.warning("ledger_reset", note=decided.ledger_note,
-                            **{k: decided.figures[k] for k in ("vm_name", "host_name")})
-            if decided.policy.exit == EXIT_REFUSE:
-                message, elsewhere = _with_elsewhere(api, decided, operation, deadline)
-                decided.figures["elsewhere"] = elsewhere
-            else:
-                message = placement.reworded(decided.message, operation, []) if operation != "start" \
-                    else decided.message
+                ruling.update(status=EXIT_GO, message="")
+                return
+            policy = decided.policy
+            message = decided.message if operation == "start" else placement.reworded(decided.message, operation, [])
+            ruling.update(status=policy.exit, message=_stdout(policy, operation, message))
+            try:
+                if policy.exit == EXIT_REFUSE:
+                    message, elsewhere = _with_elsewhere(api, decided, operation, deadline)
+                    decided.figures["elsewhere"] = elsewhere
+                    ruling["message"] = message
+            finally:
+                _record(log, decided, operation, message, started)
     except NotACandidate as exc:
         log.info("%s_not_checked" % operation, why=exc.message, duration_ms=elapsed_ms(started))
-        return EXIT_GO, ""
+        ruling.update(status=EXIT_GO, message="")
+
+
+def _stdout(policy: Policy, operation: str, message: str) -> str:
+    """What the hook prints: the refusal's message (the operator reads it in XAPI_HOOK_FAILED), or
+    the warning of a start that goes on under ``mode = warn``."""
+    if policy.exit == EXIT_REFUSE:
+        return message
+    if policy.exit == EXIT_LOG_AND_CONTINUE:
+        return "xsguard (mode = warn) lets this %s go on, but would refuse it:\n" % operation + message
+    return ""
+
+
+def _record(log: Journal, decided: "Decided", operation: str, message: str, started: float) -> None:
+    """The decision's log event, counter and notice, for ``publish`` to write once the status is out."""
     policy, figures = decided.policy, decided.figures
+    if decided.ledger_note:
+        log.warning("ledger_reset", note=decided.ledger_note, **{k: figures[k] for k in ("vm_name", "host_name")})
     event = "%s_%s" % (operation, policy.event)
     if operation == "migrate":  # the destination logged and counted its decision; here what it was told
         event = "migrate_asked"
         figures = dict(figures, told=policy.event, exit=policy.exit)
     if policy.event in ("admitted", "bypassed"):
         log.info(event, duration_ms=elapsed_ms(started), **figures)
-        return policy.exit, ""
+        return
     log.warning(event, duration_ms=elapsed_ms(started), message=message, **figures)
-    if policy.signalled:
-        log.notice = decided.notice
-    if policy.exit == EXIT_REFUSE:
-        if operation != "migrate":
-            log.counters.append(state.COUNT_REFUSED)
-        return policy.exit, message
-    if policy.exit == EXIT_LOG_AND_CONTINUE:
-        return policy.exit, ("xsguard (mode = warn) lets this %s go on, but would refuse it:\n" % operation
-                             + message)
-    return policy.exit, ""
+    if policy.signalled and decided.notice is not None:
+        log.notices.append(decided.notice)
+    if policy.exit == EXIT_REFUSE and operation != "migrate":  # the destination counts its own refusals
+        log.counters.append(state.COUNT_REFUSED)
+    if policy is REBOOT_OVER_CEILING:
+        log.counters.append(state.COUNT_OVER_CEILING)
 
 
 def _decide_here(cfg: config.Config, api: Xapi, args: Args, deadline: Deadline, progress: Dict[str, Any],
@@ -158,12 +186,19 @@ def _decide_here(cfg: config.Config, api: Xapi, args: Args, deadline: Deadline, 
     figures = report.decision_record(outcome)
     log.unknown_ceilings = [c for c in outcome.ceilings if c.warning]  # logged once per boot, by ``publish``
     log.host = {"host_uuid": figures["host_uuid"], "host_name": figures["host_name"]}
+    if outcome.policy.recorded:
+        log.sync_ledger = cfg.ledger["path"]
     notice = None
-    if outcome.policy.signalled:
+    if outcome.policy is REBOOT_OVER_CEILING:
+        from . import alerts
+
+        notice = Notice(alerts.over_ceiling_line(verdict), alerts.OVER_CEILING_ALERT_NAME,
+                        alerts.over_ceiling_body(verdict), verdict.need.vm_uuid)
+    elif outcome.policy.signalled:
         from . import alerts
 
         notice = Notice(alerts.syslog_line(verdict), alerts.REFUSED_ALERTS[operation], alerts.alert_body(verdict),
-                         verdict.need.vm_uuid)
+                        verdict.need.vm_uuid)
     return Decided(outcome.policy, figures, verdict.message, notice, outcome.ledger_note, subject.vm_uuid,
                    {subject.host_ref})
 
@@ -295,7 +330,7 @@ def _guard_error(cfg: config.Config, exc: BaseException, log: Journal, args: Opt
                  operation, err.message))
         return EXIT_REFUSE
     if operation == "migrate":
-        charged = "not charged (it runs on another host once moved)"
+        charged = "charged by the destination while xapi shows it arriving there"
     else:
         charged = _charge_unchecked(cfg, args, progress, log)
     line = "could not check the %s of VM %s; let through unchecked ([policy] on_error = allow), %s: %s" % (
@@ -307,27 +342,34 @@ def _guard_error(cfg: config.Config, exc: BaseException, log: Journal, args: Opt
     if args is not None:
         from . import alerts
 
-        log.notice = Notice(ascii_safe(line), alerts.UNCHECKED_ALERTS[operation], ascii_safe_lines(line),
-                            args.vm_uuid)
+        log.notices.append(Notice(ascii_safe(line), alerts.UNCHECKED_ALERTS[operation], ascii_safe_lines(line),
+                                  args.vm_uuid))
     _say("xsguard " + line)
     return EXIT_LOG_AND_CONTINUE
+
+
+def _config_error(cfg: config.Config, error: XsguardError, log: Journal, args: Args) -> None:
+    """The configuration does not parse: the decision goes on with the last one that did (or the
+    defaults), and says so loudly: the decision log, a counter, syslog and a xapi alert naming the VM."""
+    from . import alerts
+
+    operation = log.context["operation"]
+    line = "configuration error: %s; the %s of VM %s is decided with %s" % (
+        error.message, operation, args.vm_uuid, cfg.source)
+    log.error("config_error", error=error.code, detail=error.message, using=cfg.source)
+    log.counters.append(state.COUNT_CONFIG_ERROR)
+    log.notices.append(Notice(ascii_safe(line), alerts.CONFIG_ALERT_NAME, ascii_safe_lines(line), args.vm_uuid))
 
 
 def _charge_unchecked(cfg: config.Config, args: Optional[Args], progress: Dict[str, Any], log: Journal) -> str:
     """Enter a start let through unchecked in the ledger, without its lock; says what was charged."""
     if args is None:
         return "not charged (no VM named)"
-    need = progress.get("need")
-    entry = Entry(args.vm_uuid, progress.get("vm_name", ""), ledger.UNKNOWN_NEED if need is None else need,
-                  state.now(), None, HOW_UNCHECKED)
     try:
-        ledger.append_pending(cfg.ledger["path"], state.boot_id(cfg), entry)
+        return charge_unchecked(cfg, args.vm_uuid, progress)
     except OSError as exc:
         log.error("charge_failed", error=str(exc))
         return "NOT charged (%s)" % exc.strerror
-    if need is None:
-        return "charged its need once the next decision can compute it"
-    return "charged its need of %d" % need
 
 
 def _say(text: str) -> None:

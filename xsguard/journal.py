@@ -10,7 +10,7 @@ import sys
 import time
 from typing import Any, Dict, List, NamedTuple, Optional
 
-from . import state
+from . import ledger, state
 from .config import Config
 from .deadline import Deadline
 from .errors import wire_error
@@ -38,10 +38,11 @@ class Journal:
     def __init__(self, **context: Any) -> None:
         self.context = context
         self.events: List[Any] = []
-        self.notice: Optional[Notice] = None  # what to tell syslog and xapi, if anything
+        self.notices: List[Notice] = []  # what to tell syslog and xapi, if anything
         self.counters: List[str] = []  # state.COUNT_* to bump
         self.unknown_ceilings: List[Any] = []  # ceilings whose limit is unknown (``ceiling_unknown``)
         self.host: Dict[str, str] = {}
+        self.sync_ledger: Optional[str] = None  # the ledger to flush to the disk, once the status is out
 
     def bind(self, **context: Any) -> "Journal":
         self.context.update(context)
@@ -98,8 +99,13 @@ def _write_journal(cfg: Config, journal: Journal) -> None:
         getattr(log, level)(event, **fields)
     for fields in report.ceiling_unknown_records(cfg, journal.unknown_ceilings):
         log.warning("ceiling_unknown", **dict(journal.host, **fields))
-    if journal.notice is not None:
-        send_notice(cfg, journal.notice, log)
+    for notice in journal.notices:
+        send_notice(cfg, notice, log)
+    if journal.sync_ledger:
+        try:
+            ledger.sync(journal.sync_ledger)
+        except Exception as exc:  # noqa: BLE001 - the ledger is written; only its flush failed
+            log.warning("sync_failed", error=str(wire_error(exc)))
 
 
 def send_notice(cfg: Config, sig: Notice, log: Any) -> None:
@@ -113,7 +119,8 @@ def send_notice(cfg: Config, sig: Notice, log: Any) -> None:
             log.warning("syslog_failed", error=str(exc))
     if cfg.log["alerts"]:
         try:
-            if alerts.claim_alert(state.path(cfg, state.ALERTS), sig.vm_uuid, cfg.log["alert_interval"], time.time()):
+            if alerts.claim_alert(state.path(cfg, state.ALERTS), "%s:%s" % (sig.alert_name, sig.vm_uuid),
+                                 cfg.log["alert_interval"], time.time()):
                 with Xapi(cfg.xapi["url"], Deadline(ALERT_DEADLINE)) as api:
                     api.call("message.create", sig.alert_name, str(alerts.ALERT_PRIORITY), "VM", sig.vm_uuid,
                              sig.alert_body)

@@ -26,6 +26,8 @@ from .model.charging import Entry
 
 VERSION = 2
 UNKNOWN_NEED = -1  # a pending charge whose need was not known: computed by the next decision
+PENDING = ".pending"  # charges appended without the lock
+TAKEN = ".pending.taken"  # charges taken under the lock, removed once saved
 
 
 class LedgerUnavailable(XsguardError):
@@ -39,7 +41,7 @@ class Loaded(NamedTuple):
 
     entries: Optional[Dict[str, Entry]]
     note: Optional[str]  # what was wrong, when something was
-    pending_size: int  # bytes of the pending file read: removed on save if it did not grow
+    taken: bool = False  # the pending charges were taken (``take``): ``save`` removes them
     unfolded: Tuple[Entry, ...] = ()  # the pending charges, when ``entries`` is None: fold them into the rebuild
 
 
@@ -70,35 +72,63 @@ def locked(path: str, deadline: Deadline, poll: float = 0.002) -> Iterator[float
         os.close(fd)  # closing releases the flock
 
 
-def load(path: str, boot_id: str, set_aside: bool = True) -> Loaded:
-    """The ledger's entries with the pending charges folded in.
+def load(path: str, boot_id: str, set_aside: bool = False) -> Loaded:
+    """The ledger's entries with the pending charges folded in, read as they stand (no lock).
 
     ``entries`` is None when the ledger is corrupt (then, with ``set_aside``, moved aside),
     unreadable, or an earlier boot's: the caller rebuilds it from live state.
     """
-    pending, size = read_pending(path, boot_id)
+    return _read(path, boot_id, read_pending(path, boot_id), False, set_aside)
+
+
+def take(path: str, boot_id: str) -> Loaded:
+    """Under the lock: the ledger with the pending charges taken, ready for ``save``.
+
+    The pending file is renamed before it is read: a charge appended after the rename finds
+    the file gone and is written again to a new one (``append_pending``), so none is lost
+    between the read and the save. Charges taken but not yet saved (a refusal saves nothing,
+    a process may die) stay in ``.pending.taken`` and are taken again; a charge read twice is
+    the same charge.
+    """
+    taken = path + TAKEN
+    if not os.path.lexists(taken):
+        try:
+            os.rename(path + PENDING, taken)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise LedgerUnavailable("cannot take the pending charges %s%s: %s" % (path, PENDING, exc.strerror), path)
+    pending = _read_lines(taken, boot_id) + read_pending(path, boot_id)
+    return _read(path, boot_id, pending, os.path.lexists(taken), True)
+
+
+def _read(path: str, boot_id: str, pending: List[Entry], taken: bool, set_aside: bool) -> Loaded:
     try:
         with open(path, "rb") as handle:
             raw = handle.read()
     except FileNotFoundError:
-        return Loaded(fold({}, pending), None, size)
+        return Loaded(fold({}, pending), None, taken)
+    except IsADirectoryError:
+        return _corrupt(path, "a directory", set_aside, taken, pending)
     except OSError as exc:
         return Loaded(None, "ledger %s is unreadable (%s): rebuilt from live state" % (path, exc.strerror),
-                      size, tuple(pending))
+                      taken, tuple(pending))
     try:
         entries = parse(raw, boot_id)
     except _EarlierBoot:
-        return Loaded(None, None, size, tuple(pending))  # its domains are gone: rebuilt quietly
+        return Loaded(None, None, taken, tuple(pending))  # its domains are gone: rebuilt quietly
     except ValueError as exc:
-        why = "corrupt (%s)" % str(exc)[:200]
-        if not set_aside:
-            return Loaded(None, "ledger %s is %s: rebuilt from live state" % (path, why), size,
-                          tuple(pending))
-        aside = state.set_aside(path)
-        kept = "kept as %s" % aside if aside else "could not be set aside"
-        return Loaded(None, "ledger %s was %s: %s, rebuilt from live state" % (path, why, kept), size,
-                      tuple(pending))
-    return Loaded(fold(entries, pending), None, size)
+        return _corrupt(path, "corrupt (%s)" % str(exc)[:200], set_aside, taken, pending)
+    return Loaded(fold(entries, pending), None, taken)
+
+
+def _corrupt(path: str, why: str, set_aside: bool, taken: bool, pending: List[Entry]) -> Loaded:
+    """A ledger that is not one (corrupt, a directory): set aside under the lock, rebuilt from live state."""
+    if not set_aside:
+        return Loaded(None, "ledger %s is %s: rebuilt from live state" % (path, why), taken, tuple(pending))
+    aside = state.set_aside(path)
+    kept = "kept as %s" % aside if aside else "could not be set aside"
+    return Loaded(None, "ledger %s was %s: %s, rebuilt from live state" % (path, why, kept), taken, tuple(pending))
 
 
 class _EarlierBoot(ValueError):
@@ -157,16 +187,19 @@ def _entry(item: Any) -> Entry:
     return Entry(uuid, name, need, float(at), domid, how, peak, None if covered_at is None else float(covered_at))
 
 
-def save(path: str, boot_id: str, entries: Dict[str, Entry], pending_size: int = 0) -> None:
-    """Replace the ledger (no fsync: see ``sync``); the pending charges read are now in it."""
+def save(path: str, boot_id: str, entries: Dict[str, Entry], loaded: Optional[Loaded] = None) -> None:
+    """Replace the ledger (no fsync: see ``sync``); the pending charges ``loaded`` took are now in it."""
     doc = {"version": VERSION, "boot_id": boot_id,
            "entries": [e.as_json() for e in sorted(entries.values())]}
     try:
         state.write_atomic(path, json.dumps(doc, sort_keys=True).encode("utf-8"))
     except OSError as exc:
         raise LedgerUnavailable("cannot write the ledger %s: %s" % (path, exc.strerror), path)
-    if pending_size:
-        _drop_pending(path, pending_size)
+    if loaded is not None and loaded.taken:
+        try:
+            os.unlink(path + TAKEN)
+        except OSError:
+            pass  # taken again by the next decision: the same charges
 
 
 def sync(path: str) -> None:
@@ -194,7 +227,7 @@ def append_pending(path: str, boot_id: str, entry: Entry) -> None:
     line = json.dumps(dict(entry.as_json(), boot_id=boot_id), sort_keys=True).encode("utf-8") + b"\n"
     state.safe_directory(path)
     for _ in range(3):
-        fd = os.open(path + ".pending", os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW,
+        fd = os.open(path + PENDING, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW,
                      0o600)
         try:
             os.write(fd, line)  # one write of a short line: appended whole
@@ -202,19 +235,23 @@ def append_pending(path: str, boot_id: str, entry: Entry) -> None:
         finally:
             os.close(fd)
         try:
-            if os.stat(path + ".pending").st_ino == written:
+            if os.stat(path + PENDING).st_ino == written:
                 return
         except FileNotFoundError:
-            pass  # folded and removed as this line went in: write it again (a repeat is harmless)
+            pass  # taken (renamed) as this line went in: write it again (a repeat is harmless)
 
 
-def read_pending(path: str, boot_id: str) -> Tuple[List[Entry], int]:
-    """The pending charges of this boot and the bytes read (lines that do not parse are skipped)."""
+def read_pending(path: str, boot_id: str) -> List[Entry]:
+    """The pending charges of this boot (lines that do not parse are skipped)."""
+    return _read_lines(path + PENDING, boot_id)
+
+
+def _read_lines(pending_path: str, boot_id: str) -> List[Entry]:
     try:
-        with open(path + ".pending", "rb") as handle:
+        with open(pending_path, "rb") as handle:
             raw = handle.read(4 * 1024 * 1024)
     except OSError:
-        return [], 0
+        return []
     found = []
     for line in raw.splitlines():
         try:
@@ -223,7 +260,7 @@ def read_pending(path: str, boot_id: str) -> Tuple[List[Entry], int]:
                 found.append(_entry(item))
         except (ValueError, UnicodeDecodeError, RecursionError):
             continue
-    return found, len(raw)
+    return found
 
 
 def fold(entries: Dict[str, Entry], pending: Iterable[Entry]) -> Dict[str, Entry]:
@@ -234,16 +271,3 @@ def fold(entries: Dict[str, Entry], pending: Iterable[Entry]) -> Dict[str, Entry
         if earlier is None or earlier.admitted_at <= entry.admitted_at:
             merged[entry.vm_uuid] = entry._replace(peak=max(entry.peak, earlier.peak if earlier else 0))
     return merged
-
-
-def _drop_pending(path: str, size_read: int) -> None:
-    """The pending lines read are in the saved ledger: remove the file if nothing was added.
-
-    A line appended after the size check finds its file gone and is written again
-    (``append_pending``), so no charge is lost.
-    """
-    try:
-        if os.stat(path + ".pending").st_size == size_read:
-            os.unlink(path + ".pending")
-    except OSError:
-        pass

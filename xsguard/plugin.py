@@ -13,7 +13,7 @@ import sys
 import time
 from typing import Any, Callable, Dict, FrozenSet, NamedTuple
 
-from . import config, decision, denials, report, state, status
+from . import commit, config, decision, denials, report, state, status
 from .commit import EXIT_REFUSE
 from .deadline import PLUGIN_FLOOR, Deadline, backstop, elapsed_ms
 from .errors import BadArgument, DeadlineExceeded, XsguardError, wire_error
@@ -103,11 +103,17 @@ def _admit(cfg: config.Config, api: Xapi, args: Dict[str, str], deadline: Deadli
     log = Journal(operation="migrate", vm_uuid=args["vm_uuid"], reason="destination", mode=cfg.policy["mode"],
                   held_on_source=held if "held" in args else None, source_time_left=args.get("time_left"))
     started = time.monotonic()
+    progress: Dict[str, Any] = {}
     try:
-        outcome = decision.admit(cfg, api, args["vm_uuid"], deadline, held_elsewhere=held)
-    except Exception as exc:  # noqa: BLE001 - logged here, then answered to the source as an error
+        outcome = decision.admit(cfg, api, args["vm_uuid"], deadline, progress=progress, held_elsewhere=held)
+    except Exception as exc:  # noqa: BLE001 - logged and charged here, then answered to the source as an error
         err = wire_error(exc)
-        log.error("migrate_admit_failed", error=err.code, detail=err.message, duration_ms=elapsed_ms(started))
+        try:  # the source lets it through on error (on_error = allow): charged here all the same
+            charged = commit.charge_unchecked(cfg, args["vm_uuid"], progress)
+        except OSError as failed:
+            charged = "NOT charged (%s)" % failed.strerror
+        log.error("migrate_admit_failed", error=err.code, detail=err.message, charged=charged,
+                  need=progress.get("need"), duration_ms=elapsed_ms(started))
         publish(cfg, log)
         raise
     result = report.outcome_json(cfg, outcome)
@@ -122,6 +128,8 @@ def _admit(cfg: config.Config, api: Xapi, args: Dict[str, str], deadline: Deadli
         log.counters.append(state.COUNT_REFUSED)
     log.unknown_ceilings = [c for c in outcome.ceilings if c.warning]
     log.host = {"host_uuid": figures["host_uuid"], "host_name": figures["host_name"]}
+    if outcome.policy.recorded:
+        log.sync_ledger = cfg.ledger["path"]
     publish(cfg, log)
     return result
 

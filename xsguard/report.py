@@ -67,6 +67,7 @@ def decision_record(outcome: Outcome) -> Dict[str, Any]:
         breakdown=verdict.need.as_json()["breakdown"],
         promised_to=[p._asdict() for p in outcome.promises],
         lock_wait_ms=round(outcome.lock_wait * 1000, 1),
+        lock_held_ms=round(outcome.lock_held * 1000, 2),
     )
 
 

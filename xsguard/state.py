@@ -1,7 +1,8 @@
 """The state directory and its files: one place names them, one helper writes them.
 
 Everything xsguard keeps between runs lives in the directory of ``[ledger] path``
-(``/var/lib/xsguard`` by default): the ledger and its lock, the ceilings kept for this boot,
+(``/run/xsguard`` by default: a tmpfs cleared at boot, as everything here is this boot's,
+and a full ``/var`` cannot stop a charge): the ledger and its lock, the ceilings kept for this boot,
 the alert times, the counters, the boot an unknown ceiling was last logged in. A reader sees
 a file's old version or its new one, never half.
 """
@@ -23,6 +24,8 @@ CEILING_UNKNOWN = "ceiling_unknown"  # the boot id of the last boot whose unknow
 COUNT_REFUSED = "refused"
 COUNT_UNCHECKED = "unchecked"
 COUNT_AUDIT_UNDER = "audit_under"
+COUNT_CONFIG_ERROR = "config_error"  # decisions made with the last configuration that parsed, or the defaults
+COUNT_OVER_CEILING = "over_ceiling"  # reboots admitted over a ceiling ([policy] reboot = admit)
 
 
 def directory(cfg: Config) -> str:

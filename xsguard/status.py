@@ -42,7 +42,7 @@ def read(cfg: Config, api: Optional[Xapi], deadline: Deadline) -> Dict[str, Any]
             host_ref, host = api.host_by_uuid(host_uuid)
             host_name = host.get("name_label", "")
             asked_at = state.now()
-            found = Survey(dom0, api.vms_on_host(host_ref), asked_at)
+            found = Survey(dom0, api.vms_on_host(host_ref), asked_at, None, host_ref)
             control = next((r for r in found.on_host.values() if r.get("is_control_domain")), None)
             loaded = load_entries(cfg, api, "", control, found, boot_id, set_aside=False)
             entries, note = loaded.entries or {}, loaded.note
@@ -93,6 +93,8 @@ def read(cfg: Config, api: Optional[Xapi], deadline: Deadline) -> Dict[str, Any]
         "warnings": [c.warning for c in dom0.ceilings if c.warning],
         "refused": state.counted(cfg, state.COUNT_REFUSED),
         "unchecked": state.counted(cfg, state.COUNT_UNCHECKED),
+        "over_ceiling": state.counted(cfg, state.COUNT_OVER_CEILING),
+        "config_errors": state.counted(cfg, state.COUNT_CONFIG_ERROR),
         "software": software(),
     }
 

@@ -4,8 +4,9 @@ ports in use = what dom0 holds now + for each admitted VM still on this host, it
 need minus what dom0 already holds for its domain (never below 0).
 
 - A VM whose start is still under way here (xapi has it scheduled on this host, no domain
-  yet) is owed its whole need, for at most a TTL. Times are CLOCK_MONOTONIC seconds, which
-  every process of this boot shares and no clock step moves.
+  yet) is owed its whole need for as long as xapi says so; when xapi could not be asked, for
+  at most a TTL. Times are CLOCK_MONOTONIC seconds, which every process of this boot shares
+  and no clock step moves.
 - A VM neither running nor starting here (refused by a later hook, its start failed or its
   hook was killed, shut down, migrated away, deleted) leaves the ledger.
 - A VM whose domain holds its whole need is owed nothing, and leaves the ledger once it has
@@ -17,6 +18,9 @@ need minus what dom0 already holds for its domain (never below 0).
   minus what it holds now, so that a later decision never counts it at the prediction again
   (its own next start here included: see ``charged``).
 - The VM being decided is never charged twice (a reboot, a retried start).
+- A VM xapi shows Running here under a domid dom0 holds nothing for is rebooting (its old
+  domain is gone, xapi keeps the old domid until the new one exists): charged its whole need,
+  and never tied to that old domid.
 """
 
 from typing import Dict, List, NamedTuple, Optional, Set, Tuple
@@ -29,6 +33,17 @@ HOW_BYPASSED = "bypassed"
 HOW_UNCHECKED = "unchecked"
 HOW_REBUILT = "rebuilt"  # entered from live state when the ledger was lost
 HOW_AUDITED = "audited"  # entered by ``xsguard audit``: a running VM seen holding more than its need
+HOW_SEEN = "seen"  # entered because xapi showed it arriving here by migration, before its own decision
+HOW_REBOOTING = "rebooting"  # entered because xapi showed it Running here while dom0 held nothing for its domain
+
+
+def undecided_past(entries: Dict[str, "Entry"], now: float, window: float) -> Dict[str, "Entry"]:
+    """The entries a decision charges: a VM seen scheduled here (``HOW_SEEN``) whose own decision
+    may still come (its hook, or the destination's ``admit``, recording it under the same lock) is
+    charged only once ``window`` seconds (the longest a decision lasts) have passed since it was
+    first seen: two undecided VMs never each refuse the other, and one nobody decided is charged
+    by every decision after that."""
+    return {u: e for u, e in entries.items() if e.how != HOW_SEEN or now - e.admitted_at > window}
 
 
 class Entry(NamedTuple):
@@ -88,7 +103,7 @@ def settle(
     says (xapi was asked before it was admitted); one stamped ``asked_at`` (rebuilt from what
     xapi said then) is not; so is one whose VM was not among those ``asked`` about, when only
     some were. None means xapi could not be asked, and every entry younger than the TTL is
-    then charged its whole need.
+    then charged its whole need. The TTL applies only to what xapi was not asked about.
     """
     kept: Dict[str, Entry] = {}
     promises: List[Promise] = []
@@ -96,12 +111,15 @@ def settle(
         if uuid == candidate:
             continue
         fresh = (asked_at is not None and entry.admitted_at > asked_at) or (asked is not None and uuid not in asked)
-        state = Here(STARTING) if fresh or here is None else here.get(uuid)
+        unseen = fresh or here is None  # xapi was not asked about it: starting, for at most the TTL
+        state = Here(STARTING) if unseen or here is None else here.get(uuid)
         if state is None:
             continue
-        if state.state == STARTING or state.domid is None:
-            if now - entry.admitted_at > ttl:
-                continue  # a start stuck past the TTL is not charged forever
+        if state.state == STARTING or state.domid is None or state.domid not in held_by_domid:
+            # no domain yet, or xapi names one dom0 holds nothing for (a reboot: the old domain is gone;
+            # every live domain holds its xenstore channel): charged whole, bound to no domain
+            if unseen and now - entry.admitted_at > ttl:
+                continue  # a start stuck past the TTL is not charged forever; xapi's word has no TTL
             kept[uuid] = entry
             promises.append(Promise(uuid, entry.vm_name, entry.charged, 0, entry.charged, STARTING))
             continue

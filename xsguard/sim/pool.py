@@ -458,7 +458,8 @@ class Pool:
         """The guest's PV drivers connect: each VBD and VIF binds its channels, or fails."""
         with self.lock:
             vm = self.store.tables["VM"].get(vm_ref)
-            if vm is None or vm["domid"] != str(domid) or vm["power_state"] != "Running":
+            if vm is None or vm["domid"] != str(domid) or vm["power_state"] != "Running" \
+                    or domid not in host.dom0.guest_ports:  # a reboot: the record keeps the old domid
                 return  # the domain is gone
             guest = self.guest(vm["uuid"])
             vbds = [self.store.get("VBD", r) for r in vm["VBDs"]]
@@ -519,24 +520,45 @@ class Pool:
             self._destroy_domain(vm_ref)
 
     def reboot(self, vm_ref: str) -> None:
-        """Destroy the domain, then start it again on the same host: pre-start hooks run again."""
+        """xenopsd's VM_reboot: the old domain destroyed, then the start atomics, pre-start hook first
+        (ocaml/xenopsd/lib/xenops_server.ml:1415-1440, the hook at :1263-1265), with -reason none.
+
+        While the hook runs xapi shows what it shows on a real host: the VM Running (xenopsd keeps
+        the power state Running while it reboots, xenops_server.ml:3412-3416), resident_on this
+        host under its OLD domid (an empty domid list is ignored, ocaml/xapi/xapi_xenops.ml:2186-2196;
+        the domid becomes -1 only at Halted or Suspended, ocaml/xapi/xapi_vm_lifecycle.ml:922-930),
+        and no reservation: scheduled_to_be_resident_on stays NULL (ocaml/xapi/message_forwarding.ml:2270).
+        The old domain's channels are already closed in dom0. A refused hook leaves the VM Halted.
+        """
         with self.lock:
             vm = self.vm(vm_ref)
             if vm["power_state"] != "Running":
                 raise ApiError("VM_BAD_POWER_STATE", vm_ref, "running", vm["power_state"].lower())
             if vm_ref in self.busy:
                 raise ApiError("OTHER_OPERATION_IN_PROGRESS", "VM", vm_ref)
-            host_ref = vm["resident_on"]
+            host = self.hosts[vm["resident_on"]]
             self.busy.add(vm_ref)
-            self._release_domain(vm_ref, vm)  # power_state still reads Running during the hook, as on xapi
+            host.dom0.release(int(vm["domid"]))  # the old domain is gone from dom0; xapi's record keeps it
+            host.dom0.write_state()
+            vm_uuid = vm["uuid"]
         try:
-            self._start_on(vm_ref, host_ref, reason="none")
+            with host.workers:
+                processes.run_hooks(host.root, "vm-pre-start", vm_uuid, "none", host.config_path, self.hook_log)
+                with self.lock:
+                    self.store.get("host", host.ref)["resident_VMs"].remove(vm_ref)  # re-added with the new domain
+                    self._build_domain(vm_ref, host)
+        except Exception:
+            with self.lock:
+                vm = self.vm(vm_ref)
+                resident = self.store.get("host", host.ref)["resident_VMs"]
+                if vm_ref in resident:
+                    resident.remove(vm_ref)
+                vm.update({"power_state": "Halted", "resident_on": NULL, "domid": "-1"})
+                self.set_devices_attached(vm, False)
+            raise
         finally:
             with self.lock:
                 self.busy.discard(vm_ref)
-                vm = self.vm(vm_ref)
-                if vm["domid"] == "-1":
-                    vm.update({"power_state": "Halted", "resident_on": NULL})
 
     # hosts in and out of service, migrations, suspend and resume
 

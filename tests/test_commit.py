@@ -1,0 +1,89 @@
+"""Commit: the decision under the ledger's lock makes no xapi call, and its status stands whatever
+happens after it (a slow fsync, the journal)."""
+
+import json
+import os
+import signal
+from contextlib import contextmanager
+
+from tests.pool import make_vm, small_host
+from tests.test_hook import fill
+
+
+def host_config(api, host):
+    from xsguard import config
+
+    return config.load(os.path.join(api.sim.get_host_root(host), "etc", "xsguard", "xsguard.conf"))
+
+
+def test_no_xapi_call_is_made_under_the_lock(api, monkeypatch):
+    """A charge of unknown need (a start let through on error) appears between the decision's reading
+    and the lock: the decision still makes no xapi call under the lock (a Xapi that fails while the lock
+    is held), and charges that VM at the largest need it knows of."""
+    from xsguard import ledger, state
+    from xsguard.deadline import Deadline
+    from xsguard.decision import admit
+    from xsguard.model.charging import HOW_UNCHECKED, Entry
+    from xsguard.xapi import Xapi
+
+    host = small_host(api, port_limit=4095)
+    fill(api, host, 2, vcpus=2, hvm=True, disks=1, nics=1)
+    late = make_vm(api, "late", vcpus=4, hvm=True, disks=2, nics=2, affinity=host)
+    candidate = make_vm(api, "candidate", affinity=host)
+    cfg = host_config(api, host)
+    held = []
+    real_locked, real_call = ledger.locked, Xapi._call
+
+    @contextmanager
+    def locked(path, deadline, poll=0.002):
+        ledger.append_pending(path, state.boot_id(cfg), Entry(api.VM.get_uuid(late), "late", ledger.UNKNOWN_NEED,
+                                                               state.now(), None, HOW_UNCHECKED))
+        with real_locked(path, deadline, poll) as waited:
+            held.append(True)
+            try:
+                yield waited
+            finally:
+                held.pop()
+
+    def call(self, fn, *args):
+        assert not held, "a xapi call under the ledger lock"
+        return real_call(self, fn, *args)
+
+    monkeypatch.setattr(ledger, "locked", locked)
+    monkeypatch.setattr(Xapi, "_call", call)
+    with Xapi(cfg.xapi["url"], Deadline(5)) as xs:
+        outcome = admit(cfg, xs, api.VM.get_uuid(candidate), Deadline(5))
+    assert outcome.verdict.verdict == "admit"
+    promised = {p.vm_name: p.owed for p in outcome.promises}
+    assert promised["late"] == max(promised.values()) == 10  # the largest need it knows: a 'fill' VM's
+
+
+def test_a_slow_fsync_after_the_decision_does_not_change_it(api, monkeypatch):
+    """The ledger's flush runs after the status is out: an fsync so slow that the deadline's alarm rings
+    during it (DeadlineExceeded) leaves the admission an admission (exit 0, start_admitted), never
+    on_error's exit 1 with a false 'unchecked' alert and a second charge."""
+    from xsguard import hook
+    from xsguard.errors import DeadlineExceeded
+
+    host = small_host(api, port_limit=4095)
+    root = api.sim.get_host_root(host)
+    vm = make_vm(api, "a", affinity=host)
+    monkeypatch.setenv("XSGUARD_CONFIG", os.path.join(root, "etc", "xsguard", "xsguard.conf"))
+
+    def no_fork():
+        raise OSError(11, "Resource temporarily unavailable")  # the journal is written in this process
+
+    def slow_fsync(fd):
+        raise DeadlineExceeded("xsguard ran past its deadline")  # what the alarm raises mid-fsync
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    monkeypatch.setattr(os, "fsync", slow_fsync)
+    previous = signal.getsignal(signal.SIGALRM)
+    try:
+        assert hook.main(["-vmuuid", api.VM.get_uuid(vm), "-reason", "none"]) == 0
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+    with open(os.path.join(root, "var", "log", "xsguard", "decisions.log")) as handle:
+        events = [json.loads(line)["event"] for line in handle]
+    assert events[0] == "start_admitted" and "start_unchecked" not in events and "guard_error" not in events
+    assert not os.path.exists(os.path.join(root, "var", "lib", "xsguard", "ledger.json.pending"))
