@@ -43,7 +43,7 @@ test-oldest: $(OLDEST)/.installed
 # stays on the venv's Python. The larger storms stay on the venv's Python (they would double CI).
 DOM0_PYTHON ?= $(shell pyenv prefix 3.6.15 2>/dev/null)/bin/python3.6
 PY36_TESTS := tests/test_hook.py tests/test_plugin.py tests/test_failopen.py tests/test_migrate.py tests/test_overfill.py \
-	tests/test_audit.py tests/test_storm.py::test_hooks_killed_at_random_points
+	tests/test_audit.py tests/test_reboot.py tests/test_config_errors.py tests/test_storm.py::test_hooks_killed_at_random_points
 test-py36: $(VENV)/.installed
 	@$(DOM0_PYTHON) -c 'import sys; assert sys.version_info[:3] == (3, 6, 15)' 2>/dev/null || \
 	  { echo "test-py36: Python 3.6.15 not found at '$(DOM0_PYTHON)' (pyenv install 3.6.15, or DOM0_PYTHON=...)" >&2; exit 1; }

@@ -1,9 +1,7 @@
 """Commit: the decision under the ledger's lock makes no xapi call, and its status stands whatever
 happens after it (a slow fsync, the journal)."""
 
-import json
 import os
-import signal
 from contextlib import contextmanager
 
 from tests.pool import make_vm, small_host
@@ -62,28 +60,18 @@ def test_a_slow_fsync_after_the_decision_does_not_change_it(api, monkeypatch):
     """The ledger's flush runs after the status is out: an fsync so slow that the deadline's alarm rings
     during it (DeadlineExceeded) leaves the admission an admission (exit 0, start_admitted), never
     on_error's exit 1 with a false 'unchecked' alert and a second charge."""
-    from xsguard import hook
+    from tests.test_hook import hook_in_process
     from xsguard.errors import DeadlineExceeded
 
     host = small_host(api, port_limit=4095)
-    root = api.sim.get_host_root(host)
-    vm = make_vm(api, "a", affinity=host)
-    monkeypatch.setenv("XSGUARD_CONFIG", os.path.join(root, "etc", "xsguard", "xsguard.conf"))
-
-    def no_fork():
-        raise OSError(11, "Resource temporarily unavailable")  # the journal is written in this process
 
     def slow_fsync(fd):
         raise DeadlineExceeded("xsguard ran past its deadline")  # what the alarm raises mid-fsync
 
-    monkeypatch.setattr(os, "fork", no_fork)
     monkeypatch.setattr(os, "fsync", slow_fsync)
-    previous = signal.getsignal(signal.SIGALRM)
-    try:
-        assert hook.main(["-vmuuid", api.VM.get_uuid(vm), "-reason", "none"]) == 0
-    finally:
-        signal.signal(signal.SIGALRM, previous)
-    with open(os.path.join(root, "var", "log", "xsguard", "decisions.log")) as handle:
-        events = [json.loads(line)["event"] for line in handle]
+    status, records = hook_in_process(api, host, make_vm(api, "a", affinity=host), monkeypatch)
+    assert status == 0
+    events = [r["event"] for r in records]
     assert events[0] == "start_admitted" and "start_unchecked" not in events and "guard_error" not in events
-    assert not os.path.exists(os.path.join(root, "var", "lib", "xsguard", "ledger.json.pending"))
+    pending = os.path.join(api.sim.get_host_root(host), "var", "lib", "xsguard", "ledger.json.pending")
+    assert not os.path.exists(pending)

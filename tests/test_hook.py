@@ -232,13 +232,12 @@ def test_a_hook_hung_past_its_deadline_is_stopped_by_the_alarm(api, tmp_path):
     assert (record["event"], record["error"]) == ("guard_error", "XSGUARD_DEADLINE_EXCEEDED")
 
 
-def test_the_journal_is_written_in_process_when_no_child_can_be_made(api, monkeypatch):
-    """os.fork failing (no memory, a process limit): the decision log is written before the hook returns."""
+def hook_in_process(api, host, vm, monkeypatch):
+    """Run the hook in this process, with no child to be made (its journal is then written before it
+    returns); its exit status and the decision log's records."""
     from xsguard import hook
 
-    host = small_host(api, port_limit=4095)
     root = api.sim.get_host_root(host)
-    vm = make_vm(api, "a", affinity=host)
     monkeypatch.setenv("XSGUARD_CONFIG", os.path.join(root, "etc", "xsguard", "xsguard.conf"))
 
     def no_fork():
@@ -247,11 +246,18 @@ def test_the_journal_is_written_in_process_when_no_child_can_be_made(api, monkey
     monkeypatch.setattr(os, "fork", no_fork)
     previous = signal.getsignal(signal.SIGALRM)
     try:
-        assert hook.main(["-vmuuid", api.VM.get_uuid(vm), "-reason", "none"]) == 0
+        status = hook.main(["-vmuuid", api.VM.get_uuid(vm), "-reason", "none"])
     finally:
         signal.signal(signal.SIGALRM, previous)
     with open(os.path.join(root, "var", "log", "xsguard", "decisions.log")) as handle:
-        records = [json.loads(line) for line in handle]
+        return status, [json.loads(line) for line in handle]
+
+
+def test_the_journal_is_written_in_process_when_no_child_can_be_made(api, monkeypatch):
+    """os.fork failing (no memory, a process limit): the decision log is written before the hook returns."""
+    host = small_host(api, port_limit=4095)
+    status, records = hook_in_process(api, host, make_vm(api, "a", affinity=host), monkeypatch)
+    assert status == 0
     assert [(r["event"], r["vm_name"], r["need"]) for r in records] == [("start_admitted", "a", 5)]
 
 

@@ -105,7 +105,8 @@ def test_installed_hook_and_plugin_run_isolated(rpms, tmp_path):
     with Simulator(install_xsguard=False) as sim:
         host = sim.pool.add_host("xs-rpm", {"vcpus": "4", "abi": "2-level"}, root=str(root))
         api = connect(sim.url).xenapi
-        api.sim.set_xsguard_config(host, {"dom0.port_limit": "120", "policy.margin": "8"})
+        api.sim.set_xsguard_config(host, {"dom0.port_limit": "120", "policy.margin": "8",
+                                          "ledger.path": str(root / "run/xsguard/ledger.json")})  # the default's place
         status = json.loads(api.host.call_plugin(host, "xsguard", "status", {}))
         private = str(root / "usr" / "lib" / "xsguard")
         assert status["software"]["structlog"] == {"version": "21.5.0", "path": private}
@@ -120,7 +121,7 @@ def test_installed_hook_and_plugin_run_isolated(rpms, tmp_path):
         cli = subprocess.run([str(root / "usr/bin/xsguard"), "--config", str(root / "etc/xsguard/xsguard.conf"),
                               "need", "big", "--json"], stdout=subprocess.PIPE, env={"PATH": "/usr/bin:/bin"})
         assert json.loads(cli.stdout.decode())["total"] == 2 + 33 + 32 + 4 + 2 * 8
-        ledger = root / "var/lib/xsguard/ledger.json"
+        ledger = root / "run/xsguard/ledger.json"
         assert ledger.exists()
         kept_config = (root / "etc/xsguard/xsguard.conf").read_text()
 

@@ -124,18 +124,17 @@ def without_xapi(cfg: Config) -> Optional[str]:
 
 
 def software() -> Dict[str, Any]:
-    """What runs: Python, xsguard and its dependencies, each with the directory it came from."""
+    """What runs: Python, xsguard and its dependencies, each with the directory it came from
+    (found without importing them: structlog and tenacity, which pulls in asyncio, are slow to load)."""
+    import importlib.util
     import platform
 
-    import structlog
-    import tenacity
-
-    import xsguard
-
     found: Dict[str, Any] = {"python": platform.python_version()}
-    for module in (xsguard, structlog, tenacity):
-        where = os.path.dirname(os.path.dirname(os.path.abspath(module.__file__ or "")))
-        found[module.__name__] = {"version": _dist_version(module.__name__, where), "path": where}
+    for name in ("xsguard", "structlog", "tenacity"):
+        spec = importlib.util.find_spec(name)
+        origin = spec.origin if spec is not None and spec.origin else ""
+        where = os.path.dirname(os.path.dirname(os.path.abspath(origin)))
+        found[name] = {"version": _dist_version(name, where), "path": where}
     return found
 
 

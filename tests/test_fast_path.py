@@ -1,0 +1,53 @@
+"""The hook's start-up stays lean: every VM start waits for it. tenacity (which pulls in asyncio) and
+structlog are imported only off the fast path (a retry, the journal's detached writer)."""
+
+import json
+import os
+import subprocess
+import sys
+
+from tests.pool import make_vm, small_host
+
+SLOW = ("structlog", "tenacity", "asyncio")
+PROBE = r"""
+import json, sys
+from xsguard.hook import main
+status = main(sys.argv[1:])
+print(json.dumps([status, sorted(m for m in sys.modules if m.split(".")[0] in %r)]))
+""" % (SLOW,)
+
+
+def run_hook(api, host, vm):
+    env = {"PATH": "/usr/bin:/bin",
+           "XSGUARD_CONFIG": os.path.join(api.sim.get_host_root(host), "etc", "xsguard", "xsguard.conf")}
+    out = subprocess.run([sys.executable, "-c", PROBE, "-vmuuid", api.VM.get_uuid(vm), "-reason", "none"],
+                         stdout=subprocess.PIPE, env=env, check=True).stdout.decode()
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def test_an_admission_imports_neither_structlog_nor_tenacity(api):
+    """A start admitted (the ledger not empty, so the steady state's calls): the hook process that
+    answers never imports structlog, tenacity or asyncio."""
+    host = small_host(api, port_limit=4095)
+    api.VM.start(make_vm(api, "first", affinity=host), False, False)
+    assert run_hook(api, host, make_vm(api, "second", affinity=host)) == [0, []]
+
+
+def test_a_refusal_imports_neither_structlog_nor_tenacity(api):
+    """A start refused (its message, the other hosts asked): still none of them in the hook process."""
+    host = small_host(api, port_limit=60, vcpus=4)
+    big = make_vm(api, "big", vcpus=8, hvm=True, disks=1, nics=1, affinity=host)
+    assert run_hook(api, host, big) == [2, []]
+
+
+def test_status_imports_neither_structlog_nor_tenacity(api):
+    """``status`` (the plugin's, the command's) says which structlog and tenacity run without importing them."""
+    host = small_host(api, port_limit=4095)
+    env = {"PATH": "/usr/bin:/bin",
+           "XSGUARD_CONFIG": os.path.join(api.sim.get_host_root(host), "etc", "xsguard", "xsguard.conf")}
+    probe = ("import json, sys\nfrom xsguard import config, status\nfrom xsguard.deadline import Deadline\n"
+             "data = status.read(config.load(), None, Deadline(5))\n"
+             "print(json.dumps([sorted(data['software']), sorted(m for m in sys.modules if m.split('.')[0] in %r)]))"
+             % (SLOW,))
+    out = subprocess.run([sys.executable, "-c", probe], stdout=subprocess.PIPE, env=env, check=True).stdout.decode()
+    assert json.loads(out.strip().splitlines()[-1]) == [["python", "structlog", "tenacity", "xsguard"], []]
