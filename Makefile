@@ -47,8 +47,9 @@ test-oldest: $(OLDEST)/.installed
 # dom0's Python 3.6.15, xsguard and its wheels laid out as the RPM installs them; the test driver
 # stays on the venv's Python. The larger storms stay on the venv's Python (they would double CI).
 DOM0_PYTHON ?= $(shell pyenv prefix 3.6.15 2>/dev/null)/bin/python3.6
-PY36_TESTS := tests/test_hook.py tests/test_plugin.py tests/test_failopen.py tests/test_migrate.py tests/test_learned.py \
-	tests/test_audit.py tests/test_reboot.py tests/test_config_errors.py tests/test_storm.py::test_hooks_killed_at_random_points \
+PY36_TESTS := tests/test_hook.py tests/test_plugin.py tests/test_failopen.py tests/test_migrate.py tests/test_overfill.py \
+	tests/test_learned.py tests/test_audit.py tests/test_reboot.py tests/test_config_errors.py \
+	tests/test_storm.py::test_hooks_killed_at_random_points \
 	tests/test_hook_failures.py tests/test_plugin_failures.py tests/test_install_by_hand.py \
 	tests/test_workstation.py::test_tables_are_utf8_whatever_the_locale
 test-py36: $(VENV)/.installed

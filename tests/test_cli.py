@@ -329,4 +329,5 @@ def test_status_table_counts_refusals(api):
     failure(api.VM.start, make_vm(api, "big", vcpus=32, hvm=True, disks=4, nics=2), False, False)
     code, out, _ = xsguard(api, host, "status")
     assert code == 0
-    assert "starts refused: 1; let through unchecked (xsguard failed, on_error = allow): 0\n" in out
+    assert ("refused here (starts, migrations, resumes): 1; let through unchecked (xsguard failed, "
+            "on_error = allow): 0\n") in out

@@ -462,7 +462,7 @@ def test_a_world_writable_state_directory_is_refused(api, tmp_path):
 
 def test_a_refusal_stands_when_other_hosts_cannot_be_asked(api, monkeypatch, capsys):
     """Asking the other hosts where the VM fits fails: the start is still refused (exit 2), with a note."""
-    from xsguard import hook, pool
+    from xsguard import hook, peers
     from xsguard.errors import XapiUnreachable
 
     host = small_host(api, port_limit=60, vcpus=4)
@@ -472,7 +472,7 @@ def test_a_refusal_stands_when_other_hosts_cannot_be_asked(api, monkeypatch, cap
     def unreachable(*args, **kwargs):
         raise XapiUnreachable("xapi is not answering: timed out")
 
-    monkeypatch.setattr(pool, "room_elsewhere", unreachable)
+    monkeypatch.setattr(peers, "room_elsewhere", unreachable)
     status = hook.main(["-vmuuid", api.VM.get_uuid(vm), "-reason", "none"])
     out = capsys.readouterr().out
     assert status == 2

@@ -61,7 +61,13 @@ def test_migration_admitted_is_recorded_at_the_destination(api):
     status = json.loads(api.host.call_plugin(b, "xsguard", "status", {}))
     assert [(p["vm_uuid"], p["held"], p["owed"]) for p in status["promises"]] == [(uuid, 5, 5)]
     assert status["ports_free"] == 30 - 5 - 5
-    assert decision_log(api, a, 2)[-1]["event"] == "migrate_admitted"
+    asked = decision_log(api, a, 2)[-1]
+    assert (asked["event"], asked["told"], asked["exit"], asked["host_name"], asked["held"]) == (
+        "migrate_asked", "admitted", 0, "xs-b", 5)
+    assert "mode" not in asked and asked["destination_mode"] == "enforce"
+    decided = decision_log(api, b, 1)[-1]
+    assert (decided["event"], decided["host_name"], decided["need"], decided["mode"], decided["held_on_source"]) == (
+        "migrate_admitted", "xs-b", 10, "enforce", 5)
     assert api.sim.get_failures() == []
 
 
@@ -86,10 +92,22 @@ def test_migration_refused_keeps_the_vm_on_the_source(api):
     after = api.sim.get_dom0(b)
     assert (after["ports_used"], after["by_remote_domain"]) == (before["ports_used"], before["by_remote_domain"])
     assert used(api, a) == 50
-    refusal = decision_log(api, a, 2)[-1]
-    assert (refusal["event"], refusal["host_name"], refusal["need"], refusal["elsewhere"]) == (
-        "migrate_refused", "xs-b", 10, ["xs-c"])
+    told = decision_log(api, a, 2)[-1]
+    assert (told["event"], told["told"], told["exit"], told["host_name"], told["need"], told["elsewhere"]) == (
+        "migrate_asked", "refused", 2, "xs-b", 10, ["xs-c"])
+    refusal = decision_log(api, b, 1)[-1]
+    assert (refusal["event"], refusal["host_name"], refusal["need"], refusal["vm_uuid"]) == (
+        "migrate_refused", "xs-b", 10, uuid)
+    counts = [json.loads(api.host.call_plugin(h, "xsguard", "status", {}))["refused"] for h in (a, b)]
+    assert counts == [0, 1]  # counted on the host that refused, not on the source
+    assert alerts_about(api, uuid) == ["XSGUARD_MIGRATION_REFUSED"]
     assert api.sim.get_failures() == []
+
+
+def alerts_about(api, vm_uuid):
+    """The names of the xapi messages raised about a VM, once one is (a detached child sends them)."""
+    return wait_for(lambda: sorted(m["name"] for m in api.message.get_all_records().values()
+                                   if m["obj_uuid"] == vm_uuid))
 
 
 def both_at_once(calls):
@@ -262,6 +280,7 @@ def test_destination_not_answering_on_error_allow(api):
     assert "XENAPI_MISSING_PLUGIN" in run["stdout"]
     events = [r["event"] for r in decision_log(api, a, 3)]
     assert events[-2:] == ["guard_error", "migrate_unchecked"]
+    assert alerts_about(api, api.VM.get_uuid(vm)) == ["XSGUARD_MIGRATION_UNCHECKED"]
 
 
 def test_destination_not_answering_on_error_deny(api):
@@ -292,20 +311,28 @@ def test_a_host_that_does_not_answer_in_time_is_left_out(api):
 
 
 def test_denials_show_the_operation(api):
-    """denials lists a refused migration with its operation, next to refused starts."""
+    """denials on the destination lists the migration it refused, with its operation; the source's lists none."""
     a = host_with_free(api, "xs-a", 100)
     b = host_with_free(api, "xs-b", 9)
     vm = running(api, "db", a)
     failure(api.VM.pool_migrate, vm, b, {})
     decision_log(api, a, 2)
-    conf = os.path.join(api.sim.get_host_root(a), "etc", "xsguard", "xsguard.conf")
-    proc = subprocess.run([sys.executable, "-m", "xsguard", "--config", conf, "denials", "--json"],
-                          stdout=subprocess.PIPE, check=True)
-    records = json.loads(proc.stdout.decode())
+    decision_log(api, b, 1)
+
+    def denials(host, *extra):
+        conf = os.path.join(api.sim.get_host_root(host), "etc", "xsguard", "xsguard.conf")
+        return subprocess.run([sys.executable, "-m", "xsguard", "--config", conf, "denials"] + list(extra),
+                              stdout=subprocess.PIPE, check=True).stdout.decode()
+
+    assert json.loads(denials(a, "--json")) == []
+    records = json.loads(denials(b, "--json"))
     assert [(r["event"], r["operation"], r["vm_name"], r["host_name"]) for r in records] == [
         ("migrate_refused", "migrate", "db", "xs-b")]
-    table = subprocess.run([sys.executable, "-m", "xsguard", "--config", conf, "denials"],
-                           stdout=subprocess.PIPE, check=True).stdout.decode().splitlines()
+    summary = json.loads(denials(b, "--summary", "--json"))
+    assert [(g["operation"], g["vm_name"], g["count"]) for g in summary] == [("migrate", "db", 1)]
+    assert denials(b, "--summary").splitlines()[0].split() == [
+        "hour", "(UTC)", "operation", "vm", "host", "refused", "ceiling"]
+    table = denials(b).splitlines()
     assert table[0].split() == ["time", "(UTC)", "operation", "vm", "host", "need", "free", "ceiling"]
     assert table[1].split()[2:] == ["migrate", "db", "xs-b", "10", "9", "xen_ports"]
 

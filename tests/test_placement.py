@@ -45,3 +45,52 @@ def test_absorb_largest_first_onto_most_room_after():
     assert plan.fits and plan.refused == []
     tight = absorb(vms, {"xs-b": 31, "xs-c": 10})
     assert ([m.vm_name for m in tight.moves], tight.refused, tight.fits) == (["big", "small"], ["mid"], False)
+
+
+def evacuee(name, memory, **needs):
+    from xsguard.model.placement import Evacuee
+
+    return Evacuee("uuid-" + name, name, memory, needs)
+
+
+def test_xapi_plan_biggest_fit_decreasing():
+    """As xen-api binpack.ml: largest memory first onto the host with most free memory, which goes back
+    in line ahead of hosts with as much left; a VM the first host cannot hold is left out."""
+    from xsguard.model.placement import xapi_plan
+
+    vms = [evacuee("small", 1), evacuee("big", 6), evacuee("mid", 4), evacuee("huge", 20)]
+    placed = xapi_plan(vms, [("xs-b", 10), ("xs-c", 8), ("xs-d", 4)])
+    # after big and mid, xs-c (8 - 4) goes back in line ahead of xs-b (10 - 6) and xs-d: as much left
+    assert [(v.vm_name, h) for v, h in placed] == [("huge", None), ("big", "xs-b"), ("mid", "xs-c"),
+                                                   ("small", "xs-c")]
+    # a host back in line with as much as another goes first: xs-c (5 - 1 = 4) ahead of xs-d (4)
+    placed = xapi_plan([evacuee("one", 1), evacuee("two", 1)], [("xs-d", 4), ("xs-c", 5)])
+    assert [h for _, h in placed] == ["xs-c", "xs-c"]
+    assert xapi_plan([evacuee("one", 1)], []) == [(evacuee("one", 1), None)]
+
+
+def test_evacuation_verdict_on_the_hosts_xapi_picks():
+    """Each VM is judged on xapi's host with what the VMs before it left there; an unknown limit admits,
+    a host that did not answer does not; fits only when every VM is admitted and placed."""
+    from xsguard.model.placement import evacuation
+
+    one, two, three = evacuee("one", 3, b=10), evacuee("two", 2, b=10), evacuee("three", 1, c=10)
+    plan = evacuation([(one, "b"), (two, "b"), (three, "c")], {"b": 15, "c": None})
+    assert [(m.vm_name, m.need, m.to, m.admitted) for m in plan.moves] == [
+        ("one", 10, "b", True), ("two", 10, "b", False), ("three", 10, "c", True)]
+    assert (plan.refused, plan.unplaced, plan.fits) == (["two"], [], False)
+    assert evacuation([(one, "b"), (two, "b")], {"b": 20}).fits
+    unanswered = evacuation([(three, "c")], {"b": 20})
+    assert (unanswered.refused, unanswered.fits) == (["three"], False)
+    unplaced = evacuation([(one, "b"), (two, None)], {"b": 20})
+    assert (unplaced.unplaced, unplaced.refused, unplaced.fits) == (["two"], [], False)
+
+
+def test_xapi_memory_by_domain_type():
+    """dynamic_min for HVM and PV, static_max for PVH, plus the overhead (xapi's vm_memory)."""
+    from xsguard.model.placement import xapi_memory
+
+    record = {"memory_static_max": "8", "memory_dynamic_min": "2", "memory_overhead": "1"}
+    assert xapi_memory(dict(record, domain_type="hvm")) == 3
+    assert xapi_memory(dict(record, domain_type="pvh")) == 9
+    assert xapi_memory({"memory_static_max": "8", "domain_type": "pv"}) == 8

@@ -3,7 +3,7 @@
 import json
 import os
 
-from tests.pool import TEN, failure, host_with_free, make_vm, running
+from tests.pool import TEN, host_with_free, make_vm, running
 
 
 def plugin(api, host, fn, **args):
@@ -59,36 +59,6 @@ def test_place_exits_3_when_no_host_has_room(api, workstation):
     make_vm(api, "app", **TEN)
     code, out, _ = workstation("place", "app")
     assert code == 3 and out.rstrip().endswith("no host has room for it now")
-
-
-def test_evacuate_plans_as_xsguard_would_admit(api, workstation):
-    """evacuate --json: largest need first, each onto the host with most room after; all fit, exit 0."""
-    a = host_with_free(api, "xs-a", 100)
-    host_with_free(api, "xs-b", 25)
-    host_with_free(api, "xs-c", 12)
-    for i in range(3):
-        running(api, "vm-%d" % i, a)
-    code, out, _ = workstation("evacuate", "xs-a", "--json")
-    plan = json.loads(out)
-    assert code == 0 and (plan["host_name"], plan["fits"], plan["refused"]) == ("xs-a", True, [])
-    assert [(m["vm_name"], m["need"], m["to"]) for m in plan["moves"]] == [
-        ("vm-0", 10, "xs-b"), ("vm-1", 10, "xs-b"), ("vm-2", 10, "xs-c")]
-
-
-def test_evacuate_that_does_not_fit_agrees_with_host_evacuate(api, workstation):
-    """evacuate exits 3 naming the VM that would be refused, and host.evacuate is indeed refused."""
-    a = host_with_free(api, "xs-a", 100)
-    host_with_free(api, "xs-b", 25)
-    host_with_free(api, "xs-c", 5)
-    for i in range(3):
-        running(api, "vm-%d" % i, a)
-    code, out, _ = workstation("evacuate", "xs-a", "--json")
-    plan = json.loads(out)
-    assert code == 3 and (plan["fits"], plan["refused"]) == (False, ["vm-2"])
-    code, out, _ = workstation("evacuate", "xs-a")
-    assert "evacuate xs-a: 1 VM(s) would be refused" in out and "vm-2        REFUSED: no host has room" in out
-    assert failure(api.host.evacuate, a)[:2] == ["XAPI_HOOK_FAILED", "vm-pre-migrate/50xsguard"]
-    assert api.sim.get_failures() == []
 
 
 def test_evacuate_ha_checks_every_host(api, workstation):

@@ -10,8 +10,11 @@ from typing import Any, Dict
 from . import state
 from .model.verdict import Verdict, ascii_safe
 
-ALERT_NAME = "XSGUARD_START_REFUSED"
-UNCHECKED_ALERT_NAME = "XSGUARD_START_UNCHECKED"
+# the xapi message raised for a refusal, and for an operation let through unchecked, by operation
+REFUSED_ALERTS = {"start": "XSGUARD_START_REFUSED", "migrate": "XSGUARD_MIGRATION_REFUSED",
+                  "resume": "XSGUARD_RESUME_REFUSED"}
+UNCHECKED_ALERTS = {"start": "XSGUARD_START_UNCHECKED", "migrate": "XSGUARD_MIGRATION_UNCHECKED",
+                    "resume": "XSGUARD_RESUME_UNCHECKED"}
 OVER_CEILING_ALERT_NAME = "XSGUARD_REBOOT_OVER_CEILING"
 CONFIG_ALERT_NAME = "XSGUARD_CONFIG_ERROR"
 ALERT_PRIORITY = 3  # 1 highest .. 5; XenCenter shows 3 as a warning

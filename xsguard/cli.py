@@ -12,7 +12,7 @@ from . import __version__, config, denials, endpoint, tables
 from .deadline import Deadline, backstop
 from .errors import XapiUnreachable, XsguardError
 
-# No XenAPI at import time (xapi.py, decision.py, pool.py import it): --version and --help work
+# No XenAPI at import time (xapi.py, decision.py, peers.py import it): --version and --help work
 # where it is missing, on a plain Xen dom0 with xl.
 
 EXIT_OK = 0
@@ -184,11 +184,11 @@ def _a_dom0_here(cfg: config.Config) -> bool:
 
 def _one_host(api: Any, key: Optional[str]) -> Dict[str, Any]:
     """The host named (uuid or name), else the pool's only host, by ref; Usage when there are several."""
-    from . import pool
+    from . import peers
 
-    hosts = pool.pool_hosts(api)
+    hosts = peers.pool_hosts(api)
     if key is not None:
-        return dict([pool.find_host(hosts, key)])
+        return dict([peers.find_host(hosts, key)])
     if len(hosts) != 1:
         names = sorted(str(h.get("name_label", "")) for h in hosts.values())
         raise Usage("the pool has %d hosts: name one with --host (%s)" % (len(hosts), ", ".join(names[:10])))
@@ -197,9 +197,9 @@ def _one_host(api: Any, key: Optional[str]) -> Dict[str, Any]:
 
 def _ask(api: Any, host: Dict[str, Any], fn: str, args: Dict[str, str], deadline: Deadline) -> Any:
     """One host's plugin's answer (``host``: its record by ref); XapiUnreachable when it did not answer."""
-    from . import pool
+    from . import peers
 
-    answer = pool.ask(api, host, fn, args, deadline)[0]
+    answer = peers.ask(api, host, fn, args, deadline)[0]
     if answer.result is None:
         raise XapiUnreachable("host '%s' did not answer: %s" % (answer.host_name, answer.error))
     return answer.result
@@ -245,7 +245,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     data = _with_api(args, lambda cfg, api, dl: _on_host(cfg, api, args, "check", dl)
                      or report.check_report(cfg, api, args.vm, dl))
     _emit(args, data, tables.check)
-    return EXIT_OK if data["verdict"] == "admit" or data["bypassed"] else EXIT_REFUSED
+    return EXIT_OK if data["verdict"] in ("admit", "resident") or data["bypassed"] else EXIT_REFUSED
 
 
 def cmd_denials(args: argparse.Namespace) -> int:
@@ -273,12 +273,12 @@ def _emit_denials(args: argparse.Namespace, records: List[Dict[str, Any]]) -> No
 def _denials_of_hosts(args: argparse.Namespace, cfg: config.Config) -> int:
     """Each host's refusals from its own decision log (its plugin), newest first; a host that
     does not answer is said, and the command fails: its refusals are not known."""
-    from . import fleet, pool
+    from . import fleet, peers
 
     wanted = {"since": args.since, "limit": str(DENIALS_LIMIT)}
     if args.vm:
         wanted["vm"] = args.vm
-    answers = _with_api(args, lambda c, api, dl: pool.ask(api, fleet.targets(api, args.host), "denials", wanted, dl),
+    answers = _with_api(args, lambda c, api, dl: peers.ask(api, fleet.targets(api, args.host), "denials", wanted, dl),
                         cfg)
     records = [r for a in answers if a.result is not None for r in a.result.get("denials", [])]
     records.sort(key=lambda r: str(r.get("time", "")), reverse=True)
@@ -484,15 +484,15 @@ def _pool_commands(sub: Any) -> None:
 def _on_host(cfg: config.Config, api: Any, args: argparse.Namespace, fn: str, deadline: Deadline) -> Any:
     """``need`` or ``check`` answered by another host's xsguard (its plugin): with ``--host``, or
     where there is no dom0 (no inventory); None when this dom0 answers itself."""
-    from . import pool
+    from . import peers
     from .errors import BadArgument
 
     if args.host is None and os.path.exists(cfg.dom0["inventory"]):
         return None
-    hosts = pool.pool_hosts(api)
+    hosts = peers.pool_hosts(api)
     _, vm, _ = api.vm_and_control_domain(args.vm, "")
     if args.host is not None:
-        host_ref, _ = pool.find_host(hosts, args.host)
+        host_ref, _ = peers.find_host(hosts, args.host)
     else:
         host_ref = next((str(vm[k]) for k in ("resident_on", "affinity") if vm.get(k) in hosts), "")
         if not host_ref:
@@ -501,28 +501,28 @@ def _on_host(cfg: config.Config, api: Any, args: argparse.Namespace, fn: str, de
 
 
 def cmd_pool(args: argparse.Namespace) -> int:
-    from . import pool
+    from . import peers
 
-    data = _with_api(args, lambda cfg, api, dl: pool.pool_report(api, dl))
+    data = _with_api(args, lambda cfg, api, dl: peers.pool_report(api, dl))
     _emit(args, data, tables.pool)
     return EXIT_OK
 
 
 def cmd_place(args: argparse.Namespace) -> int:
-    from . import pool
+    from . import peers
 
-    data = _with_api(args, lambda cfg, api, dl: pool.place_report(api, args.vm, dl))
+    data = _with_api(args, lambda cfg, api, dl: peers.place_report(api, args.vm, dl))
     _emit(args, data, tables.place)
     return EXIT_OK if data["fits"] else EXIT_REFUSED
 
 
 def cmd_evacuate(args: argparse.Namespace) -> int:
-    from . import pool
+    from . import peers
 
     if not args.ha and not args.host:
         sys.stderr.write("xsguard: evacuate needs a host (name or uuid), or --ha\n")
         return 2
-    data = _with_api(args, lambda cfg, api, dl: pool.evacuate_report(cfg, api, args.host or "", dl, args.ha))
+    data = _with_api(args, lambda cfg, api, dl: peers.evacuate_report(cfg, api, args.host or "", dl, args.ha))
     _emit(args, data, tables.evacuation)
     plans = data["hosts"] if args.ha else [data]
     return EXIT_OK if all(p["fits"] for p in plans) else EXIT_REFUSED

@@ -13,7 +13,7 @@ from typing import Dict, List, NamedTuple, Optional, Tuple
 
 from . import ledger, state
 from .config import Config
-from .deadline import Deadline
+from .deadline import PLUGIN_FLOOR, Deadline
 from .gather import Gathered, Subject, with_peak
 from .model.ceilings import Ceiling
 from .model.charging import (
@@ -21,6 +21,7 @@ from .model.charging import (
     HOW_CHECKED,
     HOW_REBOOTING,
     HOW_SEEN,
+    HOW_UNCHECKED,
     Entry,
     Promise,
     here_from_records,
@@ -79,8 +80,8 @@ class Outcome(NamedTuple):
 
 
 def decision_span(cfg: Config) -> float:
-    """The longest a decision that records may last: a hook's deadline, the plugin's at least 10 s."""
-    return max(cfg.policy["deadline"], 10.0)
+    """The longest a decision that records may last: a hook's deadline, the plugin's at least ``PLUGIN_FLOOR``."""
+    return max(cfg.policy["deadline"], PLUGIN_FLOOR)
 
 
 def grace(cfg: Config) -> float:
@@ -128,7 +129,7 @@ def decide(cfg: Config, gathered: Gathered, loaded: ledger.Loaded) -> Tuple[Dict
     if policy.recorded:
         how = HOW_BYPASSED if g.bypassed else HOW_CHECKED
         kept[uuid] = Entry(uuid, verdict.need.vm_name, verdict.need.total, state.now(), None, how,
-                           previous.peak if previous else 0)
+                           max(previous.peak if previous else 0, g.held_elsewhere))
     return kept, Outcome(g.subject, verdict, promises, policy, g.bypassed, loaded.note, 0.0,
                          tuple(found.dom0.ceilings))
 
@@ -168,3 +169,16 @@ def merged(gathered: Gathered, loaded: ledger.Loaded) -> Tuple[Dict[str, Entry],
     for uuid in unknown:
         entries[uuid] = entries[uuid]._replace(need=bound)
     return entries, {u: bound for u in unknown}
+
+
+def charge_unchecked(cfg: Config, vm_uuid: str, progress: Dict[str, object]) -> str:
+    """Charge a VM let through unchecked (its decision failed), without the lock: one line appended
+    to the pending charges, at its need if it was known (``progress``), else at the need the next
+    decision computes. Says what was charged; OSError if it could not be."""
+    need = progress.get("need")
+    entry = Entry(vm_uuid, str(progress.get("vm_name", "")), need if isinstance(need, int) else ledger.UNKNOWN_NEED,
+                  state.now(), None, HOW_UNCHECKED)
+    ledger.append_pending(cfg.ledger["path"], state.boot_id(cfg), entry)
+    if not isinstance(need, int):
+        return "charged its need once the next decision can compute it"
+    return "charged its need of %d" % need

@@ -50,6 +50,7 @@ def _positive_float_max(maximum: float) -> Callable[[str], float]:
 
 
 _positive_float = _positive_float_max(MAX_SECONDS)
+bounded_seconds = _positive_float  # a number of seconds above 0 and at most MAX_SECONDS, or ValueError
 
 
 def _auto(parse: Callable[[str], Any]) -> Callable[[str], Any]:

@@ -8,6 +8,7 @@ from typing import Any, Iterator
 from .errors import DeadlineExceeded
 
 BACKSTOP_GRACE = 0.25  # seconds past the deadline before the alarm interrupts whatever runs
+PLUGIN_FLOOR = 10.0  # seconds a host plugin call allows itself at least, unless its caller says less
 
 
 class Deadline:
@@ -26,6 +27,11 @@ class Deadline:
         if left <= 0:
             raise DeadlineExceeded("the %.1fs deadline passed" % self.seconds, self.seconds)
         return min(seconds, left)
+
+
+def elapsed_ms(started: float) -> float:
+    """Milliseconds since ``started`` (time.monotonic()), as the decision log records durations."""
+    return round((time.monotonic() - started) * 1000, 1)
 
 
 def _alarm(signum: int, frame: Any) -> None:

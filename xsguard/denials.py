@@ -108,16 +108,21 @@ def _stamp(record: Any) -> float:
     return iso_to_epoch(record["time"])
 
 
+def operation_of(record: Dict[str, Any]) -> str:
+    """What was refused (``start``, ``migrate``, ``resume``): the record's operation, else its event's."""
+    return str(record.get("operation") or str(record.get("event", "start")).rsplit(REFUSED, 1)[0])
+
+
 def summary(records: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
-    """Counts by VM, host and hour, with the ceiling that bound, busiest first."""
+    """Counts by VM, host, operation and hour, with the ceiling that bound, busiest first."""
     groups: Dict[Any, Dict[str, Any]] = {}
     for rec in records:
-        key = (rec.get("vm_uuid"), rec.get("host_uuid"), rec["time"][:13])
+        key = (rec.get("vm_uuid"), rec.get("host_uuid"), operation_of(rec), rec["time"][:13])
         group = groups.get(key)
         if group is None:
             group = groups[key] = {
                 "vm_uuid": rec.get("vm_uuid"), "vm_name": rec.get("vm_name"),
-                "host_uuid": rec.get("host_uuid"), "host_name": rec.get("host_name"),
+                "host_uuid": rec.get("host_uuid"), "host_name": rec.get("host_name"), "operation": key[2],
                 "hour": rec["time"][:13] + ":00Z", "count": 0, "ceilings": {},
             }
         group["count"] += 1

@@ -3,7 +3,7 @@ dom0 or from a workstation: each host computes needs with its own config and pro
 
 from typing import Any, Dict, List, NamedTuple, Optional
 
-from . import pool
+from . import peers
 from .deadline import Deadline
 from .model import capacity as model
 from .xapi import Record, Xapi
@@ -14,14 +14,14 @@ CANDIDATES = ("field \"is_control_domain\" = \"false\" and field \"is_a_template
 
 def targets(api: Xapi, host_key: Optional[str]) -> Dict[str, Record]:
     """Every host of the pool, or the one named (uuid or name)."""
-    hosts = pool.pool_hosts(api)
+    hosts = peers.pool_hosts(api)
     if host_key is None:
         return hosts
-    ref, host = pool.find_host(hosts, host_key)
+    ref, host = peers.find_host(hosts, host_key)
     return {ref: host}
 
 
-def unanswered(answers: List[pool.Answer]) -> List[str]:
+def unanswered(answers: List[peers.Answer]) -> List[str]:
     """One line per host that did not answer."""
     return ["host '%s' did not answer: %s" % (a.host_name, a.error) for a in answers if not a.reachable]
 
@@ -37,8 +37,8 @@ class Gathered(NamedTuple):
 def vms_report(api: Xapi, deadline: Deadline) -> Gathered:
     """Every VM that can start: its state, its host (where it runs, else its affinity) and what it
     needs there, as that host computes it; a VM with neither, the most any host would charge it."""
-    hosts = pool.pool_hosts(api)
-    answers = pool.ask(api, hosts, "needs", {}, deadline)
+    hosts = peers.pool_hosts(api)
+    answers = peers.ask(api, hosts, "needs", {}, deadline)
     needs = {a.host_ref: a.result.get("needs", {}) for a in answers if a.result is not None}
     rows = []
     for vm in api.where("VM", CANDIDATES).values():
@@ -57,7 +57,7 @@ def vms_report(api: Xapi, deadline: Deadline) -> Gathered:
 
 def capacity_report(api: Xapi, args: Dict[str, str], host_key: Optional[str], deadline: Deadline) -> Gathered:
     """Each host's answer to ``capacity`` and the pool's total; each host's need (by name) for the table."""
-    answers = pool.ask(api, targets(api, host_key), "capacity", args, deadline)
+    answers = peers.ask(api, targets(api, host_key), "capacity", args, deadline)
     answers.sort(key=lambda a: a.host_name)
     rows, needs = [], {}
     shape = None

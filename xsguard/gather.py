@@ -101,6 +101,16 @@ def with_peak(need: Need, previous: Optional[Entry]) -> Need:
     return need._replace(lines=need.lines + [need_model.Line("held beyond the model", extra, why)])
 
 
+def with_held_elsewhere(need: Need, held: int) -> Need:
+    """The need raised to what the VM's domain holds in the dom0 it comes from (a migration's
+    source measured it), if more: a guest that binds more than the model predicts arrives so."""
+    if held <= need.total:
+        return need
+    extra = held - need.total
+    why = "its domain holds %d ports in the source's dom0, %d more than predicted" % (held, extra)
+    return need._replace(lines=need.lines + [need_model.Line("held on the source", extra, why)])
+
+
 def survey(cfg: Config, api: Xapi, host_ref: str, deadline: Deadline, detail: bool = False,
            only: Optional[Set[str]] = None) -> Survey:
     """dom0 first, xapi second: a VM that gets its domain in between is then charged its whole
@@ -213,14 +223,16 @@ class Gathered(NamedTuple):
     need: Need  # the subject's, as the model predicts it
     bypassed: bool
     rebooting: bool  # the subject is rebooting here (``is_rebooting``)
+    held_elsewhere: int = 0  # what its domain holds in the dom0 it migrates from (measured there)
 
 
 def gather(cfg: Config, api: Xapi, vm_key: str, deadline: Deadline, host_uuid: Optional[str] = None,
-           candidate_domid: Optional[int] = None) -> Gathered:
+           candidate_domid: Optional[int] = None, held_elsewhere: int = 0) -> Gathered:
     """Read what a decision needs, before the lock: every xapi call and dom0's probes.
 
     ``candidate_domid``: the VM's own new domain (a resume): what dom0 holds for it is taken
-    off dom0's use, so that it is not counted twice.
+    off dom0's use, so that it is not counted twice. ``held_elsewhere``: what a migrating VM's
+    domain holds in its source's dom0; its need is raised to it.
     """
     subject = read_subject(cfg, api, vm_key, host_uuid)
     boot_id = state.boot_id(cfg)
@@ -230,9 +242,9 @@ def gather(cfg: Config, api: Xapi, vm_key: str, deadline: Deadline, host_uuid: O
     if held_by_candidate:
         found = found._replace(dom0=less_candidate(found.dom0, held_by_candidate))
     charges = charges_of(cfg, api, subject.vm_ref, subject.control_domain, found, snapshot)
-    need = compute_need(cfg, subject, found.dom0.backend)
+    need = with_held_elsewhere(compute_need(cfg, subject, found.dom0.backend), held_elsewhere)
     return Gathered(subject, boot_id, found, charges, need, is_bypassed(cfg, subject.vm_uuid),
-                    is_rebooting(subject, found.dom0))
+                    is_rebooting(subject, found.dom0), held_elsewhere)
 
 
 def charges_of(cfg: Config, api: Xapi, subject_vm_ref: str, control: Optional[Record], found: Survey,

@@ -15,13 +15,30 @@ import sys
 import time
 from typing import Any, Dict, List, NamedTuple, Optional, Set, Tuple
 
-from . import config, decision, ledger, state
-from .commit import BYPASSED, EXIT_GO, EXIT_LOG_AND_CONTINUE, EXIT_REFUSE, POLICY, REBOOT_OVER_CEILING, Policy
-from .deadline import Deadline, backstop
-from .errors import BadArgument, NotACandidate, VmNotFound, XsguardError, wire_error
+from . import config, decision, probes, report, state
+from .commit import (
+    BYPASSED,
+    EXIT_GO,
+    EXIT_LOG_AND_CONTINUE,
+    EXIT_REFUSE,
+    POLICY,
+    REBOOT_OVER_CEILING,
+    Policy,
+    charge_unchecked,
+)
+from .deadline import Deadline, backstop, elapsed_ms
+from .errors import (
+    BadArgument,
+    DeadlineExceeded,
+    NotACandidate,
+    ProbeFailed,
+    VmNotFound,
+    XapiFailure,
+    XsguardError,
+    wire_error,
+)
 from .journal import Journal, Notice, publish
 from .model import placement
-from .model.charging import HOW_UNCHECKED, Entry
 from .model.verdict import ascii_safe, ascii_safe_lines
 from .xapi import Xapi, quote
 
@@ -74,7 +91,8 @@ def main(argv: Optional[List[str]] = None, operation: str = "start") -> int:
         except BadArgument as exc:  # decided below, with the configured log and on_error
             argv_error = exc
         cfg, config_error = config.load_kept()
-        log.bind(mode=cfg.policy["mode"])
+        if operation != "migrate":  # a migration is decided under the destination's mode
+            log.bind(mode=cfg.policy["mode"])
         if argv_error is not None:
             raise argv_error
         assert args is not None
@@ -114,7 +132,7 @@ def _decide(cfg: config.Config, args: Args, deadline: Deadline, log: Journal, st
     try:
         with Xapi(cfg.xapi["url"], deadline) as api:
             if operation == "migrate":
-                decided = _decide_migration(cfg, api, args, deadline, log, started)
+                decided = _decide_migration(cfg, api, args, deadline, log, started, progress)
             else:
                 decided = _decide_here(cfg, api, args, deadline, progress, operation, log)
             if decided is None:
@@ -131,7 +149,7 @@ def _decide(cfg: config.Config, args: Args, deadline: Deadline, log: Journal, st
             finally:
                 _record(log, decided, operation, message, started)
     except NotACandidate as exc:
-        log.info("%s_not_checked" % operation, why=exc.message, duration_ms=_ms(started))
+        log.info("%s_not_checked" % operation, why=exc.message, duration_ms=elapsed_ms(started))
         ruling.update(status=EXIT_GO, message="")
 
 
@@ -151,13 +169,16 @@ def _record(log: Journal, decided: "Decided", operation: str, message: str, star
     if decided.ledger_note:
         log.warning("ledger_reset", note=decided.ledger_note, **{k: figures[k] for k in ("vm_name", "host_name")})
     event = "%s_%s" % (operation, policy.event)
+    if operation == "migrate":  # the destination logged and counted its decision; here what it was told
+        event = "migrate_asked"
+        figures = dict(figures, told=policy.event, exit=policy.exit)
     if policy.event in ("admitted", "bypassed"):
-        log.info(event, duration_ms=_ms(started), **figures)
+        log.info(event, duration_ms=elapsed_ms(started), **figures)
         return
-    log.warning(event, duration_ms=_ms(started), message=message, **figures)
+    log.warning(event, duration_ms=elapsed_ms(started), message=message, **figures)
     if policy.signalled and decided.notice is not None:
         log.notices.append(decided.notice)
-    if policy.exit == EXIT_REFUSE:
+    if policy.exit == EXIT_REFUSE and operation != "migrate":  # the destination counts its own refusals
         log.counters.append(state.COUNT_REFUSED)
     if policy is REBOOT_OVER_CEILING:
         log.counters.append(state.COUNT_OVER_CEILING)
@@ -169,19 +190,7 @@ def _decide_here(cfg: config.Config, api: Xapi, args: Args, deadline: Deadline, 
     domid = _domid(args) if operation == "resume" else None
     outcome = decision.admit(cfg, api, args.vm_uuid, deadline, progress=progress, candidate_domid=domid)
     verdict, subject = outcome.verdict, outcome.subject
-    figures = dict(
-        vm_name=subject.vm.get("name_label", ""),
-        host_uuid=subject.host.get("uuid", ""),
-        host_name=subject.host_name,
-        verdict=verdict.verdict,
-        ceiling=verdict.binding.ceiling,
-        need=verdict.need.total,
-        checks=[c.as_json() for c in verdict.checks],
-        breakdown=verdict.need.as_json()["breakdown"],
-        promised_to=[p._asdict() for p in outcome.promises],
-        lock_wait_ms=round(outcome.lock_wait * 1000, 1),
-        lock_held_ms=round(outcome.lock_held * 1000, 2),
-    )
+    figures = report.decision_record(outcome)
     log.unknown_ceilings = [c for c in outcome.ceilings if c.warning]  # logged once per boot, by ``publish``
     log.host = {"host_uuid": figures["host_uuid"], "host_name": figures["host_name"]}
     if outcome.policy.recorded:
@@ -195,7 +204,7 @@ def _decide_here(cfg: config.Config, api: Xapi, args: Args, deadline: Deadline, 
     elif outcome.policy.signalled:
         from . import alerts
 
-        notice = Notice(alerts.syslog_line(verdict), alerts.ALERT_NAME, alerts.alert_body(verdict),
+        notice = Notice(alerts.syslog_line(verdict), alerts.REFUSED_ALERTS[operation], alerts.alert_body(verdict),
                         verdict.need.vm_uuid)
     return Decided(outcome.policy, figures, verdict.message, notice, outcome.ledger_note, subject.vm_uuid,
                    {subject.host_ref})
@@ -211,9 +220,12 @@ def _domid(args: Args) -> Optional[int]:
 
 
 def _decide_migration(cfg: config.Config, api: Xapi, args: Args, deadline: Deadline, log: Journal,
-                      started: float) -> Optional[Decided]:
+                      started: float, progress: Dict[str, Any]) -> Optional[Decided]:
     """A migration, decided by the destination's xsguard (host plugin ``admit``): it records the
-    arriving VM in its own ledger under its own lock. A destination outside this pool: not checked."""
+    arriving VM in its own ledger under its own lock, and logs and counts its decision. The
+    source sends what the domain holds in its dom0 (the destination charges the larger of that
+    and its need) and the time it has left (the destination answers within it). A destination
+    outside this pool: not checked."""
     found = api.where("VM", "field \"uuid\" = %s" % quote(args.vm_uuid))
     if not found:
         raise VmNotFound("no VM has uuid '%s'" % args.vm_uuid, args.vm_uuid)
@@ -222,18 +234,30 @@ def _decide_migration(cfg: config.Config, api: Xapi, args: Args, deadline: Deadl
     target = vm.get("scheduled_to_be_resident_on")
     if target not in hosts:
         log.info("migrate_not_checked", vm_name=vm.get("name_label", ""),
-                 why="the destination is not a host of this pool (a cross-pool migration)", duration_ms=_ms(started))
+                 why="the destination is not a host of this pool (a cross-pool migration)",
+                 duration_ms=elapsed_ms(started))
         return None
-    answer = json.loads(api.call("host.call_plugin", target, "xsguard", "admit", {"vm_uuid": args.vm_uuid}))
-    admitted = answer.get("verdict") == "admit"
+    destination = {"host_uuid": hosts[target].get("uuid", ""), "host_name": hosts[target].get("name_label", "")}
+    progress.update(destination)
+    request = {"vm_uuid": args.vm_uuid}
+    held = _held_here(cfg, args, deadline, log)
+    if held is not None:
+        request["held"] = str(held)
+    left = deadline.remaining() - ELSEWHERE_RESERVE
+    if left <= 0:
+        raise DeadlineExceeded("the %.1fs deadline passed before the destination was asked" % deadline.seconds)
+    request["time_left"] = "%.3f" % left
+    answer = _admit_answer(api.call("host.call_plugin", target, "xsguard", "admit", request))
+    admitted = answer["verdict"] == "admit"
     policy = BYPASSED if answer.get("bypassed") else POLICY[(answer["mode"], admitted)]
     figures = dict(
+        destination,
         vm_name=answer.get("vm_name", ""),
-        host_uuid=hosts[target].get("uuid", ""),
-        host_name=hosts[target].get("name_label", ""),
         source_host_uuid=hosts.get(vm.get("resident_on"), {}).get("uuid", ""),
-        destination_mode=answer.get("mode"),
-        verdict=answer.get("verdict"),
+        destination_mode=answer["mode"],
+        held=held,
+        time_left=float(request["time_left"]),
+        verdict=answer["verdict"],
         ceiling=answer.get("ceiling"),
         need=answer.get("need"),
         checks=answer.get("checks", []),
@@ -244,10 +268,34 @@ def _decide_migration(cfg: config.Config, api: Xapi, args: Args, deadline: Deadl
     if policy.signalled:
         from . import alerts
 
-        notice = Notice(alerts.migration_line(answer), alerts.ALERT_NAME,
-                         ascii_safe_lines(placement.reworded(message, "migrate", [])), args.vm_uuid)
+        notice = Notice(alerts.migration_line(answer), alerts.REFUSED_ALERTS["migrate"],
+                        ascii_safe_lines(placement.reworded(message, "migrate", [])), args.vm_uuid)
     return Decided(policy, figures, message, notice, None, args.vm_uuid,
                    {str(target), str(vm.get("resident_on", ""))}, hosts)
+
+
+def _held_here(cfg: config.Config, args: Args, deadline: Deadline, log: Journal) -> Optional[int]:
+    """What the migrating domain (``-vmdomid``) holds in this dom0 now; None when unknown (said in the log)."""
+    domid = _domid(args)
+    if domid is None:
+        return None
+    try:
+        return probes.held_by_domain(cfg, deadline, domid)
+    except ProbeFailed as exc:
+        log.warning("held_not_measured", domid=domid, error=exc.message)
+        return None
+
+
+def _admit_answer(text: str) -> Dict[str, Any]:
+    """The destination's ``admit`` answer, or XapiFailure naming what came back instead."""
+    try:
+        answer = json.loads(text)
+    except ValueError:
+        answer = None
+    if not isinstance(answer, dict) or answer.get("verdict") not in ("admit", "refuse") \
+            or answer.get("mode") not in ("enforce", "warn", "off"):
+        raise XapiFailure("the destination's xsguard did not answer admit with a verdict: %r" % str(text)[:80])
+    return answer
 
 
 ELSEWHERE_RESERVE = 0.3  # seconds of the deadline kept for the hook's own exit when other hosts are asked
@@ -259,10 +307,10 @@ def _with_elsewhere(api: Xapi, decided: Decided, operation: str, deadline: Deadl
     if left <= 0:
         late = ["- other hosts were not asked where it fits: the deadline ([policy] deadline) had passed"]
         return placement.reworded(decided.message, operation, late), []
-    from . import pool
+    from . import peers
 
     try:
-        room = pool.room_elsewhere(api, decided.vm_uuid, decided.exclude, Deadline(left), decided.hosts)
+        room = peers.room_elsewhere(api, decided.vm_uuid, decided.exclude, Deadline(left), decided.hosts)
     except Exception as exc:  # noqa: BLE001 - the refusal stands whatever asking the others did
         unasked = ["- other hosts could not be asked where it fits: %s" % wire_error(exc).message]
         return placement.reworded(decided.message, operation, unasked), []
@@ -280,25 +328,29 @@ def _guard_error(cfg: config.Config, exc: BaseException, log: Journal, args: Opt
         err = XsguardError("interrupted (%s)" % type(exc).__name__)
     vm = args.vm_uuid if args else "?"
     operation = log.context["operation"]
-    log.error("guard_error", error=err.code, detail=err.message, on_error=on_error, duration_ms=_ms(started))
+    exit_status = EXIT_REFUSE if on_error == "deny" else EXIT_LOG_AND_CONTINUE
+    log.error("guard_error", error=err.code, detail=err.message, on_error=on_error, exit=exit_status,
+              duration_ms=elapsed_ms(started), **{k: progress[k] for k in ("host_uuid", "host_name") if k in progress})
     if on_error == "deny":
         _say("xsguard could not check this %s and is set to refuse when it fails ([policy] on_error = deny).\n"
              "What failed: %s\nFix the cause, or set on_error = allow in /etc/xsguard/xsguard.conf." % (
                  operation, err.message))
         return EXIT_REFUSE
     if operation == "migrate":
-        charged = "not charged (it runs on another host once moved)"
+        charged = "charged by the destination while xapi shows it arriving there"
     else:
         charged = _charge_unchecked(cfg, args, progress, log)
     line = "could not check the %s of VM %s; let through unchecked ([policy] on_error = allow), %s: %s" % (
         operation, vm, charged, err.message)
     log.error("%s_unchecked" % operation, error=err.code, detail=err.message, charged=charged,
-              need=progress.get("need"), duration_ms=_ms(started))
+              need=progress.get("need"), exit=EXIT_LOG_AND_CONTINUE, duration_ms=elapsed_ms(started),
+              **{k: progress[k] for k in ("host_uuid", "host_name") if k in progress})
     log.counters.append(state.COUNT_UNCHECKED)
     if args is not None:
         from . import alerts
 
-        log.notices.append(Notice(ascii_safe(line), alerts.UNCHECKED_ALERT_NAME, ascii_safe_lines(line), args.vm_uuid))
+        log.notices.append(Notice(ascii_safe(line), alerts.UNCHECKED_ALERTS[operation], ascii_safe_lines(line),
+                                  args.vm_uuid))
     _say("xsguard " + line)
     return EXIT_LOG_AND_CONTINUE
 
@@ -320,17 +372,11 @@ def _charge_unchecked(cfg: config.Config, args: Optional[Args], progress: Dict[s
     """Enter a start let through unchecked in the ledger, without its lock; says what was charged."""
     if args is None:
         return "not charged (no VM named)"
-    need = progress.get("need")
-    entry = Entry(args.vm_uuid, progress.get("vm_name", ""), ledger.UNKNOWN_NEED if need is None else need,
-                  state.now(), None, HOW_UNCHECKED)
     try:
-        ledger.append_pending(cfg.ledger["path"], state.boot_id(cfg), entry)
+        return charge_unchecked(cfg, args.vm_uuid, progress)
     except OSError as exc:
         log.error("charge_failed", error=str(exc))
         return "NOT charged (%s)" % exc.strerror
-    if need is None:
-        return "charged its need once the next decision can compute it"
-    return "charged its need of %d" % need
 
 
 def _say(text: str) -> None:
@@ -338,7 +384,3 @@ def _say(text: str) -> None:
         write_out(text)
     except Exception:  # noqa: BLE001 - stdout gone: the status is all that is left
         pass
-
-
-def _ms(started: float) -> float:
-    return round((time.monotonic() - started) * 1000, 1)

@@ -6,35 +6,37 @@ never as a traceback.
 """
 
 import json
-from typing import Any, Callable, Dict, Set
+import time
+from typing import Any, Callable, Dict, FrozenSet, NamedTuple
 
-from . import config, decision, denials, report, status
-from .deadline import Deadline, backstop
-from .errors import BadArgument, XsguardError, wire_error
+from . import commit, config, decision, denials, report, state, status
+from .commit import EXIT_REFUSE
+from .deadline import PLUGIN_FLOOR, Deadline, backstop, elapsed_ms
+from .errors import BadArgument, DeadlineExceeded, XsguardError, wire_error
 from .xapi import Xapi
 
 MAX_ARG = 256
+MAX_HELD = 1 << 20  # more ports than any dom0 has (FIFO ABI: 131071)
+ADMIT_RESERVE = 1.0  # seconds of the source's time kept for the answer's way back through both xapis
 
-ALLOWED: Dict[str, Set[str]] = {
-    "status": set(),
-    "need": {"vm_uuid"},
-    "check": {"vm_uuid"},
-    "admit": {"vm_uuid"},
-    "denials": {"since", "limit", "vm", "host"},
-    "audit": set(),
-    "capacity": {"vm_uuid", "vcpus", "disks", "vifs", "hvm", "uefi"},
-    "needs": set(),
-}
+
+class Function(NamedTuple):
+    """A plugin function: what it runs, the arguments it takes, whether it names a VM (``vm_uuid``)."""
+
+    run: Callable[..., Any]
+    takes: FrozenSet[str]
+    names_vm: bool = False
 
 
 def validate(fn: str, args: Dict[str, Any]) -> Dict[str, str]:
     """The arguments as strings, or BadArgument naming what is wrong."""
     if not isinstance(args, dict):
         raise BadArgument("arguments must be a map of key=value")
-    unknown = sorted(set(args) - ALLOWED[fn])
+    takes = FUNCTIONS[fn].takes
+    unknown = sorted(set(args) - takes)
     if unknown:
         raise BadArgument(
-            "%s takes %s; unknown: %s" % (fn, ", ".join(sorted(ALLOWED[fn])) or "no arguments",
+            "%s takes %s; unknown: %s" % (fn, ", ".join(sorted(takes)) or "no arguments",
                                           ", ".join(k[:40] for k in unknown[:5])),
             *[k[:40] for k in unknown[:5]]
         )
@@ -44,12 +46,35 @@ def validate(fn: str, args: Dict[str, Any]) -> Dict[str, str]:
         if len(text) > MAX_ARG:
             raise BadArgument("argument %s is %d characters long (at most %d)" % (key, len(text), MAX_ARG), key)
         clean[key] = text
-    if fn in ("need", "check", "admit") or "vm_uuid" in clean:
+    if FUNCTIONS[fn].names_vm or "vm_uuid" in clean:  # capacity names one optionally
         vm = clean.get("vm_uuid", "")
         if not config.UUID.match(vm.lower()):
             raise BadArgument("vm_uuid must be a VM's uuid, not %r" % vm[:60], "vm_uuid")
         clean["vm_uuid"] = vm.lower()
     return clean
+
+
+def deadline_of(fn: str, args: Dict[str, str], cfg: config.Config) -> Deadline:
+    """The time a call has: for ``admit`` with the source's ``time_left``, that less the way back
+    (the source gives up then); otherwise the configured deadline, at least ``PLUGIN_FLOOR``."""
+    if fn != "admit" or "time_left" not in args:
+        return Deadline(max(cfg.policy["deadline"], PLUGIN_FLOOR))
+    try:
+        left = config.bounded_seconds(args["time_left"])
+    except ValueError as exc:
+        raise BadArgument("time_left %s, not %r" % (exc, args["time_left"][:20]), "time_left")
+    if left <= ADMIT_RESERVE:
+        raise DeadlineExceeded("the source had %.1fs left, no more than the %.1fs the answer takes back"
+                               % (left, ADMIT_RESERVE), left)
+    return Deadline(left - ADMIT_RESERVE)
+
+
+def _held(args: Dict[str, str]) -> int:
+    """What the arriving domain holds in the source's dom0 (``held``), 0 when not said."""
+    text = args.get("held", "0")
+    if not text.isdigit() or int(text) > MAX_HELD:
+        raise BadArgument("held must be a whole number of ports up to %d, not %r" % (MAX_HELD, text[:20]), "held")
+    return int(text)
 
 
 def _status(cfg: config.Config, api: Xapi, args: Dict[str, str], deadline: Deadline) -> Any:
@@ -65,10 +90,42 @@ def _check(cfg: config.Config, api: Xapi, args: Dict[str, str], deadline: Deadli
 
 
 def _admit(cfg: config.Config, api: Xapi, args: Dict[str, str], deadline: Deadline) -> Any:
-    """A VM arriving here (a migration): decided, and recorded as ``POLICY`` says, under this host's lock."""
-    outcome = decision.admit(cfg, api, args["vm_uuid"], deadline)
+    """A VM arriving here (a migration): decided, and recorded as ``POLICY`` says, under this host's
+    lock; the decision (or its failure) logged and counted here, the host that decides."""
+    from .journal import Journal, publish
+
+    held = _held(args)
+    log = Journal(operation="migrate", vm_uuid=args["vm_uuid"], reason="destination", mode=cfg.policy["mode"],
+                  held_on_source=held if "held" in args else None, source_time_left=args.get("time_left"))
+    started = time.monotonic()
+    progress: Dict[str, Any] = {}
+    try:
+        outcome = decision.admit(cfg, api, args["vm_uuid"], deadline, progress=progress, held_elsewhere=held)
+    except Exception as exc:  # noqa: BLE001 - logged and charged here, then answered to the source as an error
+        err = wire_error(exc)
+        try:  # the source lets it through on error (on_error = allow): charged here all the same
+            charged = commit.charge_unchecked(cfg, args["vm_uuid"], progress)
+        except OSError as failed:
+            charged = "NOT charged (%s)" % failed.strerror
+        log.error("migrate_admit_failed", error=err.code, detail=err.message, charged=charged,
+                  need=progress.get("need"), duration_ms=elapsed_ms(started))
+        publish(cfg, log)
+        raise
     result = report.outcome_json(cfg, outcome)
     result["host_uuid"] = outcome.subject.host.get("uuid", "")
+    figures = report.decision_record(outcome)
+    event = "migrate_%s" % outcome.policy.event
+    if outcome.policy.event in ("admitted", "bypassed"):
+        log.info(event, duration_ms=elapsed_ms(started), **figures)
+    else:
+        log.warning(event, duration_ms=elapsed_ms(started), message=result["message"], **figures)
+    if outcome.policy.exit == EXIT_REFUSE:
+        log.counters.append(state.COUNT_REFUSED)
+    log.unknown_ceilings = [c for c in outcome.ceilings if c.warning]
+    log.host = {"host_uuid": figures["host_uuid"], "host_name": figures["host_name"]}
+    if outcome.policy.recorded:
+        log.sync_ledger = cfg.ledger["path"]
+    publish(cfg, log)
     return result
 
 
@@ -105,15 +162,15 @@ def _needs(cfg: config.Config, api: Xapi, args: Dict[str, str], deadline: Deadli
     return capacity.needs_here(cfg, api, args, deadline)
 
 
-FUNCTIONS: Dict[str, Callable[..., Any]] = {
-    "status": _status,
-    "need": _need,
-    "check": _check,
-    "admit": _admit,
-    "denials": _denials_fn,
-    "audit": _audit,
-    "capacity": _capacity,
-    "needs": _needs,
+FUNCTIONS: Dict[str, Function] = {
+    "status": Function(_status, frozenset()),
+    "need": Function(_need, frozenset({"vm_uuid"}), True),
+    "check": Function(_check, frozenset({"vm_uuid"}), True),
+    "admit": Function(_admit, frozenset({"vm_uuid", "held", "time_left"}), True),
+    "denials": Function(_denials_fn, frozenset({"since", "limit", "vm", "host"})),
+    "audit": Function(_audit, frozenset()),
+    "capacity": Function(_capacity, frozenset({"vm_uuid", "vcpus", "disks", "vifs", "hvm", "uefi"})),
+    "needs": Function(_needs, frozenset()),
 }
 
 
@@ -122,9 +179,9 @@ def run(fn: str, session: Any, args: Dict[str, Any]) -> str:
     try:
         clean = validate(fn, args)
         cfg = config.load()
-        deadline = Deadline(max(cfg.policy["deadline"], 10.0))
+        deadline = deadline_of(fn, clean, cfg)
         with backstop(deadline), Xapi(cfg.xapi["url"], deadline, session_ref=session._session) as api:
-            result = FUNCTIONS[fn](cfg, api, clean, deadline)
+            result = FUNCTIONS[fn].run(cfg, api, clean, deadline)
         return json.dumps(result, sort_keys=True)
     except Exception as exc:  # noqa: BLE001 - every failure is mapped to a wire error here
         raise wire_error(exc)

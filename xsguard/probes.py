@@ -209,6 +209,12 @@ def read_dom0(cfg: Config, deadline: Deadline, detail: bool = False) -> Dom0:
     return Dom0(ports, irqs_used, irq_table, port, irq, backend_params(d["sys_module"], irq_text), path)
 
 
+def held_by_domain(cfg: Config, deadline: Deadline, domid: int) -> int:
+    """The ports dom0 holds for one guest domain now (its interdomain channels, from lsevtchn)."""
+    path = find_lsevtchn(cfg.dom0["lsevtchn"])
+    return lsevtchn.parse(run_lsevtchn(path, deadline.cap(cfg.dom0["probe_timeout"]))).by_remote_domain.get(domid, 0)
+
+
 def read_ceilings(cfg: Config, deadline: Optional[Deadline] = None) -> Tuple[Ceiling, Ceiling]:
     """The two ceilings: configured, else kept from this boot's first reading, else this boot's
     line in the kernel log, its rotations or the ring buffer (``bootlog``, within its share of

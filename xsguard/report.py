@@ -26,10 +26,21 @@ def need_report(cfg: Config, api: Xapi, vm_key: str, deadline: Deadline,
 
 def check_report(cfg: Config, api: Xapi, vm_key: str, deadline: Deadline,
                  host_uuid: Optional[str] = None) -> Dict[str, Any]:
-    """Would the VM be admitted on the host now (nothing recorded: no ``recorded`` key, which is ``admit``'s)."""
-    result = outcome_json(cfg, evaluate(cfg, api, vm_key, deadline, host_uuid))
-    del result["recorded"]
+    """Would the VM be admitted on the host now (nothing recorded); ``resident`` when it runs
+    there already: dom0 holds its ports, it is never judged against itself."""
+    outcome = evaluate(cfg, api, vm_key, deadline, host_uuid)
+    result = outcome_json(cfg, outcome)
+    subject = outcome.subject
+    if subject.vm.get("resident_on") == subject.host_ref and subject.vm.get("power_state") in RUNS_HERE:
+        result.update(verdict=RESIDENT, checks=[], free_after=None, message=(
+            "VM '%s' (%s) already runs on host '%s': dom0 holds its ports (they are in its use); "
+            "nothing to check" % (subject.vm.get("name_label", ""), subject.vm_uuid, subject.host_name)))
+    del result["recorded"]  # check records nothing: ``recorded`` is ``admit``'s
     return result
+
+
+RESIDENT = "resident"  # check's verdict for a VM on the host it runs on
+RUNS_HERE = ("Running", "Paused")  # power states of a VM whose domain exists on its host
 
 
 def outcome_json(cfg: Config, outcome: Outcome) -> Dict[str, Any]:
@@ -42,6 +53,24 @@ def outcome_json(cfg: Config, outcome: Outcome) -> Dict[str, Any]:
         result["message"] = ("VM %s is exempt from the check ([policy] bypass); it is still charged: %s"
                              % (outcome.subject.vm_uuid, result["message"]))
     return result
+
+
+def decision_record(outcome: Outcome) -> Dict[str, Any]:
+    """What the decision log records of a decision made on this host (a start, resume or arriving migration)."""
+    verdict, subject = outcome.verdict, outcome.subject
+    return dict(
+        vm_name=subject.vm.get("name_label", ""),
+        host_uuid=subject.host.get("uuid", ""),
+        host_name=subject.host_name,
+        verdict=verdict.verdict,
+        ceiling=verdict.binding.ceiling,
+        need=verdict.need.total,
+        checks=[c.as_json() for c in verdict.checks],
+        breakdown=verdict.need.as_json()["breakdown"],
+        promised_to=[p._asdict() for p in outcome.promises],
+        lock_wait_ms=round(outcome.lock_wait * 1000, 1),
+        lock_held_ms=round(outcome.lock_held * 1000, 2),
+    )
 
 
 def ceiling_unknown_records(cfg: Config, ceilings: Iterable[Ceiling]) -> List[Dict[str, Any]]:

@@ -72,7 +72,7 @@ HOST_SOURCES = [
     ("xsguard_promised", "promised", "ports promised to admitted VMs whose drivers have not connected yet",
      "ports"),
 ]
-REFUSALS = ("xsguard_refusals", "VM starts and migrations xsguard refused", "refusals")
+REFUSALS = ("xsguard_refusals", "VM starts, migrations and resumes this host refused", "refusals")
 HELD = ("xsguard_ports_held", "dom0 event-channel ports held for this VM's domain", "ports")
 
 

@@ -7,6 +7,7 @@ move the cursor or reverse the text.
 
 from typing import Any, Dict, List, Optional, Sequence
 
+from .denials import operation_of
 from .model.verdict import escaped as clean
 
 
@@ -44,7 +45,8 @@ def status(s: Dict[str, Any]) -> str:
     disks = s["storage_backend"]
     out += ["disk backend charged: %s (%s)" % (disks["charged"], "[need] vbd_backend" if disks["configured"]
                                                else clean(disks["evidence"]))]
-    out += ["", "starts refused: %d; let through unchecked (xsguard failed, on_error = allow): %d%s" % (
+    out += ["", "refused here (starts, migrations, resumes): %d; let through unchecked (xsguard failed, "
+                "on_error = allow): %d%s" % (
         s["refused"], s["unchecked"], "  <- see guard_error in the decision log" if s["unchecked"] else "")]
     if s["promises"]:
         out += ["", "promised to VMs starting or connecting:", table(
@@ -88,7 +90,7 @@ def check(c: Dict[str, Any]) -> str:
 
 
 def denials(records: List[Dict[str, Any]]) -> str:
-    rows = [[r["time"][:19].replace("T", " "), r.get("operation", "start"), r.get("vm_name", ""),
+    rows = [[r["time"][:19].replace("T", " "), operation_of(r), r.get("vm_name", ""),
              r.get("host_name", ""), r.get("need"), _free(r), r.get("ceiling", "")] for r in records]
     return table(rows, ["time (UTC)", "operation", "vm", "host", "need", "free", "ceiling"])
 
@@ -101,9 +103,9 @@ def _free(record: Dict[str, Any]) -> str:
 
 
 def summary(groups: List[Dict[str, Any]]) -> str:
-    rows = [[g["hour"], g["vm_name"], g["host_name"], g["count"],
+    rows = [[g["hour"], g["operation"], g["vm_name"], g["host_name"], g["count"],
              ", ".join("%s %d" % kv for kv in sorted(g["ceilings"].items()))] for g in groups]
-    return table(rows, ["hour (UTC)", "vm", "host", "refused", "ceiling"])
+    return table(rows, ["hour (UTC)", "operation", "vm", "host", "refused", "ceiling"])
 
 
 def audit(report: Dict[str, Any]) -> str:
@@ -147,15 +149,23 @@ def evacuation(e: Dict[str, Any]) -> str:
         if not any(h["moves"] or h["refused"] for h in e["hosts"]):
             return NOTHING_TO_PLAN
         return "\n\n".join(evacuation(h) for h in e["hosts"])
-    rows = [[m["vm_name"], m["need"], m["to"]] for m in e["moves"]]
-    rows += [[name, "", "REFUSED: no host has room"] for name in e["refused"]]
-    if rows:
-        verdict = "the other hosts absorb them" if e["fits"] else "%d VM(s) would be refused" % len(e["refused"])
-    else:
+    by_xapi = e.get("planned_by") == "xapi"
+    rows = [[m["vm_name"], m["need"], m["to"], "admit" if m["admitted"] else "REFUSED"] for m in e["moves"]]
+    rows += [[name, "", "", "REFUSED: no host has room"] for name in ([] if by_xapi else e["refused"])]
+    rows += [[name, "", "", "xapi: no host has the memory"] for name in e.get("no_memory", [])]
+    if not rows:
         verdict = "no VM runs there (or none is HA-protected): nothing to move"
+    elif e["fits"]:
+        verdict = "xapi's plan fits: every host it picks admits its VMs" if by_xapi else "the other hosts absorb them"
+    elif e.get("no_memory"):
+        verdict = "xapi would not start it: %d VM(s) fit no host's memory" % len(e["no_memory"])
+    else:
+        verdict = "%d VM(s) would be refused" % len(e["refused"])
     out = "evacuate %s: %s" % (clean(e["host_name"]), verdict)
     if rows:
-        out += "\n\n" + table(rows, ["vm", "need", "to"])
+        out += "\n\n" + table(rows, ["vm", "need", "to" + (" (xapi's plan)" if by_xapi else ""), "verdict"])
+    if by_xapi and not e["fits"]:
+        out += "\n\n" + e["note"]
     if e.get("unreachable"):
         out += "\n\nnot counted (xsguard did not answer): %s" % ", ".join(clean(u) for u in e["unreachable"])
     return out

@@ -2,6 +2,8 @@
 
 The figures come from each host's own xsguard (``check`` and ``status``), so the arithmetic
 here is the same the hook does there: a VM fits a host when its need is at most what is free.
+Where xapi chooses the host (``host.evacuate``), xapi's own memory-only plan comes first
+(``xapi_plan``), then xsguard's verdict on each host it picks (``evacuation``).
 """
 
 from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
@@ -76,15 +78,82 @@ class Move(NamedTuple):
     vm_name: str
     need: int
     to: str
+    admitted: bool = True  # xsguard on ``to`` admits it (after the VMs placed there before it)
 
 
 class Plan(NamedTuple):
     moves: List[Move]
     refused: List[str]  # VM names
+    unplaced: List[str] = []  # VM names xapi has no host with the memory for (evacuate fails before any move)
 
     @property
     def fits(self) -> bool:
-        return not self.refused
+        return not self.refused and not self.unplaced
+
+
+class Evacuee(NamedTuple):
+    """A VM to move off a host: what xapi counts of its memory, and its need on each host (by name)."""
+
+    vm_uuid: str
+    vm_name: str
+    memory: int  # bytes
+    needs: Dict[str, int]
+
+
+def xapi_memory(vm: Dict[str, Any]) -> int:
+    """The memory xapi's evacuation plan counts for a VM: dynamic_min for HVM and PV guests,
+    static_max for PVH, plus its overhead (xen-api ocaml/xapi/xapi_ha_vm_failover.ml ``vm_memory``,
+    ocaml/xapi/memory_check.ml ``vm_compute_start_memory``)."""
+    static_max = int(vm.get("memory_static_max") or 0)
+    if vm.get("domain_type") in ("pvh", "pv_in_pvh"):
+        main = static_max
+    else:
+        main = int(vm.get("memory_dynamic_min") or static_max)
+    return main + int(vm.get("memory_overhead") or 0)
+
+
+def xapi_plan(vms: Sequence[Evacuee], free_memory: Sequence[Tuple[str, int]]) -> List[Tuple[Evacuee, Optional[str]]]:
+    """Where ``host.evacuate`` sends each VM: xapi's memory-only bin packing, ignoring ports.
+
+    As xen-api ocaml/xapi/binpack.ml ``biggest_fit_decreasing`` (used by
+    ``Xapi_ha_vm_failover.compute_evacuation_plan`` for ``Xapi_host.compute_evacuation_plan_no_wlb``):
+    VMs by memory, largest first (ties in the order given); each onto the host with most free
+    memory, which then goes back in line before hosts with as much left; a VM that does not fit
+    that host is left out (None). ``free_memory``: (host name, bytes) in xapi's order of hosts.
+    """
+    bins = sorted(free_memory, key=lambda b: -b[1])  # stable, as OCaml's List.sort
+    placed: List[Tuple[Evacuee, Optional[str]]] = []
+    for vm in sorted(vms, key=lambda v: -v.memory):
+        if not bins or bins[0][1] < vm.memory:
+            placed.append((vm, None))
+            continue
+        name, free = bins.pop(0)
+        left = free - vm.memory
+        at = next((i for i, b in enumerate(bins) if left >= b[1]), len(bins))  # binpack.ml ``insert``
+        bins.insert(at, (name, left))
+        placed.append((vm, name))
+    return placed
+
+
+def evacuation(placed: Sequence[Tuple[Evacuee, Optional[str]]], free: Dict[str, Optional[int]]) -> Plan:
+    """xsguard's verdict on each host xapi picks (``xapi_plan``), the VMs it sends there in
+    turn: a VM is admitted while what is left there (None: no known limit) covers its need; on
+    a host missing from ``free`` (its xsguard did not answer) it is not known to be admitted."""
+    left = dict(free)
+    moves: List[Move] = []
+    refused: List[str] = []
+    for vm, host in placed:
+        if host is None:
+            continue
+        need = vm.needs.get(host, 0)
+        room = left.get(host)
+        admitted = host in left and (room is None or need <= room)
+        if admitted and room is not None:
+            left[host] = room - need
+        if not admitted:
+            refused.append(vm.vm_name)
+        moves.append(Move(vm.vm_uuid, vm.vm_name, need, host, admitted))
+    return Plan(moves, refused, [vm.vm_name for vm, host in placed if host is None])
 
 
 def absorb(vms: Sequence[Tuple[str, str, Dict[str, int]]], free: Dict[str, Optional[int]]) -> Plan:

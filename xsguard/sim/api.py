@@ -113,6 +113,9 @@ class Api:
             "VM.resume_on": _void(lambda vm, host, start_paused, force: p.resume(vm, host)),
             "host.evacuate": _void(lambda host, network=NULL, evacuate_batch_size="0":
                                    p.evacuate(host, _batch_size(evacuate_batch_size))),
+            # xen-api ocaml/idl/datamodel_host.ml:321 compute_free_memory (an int64: a string on the wire),
+            # what ocaml/xapi/xapi_ha_vm_failover.ml:190 host_free_memory gives the evacuation plan
+            "host.compute_free_memory": lambda host: str(p.free_memory(host)),
             "host.disable": _void(lambda host: p.set_enabled(host, False)),
             "host.enable": _void(lambda host: p.set_enabled(host, True)),
             "message.create": self._message_create,

@@ -116,6 +116,12 @@ class Database(Hosts):
                 self.store.destroy("VM_metrics", vm["metrics"])
             self.store.destroy("VM", ref)
 
+    def free_memory(self, host_ref: str) -> int:
+        """host.compute_free_memory: the host's memory less what its VMs (running or arriving) take."""
+        with self.lock:
+            self.host(host_ref)
+            return self._free_memory(host_ref)
+
     def _free_memory(self, host_ref: str) -> int:
         host = self.store.get("host", host_ref)
         used = 0

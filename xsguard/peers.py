@@ -13,7 +13,18 @@ from .config import Config
 from .deadline import Deadline
 from .errors import BadArgument, PermissionDenied, wire_error
 from .model import need as need_model
-from .model.placement import Plan, Room, absorb, least_free, most_room_first, tightest
+from .model.placement import (
+    Evacuee,
+    Plan,
+    Room,
+    absorb,
+    evacuation,
+    least_free,
+    most_room_first,
+    tightest,
+    xapi_memory,
+    xapi_plan,
+)
 from .xapi import Record, Xapi, quote
 
 PLUGIN = "xsguard"
@@ -161,8 +172,9 @@ def find_host(hosts: Dict[str, Record], key: str) -> Tuple[str, Record]:
 
 
 def evacuate_report(cfg: Config, api: Xapi, host_key: str, deadline: Deadline, ha: bool = False) -> Dict[str, Any]:
-    """Would the other enabled hosts absorb ``host_key``'s running VMs (``ha``: every host's
-    HA-protected VMs, as if it failed), as xsguard would admit them one by one."""
+    """Would ``host.evacuate`` of ``host_key`` move its running VMs: xapi's own memory-only plan,
+    then each destination's verdict on the VMs xapi sends it. ``ha``: for every host, would the
+    others absorb its HA-protected VMs (as if it failed), as xsguard would admit them one by one."""
     hosts = pool_hosts(api)
     sources = sorted(hosts.items(), key=lambda kv: str(kv[1].get("name_label"))) if ha else [find_host(hosts, host_key)]
     asked = enabled(hosts, set() if ha else {sources[0][0]})
@@ -175,17 +187,40 @@ def evacuate_report(cfg: Config, api: Xapi, host_key: str, deadline: Deadline, h
     for source_ref, source in sources:
         free = {str(a.host.get("name_label")): least_free(a.result) for ref, a in statuses.items()
                 if a.result is not None and ref != source_ref}
-        mine = [(str(vm["uuid"]), str(vm.get("name_label", "")), needs[ref]) for ref, vm in guests.items()
-                if vm.get("resident_on") == source_ref]
-        plan = absorb(mine, free)
-        plans.append(_plan_json(str(source.get("name_label", "")), plan,
-                                [a.host_name for r, a in statuses.items() if r != source_ref and not a.reachable]))
+        unreachable = [a.host_name for r, a in statuses.items() if r != source_ref and not a.reachable]
+        mine = {ref: vm for ref, vm in guests.items() if vm.get("resident_on") == source_ref}
+        if ha:
+            plan = absorb([(str(vm["uuid"]), str(vm.get("name_label", "")), needs[ref]) for ref, vm in mine.items()],
+                          free)
+        else:
+            plan = evacuation(xapi_plan(_evacuees(mine, needs), _free_memory(api, asked)), free)
+        plans.append(_plan_json(str(source.get("name_label", "")), plan, unreachable, ha))
     return {"hosts": plans} if ha else plans[0]
 
 
-def _plan_json(host_name: str, plan: Plan, unreachable: List[str]) -> Dict[str, Any]:
-    result = {"host_name": host_name, "fits": plan.fits, "moves": [m._asdict() for m in plan.moves],
-              "refused": plan.refused}
+XAPI_STOPS = ("xapi migrates each VM where its plan says and never re-places one a hook refused; "
+              "the first refused migration stops the evacuation")
+
+
+def _evacuees(vms: Dict[str, Record], needs: Dict[str, Dict[str, int]]) -> List[Evacuee]:
+    """The VMs as xapi's plan sees them, in the order xapi lists them."""
+    return [Evacuee(str(vm["uuid"]), str(vm.get("name_label", "")), xapi_memory(vm), needs[ref])
+            for ref, vm in vms.items()]
+
+
+def _free_memory(api: Xapi, hosts: Dict[str, Record]) -> List[Tuple[str, int]]:
+    """Each host's free memory as xapi's evacuation plan counts it (``host.compute_free_memory``)."""
+    return [(str(h.get("name_label", "")), int(api.call("host.compute_free_memory", ref)))
+            for ref, h in hosts.items()]
+
+
+def _plan_json(host_name: str, plan: Plan, unreachable: List[str], ha: bool) -> Dict[str, Any]:
+    result: Dict[str, Any] = {"host_name": host_name, "fits": plan.fits, "moves": [m._asdict() for m in plan.moves],
+                              "refused": plan.refused}
+    if not ha:
+        result["planned_by"] = "xapi"
+        result["no_memory"] = plan.unplaced
+        result["note"] = XAPI_STOPS
     if unreachable:
         result["unreachable"] = sorted(unreachable)
     return result
