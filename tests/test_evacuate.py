@@ -3,11 +3,7 @@ destination's verdict; the command's answer and what the evacuation then does ag
 
 import json
 
-from tests import test_pool_commands as commands
-from tests.pool import failure, make_vm
-from tests.test_pool_commands import host_with_free, running
-
-workstation = commands.workstation  # the fixture: the command run as on an operator's machine
+from tests.pool import failure, host_with_free, make_vm, running
 
 
 def ballast(api, host, memory_gib):

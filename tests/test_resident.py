@@ -5,10 +5,7 @@ import os
 import subprocess
 import sys
 
-from tests import test_pool_commands as commands
-from tests.test_pool_commands import host_with_free, running
-
-workstation = commands.workstation  # the fixture: the command run as on an operator's machine
+from tests.pool import host_with_free, running
 
 
 def test_check_of_a_running_vm_on_its_own_host_answers_resident(api, workstation):

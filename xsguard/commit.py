@@ -158,7 +158,7 @@ def merged(gathered: Gathered, loaded: ledger.Loaded) -> Tuple[Dict[str, Entry],
         entries = dict(loaded.entries)
         for uuid, charge in charges.items():
             current = entries.get(uuid)
-            if current is None and charge.how in (HOW_SEEN, HOW_REBOOTING):
+            if current is None and charge.how in (HOW_SEEN, HOW_REBOOTING, HOW_UNCHECKED):
                 entries[uuid] = charge  # xapi shows it here without a domain
             elif current is not None and current.need == ledger.UNKNOWN_NEED:
                 entries[uuid] = current._replace(need=charge.need)

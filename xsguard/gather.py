@@ -11,7 +11,7 @@ from . import ledger, probes, state
 from .config import Config
 from .deadline import Deadline
 from .model import need as need_model
-from .model.charging import HOW_REBOOTING, HOW_REBUILT, HOW_SEEN, Entry
+from .model.charging import HOW_REBOOTING, HOW_REBUILT, HOW_SEEN, HOW_UNCHECKED, Entry
 from .model.need import HostFacts, Need, as_int
 from .model.profiles import PROFILES, Profile, with_overrides
 from .probes import Dom0
@@ -278,10 +278,15 @@ def charges_of(cfg: Config, api: Xapi, subject_vm_ref: str, control: Optional[Re
     return completed
 
 
+UNCHECKED_TO = "xsguard-unchecked-to"  # VM.other_config: the host a migration was let through to undecided
+
+
 def seen_as(record: Record, found: Survey) -> Optional[str]:
     """How a VM xapi shows on this host without a domain here is entered in the ledger, if it is one:
     HOW_REBOOTING (Running here under a domid dom0 holds nothing for), HOW_SEEN (arriving by
-    migration: scheduled here, running on another host).
+    migration: scheduled here, running on another host), HOW_UNCHECKED (arriving, and its source's
+    hook let it through undecided, ``UNCHECKED_TO`` naming this host: no decision of its own will
+    come, so it is charged at once).
 
     A VM starting or resuming here (scheduled here, halted or suspended) is not: its own hook runs
     before its domain is made and decides it under the same lock (or, failing, appends its charge),
@@ -289,7 +294,10 @@ def seen_as(record: Record, found: Survey) -> Optional[str]:
     """
     if record.get("scheduled_to_be_resident_on") == found.host_ref:
         arriving = record.get("power_state") in ("Running", "Paused") and record.get("resident_on") != found.host_ref
-        return HOW_SEEN if arriving else None
+        if not arriving:
+            return None
+        unchecked = (record.get("other_config") or {}).get(UNCHECKED_TO) == found.host_ref
+        return HOW_UNCHECKED if unchecked else HOW_SEEN
     try:
         domid = int(str(record.get("domid", -1)))
     except ValueError:

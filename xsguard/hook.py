@@ -238,7 +238,7 @@ def _decide_migration(cfg: config.Config, api: Xapi, args: Args, deadline: Deadl
                  duration_ms=elapsed_ms(started))
         return None
     destination = {"host_uuid": hosts[target].get("uuid", ""), "host_name": hosts[target].get("name_label", "")}
-    progress.update(destination)
+    progress.update(destination, vm_ref=next(iter(found)), target_ref=target)
     request = {"vm_uuid": args.vm_uuid}
     held = _held_here(cfg, args, deadline, log)
     if held is not None:
@@ -337,7 +337,7 @@ def _guard_error(cfg: config.Config, exc: BaseException, log: Journal, args: Opt
                  operation, err.message))
         return EXIT_REFUSE
     if operation == "migrate":
-        charged = "charged by the destination while xapi shows it arriving there"
+        charged = _mark_unchecked_migration(cfg, progress, log)
     else:
         charged = _charge_unchecked(cfg, args, progress, log)
     line = "could not check the %s of VM %s; let through unchecked ([policy] on_error = allow), %s: %s" % (
@@ -353,6 +353,29 @@ def _guard_error(cfg: config.Config, exc: BaseException, log: Journal, args: Opt
                                   args.vm_uuid))
     _say("xsguard " + line)
     return EXIT_LOG_AND_CONTINUE
+
+
+MARK_DEADLINE = 2.0  # seconds to tell the destination of a migration let through undecided
+
+
+def _mark_unchecked_migration(cfg: config.Config, progress: Dict[str, Any], log: Journal) -> str:
+    """Tell the destination, in the VM's record its decisions read, that this migration goes ahead
+    undecided (``gather.UNCHECKED_TO``): each charges it at once while xapi shows it arriving.
+    Without the mark (xapi not answering either), it is charged there once a decision's span has
+    passed since one first saw it. Says what was charged."""
+    if "target_ref" not in progress:
+        return "not charged (the destination was not read)"
+    from .gather import UNCHECKED_TO
+
+    try:
+        with Xapi(cfg.xapi["url"], Deadline(MARK_DEADLINE)) as api:
+            api.call("VM.remove_from_other_config", progress["vm_ref"], UNCHECKED_TO)
+            api.call("VM.add_to_other_config", progress["vm_ref"], UNCHECKED_TO, progress["target_ref"])
+    except Exception as exc:  # noqa: BLE001 - the migration goes on either way; say what it is charged
+        log.error("charge_failed", error=str(wire_error(exc)))
+        return ("charged by the destination once it has seen it arriving for a decision's span (it could not be"
+                " told at once: %s)" % wire_error(exc).message)
+    return "charged at once by the destination (VM other-config:%s)" % UNCHECKED_TO
 
 
 def _config_error(cfg: config.Config, error: XsguardError, log: Journal, args: Args) -> None:
