@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from tests.pool import connect, failure, make_vm, small_host, wait_for
+from tests.pool import connect, decision_log, failure, make_vm, small_host, wait_for
 
 
 def xsguard(api, host, *args, env=None):
@@ -86,6 +86,7 @@ def test_denials_command(api):
     for name in ("a", "a", "b"):
         vms = api.VM.get_by_name_label(name) or [make_vm(api, name, vcpus=32, hvm=True, disks=4, nics=2)]
         failure(api.VM.start, vms[0], False, False)
+    assert [r["event"] for r in decision_log(api, host, 3)] == ["start_refused"] * 3  # the writers done
     code, out, _ = xsguard(api, host, "denials", "--json")
     assert code == 0 and [r["vm_name"] for r in json.loads(out)] == ["b", "a", "a"]
     code, out, _ = xsguard(api, host, "denials", "--summary", "--json")
@@ -294,6 +295,7 @@ def test_a_refusal_line_with_a_numeric_time_is_counted_corrupt(api):
     host = small_host(api, port_limit=100, vcpus=4)
     vm = make_vm(api, "big", vcpus=32, hvm=True, disks=4, nics=2)
     failure(api.VM.start, vm, False, False)
+    assert [r["event"] for r in decision_log(api, host, 1)] == ["start_refused"]  # its detached writer done
     _plant_log_line(api, host, '{"event": "start_refused", "time": 5}')
     _plant_log_line(api, host, '{"event": "start_refused", "time": "2026-11-26T08:00:00Z", "checks": 3}')
     code, out, err = xsguard(api, host, "denials", "--json")
@@ -315,6 +317,7 @@ def test_hostile_vm_names_reach_the_terminal_clean(api):
     api.VM.start(small, False, False)
     big = make_vm(api, HOSTILE + "-big", vcpus=32, hvm=True, disks=4, nics=2)
     failure(api.VM.start, big, False, False)
+    assert [r["event"] for r in decision_log(api, host, 2)] == ["start_admitted", "start_refused"]  # written
     for args in (("denials",), ("status",), ("need", api.VM.get_uuid(small)), ("check", api.VM.get_uuid(big))):
         code, out, _ = xsguard(api, host, *args)
         assert code in (0, 3), args
@@ -327,6 +330,7 @@ def test_status_table_counts_refusals(api):
     """The human status says how many starts were refused and let through unchecked."""
     host = small_host(api, port_limit=100, vcpus=4)
     failure(api.VM.start, make_vm(api, "big", vcpus=32, hvm=True, disks=4, nics=2), False, False)
+    assert [r["event"] for r in decision_log(api, host, 1)] == ["start_refused"]  # counted by its writer
     code, out, _ = xsguard(api, host, "status")
     assert code == 0
     assert ("refused here (starts, migrations, resumes): 1; let through unchecked (xsguard failed, "
