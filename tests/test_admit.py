@@ -61,7 +61,7 @@ def test_a_source_without_time_for_the_answer_is_told_so_at_once():
 
 def test_one_table_names_every_function_and_its_arguments():
     """The functions the plugin exports are the table's, each with the arguments it takes."""
-    assert sorted(plugin.FUNCTIONS) == ["admit", "audit", "check", "denials", "need", "status"]
+    assert sorted(plugin.FUNCTIONS) == ["admit", "audit", "capacity", "check", "denials", "need", "needs", "status"]
     assert {fn for fn, f in plugin.FUNCTIONS.items() if f.names_vm} == {"admit", "check", "need"}
     with pytest.raises(BadArgument) as err:
         plugin.validate("need", {"vm_uuid": "not-a-uuid"})

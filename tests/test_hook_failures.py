@@ -110,7 +110,7 @@ def test_a_migration_of_a_vm_xapi_does_not_know_goes_on_uncharged(api):
                          "-vmdomid", "3", hook="vm-pre-migrate")
     assert code == 1
     assert "no VM has uuid '7e1b1c55-0000-4000-8000-000000000000'" in out
-    assert "not charged (it runs on another host once moved)" in out
+    assert "not charged (the destination was not read)" in out
     assert [r["event"] for r in decision_log(api, host, 3)] == ["guard_error", "migrate_unchecked", "alert_failed"]
 
 

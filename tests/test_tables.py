@@ -21,7 +21,7 @@ def test_audit_place_and_evacuate_tables_escape_every_name():
                           "hosts": [{"host_name": EVIL, "verdict": "admit", "free": 20, "free_after": 10,
                                      "ceiling": "xen_ports"}]})
     evacuate = tables.evacuation({"host_name": EVIL, "fits": False, "refused": [EVIL], "unreachable": [EVIL],
-                                  "moves": [{"vm_name": EVIL, "need": 10, "to": EVIL}]})
+                                  "moves": [{"vm_name": EVIL, "need": 10, "to": EVIL, "admitted": False}]})
     for text in (audit, place, evacuate):
         assert raw_controls(text) == [], text
         assert "web\\u000a2026-11-26 08:00:00  forged\\u001b[2J\\u009b31m\\u202eevil" in text

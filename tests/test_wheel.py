@@ -20,7 +20,7 @@ def installed(tmp_path_factory):
     source.mkdir()
     for name in ("pyproject.toml", "README.md", "LICENSE"):
         shutil.copy(os.path.join(REPO, name), str(source))
-    for name in ("xsguard", "plugins"):
+    for name in ("xsguard", "plugins", "packaging"):
         shutil.copytree(os.path.join(REPO, name), str(source / name), ignore=shutil.ignore_patterns("__pycache__"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(root / "dist"), str(source)],
                    check=True, stdout=subprocess.DEVNULL)

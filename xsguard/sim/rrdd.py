@@ -734,7 +734,16 @@ class Service:
                 self.proc.wait()
 
 
-PACKAGING = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "packaging")
+def find_packaging() -> str:
+    """Where xsguard-rrdd and its unit are: in the package (a wheel), else beside it (a checkout)."""
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for candidate in (os.path.join(package, "_packaging"), os.path.join(os.path.dirname(package), "packaging")):
+        if os.path.exists(os.path.join(candidate, "xsguard-rrdd.service")):
+            return candidate
+    return os.path.join(package, "_packaging")
+
+
+PACKAGING = find_packaging()
 
 
 def install_unit(root: str, interpreter: str) -> None:
