@@ -186,6 +186,7 @@ class Reader:
         self.cfg = cfg
         self.view = XapiView(cfg, clock)
         self.boot_id = state.boot_id(cfg)
+        probes.read_ceilings(cfg, None, patient=True)  # nobody waits on it: a hook's search cut by its time, redone
         self.kept: Tuple[Any, Dict[str, Entry]] = (None, {})  # the ledger as last read, and its files' stat
         self.without_xapi = False  # the last reading could not ask xapi
         self.learner = learn.Learner(cfg)
