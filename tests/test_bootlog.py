@@ -75,7 +75,8 @@ class Dom0Files:
     def search(self, **bounds):
         return bootlog.search(self.log, self.ring, self.stat, BOTH, **bounds).lines
 
-    def ceilings(self, tmp_path, boot_id="5c1b0e2c-9d7e-4b5e-8f0e-3e2a1b0c9d8e", **values):
+    def ceilings(self, tmp_path, boot_id="5c1b0e2c-9d7e-4b5e-8f0e-3e2a1b0c9d8e", deadline=None, patient=False,
+                 **values):
         with open(os.path.join(self.root, "boot_id"), "w") as handle:
             handle.write(boot_id + "\n")
         with open(os.path.join(self.root, "cmdline"), "w") as handle:
@@ -87,7 +88,7 @@ class Dom0Files:
             "ledger.path": str(tmp_path / "state" / "ledger.json"),
         }).with_values(values)
         os.makedirs(str(tmp_path / "state"), exist_ok=True)
-        return probes.read_ceilings(cfg)
+        return probes.read_ceilings(cfg, deadline, patient)
 
 
 @pytest.fixture
@@ -393,6 +394,70 @@ def test_a_search_cut_short_is_kept_for_the_boot_and_warned(dom0, tmp_path, monk
         "Linux IRQ limit unknown: no NR_IRQS line of this boot in %s, its rotations or %s (search cut short after"
         " reading 2 MiB, in %s), so IRQs are not checked; set [dom0] irq_limit to NR_IRQS + 8196"
         " (dmesg | grep NR_IRQS)" % (dom0.log, dom0.ring, dom0.log))
+
+
+def counted_searches(monkeypatch, clock):
+    """bootlog.search on ``clock``; the seconds each search was given, in order."""
+    given = []
+    search = bootlog.search
+
+    def counted(*args, **bounds):
+        given.append(args[4])
+        return search(*args, clock=clock)
+
+    monkeypatch.setattr(bootlog, "search", counted)
+    return given
+
+
+def test_a_search_cut_by_time_is_redone_once_by_a_caller_nobody_waits_on(dom0, tmp_path, monkeypatch):
+    """A hook's search with under 2 s of its deadline left (1 s to search, 0.75 s of it for the
+    logs) on a clock that passes a second at each reading is cut short by its time: later hooks do
+    not search again and the limit stays unknown; a patient caller (xsguard-rrdd at start, status)
+    searches once with its own 20 s, finds NR_IRQS in kern.log.1, and it is kept for the boot."""
+    from xsguard.deadline import Deadline
+
+    dom0.write("kern.log.1", boot_lines(BOOT, THIS_NR_IRQS, THIS_ABI), BOOT + 60)
+    dom0.write("kern.log", later_lines(BOOT + 86400), NOW)
+    ticks = iter(range(1000))
+    given = counted_searches(monkeypatch, lambda: float(next(ticks)))
+    hook = dom0.ceilings(tmp_path, deadline=Deadline(2.0))[1]
+    assert hook.limit is None and "time limit, in %s)" % dom0.log in hook.warning
+    assert dom0.ceilings(tmp_path, deadline=Deadline(2.0))[1] == hook
+    assert len(given) == 1 and given[0] <= 1.0
+    found = dom0.ceilings(tmp_path, patient=True)[1]
+    assert given[1:] == [bootlog.PATIENT_SECONDS]
+    assert found.limit == 33024 + 8196 and found.warning is None
+    assert dom0.ceilings(tmp_path, patient=True)[1].limit == 33024 + 8196
+    assert dom0.ceilings(tmp_path, deadline=Deadline(2.0))[1].limit == 33024 + 8196
+    assert len(given) == 2
+
+
+def test_a_patient_search_cut_by_time_is_kept_and_not_redone(dom0, tmp_path, monkeypatch):
+    """A patient caller's own search cut by its time (a clock passing 30 s at each reading) is kept
+    for the boot like a hook's: no later caller, patient or not, searches again."""
+    dom0.write("kern.log.1", boot_lines(BOOT, THIS_NR_IRQS, THIS_ABI), BOOT + 60)
+    dom0.write("kern.log", later_lines(BOOT + 86400), NOW)
+    ticks = iter(range(0, 30000, 30))
+    given = counted_searches(monkeypatch, lambda: float(next(ticks)))
+    first = dom0.ceilings(tmp_path, patient=True)[1]
+    assert first.limit is None and "time limit" in first.warning
+    assert dom0.ceilings(tmp_path, patient=True)[1] == first
+    assert dom0.ceilings(tmp_path)[1] == first
+    assert given == [bootlog.PATIENT_SECONDS]
+
+
+def test_a_search_cut_by_the_byte_bound_is_not_redone_by_a_patient_caller(dom0, tmp_path, monkeypatch):
+    """More time does not lift the byte bound: a hook's search cut by it stays cut for the boot,
+    a patient caller does not search again."""
+    dom0.write("kern.log.1", boot_lines(BOOT, THIS_NR_IRQS, THIS_ABI), BOOT + 60)
+    dom0.write("kern.log", [], NOW)
+    write_chatter(dom0.log, 3, NOW)
+    monkeypatch.setattr(bootlog, "LOG_BYTES", 2 * 1024 * 1024)
+    given = counted_searches(monkeypatch, time.monotonic)
+    first = dom0.ceilings(tmp_path)[1]
+    assert first.limit is None and "after reading 2 MiB" in first.warning
+    assert dom0.ceilings(tmp_path, patient=True)[1] == first
+    assert len(given) == 1
 
 
 def test_an_unreadable_log_stops_the_search_and_says_so(dom0):

@@ -7,6 +7,7 @@ table): xenstore 1, console 1, QEMU V + 1 for HVM, 1 per tapdisk3 disk, 2 per ne
 """
 
 import json
+from contextlib import contextmanager
 
 from tests.pool import decision_log, make_vm, small_host, wait_for
 from xsguard.model.need import LEARNED, LEARNED_HELD, LEARNED_OS
@@ -150,3 +151,72 @@ def test_learner_writes_a_new_maximum_once_and_asks_xapi_only_when_a_domain_chan
     run_until_held(api, host, greedy, 35)
     found, calls = look()
     assert (found, calls > 0) == ([], True)
+
+
+@contextmanager
+def daemon_reader(sim, host):
+    """xsguard-rrdd's reading of the host, run in the test (no xcp-rrdd needed for its figures)."""
+    from xsguard import config
+    from xsguard.rrdd import Reader
+
+    reader = Reader(config.load(sim.pool.hosts[host].config_path))
+    try:
+        yield reader
+    finally:
+        reader.view.drop()
+
+
+def daemon_calls(sim, method):
+    return sum(1 for originator, called in sim.pool.calls if originator == "xsguard-rrdd" and called == method)
+
+
+def test_xsguard_rrdd_writes_what_a_guest_held_beyond_its_need_without_an_audit(sim, api, capsys):
+    """The greedy guest (35 held, 5 predicted) gets its 35 written by xsguard-rrdd's first reading,
+    with one journal line; a second reading, dom0 unchanged, writes nothing more and asks xapi nothing."""
+    host = small_host(api, port_limit=1000, vcpus=16)
+    greedy = make_vm(api, "greedy")
+    api.sim.set_guest(greedy, {"queues": "16"})
+    run_until_held(api, host, greedy, 35)
+    assert LEARNED_HELD not in api.VM.get_other_config(greedy)
+    with daemon_reader(sim, host) as reader:
+        reader.read()
+        assert api.VM.get_other_config(greedy)[LEARNED_HELD] == "35"
+        assert daemon_calls(sim, "VM.add_to_other_config") == 1
+        calls = len(sim.pool.calls)
+        reader.read()
+        assert sim.pool.calls[calls:] == []
+    assert capsys.readouterr().err.count("learned for VM %s (greedy): %s=35" % (api.VM.get_uuid(greedy),
+                                                                               LEARNED_HELD)) == 1
+    assert [r for r in decision_log(api, host, 1) if r["event"] == "learned"] == []  # no audit ran
+
+
+def test_a_write_xsguard_rrdd_cannot_make_is_one_journal_line_and_no_lost_reading(sim, api, monkeypatch, capsys):
+    """xapi refusing the write (the VM gone meanwhile): every reading still gives its figures, the
+    failure is one journal line however many readings meet it, and the write is made once xapi takes it."""
+    from xsguard.errors import XapiFailure
+    from xsguard.rrdd import DaemonXapi
+
+    host = small_host(api, port_limit=1000, vcpus=16)
+    greedy = make_vm(api, "greedy")
+    api.sim.set_guest(greedy, {"queues": "16"})
+    run_until_held(api, host, greedy, 35)
+    real = DaemonXapi.call
+    refusing = {"on": True}
+
+    def call(self, method, *args):
+        if method == "VM.add_to_other_config" and refusing["on"]:
+            raise XapiFailure("xapi refused VM.add_to_other_config: HANDLE_INVALID", "HANDLE_INVALID", "VM")
+        return real(self, method, *args)
+
+    monkeypatch.setattr(DaemonXapi, "call", call)
+    with daemon_reader(sim, host) as reader:
+        for _ in range(3):
+            names = {s.name for s in reader.read()}
+            assert {"xsguard_ports_used", "xsguard_ports_free", "xsguard_ports_held"} <= names
+        err = capsys.readouterr().err
+        assert err.count("not written (xapi refused VM.add_to_other_config: HANDLE_INVALID)") == 1
+        assert "Traceback" not in err
+        assert LEARNED_HELD not in api.VM.get_other_config(greedy)
+        refusing["on"] = False
+        reader.read()
+        assert api.VM.get_other_config(greedy)[LEARNED_HELD] == "35"

@@ -814,3 +814,39 @@ def test_simulate_serves_graphs_by_default():
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 0
         proc.stdout.close()
+
+
+def test_a_rebooting_vm_is_charged_by_the_daemon_as_status_charges_it(sim, api):
+    """A VM rebooting (old domain gone, xapi still showing it Running here, its pre-start hook waiting
+    on the ledger lock) that the ledger no longer names: xsguard-rrdd's promised and free figures are
+    `xsguard status`'s, its whole need promised: 10, as the simulator's guest binds (xenstore 1, console
+    1, QEMU 2 + 1 for HVM, a disk 1, a NIC's 2 queues x 2); left out, they would show 10 more free."""
+    from tests.test_reboot import full_host, host_config, ledger_lock_held, reboot_in_the_background
+    from xsguard import ledger, state
+    from xsguard.rrdd import Reader
+
+    host, web = full_host(api)
+    cfg = host_config(api, host)
+    config_path = os.path.join(api.sim.get_host_root(host), "etc", "xsguard", "xsguard.conf")
+    path, boot = cfg.ledger["path"], state.boot_id(cfg)
+    entries = ledger.load(path, boot).entries
+    del entries[api.VM.get_uuid(web)]  # its domain held its whole need long enough: it left the ledger
+    ledger.save(path, boot, entries)
+    reader = Reader(cfg)
+    try:
+        assert {s.name: s.value for s in reader.read()}["xsguard_promised"] == 0
+        old = api.VM.get_domid(web)
+        with ledger_lock_held(api, host):
+            thread, done = reboot_in_the_background(sim, web)
+            wait_for(lambda: old not in api.sim.get_dom0(host)["by_remote_domain"])
+            figures = {s.name: s.value for s in reader.read()}
+            proc = subprocess.run([sys.executable, "-m", "xsguard", "--config", config_path, "status", "--json"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        thread.join(30)
+    finally:
+        reader.view.drop()
+    assert "error" not in done
+    status = json.loads(proc.stdout.decode())
+    assert status["promised"] == 10
+    assert {name: figures[name] for name, _, _, _ in HOST_SOURCES} == \
+        {name: status[key] for name, key, _, _ in HOST_SOURCES}

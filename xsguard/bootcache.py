@@ -5,8 +5,10 @@ rotation; the ceilings they gave hold until dom0 reboots. So what they said is k
 state directory under the boot's id (``state.boot_id``) and used for as long as the id is the
 same; so is a search that did not find a line, with why it fell short if it did (a boot line
 never comes back once its sources have lost it, and a search cut short would be cut short
-again: no later decision of the boot pays for it). A file that is lost, corrupt or another
-boot's means reading the boot lines again.
+again: no later decision of the boot pays for it). A hook's search cut short by its time is
+kept marked ``retry``: a caller nobody waits on (xsguard-rrdd at start, ``xsguard status``)
+searches once more with its own time, and what it finds, or not, is kept for the boot. A file
+that is lost, corrupt or another boot's means reading the boot lines again.
 """
 
 import fcntl
@@ -25,6 +27,7 @@ class Unknown(NamedTuple):
 
     sources: str  # the sources searched (another set of sources is searched again)
     where: str  # those sources, and why the search fell short if it did (what the warning says)
+    retry: bool = False  # a hook's search cut by its time: a caller nobody waits on searches again
 
 
 class Kept(NamedTuple):
@@ -46,8 +49,8 @@ def load(path: str, boot_id: str) -> Kept:
             if not (isinstance(limit, int) and 0 < limit < 2 ** 31):
                 return Kept({}, {})
             kept[name] = Ceiling(str(name), limit, BOOT_LOG, str(basis), str(where))
-        unknown = {str(name): Unknown(str(sources), str(where))
-                   for name, (sources, where) in doc.get("unknown", {}).items()}
+        unknown = {str(name): Unknown(str(kept_as[0]), str(kept_as[1]), kept_as[2:3] == [True])
+                   for name, kept_as in doc.get("unknown", {}).items() if len(kept_as) in (2, 3)}
         return Kept(kept, unknown)
     except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
         return Kept({}, {})
@@ -56,7 +59,7 @@ def load(path: str, boot_id: str) -> Kept:
 def save(path: str, boot_id: str, kept: Kept) -> None:
     """Keep these for this boot (best effort: errors ignored)."""
     doc = {"boot_id": boot_id, "ceilings": {c.name: [c.limit, c.basis, c.where] for c in kept.ceilings.values()},
-           "unknown": {name: [u.sources, u.where] for name, u in kept.unknown.items()}}
+           "unknown": {name: [u.sources, u.where, u.retry] for name, u in kept.unknown.items()}}
     try:
         state.write_atomic(path, json.dumps(doc).encode("utf-8"))
     except OSError:

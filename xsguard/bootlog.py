@@ -13,9 +13,11 @@ Wall-clock stamps are not used: a clock stepped at boot makes them lie. Then the
 of which only the kernel's own records count.
 
 A search reads at most ``LOG_BYTES`` of the logs (gunzipped) and ``RING_MAX`` of the ring, in
-at most its share of the deadline; one cut short, or that could not read a log, says so
-(``Search.shortfall``). It runs once a boot (its result is kept, whatever it was), so what only
-it needs is imported when it runs, not by every hook.
+at most its share of the deadline (``SEARCH_SECONDS``; ``PATIENT_SECONDS`` for a caller nobody
+waits on); one cut short, or that could not read a log, says so (``Search.shortfall``;
+``Search.timed`` when its time cut it). A hook searches once a boot (its result is kept,
+whatever it was); a caller nobody waits on searches again, once, where a hook's search was cut
+by its time. What only a search needs is imported when it runs, not by every hook.
 """
 
 import errno
@@ -32,6 +34,7 @@ LOG_BYTES = 256 * 1024 * 1024  # the most a search reads of the logs, gunzipped:
 RING_READ = 16384  # bytes per read of /dev/kmsg: more than its largest record
 RING_MAX = 32 * 1024 * 1024  # the largest ring buffer Linux allows; a ring written faster stops here
 SEARCH_SECONDS = 2.0  # the longest a search takes, and never more than half of what is left of the deadline
+PATIENT_SECONDS = 20.0  # the same for a caller nobody waits on (xsguard-rrdd at start, xsguard status)
 LOG_SHARE = 0.75  # of that time, what the logs may take; the ring buffer has the rest
 BOOT_CLOCK_SLACK = 60  # seconds: a log last written earlier than this before the boot holds no line of it
 
@@ -49,6 +52,7 @@ class Search(NamedTuple):
     lines: Dict[str, BootLine]
     sources: str  # as a warning names them: "/var/log/kern.log, its rotations or /dev/kmsg"
     shortfall: str = ""  # "search cut short after reading 256 MiB, in /var/log/kern.log.1"
+    timed: bool = False  # cut short by its time (more time may find more), not only by bytes or a read
 
     @property
     def where(self) -> str:
@@ -58,6 +62,10 @@ class Search(NamedTuple):
 
 class Shortfall(Exception):
     """A search stopped before its end: its byte bound, its time, or a log it could not read."""
+
+
+class OutOfTime(Shortfall):
+    """A search stopped at its time limit."""
 
 
 class Budget:
@@ -76,7 +84,7 @@ class Budget:
         if self.read > self.max_bytes:
             raise Shortfall("search cut short after reading %d MiB, in %s" % (self.max_bytes >> 20, path))
         if self.clock() >= self.until:
-            raise Shortfall("search cut short at its %.1f s time limit, in %s" % (self.seconds, path))
+            raise OutOfTime("search cut short at its %.1f s time limit, in %s" % (self.seconds, path))
 
 
 def btime(proc_stat: str) -> Optional[int]:
@@ -115,9 +123,11 @@ def searched(kernel_log: str, kernel_ring: str) -> str:
     return "%s, its rotations or %s" % (kernel_log, kernel_ring)
 
 
-def seconds_for(deadline: Optional[Deadline]) -> float:
-    """The time a search may take: SEARCH_SECONDS, and at most half of what is left of ``deadline``."""
-    return SEARCH_SECONDS if deadline is None else max(0.0, min(SEARCH_SECONDS, deadline.remaining() / 2))
+def seconds_for(deadline: Optional[Deadline], patient: bool = False) -> float:
+    """The time a search may take: SEARCH_SECONDS (PATIENT_SECONDS for a caller nobody waits on),
+    and at most half of what is left of ``deadline``."""
+    bound = PATIENT_SECONDS if patient else SEARCH_SECONDS
+    return bound if deadline is None else max(0.0, min(bound, deadline.remaining() / 2))
 
 
 def search(kernel_log: str, kernel_ring: str, proc_stat: str, names: Iterable[str],
@@ -126,11 +136,13 @@ def search(kernel_log: str, kernel_ring: str, proc_stat: str, names: Iterable[st
     found within ``seconds``."""
     wanted = list(names)
     shortfalls = []
+    timed = False
     lines: Dict[str, BootLine] = {}
     try:
         lines = _search_logs(kernel_log, proc_stat, wanted, Budget(LOG_BYTES, seconds * LOG_SHARE, clock))
     except Shortfall as short:
         shortfalls.append(str(short))
+        timed = isinstance(short, OutOfTime)
     except MemoryError:
         shortfalls.append("search failed: out of memory, in %s or its rotations" % kernel_log)
     missing = [name for name in wanted if name not in lines]
@@ -146,9 +158,10 @@ def search(kernel_log: str, kernel_ring: str, proc_stat: str, names: Iterable[st
                              for name, line in scan.head.lines.items())
         except Shortfall as short:
             shortfalls.append(str(short))
+            timed = timed or isinstance(short, OutOfTime)
         except MemoryError:
             shortfalls.append("search failed: out of memory, in %s" % kernel_ring)
-    return Search(lines, searched(kernel_log, kernel_ring), "; ".join(shortfalls))
+    return Search(lines, searched(kernel_log, kernel_ring), "; ".join(shortfalls), timed)
 
 
 def _search_logs(kernel_log: str, proc_stat: str, wanted: List[str], budget: Budget) -> Dict[str, BootLine]:

@@ -216,15 +216,15 @@ def cmd_status(args: argparse.Namespace) -> int:
     deadline = Deadline(max(cfg.policy["deadline"], 30.0))
     with backstop(deadline):
         if status.without_xapi(cfg):
-            data = status.read(cfg, None, deadline)  # plain Xen: no xapi to ask
+            data = status.read(cfg, None, deadline, patient=True)  # plain Xen: no xapi to ask
         else:
             from .xapi import Xapi
 
             try:
                 with Xapi(cfg.xapi["url"], deadline) as api:
-                    data = status.read(cfg, api, deadline)
+                    data = status.read(cfg, api, deadline, patient=True)
             except XapiUnreachable as exc:
-                data = status.read(cfg, None, deadline)
+                data = status.read(cfg, None, deadline, patient=True)
                 data["notes"].append(exc.message)
     _emit(args, data, tables.status)
     return EXIT_OK

@@ -188,7 +188,7 @@ class Dom0(NamedTuple):
         return {XEN_PORTS: self.ports.ports, LINUX_IRQS: self.irqs_used}
 
 
-def read_dom0(cfg: Config, deadline: Deadline, detail: bool = False) -> Dom0:
+def read_dom0(cfg: Config, deadline: Deadline, detail: bool = False, patient: bool = False) -> Dom0:
     """Run lsevtchn and read the files the config names; ProbeFailed on what is unusable.
 
     ``detail`` also breaks the IRQs down by consumer (for ``status``).
@@ -205,7 +205,7 @@ def read_dom0(cfg: Config, deadline: Deadline, detail: bool = False) -> Dom0:
     irqs_used = irq_table.irqs if irq_table else interrupts.count(irq_text)
     if irqs_used == 0:
         raise ProbeFailed("%s lists no IRQ: %r" % (d["proc_interrupts"], irq_text[:80]), d["proc_interrupts"])
-    port, irq = read_ceilings(cfg, deadline)
+    port, irq = read_ceilings(cfg, deadline, patient)
     return Dom0(ports, irqs_used, irq_table, port, irq, backend_params(d["sys_module"], irq_text), path)
 
 
@@ -215,10 +215,13 @@ def held_by_domain(cfg: Config, deadline: Deadline, domid: int) -> int:
     return lsevtchn.parse(run_lsevtchn(path, deadline.cap(cfg.dom0["probe_timeout"]))).by_remote_domain.get(domid, 0)
 
 
-def read_ceilings(cfg: Config, deadline: Optional[Deadline] = None) -> Tuple[Ceiling, Ceiling]:
+def read_ceilings(cfg: Config, deadline: Optional[Deadline] = None, patient: bool = False) -> Tuple[Ceiling, Ceiling]:
     """The two ceilings: configured, else kept from this boot's first reading, else this boot's
     line in the kernel log, its rotations or the ring buffer (``bootlog``, within its share of
-    ``deadline``), else inferred. What a search found, or did not, is kept for the boot."""
+    ``deadline``), else inferred. What a search found, or did not, is kept for the boot.
+
+    ``patient``: a caller nobody waits on (xsguard-rrdd at start, ``status``) searches with its own
+    time (``bootlog.PATIENT_SECONDS``), and searches again where a hook's search was cut by its time."""
     d = cfg.dom0
     if d["port_limit"] is not None and d["irq_limit"] is not None:
         return ceilings.port_ceiling(d["port_limit"], None, None, None), ceilings.irq_ceiling(d["irq_limit"], None)
@@ -228,11 +231,12 @@ def read_ceilings(cfg: Config, deadline: Optional[Deadline] = None) -> Tuple[Cei
     sources = bootlog.searched(d["kernel_log"], d["kernel_ring"])
     wanted = [name for key, name in (("port_limit", XEN_PORTS), ("irq_limit", LINUX_IRQS))
               if d[key] is None and name not in kept.ceilings
-              and kept.unknown.get(name, bootcache.Unknown("", "")).sources != sources]
+              and (kept.unknown.get(name, bootcache.Unknown("", "")).sources != sources
+                   or (patient and kept.unknown[name].retry))]
     search = bootlog.Search({}, sources)
     if wanted:
         search = bootlog.search(d["kernel_log"], d["kernel_ring"], d["proc_stat"], wanted,
-                                bootlog.seconds_for(deadline))
+                                bootlog.seconds_for(deadline, patient))
 
     def line(name: str) -> bootlog.BootLine:
         if name in wanted:
@@ -256,7 +260,8 @@ def read_ceilings(cfg: Config, deadline: Optional[Deadline] = None) -> Tuple[Cei
         irq = ceilings.irq_ceiling(None, found.line, found.where)
     if wanted:  # kept whatever it found: a search that fell short would fall short again
         fresh = {c.name: c for c in (port, irq) if c.origin == BOOT_LOG and c.name in wanted}
-        vain = {name: bootcache.Unknown(sources, search.where) for name in wanted if name not in fresh}
+        vain = {name: bootcache.Unknown(sources, search.where, search.timed and not patient)
+                for name in wanted if name not in fresh}
         bootcache.save(cache, boot_id, bootcache.Kept(dict(kept.ceilings, **fresh), dict(kept.unknown, **vain)))
     return port, irq
 

@@ -21,6 +21,13 @@ session kept for the daemon's life (XenAPI logs in again by itself on SESSION_IN
 - whether a ledger VM not seen running is still starting here: one call for those VMs at
   each reading while there are some, none once xapi has said a VM is gone since its
   admission (an admission is a new ledger entry, so the answer holds for that entry).
+- what a running VM holds beyond its need, written to its record (``learn.Learner``): asked
+  only about the VMs whose domain holds a new count of ports, written only on a new maximum.
+  A write that fails is one journal line and is tried again at the next reading; the
+  reading's figures go out all the same.
+
+The VMs xapi shows on this host without a domain here (rebooting, arriving by migration) are
+charged as ``status`` charges them (``gather.seen_as``).
 
 With xapi unreachable, the dom0 figures still go out and every young ledger entry is
 charged its whole need, as ``status`` does.
@@ -36,12 +43,12 @@ import time
 import xmlrpc.client
 from typing import Any, Callable, Dict, FrozenSet, List, Optional, Set, Tuple
 
-from . import gather, ledger, probes, state, status
+from . import gather, learn, ledger, probes, state, status
 from .config import Config
 from .config import load as load_config
 from .deadline import Deadline
 from .errors import XapiFailure, XapiUnreachable, XsguardError
-from .model.charging import RUNNING, Entry, here_from_records, settle
+from .model.charging import RUNNING, Entry, Here, here_from_records, settle
 from .model.rrdformat import DERIVE, HEAD_BYTES, HEADER, HOST, Datasource, encode, for_vm
 from .unixhttp import UnixConnection
 from .xapi import Record, Xapi
@@ -179,8 +186,11 @@ class Reader:
         self.cfg = cfg
         self.view = XapiView(cfg, clock)
         self.boot_id = state.boot_id(cfg)
+        probes.read_ceilings(cfg, None, patient=True)  # nobody waits on it: a hook's search cut by its time, redone
         self.kept: Tuple[Any, Dict[str, Entry]] = (None, {})  # the ledger as last read, and its files' stat
         self.without_xapi = False  # the last reading could not ask xapi
+        self.learner = learn.Learner(cfg)
+        self.learn_failed: Optional[str] = None  # why the last look could not write, said once
 
     def entries(self, api: Optional[Xapi], dom0: probes.Dom0) -> Dict[str, Entry]:
         """The ledger as ``status`` reads it; read again only when its files or the VMs on the host
@@ -193,7 +203,7 @@ class Reader:
         key = (_stat(path), _stat(path + ".pending"), view.asked_at)
         if key != self.kept[0]:
             control = next((r for r in view.on_host.values() if r.get("is_control_domain")), None)
-            found = gather.Survey(dom0, view.on_host, view.asked_at or state.now())
+            found = gather.Survey(dom0, view.on_host, view.asked_at or state.now(), None, view.host_ref)
             loaded = gather.load_entries(self.cfg, api, "", control, found, self.boot_id, set_aside=False)
             self.kept = (key, loaded.entries or {})
         return self.kept[1]
@@ -209,6 +219,7 @@ class Reader:
             self.view.settle_unresolved(api, entries)
             here = here_from_records(self.view.by_uuid, self.view.host_ref)
             asked_at = self.view.asked_at
+            self.learn(api, here, held, dom0)
             if self.without_xapi:
                 log("xapi answers again")
             self.without_xapi = False
@@ -229,6 +240,25 @@ class Reader:
             if where.state == RUNNING and where.domid is not None:
                 sources.append(Datasource(HELD[0], held.get(where.domid, 0), HELD[1], HELD[2], owner=for_vm(uuid)))
         return sources
+
+    def learn(self, api: Xapi, here: Dict[str, Here], held: Dict[int, int], dom0: probes.Dom0) -> None:
+        """What the running VMs were seen to hold beyond their need, written to their records
+        (``learn.Learner``), within the reading's xapi deadline. It never fails the reading: what
+        it could not write is one journal line (again only if the reason changes), and the VMs not
+        looked at are looked at the next reading."""
+        control = next((r for r in self.view.on_host.values() if r.get("is_control_domain")), None)
+        try:
+            learned = self.learner.observe(api, here, held, control, dom0.backend)
+        except XsguardError as exc:
+            if exc.message != self.learn_failed:
+                log("what VMs were seen to hold not written (%s): tried again at the next reading" % exc.message)
+            self.learn_failed = exc.message
+            self.view.failed(exc)
+            return
+        self.learn_failed = None
+        for fields in learned:
+            log("learned for VM %s (%s): %s" % (fields["vm_uuid"], fields["vm_name"], ", ".join(
+                "%s=%s" % item for item in sorted(fields["keys"].items()))))
 
 
 def _stat(path: str) -> Optional[Tuple[int, int, int]]:

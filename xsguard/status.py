@@ -16,8 +16,11 @@ from .report import log_ceiling_unknown
 from .xapi import Xapi
 
 
-def read(cfg: Config, api: Optional[Xapi], deadline: Deadline) -> Dict[str, Any]:
+def read(cfg: Config, api: Optional[Xapi], deadline: Deadline, patient: bool = False) -> Dict[str, Any]:
     """This dom0's ceilings, usage, promises, free ports, consumers, domains and leaks.
+
+    ``patient``: nobody waits on the answer (``xsguard status`` in dom0): the kernel log's search
+    for the ceilings' boot lines takes its own time (``probes.read_ceilings``).
 
     With ``api`` None or xapi unreachable, the dom0 figures still come, without VM names and
     leaks, and each ledger entry is charged its whole need.
@@ -26,7 +29,7 @@ def read(cfg: Config, api: Optional[Xapi], deadline: Deadline) -> Dict[str, Any]
     host_uuid = "" if no_xapi else probes.this_host_uuid(cfg)
     if no_xapi:
         api = None
-    dom0 = probes.read_dom0(cfg, deadline, detail=True)
+    dom0 = probes.read_dom0(cfg, deadline, detail=True, patient=patient)
     log_ceiling_unknown(cfg, dom0.ceilings, host_uuid)
     boot_id = state.boot_id(cfg)
     names: Dict[int, Dict[str, str]] = {}
