@@ -11,23 +11,13 @@ import threading
 import uuid as uuid_mod
 from typing import Any, Dict, List, Optional, Tuple
 
-from . import guests, processes
+from . import guests, processes, shipped
 from .dom0 import Dom0, lay_out
 from .events import Events
 from .rrdd import UNIT, Service, StandInRrdd, install_unit
 from .store import NULL, ApiError, Store
 
-
-def find_plugins() -> str:
-    """Where xsguard's hook and plugin are: in the package (a wheel), else beside it (a checkout)."""
-    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    for candidate in (os.path.join(package, "_plugins"), os.path.join(os.path.dirname(package), "plugins")):
-        if os.path.isdir(os.path.join(candidate, "vm-pre-start")):
-            return candidate
-    return os.path.join(package, "_plugins")
-
-
-PLUGINS_DIR = find_plugins()
+PLUGINS_DIR = shipped.find("_plugins", "plugins", "vm-pre-start")  # the hooks and the plugin
 XENOPSD_WORKERS = 4
 HOOKS = ("vm-pre-start", "vm-pre-migrate", "vm-pre-resume")  # the hook directories xsguard installs
 

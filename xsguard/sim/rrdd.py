@@ -49,7 +49,7 @@ import xmlrpc.client
 import zlib
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
-from . import inotify
+from . import inotify, shipped
 from .store import ApiError
 
 SOCKET = os.path.join("var", "xapi", "xcp-rrdd")
@@ -734,16 +734,7 @@ class Service:
                 self.proc.wait()
 
 
-def find_packaging() -> str:
-    """Where xsguard-rrdd and its unit are: in the package (a wheel), else beside it (a checkout)."""
-    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    for candidate in (os.path.join(package, "_packaging"), os.path.join(os.path.dirname(package), "packaging")):
-        if os.path.exists(os.path.join(candidate, "xsguard-rrdd.service")):
-            return candidate
-    return os.path.join(package, "_packaging")
-
-
-PACKAGING = find_packaging()
+PACKAGING = shipped.find("_packaging", "packaging", "xsguard-rrdd.service")  # xsguard-rrdd and its unit
 
 
 def install_unit(root: str, interpreter: str) -> None:
