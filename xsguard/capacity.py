@@ -13,8 +13,6 @@ from .model.ceilings import LINUX_IRQS, XEN_PORTS
 from .model.need import HostFacts
 from .xapi import Record, Xapi, quote
 
-SHAPE_ARGS = ("vcpus", "disks", "vifs", "hvm", "uefi")
-
 
 def parse_shape(args: Dict[str, str]) -> model.Shape:
     """A shape from the plugin's arguments (numbers and yes/no as text), or BadArgument."""
