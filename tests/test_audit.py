@@ -223,3 +223,55 @@ def test_audit_takes_no_argument(api):
     host = small_host(api)
     details = failure(api.host.call_plugin, host, "xsguard", "audit", {"vm_uuid": "x"})
     assert details[0] == "XSGUARD_BAD_ARGUMENT" and details[-1] == "vm_uuid"
+
+
+def test_audit_makes_no_xapi_call_under_the_lock(api, pool, monkeypatch):
+    """Charging the unders' peaks reads xapi before the ledger's lock, as a decision gathers: a charge of
+    unknown need pending before the audit is completed from xapi (its need), one appended between that
+    reading and the lock is charged the largest figure known (what a VM here holds), and a Xapi that fails
+    while the lock is held is never called."""
+    from contextlib import contextmanager
+
+    from xsguard import audit, config, ledger, state
+    from xsguard.deadline import Deadline
+    from xsguard.model.charging import HOW_UNCHECKED, Entry
+    from xsguard.xapi import Xapi
+
+    host, vms = pool
+    cfg = config.load(os.path.join(api.sim.get_host_root(host), "etc", "xsguard", "xsguard.conf"))
+    boot_id = state.boot_id(cfg)
+    path = cfg.ledger["path"]
+
+    late = make_vm(api, "late", affinity=host)  # in no charge the audit read: its need is not known
+
+    def unknown(name, ref=None):
+        return Entry(api.VM.get_uuid(ref or vms[name]), name, ledger.UNKNOWN_NEED, state.now(), None, HOW_UNCHECKED)
+
+    ledger.append_pending(path, boot_id, unknown("exact"))
+    held = []
+    real_locked, real_call = ledger.locked, Xapi._call
+
+    @contextmanager
+    def locked(path, deadline, poll=0.002):
+        ledger.append_pending(path, boot_id, unknown("late", late))
+        with real_locked(path, deadline, poll) as waited:
+            held.append(True)
+            try:
+                yield waited
+            finally:
+                held.pop()
+
+    def call(self, fn, *args):
+        assert not held, "a xapi call under the ledger lock: %s" % fn
+        return real_call(self, fn, *args)
+
+    monkeypatch.setattr(ledger, "locked", locked)
+    monkeypatch.setattr(Xapi, "_call", call)
+    with Xapi(cfg.xapi["url"], Deadline(5)) as xs:
+        report = audit.audit(cfg, xs, Deadline(5))
+    assert report.as_json()["under"] == 2
+    entries = ledger.load(path, boot_id).entries
+    by_name = {e.vm_name: e for e in entries.values()}
+    assert by_name["exact"].need == EXPECTED["exact"][0]
+    assert by_name["late"].need == max(h for _, h, _ in EXPECTED.values())  # the greedy guest's 35
+    assert (by_name["greedy"].peak, by_name["ctrl"].peak) == (EXPECTED["greedy"][1], EXPECTED["ctrl"][1])

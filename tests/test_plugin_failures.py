@@ -3,7 +3,7 @@ xapi itself never sends."""
 
 import pytest
 
-from tests.pool import failure, small_host
+from tests.pool import failure, make_vm, small_host
 
 
 @pytest.mark.parametrize("limit", ["0", "10001", "-5"])
@@ -24,11 +24,26 @@ def test_arguments_that_are_not_a_map_are_a_bad_argument():
         plugin.run("status", None, ["vm_uuid", "x"])
 
 
-def test_a_bad_config_is_the_plugin_s_error_not_a_traceback(api):
-    """A host whose xsguard.conf holds a bad value: XSGUARD_BAD_CONFIG naming the key and the value,
-    never a Python traceback."""
-    host = small_host(api, port_limit=100, vcpus=4, **{"policy.margin": "lots"})
-    details = failure(api.host.call_plugin, host, "xsguard", "status", {})
-    assert details[0] == "XSGUARD_BAD_CONFIG"
-    assert "margin" in details[1] and "lots" in details[1]
-    assert "Traceback" not in " ".join(details)
+READ_ONLY = [("status", {}), ("need", {"vm_uuid": None}), ("check", {"vm_uuid": None}), ("denials", {}),
+             ("audit", {}), ("capacity", {"vm_uuid": None}), ("needs", {})]
+
+
+@pytest.mark.parametrize("fn,args", READ_ONLY, ids=[fn for fn, _ in READ_ONLY])
+def test_a_bad_config_answers_with_the_kept_one_and_says_so(api, fn, args):
+    """A host whose xsguard.conf gets a bad value after one that parsed: every read-only function still
+    answers, with the configuration kept (its margin of 8, not the default 64), and its result says so:
+    the error's code, the key and value named, and the copy it answered with."""
+    import json
+
+    host = small_host(api, port_limit=100, vcpus=4)  # a margin of 8
+    vm = make_vm(api, "web", affinity=host)
+    assert "config_error" not in json.loads(api.host.call_plugin(host, "xsguard", "status", {}))  # kept
+    api.sim.set_xsguard_config(host, {"policy.margin": "lots"})
+    call = {k: (v or api.VM.get_uuid(vm)) for k, v in args.items()}
+    result = json.loads(api.host.call_plugin(host, "xsguard", fn, call))
+    note = result["config_error"]
+    assert note["error"] == "XSGUARD_BAD_CONFIG"
+    assert "margin" in note["detail"] and "lots" in note["detail"]
+    assert note["using"].endswith("config.last-good (the last configuration that parsed)")
+    if fn == "status":
+        assert result["margin"] == 8

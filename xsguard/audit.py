@@ -130,12 +130,17 @@ def audit(cfg: Config, api: Xapi, deadline: Deadline) -> Report:
 
 def _charge_peaks(cfg: Config, api: Xapi, control: Optional[Dict[str, Any]], found: gather.Survey,
                   under: List[Finding], deadline: Deadline) -> None:
-    """Enter each VM found holding more than predicted in the ledger at what it holds."""
+    """Enter each VM found holding more than predicted in the ledger at what it holds: the ledger's
+    charges completed from xapi before the lock (as a decision gathers), under it only the ledger's
+    take, the merge and the save (``commit.completed``), no xapi call."""
+    from .commit import completed
+
     path = cfg.ledger["path"]
     boot_id = state.boot_id(cfg)
+    charges = dict(gather.load_entries(cfg, api, "", control, found, boot_id).entries or {})
     with ledger.locked(path, deadline):
-        loaded = gather.load_entries(cfg, api, "", control, found, boot_id, set_aside=True)
-        entries = dict(loaded.entries or {})
+        loaded = ledger.take(path, boot_id)
+        entries, _ = completed(charges, loaded, max(f.held for f in under))
         for f in under:
             known = entries.get(f.vm_uuid)
             if known is not None and known.domid in (None, f.domid):

@@ -151,7 +151,12 @@ def merged(gathered: Gathered, loaded: ledger.Loaded) -> Tuple[Dict[str, Entry],
 
     A ledger lost since it was gathered is replaced by what was gathered.
     """
-    charges = gathered.charges
+    return completed(gathered.charges, loaded, gathered.need.total)
+
+
+def completed(charges: Dict[str, Entry], loaded: ledger.Loaded, floor: int) -> Tuple[Dict[str, Entry], Dict[str, int]]:
+    """``merged`` for any caller that read the ledger's charges before the lock (``charges``): those
+    of unknown need that appeared since are charged the largest need known, at least ``floor``."""
     if loaded.entries is None:
         entries = ledger.fold(charges, loaded.unfolded)
     else:
@@ -165,7 +170,7 @@ def merged(gathered: Gathered, loaded: ledger.Loaded) -> Tuple[Dict[str, Entry],
     unknown = [u for u, e in entries.items() if e.need == ledger.UNKNOWN_NEED]
     if not unknown:
         return entries, {}
-    bound = max([gathered.need.total] + [e.charged for e in entries.values()])
+    bound = max([floor] + [e.charged for e in entries.values()])
     for uuid in unknown:
         entries[uuid] = entries[uuid]._replace(need=bound)
     return entries, {u: bound for u in unknown}

@@ -309,11 +309,10 @@ def seen_as(record: Record, found: Survey) -> Optional[str]:
 
 
 def load_entries(cfg: Config, api: Xapi, subject_vm_ref: str, control: Optional[Record], found: Survey,
-                 boot_id: str, set_aside: bool = False) -> ledger.Loaded:
-    """The ledger as ``status``, ``audit`` and xsguard-rrdd read it: ``charges_of`` over the ledger
-    read now; ``set_aside``: taken under the lock (``ledger.take``), by a caller that saves it."""
-    path = cfg.ledger["path"]
-    loaded = ledger.take(path, boot_id) if set_aside else ledger.load(path, boot_id)
+                 boot_id: str) -> ledger.Loaded:
+    """The ledger as ``status``, ``audit`` and xsguard-rrdd read it, without the lock: ``charges_of``
+    over the ledger read now (``audit`` merges it into the ledger it takes under the lock)."""
+    loaded = ledger.load(cfg.ledger["path"], boot_id)
     return loaded._replace(entries=charges_of(cfg, api, subject_vm_ref, control, found, loaded))
 
 

@@ -37,7 +37,7 @@ from .errors import (
     XsguardError,
     wire_error,
 )
-from .journal import Journal, Notice, publish
+from .journal import Journal, Notice, publish, signal_config_error
 from .model import placement
 from .model.verdict import ascii_safe, ascii_safe_lines
 from .xapi import Xapi, quote
@@ -97,7 +97,7 @@ def main(argv: Optional[List[str]] = None, operation: str = "start") -> int:
             raise argv_error
         assert args is not None
         if config_error is not None:
-            _config_error(cfg, config_error, log, args)
+            signal_config_error(log, cfg, config_error, args.vm_uuid)
         deadline = Deadline(cfg.policy["deadline"])
         with backstop(deadline):
             _decide(cfg, args, deadline, log, started, progress, ruling)
@@ -376,19 +376,6 @@ def _mark_unchecked_migration(cfg: config.Config, progress: Dict[str, Any], log:
         return ("charged by the destination once it has seen it arriving for a decision's span (it could not be"
                 " told at once: %s)" % wire_error(exc).message)
     return "charged at once by the destination (VM other-config:%s)" % UNCHECKED_TO
-
-
-def _config_error(cfg: config.Config, error: XsguardError, log: Journal, args: Args) -> None:
-    """The configuration does not parse: the decision goes on with the last one that did (or the
-    defaults), and says so loudly: the decision log, a counter, syslog and a xapi alert naming the VM."""
-    from . import alerts
-
-    operation = log.context["operation"]
-    line = "configuration error: %s; the %s of VM %s is decided with %s" % (
-        error.message, operation, args.vm_uuid, cfg.source)
-    log.error("config_error", error=error.code, detail=error.message, using=cfg.source)
-    log.counters.append(state.COUNT_CONFIG_ERROR)
-    log.notices.append(Notice(ascii_safe(line), alerts.CONFIG_ALERT_NAME, ascii_safe_lines(line), args.vm_uuid))
 
 
 def _charge_unchecked(cfg: config.Config, args: Optional[Args], progress: Dict[str, Any], log: Journal) -> str:

@@ -13,7 +13,7 @@ from typing import Any, Dict, List, NamedTuple, Optional
 from . import ledger, state
 from .config import Config
 from .deadline import Deadline
-from .errors import wire_error
+from .errors import XsguardError, wire_error
 from .xapi import Xapi
 
 ALERT_DEADLINE = 10.0  # the alert is sent after the verdict: it may take longer
@@ -59,6 +59,20 @@ class Journal:
 
     def error(self, event: str, **fields: Any) -> None:
         self._add("error", event, **fields)
+
+
+def signal_config_error(log: Journal, cfg: Config, error: XsguardError, vm_uuid: str) -> None:
+    """The configuration does not parse: the decision about VM ``vm_uuid`` goes on with ``cfg`` (the
+    last one that did, else the defaults) and says so loudly, whichever host decides (the hook, the
+    plugin's ``admit``): the decision log, a counter, syslog and a xapi alert naming the VM."""
+    from . import alerts
+    from .model.verdict import ascii_safe, ascii_safe_lines
+
+    line = "configuration error: %s; the %s of VM %s is decided with %s" % (
+        error.message, log.context["operation"], vm_uuid, cfg.source)
+    log.error("config_error", error=error.code, detail=error.message, using=cfg.source)
+    log.counters.append(state.COUNT_CONFIG_ERROR)
+    log.notices.append(Notice(ascii_safe(line), alerts.CONFIG_ALERT_NAME, ascii_safe_lines(line), vm_uuid))
 
 
 def publish(cfg: Config, log: Journal) -> None:

@@ -7,12 +7,12 @@ never as a traceback.
 
 import json
 import time
-from typing import Any, Callable, Dict, FrozenSet, NamedTuple
+from typing import Any, Callable, Dict, FrozenSet, NamedTuple, Optional
 
 from . import commit, config, decision, denials, report, state, status
 from .commit import EXIT_REFUSE
 from .deadline import PLUGIN_FLOOR, Deadline, backstop, elapsed_ms
-from .errors import BadArgument, DeadlineExceeded, XsguardError, wire_error
+from .errors import BadArgument, ConfigError, DeadlineExceeded, XsguardError, wire_error
 from .xapi import Xapi
 
 MAX_ARG = 256
@@ -21,11 +21,13 @@ ADMIT_RESERVE = 1.0  # seconds of the source's time kept for the answer's way ba
 
 
 class Function(NamedTuple):
-    """A plugin function: what it runs, the arguments it takes, whether it names a VM (``vm_uuid``)."""
+    """A plugin function: what it runs, the arguments it takes, whether it names a VM (``vm_uuid``),
+    whether it decides (is given a configuration error to signal; the others only note it)."""
 
     run: Callable[..., Any]
     takes: FrozenSet[str]
     names_vm: bool = False
+    decides: bool = False
 
 
 def validate(fn: str, args: Dict[str, Any]) -> Dict[str, str]:
@@ -89,14 +91,19 @@ def _check(cfg: config.Config, api: Xapi, args: Dict[str, str], deadline: Deadli
     return report.check_report(cfg, api, args["vm_uuid"], deadline)
 
 
-def _admit(cfg: config.Config, api: Xapi, args: Dict[str, str], deadline: Deadline) -> Any:
+def _admit(cfg: config.Config, api: Xapi, args: Dict[str, str], deadline: Deadline,
+           config_error: Optional[ConfigError] = None) -> Any:
     """A VM arriving here (a migration): decided, and recorded as ``POLICY`` says, under this host's
-    lock; the decision (or its failure) logged and counted here, the host that decides."""
-    from .journal import Journal, publish
+    lock; the decision (or its failure) logged and counted here, the host that decides. A configuration
+    that does not parse is signalled as the hook signals it (``config_error``), and the VM decided with
+    the last one that did."""
+    from .journal import Journal, publish, signal_config_error
 
     held = _held(args)
     log = Journal(operation="migrate", vm_uuid=args["vm_uuid"], reason="destination", mode=cfg.policy["mode"],
                   held_on_source=held if "held" in args else None, source_time_left=args.get("time_left"))
+    if config_error is not None:
+        signal_config_error(log, cfg, config_error, args["vm_uuid"])
     started = time.monotonic()
     progress: Dict[str, Any] = {}
     try:
@@ -166,7 +173,7 @@ FUNCTIONS: Dict[str, Function] = {
     "status": Function(_status, frozenset()),
     "need": Function(_need, frozenset({"vm_uuid"}), True),
     "check": Function(_check, frozenset({"vm_uuid"}), True),
-    "admit": Function(_admit, frozenset({"vm_uuid", "held", "time_left"}), True),
+    "admit": Function(_admit, frozenset({"vm_uuid", "held", "time_left"}), True, decides=True),
     "denials": Function(_denials_fn, frozenset({"since", "limit", "vm", "host"})),
     "audit": Function(_audit, frozenset()),
     "capacity": Function(_capacity, frozenset({"vm_uuid", "vcpus", "disks", "vifs", "hvm", "uefi"})),
@@ -175,16 +182,30 @@ FUNCTIONS: Dict[str, Function] = {
 
 
 def run(fn: str, session: Any, args: Dict[str, Any]) -> str:
-    """Run one plugin function with the caller's session; XsguardError on any failure."""
+    """Run one plugin function with the caller's session; XsguardError on any failure.
+
+    A configuration that does not parse never fails a call: each answers with the last one that did
+    (else the defaults for what is wrong, ``config.load_kept``) and says so in its result
+    (``config_error``); a decision (``admit``) also signals it as the hook does.
+    """
     try:
         clean = validate(fn, args)
-        cfg = config.load()
+        cfg, config_error = config.load_kept()
         deadline = deadline_of(fn, clean, cfg)
+        function = FUNCTIONS[fn]
+        extra = {"config_error": config_error} if function.decides and config_error is not None else {}
         with backstop(deadline), Xapi(cfg.xapi["url"], deadline, session_ref=session._session) as api:
-            result = FUNCTIONS[fn].run(cfg, api, clean, deadline)
+            result = function.run(cfg, api, clean, deadline, **extra)
+        if config_error is not None:
+            result["config_error"] = config_note(cfg, config_error)
         return json.dumps(result, sort_keys=True)
     except Exception as exc:  # noqa: BLE001 - every failure is mapped to a wire error here
         raise wire_error(exc)
+
+
+def config_note(cfg: config.Config, error: ConfigError) -> Dict[str, str]:
+    """What a result says of a configuration that does not parse: the error, and what it answered with."""
+    return {"error": error.code, "detail": error.message, "using": cfg.source}
 
 
 def main() -> None:

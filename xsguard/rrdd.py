@@ -204,7 +204,7 @@ class Reader:
         if key != self.kept[0]:
             control = next((r for r in view.on_host.values() if r.get("is_control_domain")), None)
             found = gather.Survey(dom0, view.on_host, view.asked_at or state.now(), None, view.host_ref)
-            loaded = gather.load_entries(self.cfg, api, "", control, found, self.boot_id, set_aside=False)
+            loaded = gather.load_entries(self.cfg, api, "", control, found, self.boot_id)
             self.kept = (key, loaded.entries or {})
         return self.kept[1]
 

@@ -47,7 +47,7 @@ def read(cfg: Config, api: Optional[Xapi], deadline: Deadline, patient: bool = F
             asked_at = state.now()
             found = Survey(dom0, api.vms_on_host(host_ref), asked_at, None, host_ref)
             control = next((r for r in found.on_host.values() if r.get("is_control_domain")), None)
-            loaded = load_entries(cfg, api, "", control, found, boot_id, set_aside=False)
+            loaded = load_entries(cfg, api, "", control, found, boot_id)
             entries, note = loaded.entries or {}, loaded.note
             records = {str(r["uuid"]): r for r in found.on_host.values()}
             here = here_from_records(records, host_ref)

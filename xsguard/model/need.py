@@ -295,7 +295,9 @@ def _vbd_lines(
             lines.append(Line(label, 0, "empty CD of a PV-family guest: xenopsd unplugs the drive"))
         else:
             why = "%s: %d ring%s, once PV drivers connect" % (shown, rings, "s" * (rings != 1))
-            if profile.vbd_rings == "backend_max" and backend == BLKBACK:
+            if profile.rings_per_vbd is not None:
+                why += " (fixed: rings_per_vbd = %d)" % profile.rings_per_vbd
+            elif profile.vbd_rings == "backend_max" and backend == BLKBACK:
                 why += " (as many as blkback grants: [need] vbd_rings = backend_max)"
             if backend == BLKBACK:
                 why += " (%s)" % ("[need] vbd_backend" if profile.vbd_backend == BLKBACK else "the backend dom0 runs")
@@ -331,6 +333,8 @@ def _vif_lines(
     per_queue = 2 if split else 1
     ctrl = {"always": 1, "never": 0}.get(profile.ctrl_ring, 1 if windows else 0)
     ctrl_why = "[need] ctrl_ring = always" if profile.ctrl_ring == "always" else windows
+    capped = profile.multi_queue and profile.vif_queues != "backend_max" and queues == profile.netback_queue_cap \
+        and queues < min(vcpus, host.netback_max_queues or host.dom0_vcpus)
     lines = []
     for vif in sorted(vifs, key=lambda r: _device_key(r, "device")):
         why = "netback: %d queue%s x %d (%s)" % (
@@ -339,9 +343,15 @@ def _vif_lines(
             per_queue,
             "split tx/rx" if split else "shared tx/rx",
         )
+        if profile.split_event_channels is not None:
+            why = why[:-1] + ": split_event_channels = %s)" % ("yes" if split else "no")
+        if capped:
+            why += ", capped by netback_queue_cap = %d" % profile.netback_queue_cap
         if profile.vif_queues == "backend_max" and profile.multi_queue:
             why += ", as many queues as dom0's netback grants ([need] vif_queues = backend_max)"
         if ctrl:
             why += " + 1 control ring (%s)" % ctrl_why
+        elif windows and profile.ctrl_ring == "never":
+            why += ", no control ring though %s (ctrl_ring = never)" % windows
         lines.append(Line("vif %s" % vif.get("device", "?"), queues * per_queue + ctrl, why))
     return lines
