@@ -42,7 +42,7 @@ def into(root, wheels, python3, block):
     """A block with every absolute path under ``root``, /tmp/w as ``wheels``, python3 as dom0's,
     pip3 as this interpreter's pip, and systemctl as a no-op (no systemd here)."""
     block = block.replace("/tmp/w", wheels)
-    block = re.sub(r"(?<=[\s=])/(usr|etc|var)/", lambda m: "%s/%s/" % (root, m.group(1)), block)
+    block = re.sub(r"(?<=[\s=])/(usr|etc|var|run)/", lambda m: "%s/%s/" % (root, m.group(1)), block)
     block = re.sub(r"^python3 ", python3 + " ", block, flags=re.M)
     block = re.sub(r"^pip3 ", "%s -m pip " % sys.executable, block, flags=re.M)
     return re.sub(r"^systemctl ", "true ", block, flags=re.M)
@@ -86,7 +86,7 @@ def test_the_steps_install_what_the_rpm_installs(installed):
     missing = [p for p in INSTALLED if not (root / p).is_file()]
     assert missing == []
     assert [p for p in EXECUTABLE if not os.access(str(root / p), os.X_OK)] == []
-    for directory in ("var/lib/xsguard", "var/log/xsguard"):
+    for directory in ("run/xsguard", "var/log/xsguard"):
         assert oct((root / directory).stat().st_mode & 0o777) == "0o700", directory
     assert not (root / "usr/lib/xsguard/xsguard/sim").exists()
 
