@@ -137,3 +137,32 @@ def decision_log(api: Any, host: str, count: Optional[int] = None) -> Any:
         found = []
     assert count is None or len(found) == count, "expected %d records, found %s" % (count, [r["event"] for r in found])
     return found
+
+
+def forbid_xapi_under_the_lock(monkeypatch: Any, as_the_lock_is_taken: Any) -> None:
+    """Any xapi call made while the ledger's lock is held fails the test; ``as_the_lock_is_taken(path)``
+    runs just before the lock is taken (a charge appearing between a decision's reading and its lock)."""
+    from contextlib import contextmanager
+
+    from xsguard import ledger
+    from xsguard.xapi import Xapi
+
+    held = []
+    real_locked, real_call = ledger.locked, Xapi._call
+
+    @contextmanager
+    def locked(path: str, deadline: Any, poll: float = 0.002) -> Any:
+        as_the_lock_is_taken(path)
+        with real_locked(path, deadline, poll) as waited:
+            held.append(True)
+            try:
+                yield waited
+            finally:
+                held.pop()
+
+    def call(self: Any, fn: str, *args: Any) -> Any:
+        assert not held, "a xapi call under the ledger lock: %s" % fn
+        return real_call(self, fn, *args)
+
+    monkeypatch.setattr(ledger, "locked", locked)
+    monkeypatch.setattr(Xapi, "_call", call)

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from tests.pool import decision_log, make_vm, small_host, wait_for
+from tests.pool import decision_log, forbid_xapi_under_the_lock, make_vm, small_host, wait_for
 from xsguard.model.need import LEARNED_HELD
 
 # name: (predicted, held once connected, verdict)
@@ -230,7 +230,6 @@ def test_audit_makes_no_xapi_call_under_the_lock(api, pool, monkeypatch):
     unknown need pending before the audit is completed from xapi (its need), one appended between that
     reading and the lock is charged the largest figure known (what a VM here holds), and a Xapi that fails
     while the lock is held is never called."""
-    from contextlib import contextmanager
 
     from xsguard import audit, config, ledger, state
     from xsguard.deadline import Deadline
@@ -248,25 +247,7 @@ def test_audit_makes_no_xapi_call_under_the_lock(api, pool, monkeypatch):
         return Entry(api.VM.get_uuid(ref or vms[name]), name, ledger.UNKNOWN_NEED, state.now(), None, HOW_UNCHECKED)
 
     ledger.append_pending(path, boot_id, unknown("exact"))
-    held = []
-    real_locked, real_call = ledger.locked, Xapi._call
-
-    @contextmanager
-    def locked(path, deadline, poll=0.002):
-        ledger.append_pending(path, boot_id, unknown("late", late))
-        with real_locked(path, deadline, poll) as waited:
-            held.append(True)
-            try:
-                yield waited
-            finally:
-                held.pop()
-
-    def call(self, fn, *args):
-        assert not held, "a xapi call under the ledger lock: %s" % fn
-        return real_call(self, fn, *args)
-
-    monkeypatch.setattr(ledger, "locked", locked)
-    monkeypatch.setattr(Xapi, "_call", call)
+    forbid_xapi_under_the_lock(monkeypatch, lambda _: ledger.append_pending(path, boot_id, unknown("late", late)))
     with Xapi(cfg.xapi["url"], Deadline(5)) as xs:
         report = audit.audit(cfg, xs, Deadline(5))
     assert report.as_json()["under"] == 2
