@@ -197,7 +197,7 @@ class Reader:
         change, so that a ledger rebuilt from live state costs its calls once, not every reading."""
         path = self.cfg.ledger["path"]
         if api is None:
-            loaded = ledger.load(path, self.boot_id, set_aside=False)
+            loaded = ledger.load(path, self.boot_id)
             return {u: e for u, e in (loaded.entries or {}).items() if e.need != ledger.UNKNOWN_NEED}
         view = self.view
         key = (_stat(path), _stat(path + ".pending"), view.asked_at)

@@ -60,7 +60,7 @@ def read(cfg: Config, api: Optional[Xapi], deadline: Deadline, patient: bool = F
             xapi_note = exc.message
             api = None
     if api is None:
-        loaded = ledger.load(cfg.ledger["path"], boot_id, set_aside=False)
+        loaded = ledger.load(cfg.ledger["path"], boot_id)
         entries = {u: e for u, e in (loaded.entries or {}).items() if e.need != ledger.UNKNOWN_NEED}
         note = loaded.note
         xapi_note = xapi_note or "xapi not consulted"
