@@ -62,6 +62,7 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/vermin --no-tips --violations --target=3.6- $(CHECKED)
 	$(VENV)/bin/ruff check $(CHECKED) tests benchmarks
 	$(VENV)/bin/mypy
+	$(VENV)/bin/vulture --min-confidence 60 $(CHECKED) tests benchmarks vulture_allow.py
 
 bench: $(VENV)/.installed
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done

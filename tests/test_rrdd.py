@@ -30,7 +30,7 @@ from xsguard.rrdd import (
     file_size,
     wait_for_reading,
 )
-from xsguard.sim.rrdd import Rejected, StandInRrdd, read_file
+from xsguard.sim.rrdd import ReadFailed, StandInRrdd, read_file
 from xsguard.sim.server import Simulator
 
 INTERVAL = 0.2  # the stand-in xcp-rrdd reads every 0.2 s instead of 5 s
@@ -141,7 +141,7 @@ def test_reader_refuses_a_broken_file(how, why):
     """The stand-in's reader, written apart from xsguard's writer, refuses each breakage."""
     raw = encode(1.0, [Datasource("a", 1, "", ""), Datasource("b", 2, "", "")])
     assert [s.raw for s in read_file(raw).sources] == [1.0, 2.0]
-    with pytest.raises(Rejected, match=why):
+    with pytest.raises(ReadFailed, match=why):
         read_file(corrupt(raw, how))
 
 

@@ -74,7 +74,6 @@ class ReadFailed(Exception):
         self.why = why
 
 
-Rejected = ReadFailed  # the name tests of the reader know it by
 
 
 class Source(NamedTuple):
