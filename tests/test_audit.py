@@ -125,16 +125,22 @@ def test_under_is_logged_and_counted(api, pool):
         ("ctrl", 7, 8, COVERS["ctrl"]), ("greedy", 5, 35, COVERS["greedy"])]
 
 
-def test_audit_enters_what_a_guest_held_in_the_ledger(bare_api):
-    """A greedy guest running before xsguard came (so in no ledger): once audited (the figure it held
-    learned and logged, its finding logged), its reboot is decided at 35."""
-    api = bare_api
-    host = small_host(api, port_limit=1000, vcpus=16)
+def running_greedy(api, host):
+    """A guest that asks for dom0's 16 queues, started on ``host`` and holding its 35 ports."""
     greedy = make_vm(api, "greedy", affinity=host)
     api.sim.set_guest(greedy, {"queues": "16"})
     api.VM.start(greedy, False, False)
     domid = api.VM.get_domid(greedy)
     wait_for(lambda: api.sim.get_dom0(host)["by_remote_domain"].get(domid) == "35")
+    return greedy
+
+
+def test_audit_enters_what_a_guest_held_in_the_ledger(bare_api):
+    """A greedy guest running before xsguard came (so in no ledger): once audited (the figure it held
+    learned and logged, its finding logged), its reboot is decided at 35."""
+    api = bare_api
+    host = small_host(api, port_limit=1000, vcpus=16)
+    greedy = running_greedy(api, host)
     api.sim.install_xsguard(host)
     assert figures(call_audit(api, host)) == {"greedy": (5, 35, "under")}
     with open(os.path.join(api.sim.get_host_root(host), "var", "lib", "xsguard", "ledger.json")) as handle:
@@ -163,11 +169,7 @@ def last_decision(api, host, vm_uuid):
 def test_greedy_guest_charged_what_it_holds_without_an_audit(api):
     """A guest that asks for dom0's 16 queues: the next decision keeps its 35, and its reboot is decided at 35."""
     host = small_host(api, port_limit=1000, vcpus=16)
-    greedy = make_vm(api, "greedy", affinity=host)
-    api.sim.set_guest(greedy, {"queues": "16"})
-    api.VM.start(greedy, False, False)
-    domid = api.VM.get_domid(greedy)
-    wait_for(lambda: api.sim.get_dom0(host)["by_remote_domain"].get(domid) == "35")
+    greedy = running_greedy(api, host)
     api.VM.start(make_vm(api, "next", affinity=host), False, False)  # its decision settles the ledger
     api.VM.clean_reboot(greedy)
     record = last_decision(api, host, api.VM.get_uuid(greedy))

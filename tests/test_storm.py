@@ -9,7 +9,7 @@ import time
 
 import XenAPI
 
-from tests.pool import connect, make_vm, small_host, wait_for
+from tests.pool import connect, make_vm, small_host, wait_for, xsguard_processes
 
 # Linux PV, 2 vCPUs, 1 disk, 1 NIC: xenstore + console + 1 disk ring + 2 queues x 2; PV guests, whose
 # figures were captured, so that the counts below test the model against evidence (xs8's HVM figures are
@@ -125,21 +125,6 @@ def ledger(api, host):
         return json.load(handle)
 
 
-def hook_pids(root):
-    pids = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open("/proc/%s/cmdline" % pid, "rb") as handle:
-                cmdline = handle.read()
-        except OSError:
-            continue
-        if b"50xsguard" in cmdline and root.encode() in cmdline:
-            pids.append(int(pid))
-    return pids
-
-
 def test_hooks_killed_at_random_points(api, sim):
     """SIGKILL at random points in 100 starts: the ledger parses, charges only running VMs, the next is decided."""
     rng = random.Random(42)
@@ -153,7 +138,7 @@ def test_hooks_killed_at_random_points(api, sim):
 
     def killer():
         while not stop.is_set():
-            for pid in hook_pids(root):
+            for pid in xsguard_processes(root):
                 if pid in spared:
                     continue
                 if rng.random() < 0.3:

@@ -3,7 +3,7 @@ evacuations, a host that dies."""
 
 import queue
 import threading
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from . import processes, roles
 from .hosts import SimHost
@@ -20,22 +20,31 @@ class Operations(Xenopsd):
     def pool_migrate(self, vm_ref: str, host_ref: str, options: Optional[Dict[str, Any]] = None) -> None:
         """VM.pool_migrate: memory reserved on the destination, the source's vm-pre-migrate hooks,
         then the destination binds what the domain held on the source before the source releases it."""
+        self._migrate(vm_ref, host_ref,
+                      lambda source, domid: self._move_domain(vm_ref, source, self.hosts[host_ref], domid))
+
+    def _migrate(self, vm_ref: str, host_ref: Optional[str], complete: Callable[[SimHost, int], None]) -> None:
+        """The source's part of every migration: the VM checked and marked busy (inside the pool, the
+        destination checked and reserved too), the source's vm-pre-migrate hooks, then ``complete``
+        under the lock; the marks are undone whatever happens."""
         with self.lock:
             vm = self.vm(vm_ref)
             self._assert_migratable(vm_ref, vm)
-            self._assert_enabled(host_ref)
-            self._assert_memory(host_ref, vm)
-            vm["scheduled_to_be_resident_on"] = host_ref
+            if host_ref is not None:
+                self._assert_enabled(host_ref)
+                self._assert_memory(host_ref, vm)
+                vm["scheduled_to_be_resident_on"] = host_ref
             self.busy.add(vm_ref)
             source = self.hosts[vm["resident_on"]]
             domid = int(vm["domid"])
         try:
             self._pre_migrate(vm, source, domid)
             with self.lock:
-                self._move_domain(vm_ref, source, self.hosts[host_ref], domid)
+                complete(source, domid)
         finally:
             with self.lock:
-                self.vm(vm_ref)["scheduled_to_be_resident_on"] = NULL
+                if host_ref is not None:
+                    self.vm(vm_ref)["scheduled_to_be_resident_on"] = NULL
                 self.busy.discard(vm_ref)
 
     def _pre_migrate(self, vm: Dict[str, Any], source: SimHost, domid: int) -> None:
@@ -99,20 +108,11 @@ class Operations(Xenopsd):
 
     def _migrate_away(self, vm_ref: str) -> None:
         """VM.migrate_send to another pool: the source's vm-pre-migrate hooks, then the VM leaves."""
-        with self.lock:
-            vm = self.vm(vm_ref)
-            self._assert_migratable(vm_ref, vm)
-            self.busy.add(vm_ref)
-            source = self.hosts[vm["resident_on"]]
-            domid = int(vm["domid"])
-        try:
-            self._pre_migrate(vm, source, domid)
-            with self.lock:
-                self._destroy_domain(vm_ref)
-                self.destroy_vm(vm_ref)
-        finally:
-            with self.lock:
-                self.busy.discard(vm_ref)
+        self._migrate(vm_ref, None, lambda source, domid: self._leave(vm_ref))
+
+    def _leave(self, vm_ref: str) -> None:
+        self._destroy_domain(vm_ref)
+        self.destroy_vm(vm_ref)
 
     def evacuation_plan(self, host_ref: str) -> List[Tuple[str, str]]:
         """xapi's memory-only plan: each VM (largest memory first) onto the enabled host with most free memory."""
