@@ -164,4 +164,4 @@ def test_installed_rrdd_runs_isolated_from_its_unit(rpms, tmp_path):
         dom0 = api.sim.get_dom0(host)
         wait_for(lambda: "xsguard_ports_used" in [d["name_label"] for d in api.host.get_data_sources(host)])
         assert api.host.query_data_source(host, "xsguard_ports_used") == int(dom0["ports_used"])
-        assert sim.pool.services[host].started == 1
+        assert sim.pool.services[host].starts == 1

@@ -217,7 +217,7 @@ def test_xcp_rrdd_restart_is_survived(rapi, rsim):
     rapi.VM.start(vm, False, False)
     settled(rapi, host)
     assert "xsguard" in rsim.pool.rrdds[host].registered
-    assert rsim.pool.services[host].started == 1
+    assert rsim.pool.services[host].starts == 1
 
 
 def test_xcp_rrdd_down_for_a_while_is_waited_for(rapi, rsim):
@@ -232,7 +232,7 @@ def test_xcp_rrdd_down_for_a_while_is_waited_for(rapi, rsim):
     standin.start()
     rapi.VM.start(make_vm(rapi, "after", affinity=host), False, False)
     settled(rapi, host)
-    assert rsim.pool.services[host].started == 1
+    assert rsim.pool.services[host].starts == 1
 
 
 def test_killed_daemon_is_restarted_by_its_unit(rapi, rsim):
@@ -242,7 +242,7 @@ def test_killed_daemon_is_restarted_by_its_unit(rapi, rsim):
     service = rsim.pool.services[host]
     first = service.pid
     os.kill(first, signal.SIGKILL)
-    wait_for(lambda: service.started == 2)
+    wait_for(lambda: service.starts == 2)
     assert service.pid != first
     vm = make_vm(rapi, "after", affinity=host)
     rapi.VM.start(vm, False, False)
@@ -257,7 +257,7 @@ def test_stopped_daemon_deregisters_and_stays_stopped(rapi, rsim):
     service.stop()
     assert service.proc.returncode == 0
     assert "xsguard" not in rsim.pool.rrdds[host].registered
-    assert service.started == 1
+    assert service.starts == 1
 
 
 def test_a_broken_plugin_file_is_refused_by_the_stand_in(rapi, rsim):
@@ -334,7 +334,7 @@ def test_without_xapi_dom0_figures_still_go_out(rapi, rsim):
     rapi.sim.set_xsguard_config(host, {"xapi.url": "unix://%s/nothing-listens-here" % root})
     service = rsim.pool.services[host]
     os.kill(service.pid, signal.SIGKILL)  # started again, it reads the new config
-    wait_for(lambda: service.started == 2)
+    wait_for(lambda: service.starts == 2)
     whole_need = d["by_domid"][int(rapi.VM.get_domid(vm))]  # its drivers connected: it holds all it binds
     settled(rapi, host, promised=whole_need)
     assert rapi.host.query_data_source(host, "xsguard_ports_free") == LIMIT - MARGIN - d["ports_used"] - whole_need

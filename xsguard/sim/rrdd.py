@@ -696,7 +696,7 @@ class Service:
         self.unit = read_unit(os.path.join(root, UNIT))
         self.journal = os.path.join(root, "var", "log", "xsguard-rrdd.journal")
         self.proc: "Optional[subprocess.Popen[bytes]]" = None
-        self.started = 0
+        self.starts = 0  # how many times systemd started the unit
         self.stopping = threading.Event()
 
     def start(self) -> "Service":
@@ -704,7 +704,7 @@ class Service:
         with open(self.journal, "ab") as journal:
             self.proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=journal, stderr=journal,
                                          env=self.env, cwd="/", close_fds=True)
-        self.started += 1
+        self.starts += 1
         threading.Thread(target=self._watch, args=(self.proc,), name="systemd", daemon=True).start()
         return self
 

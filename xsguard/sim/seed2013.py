@@ -73,11 +73,11 @@ def run(out: IO[str], scenario: str = SCENARIO) -> int:
                                                     len(refs)))
             out.flush()
             outcomes = start_all(sim.url, refs)
-            started = sorted(api.VM.get_name_label(r) for r, o in outcomes.items() if o == "ok")
+            admitted = sorted(api.VM.get_name_label(r) for r, o in outcomes.items() if o == "ok")
             refused = sorted((api.VM.get_name_label(r), o) for r, o in outcomes.items() if o != "ok")
             dom0 = api.sim.get_dom0(host)
             out.write("  started %d; refused %d; dom0 ports in use %s of %s\n"
-                      % (len(started), len(refused), dom0["ports_used"], dom0["port_limit"]))
+                      % (len(admitted), len(refused), dom0["ports_used"], dom0["port_limit"]))
             for vm_name, details in refused[:1]:
                 out.write("$ xe vm-start vm=%s\n%s\n" % (vm_name, xe_error(details)))
             out.write("\n")

@@ -126,12 +126,12 @@ class Simulator:
             threading.Thread(target=self.unix_server.serve_forever, kwargs=poll, name="xsguard-sim-local",
                              daemon=True),
         ]
-        self.started = False
+        self.serving = False
 
     def start(self) -> "Simulator":
         for thread in self.threads:
             thread.start()
-        self.started = True
+        self.serving = True
         return self
 
     def stop(self) -> None:
@@ -139,7 +139,7 @@ class Simulator:
         directory; again is harmless."""
         self.pool.stop_timers()
         servers = (self.server, self.unix_server)
-        if self.started:  # never on a server that never served: it would wait forever
+        if self.serving:  # never on a server that never served: it would wait forever
             waits = [threading.Thread(target=server.shutdown) for server in servers]
             for wait in waits:  # both loops see the request within the same poll interval
                 wait.start()
