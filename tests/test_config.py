@@ -242,3 +242,15 @@ def test_a_section_is_replaced_whole_and_typed():
     cfg = base.with_values({"policy.margin": "8", "log.alerts": "no"})
     assert (cfg.policy.mode, cfg.policy.margin, cfg.log.alerts, cfg.log.syslog) == ("warn", 8, False, True)
     assert cfg.source == "/etc/xsguard/xsguard.conf" and cfg.dom0 is base.dom0
+
+
+def test_the_readme_lists_every_key_with_its_default():
+    """README.md's configuration table has a row per key of the schema, with its default ("(empty)"
+    for none), and no row for a key that is not one."""
+    import os
+    import re
+
+    path = os.path.join(os.path.dirname(os.path.dirname(__file__)), "README.md")
+    with open(path, encoding="utf-8") as handle:
+        rows = re.findall(r"^\| `\[(\w+)\] (\w+)` \| (`[^`|]*`|\(empty\)) \|", handle.read(), re.M)
+    assert sorted(rows) == sorted((s, k, "`%s`" % d if d else "(empty)") for s, k, d, _, _ in config.SCHEMA)
