@@ -241,7 +241,7 @@ def test_audit_makes_no_xapi_call_under_the_lock(api, pool, monkeypatch):
     host, vms = pool
     cfg = config.load(os.path.join(api.sim.get_host_root(host), "etc", "xsguard", "xsguard.conf"))
     boot_id = state.boot_id(cfg)
-    path = cfg.ledger["path"]
+    path = cfg.ledger.path
 
     late = make_vm(api, "late", affinity=host)  # in no charge the audit read: its need is not known
 
@@ -250,7 +250,7 @@ def test_audit_makes_no_xapi_call_under_the_lock(api, pool, monkeypatch):
 
     ledger.append_pending(path, boot_id, unknown("exact"))
     forbid_xapi_under_the_lock(monkeypatch, lambda _: ledger.append_pending(path, boot_id, unknown("late", late)))
-    with Xapi(cfg.xapi["url"], Deadline(5)) as xs:
+    with Xapi(cfg.xapi.url, Deadline(5)) as xs:
         report = audit.audit(cfg, xs, Deadline(5))
     assert report.as_json()["under"] == 2
     entries = ledger.load(path, boot_id).entries

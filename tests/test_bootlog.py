@@ -530,7 +530,7 @@ def test_an_unusable_boot_id_does_not_carry_the_ledger_across_a_reboot(tmp_path,
     ledger written in one boot is not trusted in the next (it is rebuilt from live state)."""
     cfg = boot_id_config(tmp_path, unusable, BOOT)
     before = state.boot_id(cfg)
-    path = cfg.ledger["path"]
+    path = cfg.ledger.path
     ledger.save(path, before, {"u": ledger.Entry("u", "web-01", 12, 1.0, None, "checked", 0, None)})
     assert before == "btime-%d" % BOOT and ledger.load(path, state.boot_id(cfg)).entries is not None
     cfg = boot_id_config(tmp_path, unusable, BOOT + 86400)  # rebooted a day later
@@ -543,7 +543,7 @@ def test_without_boot_id_or_boot_time_nothing_kept_is_trusted(tmp_path):
     cfg = boot_id_config(tmp_path, None, None)
     script = ("from xsguard import config, state; cfg = config.defaults().with_values({'dom0.boot_id': %r,"
               " 'dom0.proc_stat': %r}); print(state.boot_id(cfg), state.boot_id(cfg))"
-              % (cfg.dom0["boot_id"], cfg.dom0["proc_stat"]))
+              % (cfg.dom0.boot_id, cfg.dom0.proc_stat))
     ids = [subprocess.run([sys.executable, "-c", script], stdout=subprocess.PIPE, check=True).stdout.split()
            for _ in range(2)]
     assert ids[0][0] == ids[0][1] and ids[1][0] == ids[1][1] and ids[0][0] != ids[1][0]

@@ -33,7 +33,7 @@ def test_no_xapi_call_is_made_under_the_lock(api, monkeypatch):
                                                                state.now(), None, HOW_UNCHECKED))
 
     forbid_xapi_under_the_lock(monkeypatch, late_charge)
-    with Xapi(cfg.xapi["url"], Deadline(5)) as xs:
+    with Xapi(cfg.xapi.url, Deadline(5)) as xs:
         outcome = admit(cfg, xs, api.VM.get_uuid(candidate), Deadline(5))
     assert outcome.verdict.verdict == "admit"
     promised = {p.vm_name: p.owed for p in outcome.promises}

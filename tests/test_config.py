@@ -1,5 +1,7 @@
 """The configuration file: defaults, every key, clear errors naming the key."""
 
+import typing
+
 import pytest
 
 from xsguard import config
@@ -18,8 +20,8 @@ def test_defaults_when_the_default_file_is_absent(monkeypatch):
     monkeypatch.setattr(config, "DEFAULT_PATH", "/nonexistent/xsguard.conf")
     cfg = config.load()
     assert cfg.source == "defaults"
-    assert (cfg.policy["mode"], cfg.policy["on_error"], cfg.policy["margin"]) == ("enforce", "allow", 64)
-    assert cfg.dom0["port_limit"] is None and cfg.xapi["url"] == "local"
+    assert (cfg.policy.mode, cfg.policy.on_error, cfg.policy.margin) == ("enforce", "allow", 64)
+    assert cfg.dom0.port_limit is None and cfg.xapi.url == "local"
 
 
 def test_every_key_is_typed(tmp_path):
@@ -39,10 +41,10 @@ ctrl_ring = always
 [log]
 alerts = off
 """))
-    assert cfg.dom0["port_limit"] == 1023 and cfg.dom0["irq_limit"] is None
-    assert cfg.policy["mode"] == "warn" and cfg.policy["deadline"] == 2.5 and cfg.policy["profile"] == "xs62"
-    assert cfg.need["split_event_channels"] is False and cfg.need["ctrl_ring"] == "always"
-    assert cfg.log["alerts"] is False
+    assert cfg.dom0.port_limit == 1023 and cfg.dom0.irq_limit is None
+    assert cfg.policy.mode == "warn" and cfg.policy.deadline == 2.5 and cfg.policy.profile == "xs62"
+    assert cfg.need.split_event_channels is False and cfg.need.ctrl_ring == "always"
+    assert cfg.log.alerts is False
 
 
 @pytest.mark.parametrize("text,named", [
@@ -71,13 +73,13 @@ def test_named_file_must_exist(tmp_path):
 def test_environment_names_the_file(tmp_path, monkeypatch):
     """XSGUARD_CONFIG names the file when no path is given."""
     monkeypatch.setenv("XSGUARD_CONFIG", write(tmp_path, "[policy]\nmode = off\n"))
-    assert config.load().policy["mode"] == "off"
+    assert config.load().policy.mode == "off"
 
 
 def test_overrides_are_parsed_like_the_file():
     """``with_values`` applies dotted keys and checks them."""
     cfg = config.defaults().with_values({"xapi.url": "http://127.0.0.1:1/"})
-    assert cfg.xapi["url"] == "http://127.0.0.1:1/"
+    assert cfg.xapi.url == "http://127.0.0.1:1/"
     with pytest.raises(ConfigError):
         config.defaults().with_values({"xapi.url": "nonsense"})
 
@@ -146,7 +148,7 @@ def test_an_unparseable_xapi_url_is_refused_naming_the_key(tmp_path, url):
 def test_a_sane_url_and_bounded_deadline_still_load(tmp_path):
     """The bounds leave ordinary values alone."""
     cfg = config.load(write(tmp_path, "[xapi]\nurl = https://[::1]:443/\n[policy]\ndeadline = 3600\n"))
-    assert cfg.xapi["url"] == "https://[::1]:443/" and cfg.policy["deadline"] == 3600.0
+    assert cfg.xapi.url == "https://[::1]:443/" and cfg.policy.deadline == 3600.0
 
 
 def test_a_config_that_parses_is_kept_and_used_when_a_later_one_does_not(tmp_path):
@@ -155,11 +157,11 @@ def test_a_config_that_parses_is_kept_and_used_when_a_later_one_does_not(tmp_pat
     ledger_path = str(tmp_path / "state" / "ledger.json")
     path = write(tmp_path, "[policy]\nmode = warn\n[ledger]\npath = %s\n" % ledger_path)
     cfg, error = config.load_kept(path)
-    assert (cfg.policy["mode"], error) == ("warn", None)
+    assert (cfg.policy.mode, error) == ("warn", None)
     path = write(tmp_path, "[policy]\nmode = enforse\n[ledger]\npath = %s\n" % ledger_path)
     cfg, error = config.load_kept(path)
     assert error is not None and "[policy] mode" in error.message
-    assert cfg.policy["mode"] == "warn" and "the last configuration that parsed" in cfg.source
+    assert cfg.policy.mode == "warn" and "the last configuration that parsed" in cfg.source
 
 
 def test_a_config_that_never_parsed_gives_the_defaults_and_the_error(tmp_path):
@@ -169,5 +171,86 @@ def test_a_config_that_never_parsed_gives_the_defaults_and_the_error(tmp_path):
     path = write(tmp_path, "[policy]\nbypass = not-a-uuid\n[ledger]\npath = %s\n" % ledger_path)
     cfg, error = config.load_kept(path)
     assert error is not None and "not a VM uuid" in error.message
-    assert cfg.policy["mode"] == "enforce" and cfg.policy["bypass"] == () and cfg.ledger["path"] == ledger_path
+    assert cfg.policy.mode == "enforce" and cfg.policy.bypass == () and cfg.ledger.path == ledger_path
     assert cfg.source.startswith("the defaults for what")
+
+
+# a valid value other than the default for every key, to check what each parser gives beside the default
+OTHER = {"dom0.lsevtchn": "/usr/bin/lsevtchn", "dom0.probe_timeout": "0.5", "dom0.proc_interrupts": "/p/interrupts",
+         "dom0.kernel_log": "/k.log", "dom0.kernel_ring": "/k.ring", "dom0.proc_stat": "/p/stat",
+         "dom0.cmdline": "/p/cmdline", "dom0.boot_id": "/p/boot_id", "dom0.hypervisor": "/s/hypervisor",
+         "dom0.sys_module": "/s/module", "dom0.inventory": "/e/inventory", "dom0.port_limit": "1023",
+         "dom0.irq_limit": "41220", "policy.mode": "warn", "policy.on_error": "deny", "policy.margin": "0",
+         "policy.deadline": "3", "policy.profile": "xs61", "policy.reboot": "check",
+         "policy.bypass": "0A0A0A0A-1B8A-4C43-9D4E-0A7B2A1C9E11, 0a0a0a0a-1b8a-4c43-9d4e-0a7b2a1c9e12",
+         "need.vbd_backend": "blkback", "need.rings_per_vbd": "0", "need.netback_queue_cap": "2",
+         "need.split_event_channels": "no", "need.ctrl_ring": "never", "need.extra_per_vm": "3",
+         "need.vif_queues": "backend_max", "need.vbd_rings": "backend_max", "xapi.url": "https://pool:443/",
+         "xapi.ca_file": "/e/pool.pem", "ledger.path": "/r/ledger.json", "ledger.ttl": "60", "log.file": "/l/d.log",
+         "log.syslog": "no", "log.syslog_socket": "/d/log", "log.alerts": "off", "log.alert_interval": "86400",
+         "rrdd.socket": "/v/rrdd", "rrdd.period": "1"}
+
+
+def conforms(value, hint):
+    """Whether ``value`` is of the annotated type ``hint`` (exactly: a bool is no int, an int no float)."""
+    if typing.get_origin(hint) is typing.Union:
+        return any(conforms(value, arg) for arg in typing.get_args(hint))
+    if typing.get_origin(hint) is tuple:
+        item, ellipsis = typing.get_args(hint)
+        return ellipsis is Ellipsis and type(value) is tuple and all(conforms(v, item) for v in value)
+    return type(value) is (type(None) if hint is None else hint)
+
+
+def test_the_schema_and_the_section_types_have_the_same_keys():
+    """Every key of SCHEMA is a field of its section's tuple and every field a key, once each, and the
+    sections are Config's fields but ``source``: a key added to one and not the other fails here."""
+    keys = [(s, k) for s, k, _, _, _ in config.SCHEMA]
+    assert len(set(keys)) == len(keys)
+    assert set(keys) == {(s, f) for s, kind in config.SECTIONS.items() for f in kind._fields}
+    assert tuple(config.SECTIONS) + ("source",) == config.Config._fields
+
+
+@pytest.mark.parametrize("key", sorted(OTHER))
+def test_every_value_has_its_fields_type(key):
+    """A key's default and a valid value other than it each parse to the type its field declares, which
+    is what mypy checks every use against."""
+    section, name = key.split(".")
+    hint = typing.get_type_hints(config.SECTIONS[section])[name]
+    assert conforms(getattr(getattr(config.defaults(), section), name), hint)
+    other = getattr(getattr(config.defaults().with_values({key: OTHER[key]}), section), name)
+    assert other != getattr(getattr(config.defaults(), section), name) and conforms(other, hint)
+
+
+def test_every_key_has_another_value_to_type_check():
+    """OTHER above covers the schema exactly."""
+    assert sorted(OTHER) == sorted("%s.%s" % (s, k) for s, k, _, _, _ in config.SCHEMA)
+
+
+def test_the_type_check_tells_types_apart():
+    """``conforms`` refuses what a typed field must not hold: else the test above could not fail."""
+    Optional, Tuple = typing.Optional, typing.Tuple
+    assert conforms(None, Optional[int]) and conforms(3, Optional[int]) and conforms(False, Optional[bool])
+    assert not conforms(True, Optional[int]) and not conforms(3.0, int) and not conforms(3, float)
+    assert not conforms("x", Optional[int]) and not conforms(None, str)
+    assert conforms(("a",), Tuple[str, ...]) and conforms((), Tuple[str, ...])
+    assert not conforms(["a"], Tuple[str, ...]) and not conforms((1,), Tuple[str, ...])
+
+
+def test_a_section_is_replaced_whole_and_typed():
+    """``with_values`` changes only the keys it names; the file's other keys and ``source`` stay."""
+    base = config.parse_text("[policy]\nmode = warn\n", "/etc/xsguard/xsguard.conf")
+    cfg = base.with_values({"policy.margin": "8", "log.alerts": "no"})
+    assert (cfg.policy.mode, cfg.policy.margin, cfg.log.alerts, cfg.log.syslog) == ("warn", 8, False, True)
+    assert cfg.source == "/etc/xsguard/xsguard.conf" and cfg.dom0 is base.dom0
+
+
+def test_the_readme_lists_every_key_with_its_default():
+    """README.md's configuration table has a row per key of the schema, with its default ("(empty)"
+    for none), and no row for a key that is not one."""
+    import os
+    import re
+
+    path = os.path.join(os.path.dirname(os.path.dirname(__file__)), "README.md")
+    with open(path, encoding="utf-8") as handle:
+        rows = re.findall(r"^\| `\[(\w+)\] (\w+)` \| (`[^`|]*`|\(empty\)) \|", handle.read(), re.M)
+    assert sorted(rows) == sorted((s, k, "`%s`" % d if d else "(empty)") for s, k, d, _, _ in config.SCHEMA)

@@ -42,7 +42,7 @@ def status_of(cfg):
     from xsguard.deadline import Deadline
     from xsguard.xapi import Xapi
 
-    with Xapi(cfg.xapi["url"], Deadline(5)) as xs:
+    with Xapi(cfg.xapi.url, Deadline(5)) as xs:
         return status.read(cfg, xs, Deadline(5))
 
 
@@ -51,7 +51,7 @@ def need_of(c, cfg):
     from xsguard.deadline import Deadline
     from xsguard.xapi import Xapi
 
-    with Xapi(cfg.xapi["url"], Deadline(5)) as xs:
+    with Xapi(cfg.xapi.url, Deadline(5)) as xs:
         return report.need_report(cfg, xs, c.vm, Deadline(5))
 
 
@@ -60,7 +60,7 @@ def check_of(c, cfg):
     from xsguard.deadline import Deadline
     from xsguard.xapi import Xapi
 
-    with Xapi(cfg.xapi["url"], Deadline(5)) as xs:
+    with Xapi(cfg.xapi.url, Deadline(5)) as xs:
         return report.check_report(cfg, xs, c.vm, Deadline(5))
 
 
@@ -302,10 +302,10 @@ def check_ca_file(c):
     from xsguard.xapi import Xapi
 
     url, cert = c.request.getfixturevalue("https_url")
-    with Xapi(url, Deadline(5), ca_file=configured(c, "xapi.ca_file", cert).xapi["ca_file"]) as xs:
+    with Xapi(url, Deadline(5), ca_file=configured(c, "xapi.ca_file", cert).xapi.ca_file) as xs:
         assert xs.call("VM.get_by_uuid", c.vm)
     with pytest.raises(XapiCertificate):
-        with Xapi(url, Deadline(5), ca_file=c.base.xapi["ca_file"] or None) as xs:
+        with Xapi(url, Deadline(5), ca_file=c.base.xapi.ca_file or None) as xs:
             xs.call("VM.get_by_uuid", c.vm)
 
 
@@ -327,7 +327,7 @@ def check_ttl(c):
     from xsguard.model.charging import HOW_CHECKED, Entry
 
     def promised(cfg):
-        ledger.save(cfg.ledger["path"], state.boot_id(cfg),
+        ledger.save(cfg.ledger.path, state.boot_id(cfg),
                     {c.vm: Entry(c.vm, "w", 20, state.now() - 100, None, HOW_CHECKED)})
         return [p["vm_uuid"] for p in status.read(cfg, None, Deadline(5))["promises"]]
 
@@ -337,13 +337,13 @@ def check_ttl(c):
 
 def check_file(c):
     cfg = configured(c, "log.file", str(c.tmp / "log" / "decisions.log"))
-    journal_with_notice(c, cfg._replace(log=dict(cfg.log, syslog=False, alerts=False)), "x")
+    journal_with_notice(c, cfg._replace(log=cfg.log._replace(syslog=False, alerts=False)), "x")
     from xsguard.journal import Journal, _write_journal
 
     log = Journal(operation="start", vm_uuid=c.vm)
     log.info("start_admitted")
     _write_journal(cfg, log)
-    with open(cfg.log["file"]) as handle:
+    with open(cfg.log.file) as handle:
         assert [json.loads(r)["event"] for r in handle] == ["start_admitted"]
 
 

@@ -232,7 +232,7 @@ def test_a_full_var_stops_no_charge_and_loses_no_refusal(api, sim, small_disk):
     fails, and each refusal's record, which the log cannot take, reaches syslog instead."""
     from xsguard import config
 
-    assert config.defaults().ledger["path"] == "/run/xsguard/ledger.json"
+    assert config.defaults().ledger.path == "/run/xsguard/ledger.json"
     host = host_with_room(api, "xs-a", 6, **{"log.file": os.path.join(small_disk.path, "decisions.log")})
     small_disk.fill()
     refs = desktops(api, 12, "desk", random.Random(11), affinity=host)

@@ -340,7 +340,7 @@ def test_xenapi_failure_is_not_retried(api, sim):
     from xsguard.xapi import Xapi
 
     cfg = config_mod.load(os.path.join(api.sim.get_host_root(host), "etc", "xsguard", "xsguard.conf"))
-    with Xapi(cfg.xapi["url"], Deadline(5)) as xs:
+    with Xapi(cfg.xapi.url, Deadline(5)) as xs:
         before = len(api.sim.get_calls())
         with pytest.raises(XapiFailure) as raised:
             xs.call("VM.get_record", "OpaqueRef:00000000-dead-4000-8000-000000000000")
@@ -359,7 +359,7 @@ def test_unknown_vm_is_asked_once_by_uuid_and_once_by_name(api, sim):
     from xsguard.xapi import Xapi
 
     cfg = config_mod.load(os.path.join(api.sim.get_host_root(host), "etc", "xsguard", "xsguard.conf"))
-    with Xapi(cfg.xapi["url"], Deadline(5)) as xs:
+    with Xapi(cfg.xapi.url, Deadline(5)) as xs:
         before = len(api.sim.get_calls())
         try:
             admit(cfg, xs, "7e1b1c55-0000-4000-8000-000000000000", Deadline(5))

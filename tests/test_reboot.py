@@ -119,7 +119,7 @@ def test_a_start_decided_while_a_vm_reboots_charges_the_rebooting_vm(api, sim):
     host, web = full_host(api)
     late = make_vm(api, "late", vcpus=2, hvm=True, disks=1, nics=1, affinity=host)  # 10: fits only if web is gone
     cfg = host_config(api, host)
-    path, boot = cfg.ledger["path"], state.boot_id(cfg)
+    path, boot = cfg.ledger.path, state.boot_id(cfg)
     entries = ledger.load(path, boot).entries
     del entries[api.VM.get_uuid(web)]  # its domain held its whole need long enough: it left the ledger
     ledger.save(path, boot, entries)
@@ -127,7 +127,7 @@ def test_a_start_decided_while_a_vm_reboots_charges_the_rebooting_vm(api, sim):
     with ledger_lock_held(api, host):
         thread, done = reboot_in_the_background(sim, web)
         wait_for(lambda: old not in api.sim.get_dom0(host)["by_remote_domain"])
-        with Xapi(cfg.xapi["url"], Deadline(5)) as xs:
+        with Xapi(cfg.xapi.url, Deadline(5)) as xs:
             outcome = evaluate(cfg, xs, api.VM.get_uuid(late), Deadline(5))
     thread.join(30)
     assert "error" not in done

@@ -828,7 +828,7 @@ def test_a_rebooting_vm_is_charged_by_the_daemon_as_status_charges_it(sim, api):
     host, web = full_host(api)
     cfg = host_config(api, host)
     config_path = os.path.join(api.sim.get_host_root(host), "etc", "xsguard", "xsguard.conf")
-    path, boot = cfg.ledger["path"], state.boot_id(cfg)
+    path, boot = cfg.ledger.path, state.boot_id(cfg)
     entries = ledger.load(path, boot).entries
     del entries[api.VM.get_uuid(web)]  # its domain held its whole need long enough: it left the ledger
     ledger.save(path, boot, entries)

@@ -135,7 +135,7 @@ def _charge_peaks(cfg: Config, api: Xapi, control: Optional[Dict[str, Any]], fou
     take, the merge and the save (``commit.completed``), no xapi call."""
     from .commit import completed
 
-    path = cfg.ledger["path"]
+    path = cfg.ledger.path
     boot_id = state.boot_id(cfg)
     charges = dict(gather.load_entries(cfg, api, "", control, found, boot_id).entries or {})
     with ledger.locked(path, deadline):
@@ -174,7 +174,7 @@ def _log_learned(cfg: Config, host_name: str, learned: List[Dict[str, Any]]) -> 
         return
     from . import decisionlog
 
-    decisionlog.configure(cfg.log["file"])
+    decisionlog.configure(cfg.log.file)
     log = decisionlog.get()
     for fields in learned:
         fields = dict(fields)
@@ -185,7 +185,7 @@ def _log_learned(cfg: Config, host_name: str, learned: List[Dict[str, Any]]) -> 
 def _signal(cfg: Config, host_name: str, under: List[Finding]) -> None:
     from . import decisionlog
 
-    decisionlog.configure(cfg.log["file"])
+    decisionlog.configure(cfg.log.file)
     log = decisionlog.get()
     for f in under:
         log.warning("audit_under", vm_uuid=f.vm_uuid, vm_name=f.vm_name, host_name=host_name,

@@ -44,7 +44,7 @@ def _here(cfg: Config, api: Xapi) -> Tuple[str, Record, Optional[Record], HostFa
     host_ref, host = api.host_by_uuid(probes.this_host_uuid(cfg))
     control = next(iter(api.where("VM", "field \"is_control_domain\" = \"true\" and field \"resident_on\" = %s"
                                   % quote(host_ref)).values()), None)
-    backend = probes.backend_params(cfg.dom0["sys_module"], probes.read_optional(cfg.dom0["proc_interrupts"]))
+    backend = probes.backend_params(cfg.dom0.sys_module, probes.read_optional(cfg.dom0.proc_interrupts))
     return host_ref, host, control, gather.host_facts(control, backend)
 
 
@@ -91,5 +91,5 @@ def needs_here(cfg: Config, api: Xapi, args: Dict[str, str], deadline: Deadline)
     _, host, control, _ = _here(cfg, api)
     vms = api.where("VM", "field \"is_control_domain\" = \"false\" and field \"is_a_template\" = \"false\""
                           " and field \"is_a_snapshot\" = \"false\"")
-    backend = probes.backend_params(cfg.dom0["sys_module"], probes.read_optional(cfg.dom0["proc_interrupts"]))
+    backend = probes.backend_params(cfg.dom0.sys_module, probes.read_optional(cfg.dom0.proc_interrupts))
     return {"host_uuid": host.get("uuid", ""), "needs": gather.needs_of(cfg, api, vms, control, backend)}

@@ -135,7 +135,7 @@ def _cfg(args: argparse.Namespace) -> config.Config:
         overrides["xapi.ca_file"] = args.ca_file
     if overrides:
         cfg = cfg.with_values(overrides)
-    warning = endpoint.cleartext_warning(cfg.xapi["url"])
+    warning = endpoint.cleartext_warning(cfg.xapi.url)
     if warning:
         sys.stderr.write("xsguard: %s\n" % warning)
     return cfg
@@ -143,7 +143,7 @@ def _cfg(args: argparse.Namespace) -> config.Config:
 
 def _remote(cfg: config.Config) -> bool:
     """Asked of a pool over the network (--xapi https://...): no local file answers for it."""
-    return not endpoint.is_local(cfg.xapi["url"])
+    return not endpoint.is_local(cfg.xapi.url)
 
 
 def _emit(args: argparse.Namespace, data: Any, human: Callable[[Any], str]) -> None:
@@ -157,8 +157,8 @@ def _with_api(args: argparse.Namespace, fn: Callable[..., Any], cfg: Optional[co
     from .xapi import Xapi
 
     cfg = cfg or _cfg(args)
-    deadline = Deadline(max(cfg.policy["deadline"], 30.0))
-    with backstop(deadline), Xapi(cfg.xapi["url"], deadline, ca_file=cfg.xapi["ca_file"] or None) as api:
+    deadline = Deadline(max(cfg.policy.deadline, 30.0))
+    with backstop(deadline), Xapi(cfg.xapi.url, deadline, ca_file=cfg.xapi.ca_file or None) as api:
         return fn(cfg, api, deadline)
 
 
@@ -173,10 +173,10 @@ def _a_dom0_here(cfg: config.Config) -> bool:
     from .errors import ProbeFailed
     from .probes import find_lsevtchn
 
-    if os.path.exists(cfg.dom0["inventory"]):
+    if os.path.exists(cfg.dom0.inventory):
         return True
     try:
-        find_lsevtchn(cfg.dom0["lsevtchn"])
+        find_lsevtchn(cfg.dom0.lsevtchn)
     except ProbeFailed:
         return False
     return True
@@ -213,7 +213,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         data = _with_api(args, lambda c, api, dl: _ask(api, _one_host(api, args.host), "status", {}, dl), cfg)
         _emit(args, data, tables.status)
         return EXIT_OK
-    deadline = Deadline(max(cfg.policy["deadline"], 30.0))
+    deadline = Deadline(max(cfg.policy.deadline, 30.0))
     with backstop(deadline):
         if status.without_xapi(cfg):
             data = status.read(cfg, None, deadline, patient=True)  # plain Xen: no xapi to ask
@@ -221,7 +221,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             from .xapi import Xapi
 
             try:
-                with Xapi(cfg.xapi["url"], deadline) as api:
+                with Xapi(cfg.xapi.url, deadline) as api:
                     data = status.read(cfg, api, deadline, patient=True)
             except XapiUnreachable as exc:
                 data = status.read(cfg, None, deadline, patient=True)
@@ -256,10 +256,10 @@ def cmd_denials(args: argparse.Namespace) -> int:
         raise Usage(str(exc))
     if _remote(cfg):
         return _denials_of_hosts(args, cfg)
-    found = denials.read(cfg.log["file"], since=since, vm=args.vm, host=args.host)
+    found = denials.read(cfg.log.file, since=since, vm=args.vm, host=args.host)
     _emit_denials(args, found.records)
     if found.corrupt:
-        sys.stderr.write("xsguard: skipped %d corrupt line(s) in %s\n" % (found.corrupt, cfg.log["file"]))
+        sys.stderr.write("xsguard: skipped %d corrupt line(s) in %s\n" % (found.corrupt, cfg.log.file))
     return EXIT_OK
 
 
@@ -487,7 +487,7 @@ def _on_host(cfg: config.Config, api: Any, args: argparse.Namespace, fn: str, de
     from . import peers
     from .errors import BadArgument
 
-    if args.host is None and os.path.exists(cfg.dom0["inventory"]):
+    if args.host is None and os.path.exists(cfg.dom0.inventory):
         return None
     hosts = peers.pool_hosts(api)
     _, vm, _ = api.vm_and_control_domain(args.vm, "")

@@ -81,7 +81,7 @@ class Outcome(NamedTuple):
 
 def decision_span(cfg: Config) -> float:
     """The longest a decision that records may last: a hook's deadline, the plugin's at least ``PLUGIN_FLOOR``."""
-    return max(cfg.policy["deadline"], PLUGIN_FLOOR)
+    return max(cfg.policy.deadline, PLUGIN_FLOOR)
 
 
 def grace(cfg: Config) -> float:
@@ -91,7 +91,7 @@ def grace(cfg: Config) -> float:
 
 def commit(cfg: Config, gathered: Gathered, deadline: Deadline) -> Outcome:
     """Decide under the ledger's lock and, as ``POLICY`` says, record the VM. No xapi call."""
-    path = cfg.ledger["path"]
+    path = cfg.ledger.path
     with ledger.locked(path, deadline) as waited:
         entered = state.now()
         loaded = ledger.take(path, gathered.boot_id)
@@ -104,7 +104,7 @@ def commit(cfg: Config, gathered: Gathered, deadline: Deadline) -> Outcome:
 
 def evaluate(cfg: Config, gathered: Gathered) -> Outcome:
     """What ``commit`` would decide now, from the ledger as it stands: nothing taken or written."""
-    return decide(cfg, gathered, ledger.load(cfg.ledger["path"], gathered.boot_id))[1]
+    return decide(cfg, gathered, ledger.load(cfg.ledger.path, gathered.boot_id))[1]
 
 
 def decide(cfg: Config, gathered: Gathered, loaded: ledger.Loaded) -> Tuple[Dict[str, Entry], Outcome]:
@@ -118,12 +118,12 @@ def decide(cfg: Config, gathered: Gathered, loaded: ledger.Loaded) -> Tuple[Dict
     found = g.found
     now = state.now()
     charged = undecided_past(entries, now, decision_span(cfg))
-    kept, promises = settle(charged, here, found.dom0.ports.by_remote_domain, now, cfg.ledger["ttl"], uuid,
+    kept, promises = settle(charged, here, found.dom0.ports.by_remote_domain, now, cfg.ledger.ttl, uuid,
                             found.asked_at, set(found.asked) if found.asked is not None else None, grace(cfg))
     kept.update({u: e for u, e in entries.items() if u not in charged})  # seen, not yet charged: kept
     need = with_peak(g.need, previous)
     verdict = judge(need, g.subject.host_name, found.dom0.ceilings, found.dom0.used,
-                    sum(p.owed for p in promises), cfg.policy["margin"])
+                    sum(p.owed for p in promises), cfg.policy.margin)
     policy = policy_of(cfg, g, verdict)
     kept = {u: (e._replace(need=ledger.UNKNOWN_NEED) if u in bounded else e) for u, e in kept.items()}
     if policy.recorded:
@@ -139,8 +139,8 @@ def policy_of(cfg: Config, gathered: Gathered, verdict: Verdict) -> Policy:
     ceiling goes ahead too unless ``[policy] reboot = check``."""
     if gathered.bypassed:
         return BYPASSED
-    policy = POLICY[(cfg.policy["mode"], verdict.admitted)]
-    if policy.exit == EXIT_REFUSE and gathered.rebooting and cfg.policy["reboot"] == "admit":
+    policy = POLICY[(cfg.policy.mode, verdict.admitted)]
+    if policy.exit == EXIT_REFUSE and gathered.rebooting and cfg.policy.reboot == "admit":
         return REBOOT_OVER_CEILING
     return policy
 
@@ -183,7 +183,7 @@ def charge_unchecked(cfg: Config, vm_uuid: str, progress: Dict[str, object]) -> 
     need = progress.get("need")
     entry = Entry(vm_uuid, str(progress.get("vm_name", "")), need if isinstance(need, int) else ledger.UNKNOWN_NEED,
                   state.now(), None, HOW_UNCHECKED)
-    ledger.append_pending(cfg.ledger["path"], state.boot_id(cfg), entry)
+    ledger.append_pending(cfg.ledger.path, state.boot_id(cfg), entry)
     if not isinstance(need, int):
         return "charged its need once the next decision can compute it"
     return "charged its need of %d" % need

@@ -1,4 +1,5 @@
-"""The configuration file: INI (so that Python 3.6 reads it), every key typed and documented.
+"""The configuration file: INI (so that Python 3.6 reads it), every key typed and documented, read
+into a typed tuple per section (``cfg.policy.deadline``).
 
 A missing default file means the defaults; a file named explicitly must exist. Unknown
 sections and keys are errors, so that a typo never silently leaves a default in force.
@@ -171,39 +172,116 @@ SCHEMA: List[Tuple[str, str, str, Callable[[str], Any], str]] = [
      "seconds between two readings of xcp-rrdd (Five_Seconds); only a simulated xcp-rrdd reads faster"),
 ]
 
-Section = Dict[str, Any]
+
+# A tuple per section, a field per key typed as its parser gives it (None where a key takes auto): what
+# mypy checks every use against. SCHEMA's keys and the fields are the same (defaults() builds each
+# section from SCHEMA's keys; tests/test_config.py checks the keys and each value's type).
+
+
+class Dom0Section(NamedTuple):
+    """``[dom0]``: where dom0's figures are read, and its ceilings when set."""
+
+    lsevtchn: str  # a path, or "auto"
+    probe_timeout: float
+    proc_interrupts: str
+    kernel_log: str
+    kernel_ring: str
+    proc_stat: str
+    cmdline: str
+    boot_id: str
+    hypervisor: str
+    sys_module: str
+    inventory: str
+    port_limit: Optional[int]  # None: auto
+    irq_limit: Optional[int]  # None: auto
+
+
+class PolicySection(NamedTuple):
+    """``[policy]``: what a decision does."""
+
+    mode: str
+    on_error: str
+    margin: int
+    deadline: float
+    profile: str  # a name in model.profiles.PROFILES
+    reboot: str
+    bypass: Tuple[str, ...]  # VM uuids, lower case
+
+
+class NeedSection(NamedTuple):
+    """``[need]``: the site's per-device figures; each is a field of ``model.profiles.Profile``."""
+
+    vbd_backend: Optional[str]  # None: auto
+    rings_per_vbd: Optional[int]  # None: auto
+    netback_queue_cap: Optional[int]  # None: auto
+    split_event_channels: Optional[bool]  # None: auto
+    ctrl_ring: Optional[str]  # None: auto
+    extra_per_vm: int
+    vif_queues: str
+    vbd_rings: str
+
+
+class XapiSection(NamedTuple):
+    """``[xapi]``: where xapi answers."""
+
+    url: str
+    ca_file: str  # empty: the system's certificates only
+
+
+class LedgerSection(NamedTuple):
+    """``[ledger]``: the admitted-VM ledger."""
+
+    path: str
+    ttl: float
+
+
+class LogSection(NamedTuple):
+    """``[log]``: the decision log, syslog and alerts."""
+
+    file: str
+    syslog: bool
+    syslog_socket: str
+    alerts: bool
+    alert_interval: float
+
+
+class RrddSection(NamedTuple):
+    """``[rrdd]``: xcp-rrdd, for xsguard-rrdd."""
+
+    socket: str
+    period: float
 
 
 class Config(NamedTuple):
-    """Parsed configuration, by section; ``source`` says which file (or the defaults)."""
+    """Parsed configuration, a typed tuple per section (a field per key of ``SCHEMA``); ``source``
+    says which file (or the defaults)."""
 
-    dom0: Section
-    policy: Section
-    need: Section
-    xapi: Section
-    ledger: Section
-    log: Section
-    rrdd: Section
+    dom0: Dom0Section
+    policy: PolicySection
+    need: NeedSection
+    xapi: XapiSection
+    ledger: LedgerSection
+    log: LogSection
+    rrdd: RrddSection
     source: str
 
     def with_values(self, overrides: Dict[str, str]) -> "Config":
         """A copy with ``{"section.key": "text"}`` applied, parsed as a file's values are."""
-        raw: Dict[str, Any] = {s: dict(getattr(self, s)) for s in _SECTIONS}
         parsed = _parse_items(
             [(dotted.split(".", 1)[0], dotted.split(".", 1)[-1], text) for dotted, text in overrides.items()],
             "overrides",
         )
-        for section, values in parsed.items():
-            raw[section].update(values)
-        return self._replace(**raw)
+        return _merged(self, parsed, self.source)
 
 
-_SECTIONS = ("dom0", "policy", "need", "xapi", "ledger", "log", "rrdd")
+# each section's name and its tuple, in the file's order: Config's fields but its source
+SECTIONS: Dict[str, Any] = {name: Config.__annotations__[name] for name in Config._fields[:-1]}
 _KNOWN = {(s, k): (d, p) for s, k, d, p, _ in SCHEMA}
 
 
-def _parse_items(items: List[Tuple[str, str, str]], where: str) -> Dict[str, Section]:
-    parsed: Dict[str, Section] = {s: {} for s in _SECTIONS}
+def _parse_items(items: List[Tuple[str, str, str]], where: str) -> Dict[str, Dict[str, Any]]:
+    """``(section, key, text)`` items parsed, by section (ConfigError naming an unknown key or bad value)."""
+    parsed: Dict[str, Dict[str, Any]] = {s: {} for s in SECTIONS}
     for section, key, text in items:
         if (section, key) not in _KNOWN:
             raise ConfigError("%s: unknown key [%s] %s" % (where, section, key), section, key)
@@ -217,10 +295,15 @@ def _parse_items(items: List[Tuple[str, str, str]], where: str) -> Dict[str, Sec
     return parsed
 
 
+def _merged(base: Config, parsed: Dict[str, Dict[str, Any]], source: str) -> Config:
+    """``base`` with the parsed values in place of its own, from ``source``."""
+    return base._replace(source=source, **{s: getattr(base, s)._replace(**v) for s, v in parsed.items() if v})
+
+
 def defaults() -> Config:
     """The configuration with every key at its default."""
     parsed = _parse_items([(s, k, d) for s, k, d, _, _ in SCHEMA], "defaults")
-    return Config(source="defaults", **parsed)
+    return Config(source="defaults", **{s: kind(**parsed[s]) for s, kind in SECTIONS.items()})
 
 
 def load(path: Optional[str] = None) -> Config:
@@ -257,12 +340,10 @@ def parse_text(text: str, target: str) -> Config:
     except configparser.Error as exc:
         raise ConfigError("cannot read config file %s: %s" % (target, exc), target)
     for section in parser.sections():
-        if section not in _SECTIONS:
+        if section not in SECTIONS:
             raise ConfigError("%s: unknown section [%s]" % (target, section), section)
     items = [(s, k, v) for s in parser.sections() for k, v in parser.items(s, raw=True)]
-    parsed = _parse_items(items, target)
-    merged = {s: dict(getattr(base, s), **parsed[s]) for s in _SECTIONS}
-    return Config(source=target, **merged)
+    return _merged(base, _parse_items(items, target), target)
 
 
 LAST_GOOD = "config.last-good"  # in the state directory: the last configuration file that parsed
@@ -318,20 +399,17 @@ def _last_good(path: Optional[str]) -> Config:
 
 def _salvage(target: str) -> Config:
     """The defaults with each key of ``target`` that parses on its own."""
-    base = defaults()
+    salvaged = defaults()
     parser = configparser.ConfigParser(interpolation=None, strict=False)
     try:
         with open(target, encoding="utf-8") as handle:
             parser.read_file(handle, source=target)
     except (OSError, UnicodeDecodeError, configparser.Error):
-        return base
-    merged = {s: dict(getattr(base, s)) for s in _SECTIONS}
+        return salvaged
     for section in parser.sections():
         for key, text in parser.items(section, raw=True):
             try:
-                parsed = _parse_items([(section, key, text)], target)
+                salvaged = _merged(salvaged, _parse_items([(section, key, text)], target), target)
             except ConfigError:
                 continue
-            for name, values in parsed.items():
-                merged[name].update(values)
-    return Config(source=target, **merged)
+    return salvaged._replace(source=target)

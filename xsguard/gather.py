@@ -20,7 +20,7 @@ from .xapi import Record, Xapi, any_of, quote
 
 def profile_of(cfg: Config) -> Profile:
     """The configured profile with the site's ``[need]`` overrides (every key is a profile field)."""
-    return with_overrides(PROFILES[cfg.policy["profile"]], cfg.need)
+    return with_overrides(PROFILES[cfg.policy.profile], cfg.need._asdict())
 
 
 def host_facts(control_domain: Optional[Record], backend: Dict[str, str]) -> HostFacts:
@@ -158,7 +158,7 @@ def is_rebooting(subject: Subject, dom0: Dom0) -> bool:
 
 def is_bypassed(cfg: Config, vm_uuid: str) -> bool:
     """Only root in dom0 exempts a VM (``[policy] bypass``): a VM's own keys are its owner's."""
-    return vm_uuid.lower() in cfg.policy["bypass"]
+    return vm_uuid.lower() in cfg.policy.bypass
 
 
 def needs_of(cfg: Config, api: Xapi, vms: Dict[str, Record], control: Optional[Record],
@@ -236,7 +236,7 @@ def gather(cfg: Config, api: Xapi, vm_key: str, deadline: Deadline, host_uuid: O
     """
     subject = read_subject(cfg, api, vm_key, host_uuid)
     boot_id = state.boot_id(cfg)
-    snapshot = ledger.load(cfg.ledger["path"], boot_id)
+    snapshot = ledger.load(cfg.ledger.path, boot_id)
     found = survey(cfg, api, subject.host_ref, deadline, only=named(snapshot))
     held_by_candidate = found.dom0.ports.by_remote_domain.get(candidate_domid, 0) if candidate_domid else 0
     if held_by_candidate:
@@ -312,7 +312,7 @@ def load_entries(cfg: Config, api: Xapi, subject_vm_ref: str, control: Optional[
                  boot_id: str) -> ledger.Loaded:
     """The ledger as ``status``, ``audit`` and xsguard-rrdd read it, without the lock: ``charges_of``
     over the ledger read now (``audit`` merges it into the ledger it takes under the lock)."""
-    loaded = ledger.load(cfg.ledger["path"], boot_id)
+    loaded = ledger.load(cfg.ledger.path, boot_id)
     return loaded._replace(entries=charges_of(cfg, api, subject_vm_ref, control, found, loaded))
 
 

@@ -92,13 +92,13 @@ def main(argv: Optional[List[str]] = None, operation: str = "start") -> int:
             argv_error = exc
         cfg, config_error = config.load_kept()
         if operation != "migrate":  # a migration is decided under the destination's mode
-            log.bind(mode=cfg.policy["mode"])
+            log.bind(mode=cfg.policy.mode)
         if argv_error is not None:
             raise argv_error
         assert args is not None
         if config_error is not None:
             signal_config_error(log, cfg, config_error, args.vm_uuid)
-        deadline = Deadline(cfg.policy["deadline"])
+        deadline = Deadline(cfg.policy.deadline)
         with backstop(deadline):
             _decide(cfg, args, deadline, log, started, progress, ruling)
     except BaseException as exc:  # noqa: BLE001 - the status must be chosen, never defaulted
@@ -130,7 +130,7 @@ def _decide(cfg: config.Config, args: Args, deadline: Deadline, log: Journal, st
     """Decide, and put the status in ``ruling`` as soon as it is final; then the refusal's hints."""
     operation = log.context["operation"]
     try:
-        with Xapi(cfg.xapi["url"], deadline) as api:
+        with Xapi(cfg.xapi.url, deadline) as api:
             if operation == "migrate":
                 decided = _decide_migration(cfg, api, args, deadline, log, started, progress)
             else:
@@ -194,7 +194,7 @@ def _decide_here(cfg: config.Config, api: Xapi, args: Args, deadline: Deadline, 
     log.unknown_ceilings = [c for c in outcome.ceilings if c.warning]  # logged once per boot, by ``publish``
     log.host = {"host_uuid": figures["host_uuid"], "host_name": figures["host_name"]}
     if outcome.policy.recorded:
-        log.sync_ledger = cfg.ledger["path"]
+        log.sync_ledger = cfg.ledger.path
     notice = None
     if outcome.policy is REBOOT_OVER_CEILING:
         from . import alerts
@@ -322,7 +322,7 @@ def _with_elsewhere(api: Xapi, decided: Decided, operation: str, deadline: Deadl
 def _guard_error(cfg: config.Config, exc: BaseException, log: Journal, args: Optional[Args], started: float,
                  progress: Dict[str, Any]) -> int:
     """xsguard itself failed: deny (exit 2), or allow (exit 1) loudly and still charge the VM."""
-    on_error = cfg.policy["on_error"]
+    on_error = cfg.policy.on_error
     err = wire_error(exc)
     if isinstance(exc, (KeyboardInterrupt, SystemExit)) and not isinstance(exc, XsguardError):
         err = XsguardError("interrupted (%s)" % type(exc).__name__)
@@ -368,7 +368,7 @@ def _mark_unchecked_migration(cfg: config.Config, progress: Dict[str, Any], log:
     from .gather import UNCHECKED_TO
 
     try:
-        with Xapi(cfg.xapi["url"], Deadline(MARK_DEADLINE)) as api:
+        with Xapi(cfg.xapi.url, Deadline(MARK_DEADLINE)) as api:
             api.call("VM.remove_from_other_config", progress["vm_ref"], UNCHECKED_TO)
             api.call("VM.add_to_other_config", progress["vm_ref"], UNCHECKED_TO, progress["target_ref"])
     except Exception as exc:  # noqa: BLE001 - the migration goes on either way; say what it is charged

@@ -125,7 +125,7 @@ def _alone(grace: float) -> bool:
 def _write_journal(cfg: Config, journal: Journal) -> None:
     from . import decisionlog, report
 
-    decisionlog.configure(cfg.log["file"], cfg.log["syslog_socket"])
+    decisionlog.configure(cfg.log.file, cfg.log.syslog_socket)
     log = decisionlog.get()
     for counter in journal.counters:
         try:
@@ -149,16 +149,16 @@ def send_notice(cfg: Config, sig: Notice, log: Any) -> None:
     """Syslog and a xapi alert: best effort, never a change to the verdict."""
     from . import alerts
 
-    if cfg.log["syslog"]:
+    if cfg.log.syslog:
         try:
-            alerts.send_syslog(cfg.log["syslog_socket"], sig.syslog_line)
+            alerts.send_syslog(cfg.log.syslog_socket, sig.syslog_line)
         except OSError as exc:
             log.warning("syslog_failed", error=str(exc))
-    if cfg.log["alerts"]:
+    if cfg.log.alerts:
         try:
             if alerts.claim_alert(state.path(cfg, state.ALERTS), "%s:%s" % (sig.alert_name, sig.vm_uuid),
-                                 cfg.log["alert_interval"], time.time()):
-                with Xapi(cfg.xapi["url"], Deadline(ALERT_DEADLINE)) as api:
+                                 cfg.log.alert_interval, time.time()):
+                with Xapi(cfg.xapi.url, Deadline(ALERT_DEADLINE)) as api:
                     api.call("message.create", sig.alert_name, str(alerts.ALERT_PRIORITY), "VM", sig.vm_uuid,
                              sig.alert_body)
         except Exception as exc:  # noqa: BLE001 - an alert that fails must not change the verdict

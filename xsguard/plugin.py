@@ -60,7 +60,7 @@ def deadline_of(fn: str, args: Dict[str, str], cfg: config.Config) -> Deadline:
     """The time a call has: for ``admit`` with the source's ``time_left``, that less the way back
     (the source gives up then); otherwise the configured deadline, at least ``PLUGIN_FLOOR``."""
     if fn != "admit" or "time_left" not in args:
-        return Deadline(max(cfg.policy["deadline"], PLUGIN_FLOOR))
+        return Deadline(max(cfg.policy.deadline, PLUGIN_FLOOR))
     try:
         left = config.bounded_seconds(args["time_left"])
     except ValueError as exc:
@@ -100,7 +100,7 @@ def _admit(cfg: config.Config, api: Xapi, args: Dict[str, str], deadline: Deadli
     from .journal import Journal, publish, signal_config_error
 
     held = _held(args)
-    log = Journal(operation="migrate", vm_uuid=args["vm_uuid"], reason="destination", mode=cfg.policy["mode"],
+    log = Journal(operation="migrate", vm_uuid=args["vm_uuid"], reason="destination", mode=cfg.policy.mode,
                   held_on_source=held if "held" in args else None, source_time_left=args.get("time_left"))
     if config_error is not None:
         signal_config_error(log, cfg, config_error, args["vm_uuid"])
@@ -131,7 +131,7 @@ def _admit(cfg: config.Config, api: Xapi, args: Dict[str, str], deadline: Deadli
     log.unknown_ceilings = [c for c in outcome.ceilings if c.warning]
     log.host = {"host_uuid": figures["host_uuid"], "host_name": figures["host_name"]}
     if outcome.policy.recorded:
-        log.sync_ledger = cfg.ledger["path"]
+        log.sync_ledger = cfg.ledger.path
     publish(cfg, log)
     return result
 
@@ -147,7 +147,7 @@ def _denials_fn(cfg: config.Config, api: Xapi, args: Dict[str, str], deadline: D
         since = denials.parse_since(args.get("since", "24h"))
     except ValueError as exc:
         raise BadArgument(str(exc), "since")
-    records = denials.read(cfg.log["file"], since=since, vm=args.get("vm"), host=args.get("host"))
+    records = denials.read(cfg.log.file, since=since, vm=args.get("vm"), host=args.get("host"))
     return {"denials": records.records[:limit], "corrupt_lines": records.corrupt}
 
 
@@ -194,7 +194,7 @@ def run(fn: str, session: Any, args: Dict[str, Any]) -> str:
         deadline = deadline_of(fn, clean, cfg)
         function = FUNCTIONS[fn]
         extra = {"config_error": config_error} if function.decides and config_error is not None else {}
-        with backstop(deadline), Xapi(cfg.xapi["url"], deadline, session_ref=session._session) as api:
+        with backstop(deadline), Xapi(cfg.xapi.url, deadline, session_ref=session._session) as api:
             result = function.run(cfg, api, clean, deadline, **extra)
         if config_error is not None:
             result["config_error"] = config_note(cfg, config_error)

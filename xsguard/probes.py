@@ -194,25 +194,25 @@ def read_dom0(cfg: Config, deadline: Deadline, detail: bool = False, patient: bo
     ``detail`` also breaks the IRQs down by consumer (for ``status``).
     """
     d = cfg.dom0
-    path = find_lsevtchn(d["lsevtchn"])
-    text = run_lsevtchn(path, deadline.cap(d["probe_timeout"]))
+    path = find_lsevtchn(d.lsevtchn)
+    text = run_lsevtchn(path, deadline.cap(d.probe_timeout))
     ports = lsevtchn.parse(text)
     if ports.ports == 0 or ports.ports == len(ports.unparsed):
         first = ports.unparsed[0][1][:80] if ports.unparsed else "(nothing)"
         raise ProbeFailed("%s printed no port lines: %r" % (path, first), path)
-    irq_text = read_text(d["proc_interrupts"], "dom0's IRQ table")
+    irq_text = read_text(d.proc_interrupts, "dom0's IRQ table")
     irq_table = interrupts.parse(irq_text) if detail else None
     irqs_used = irq_table.irqs if irq_table else interrupts.count(irq_text)
     if irqs_used == 0:
-        raise ProbeFailed("%s lists no IRQ: %r" % (d["proc_interrupts"], irq_text[:80]), d["proc_interrupts"])
+        raise ProbeFailed("%s lists no IRQ: %r" % (d.proc_interrupts, irq_text[:80]), d.proc_interrupts)
     port, irq = read_ceilings(cfg, deadline, patient)
-    return Dom0(ports, irqs_used, irq_table, port, irq, backend_params(d["sys_module"], irq_text), path)
+    return Dom0(ports, irqs_used, irq_table, port, irq, backend_params(d.sys_module, irq_text), path)
 
 
 def held_by_domain(cfg: Config, deadline: Deadline, domid: int) -> int:
     """The ports dom0 holds for one guest domain now (its interdomain channels, from lsevtchn)."""
-    path = find_lsevtchn(cfg.dom0["lsevtchn"])
-    return lsevtchn.parse(run_lsevtchn(path, deadline.cap(cfg.dom0["probe_timeout"]))).by_remote_domain.get(domid, 0)
+    path = find_lsevtchn(cfg.dom0.lsevtchn)
+    return lsevtchn.parse(run_lsevtchn(path, deadline.cap(cfg.dom0.probe_timeout))).by_remote_domain.get(domid, 0)
 
 
 def read_ceilings(cfg: Config, deadline: Optional[Deadline] = None, patient: bool = False) -> Tuple[Ceiling, Ceiling]:
@@ -223,19 +223,19 @@ def read_ceilings(cfg: Config, deadline: Optional[Deadline] = None, patient: boo
     ``patient``: a caller nobody waits on (xsguard-rrdd at start, ``status``) searches with its own
     time (``bootlog.PATIENT_SECONDS``), and searches again where a hook's search was cut by its time."""
     d = cfg.dom0
-    if d["port_limit"] is not None and d["irq_limit"] is not None:
-        return ceilings.port_ceiling(d["port_limit"], None, None, None), ceilings.irq_ceiling(d["irq_limit"], None)
+    if d.port_limit is not None and d.irq_limit is not None:
+        return ceilings.port_ceiling(d.port_limit, None, None, None), ceilings.irq_ceiling(d.irq_limit, None)
     boot_id = state.boot_id(cfg)
     cache = state.path(cfg, state.CEILINGS)
     kept = bootcache.load(cache, boot_id)
-    sources = bootlog.searched(d["kernel_log"], d["kernel_ring"])
-    wanted = [name for key, name in (("port_limit", XEN_PORTS), ("irq_limit", LINUX_IRQS))
-              if d[key] is None and name not in kept.ceilings
+    sources = bootlog.searched(d.kernel_log, d.kernel_ring)
+    wanted = [name for limit, name in ((d.port_limit, XEN_PORTS), (d.irq_limit, LINUX_IRQS))
+              if limit is None and name not in kept.ceilings
               and (kept.unknown.get(name, bootcache.Unknown("", "")).sources != sources
                    or (patient and kept.unknown[name].retry))]
     search = bootlog.Search({}, sources)
     if wanted:
-        search = bootlog.search(d["kernel_log"], d["kernel_ring"], d["proc_stat"], wanted,
+        search = bootlog.search(d.kernel_log, d.kernel_ring, d.proc_stat, wanted,
                                 bootlog.seconds_for(deadline, patient))
 
     def line(name: str) -> bootlog.BootLine:
@@ -243,16 +243,16 @@ def read_ceilings(cfg: Config, deadline: Optional[Deadline] = None, patient: boo
             return search.lines.get(name, bootlog.BootLine("", search.where))
         return bootlog.BootLine("", kept.unknown[name].where)
 
-    if d["port_limit"] is not None:
-        port = ceilings.port_ceiling(d["port_limit"], None, None, None)
+    if d.port_limit is not None:
+        port = ceilings.port_ceiling(d.port_limit, None, None, None)
     elif XEN_PORTS in kept.ceilings:
         port = bootcache.kept(kept.ceilings[XEN_PORTS])
     else:
         found = line(XEN_PORTS)
-        port = ceilings.port_ceiling(None, found.line, read_optional(d["cmdline"]), xen_version(d["hypervisor"]),
+        port = ceilings.port_ceiling(None, found.line, read_optional(d.cmdline), xen_version(d.hypervisor),
                                      found.where)
-    if d["irq_limit"] is not None:
-        irq = ceilings.irq_ceiling(d["irq_limit"], None)
+    if d.irq_limit is not None:
+        irq = ceilings.irq_ceiling(d.irq_limit, None)
     elif LINUX_IRQS in kept.ceilings:
         irq = bootcache.kept(kept.ceilings[LINUX_IRQS])
     else:
@@ -268,8 +268,8 @@ def read_ceilings(cfg: Config, deadline: Optional[Deadline] = None, patient: boo
 
 def this_host_uuid(cfg: Config) -> str:
     """INSTALLATION_UUID from the inventory: the host this dom0 belongs to."""
-    inventory = read_inventory(cfg.dom0["inventory"])
+    inventory = read_inventory(cfg.dom0.inventory)
     uuid = inventory.get("INSTALLATION_UUID")
     if not uuid:
-        raise ProbeFailed("no INSTALLATION_UUID in %s" % cfg.dom0["inventory"], cfg.dom0["inventory"])
+        raise ProbeFailed("no INSTALLATION_UUID in %s" % cfg.dom0.inventory, cfg.dom0.inventory)
     return uuid

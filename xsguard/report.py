@@ -17,7 +17,7 @@ def need_report(cfg: Config, api: Xapi, vm_key: str, deadline: Deadline,
                 host_uuid: Optional[str] = None) -> Dict[str, Any]:
     """A VM's breakdown on the host, and whether it is exempt from the check."""
     subject = read_subject(cfg, api, vm_key, host_uuid)
-    backend = probes.backend_params(cfg.dom0["sys_module"], probes.read_optional(cfg.dom0["proc_interrupts"]))
+    backend = probes.backend_params(cfg.dom0.sys_module, probes.read_optional(cfg.dom0.proc_interrupts))
     result = compute_need(cfg, subject, backend).as_json()
     result["host_name"] = subject.host_name
     result["bypassed"] = is_bypassed(cfg, subject.vm_uuid)
@@ -46,7 +46,7 @@ RUNS_HERE = ("Running", "Paused")  # power states of a VM whose domain exists on
 def outcome_json(cfg: Config, outcome: Outcome) -> Dict[str, Any]:
     """What ``check`` and ``admit`` answer: the verdict's figures, the mode, whether bypassed."""
     result = outcome.verdict.as_json()
-    result["mode"] = cfg.policy["mode"]
+    result["mode"] = cfg.policy.mode
     result["bypassed"] = outcome.bypassed
     result["recorded"] = outcome.policy.recorded
     if outcome.bypassed:
@@ -91,6 +91,6 @@ def log_ceiling_unknown(cfg: Config, ceilings: Iterable[Ceiling], host_uuid: str
     if records:
         from . import decisionlog
 
-        decisionlog.configure(cfg.log["file"])
+        decisionlog.configure(cfg.log.file)
         for fields in records:
             decisionlog.get().warning("ceiling_unknown", host_uuid=host_uuid, **fields)

@@ -120,7 +120,7 @@ class XapiView:
         if self.api is None:
             if now < self.login_after:
                 raise XapiUnreachable("xapi did not answer a login: the next in %.0fs" % (self.login_after - now))
-            api = DaemonXapi(self.cfg.xapi["url"], self.deadline)
+            api = DaemonXapi(self.cfg.xapi.url, self.deadline)
             try:
                 api.__enter__()
             except XsguardError:
@@ -195,7 +195,7 @@ class Reader:
     def entries(self, api: Optional[Xapi], dom0: probes.Dom0) -> Dict[str, Entry]:
         """The ledger as ``status`` reads it; read again only when its files or the VMs on the host
         change, so that a ledger rebuilt from live state costs its calls once, not every reading."""
-        path = self.cfg.ledger["path"]
+        path = self.cfg.ledger.path
         if api is None:
             loaded = ledger.load(path, self.boot_id)
             return {u: e for u, e in (loaded.entries or {}).items() if e.need != ledger.UNKNOWN_NEED}
@@ -210,7 +210,7 @@ class Reader:
 
     def read(self) -> List[Datasource]:
         cfg = self.cfg
-        dom0 = probes.read_dom0(cfg, Deadline(cfg.policy["deadline"]))
+        dom0 = probes.read_dom0(cfg, Deadline(cfg.policy.deadline))
         held = dom0.ports.by_remote_domain
         api: Optional[Xapi] = None
         try:
@@ -230,8 +230,8 @@ class Reader:
             self.view.failed(exc)
             api, here, asked_at = None, None, None
             entries = self.entries(None, dom0)
-        _, promises = settle(entries, here, held, state.now(), cfg.ledger["ttl"], "", asked_at)
-        shown = status.figures(dom0, promises, cfg.policy["margin"])
+        _, promises = settle(entries, here, held, state.now(), cfg.ledger.ttl, "", asked_at)
+        shown = status.figures(dom0, promises, cfg.policy.margin)
         sources = [Datasource(name, shown[key], what, units) for name, key, what, units in HOST_SOURCES
                    if shown[key] is not None]
         refused = state.counted(cfg, state.COUNT_REFUSED)
@@ -426,9 +426,9 @@ class Daemon:
         self.stop = stop
         self.clock = clock
         self.sleep = sleep or stop.wait
-        self.period = float(cfg.rrdd["period"])
+        self.period = cfg.rrdd.period
         self.lead = min(LEAD, self.period / 2)
-        self.rrdd = Rrdd(cfg.rrdd["socket"])
+        self.rrdd = Rrdd(cfg.rrdd.socket)
         self.reader = Reader(cfg, clock)
         self.path: Optional[str] = None
         self.file: Optional[PluginFile] = None
@@ -549,7 +549,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    log("started, pid %d, xcp-rrdd at %s" % (os.getpid(), cfg.rrdd["socket"]))
+    log("started, pid %d, xcp-rrdd at %s" % (os.getpid(), cfg.rrdd.socket))
     return Daemon(cfg, stop).run()
 
 

@@ -29,13 +29,13 @@ COUNT_OVER_CEILING = "over_ceiling"  # reboots admitted over a ceiling ([policy]
 
 
 def directory(cfg: Config) -> str:
-    return os.path.dirname(cfg.ledger["path"]) or "."
+    return os.path.dirname(cfg.ledger.path) or "."
 
 
 def path(cfg: Config, name: str) -> str:
     """The path of one state file (the ledger keeps its configured path)."""
     if name == LEDGER:
-        return str(cfg.ledger["path"])
+        return cfg.ledger.path
     return os.path.join(directory(cfg), name)
 
 
@@ -124,7 +124,7 @@ def boot_id(cfg: Config) -> str:
     failing both, an id of this process's own, so that nothing kept is ever trusted.
     """
     try:
-        with open(cfg.dom0["boot_id"], "rb") as handle:
+        with open(cfg.dom0.boot_id, "rb") as handle:
             found = handle.read(64).decode("ascii", "replace").strip()
     except OSError:
         found = ""
@@ -132,7 +132,7 @@ def boot_id(cfg: Config) -> str:
         return found
     from . import bootlog
 
-    began = bootlog.btime(cfg.dom0["proc_stat"])
+    began = bootlog.btime(cfg.dom0.proc_stat)
     if began is not None:
         return "btime-%d" % began
     if not _OWN_ID:

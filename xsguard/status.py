@@ -60,12 +60,12 @@ def read(cfg: Config, api: Optional[Xapi], deadline: Deadline, patient: bool = F
             xapi_note = exc.message
             api = None
     if api is None:
-        loaded = ledger.load(cfg.ledger["path"], boot_id)
+        loaded = ledger.load(cfg.ledger.path, boot_id)
         entries = {u: e for u, e in (loaded.entries or {}).items() if e.need != ledger.UNKNOWN_NEED}
         note = loaded.note
         xapi_note = xapi_note or "xapi not consulted"
-    _, promises = settle(entries, here, dom0.ports.by_remote_domain, state.now(), cfg.ledger["ttl"], "", asked_at)
-    shown = figures(dom0, promises, cfg.policy["margin"])
+    _, promises = settle(entries, here, dom0.ports.by_remote_domain, state.now(), cfg.ledger.ttl, "", asked_at)
+    shown = figures(dom0, promises, cfg.policy.margin)
     by_domain = {}
     for domid, count in sorted(dom0.ports.by_remote_domain.items()):
         entry: Dict[str, Any] = {"ports": count}
@@ -91,7 +91,7 @@ def read(cfg: Config, api: Optional[Xapi], deadline: Deadline, patient: bool = F
         "leaked": leaked,
         "unparsed_lines": [{"line": n, "text": t[:120]} for n, t in dom0.ports.unparsed[:20]],
         "lsevtchn": dom0.lsevtchn,
-        "storage_backend": probes.storage_report(dom0.backend, cfg.need["vbd_backend"]),
+        "storage_backend": probes.storage_report(dom0.backend, cfg.need.vbd_backend),
         "notes": [n for n in (note, xapi_note) if n],
         "audit_under": state.counted(cfg, state.COUNT_AUDIT_UNDER),
         "warnings": [c.warning for c in dom0.ceilings if c.warning],
@@ -120,7 +120,7 @@ def figures(dom0: Dom0, promises: List[Promise], margin: int) -> Dict[str, Any]:
 
 def without_xapi(cfg: Config) -> Optional[str]:
     """Why xapi's side is unknown on a dom0 without xapi's inventory (plain Xen with xl), else None."""
-    path = cfg.dom0["inventory"]
+    path = cfg.dom0.inventory
     if os.path.exists(path):
         return None
     return ("no %s: a Xen dom0 without xapi (xl?); xapi's side is unknown (VM names, leaks)"
