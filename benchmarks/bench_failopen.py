@@ -31,7 +31,7 @@ def storm(slow: str, on_error: str) -> str:
         interpreter = slow_fsync_python(pathlib.Path(tempfile.mkdtemp(prefix="xsguard-bench-")), None)
     with Simulator(interpreter=interpreter) as sim:
         api = connect(sim.url).xenapi
-        host = host_with_room(api, "xs-a", ROOM, **{"policy.on_error": on_error})
+        host = host_with_room(api, "xs-a", ROOM, config={"policy.on_error": on_error})
         refs = desktops(api, VMS, "desk", random.Random(11), affinity=host)
         if slow == "xapi":
             api.sim.set_call_delay(1.0)

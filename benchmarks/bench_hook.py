@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import List, Optional, Tuple
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -58,13 +59,13 @@ def run(cmd, env):
     proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     elapsed = time.perf_counter() - started
     if proc.returncode not in (0, 1):
-        raise SystemExit("%s exited %d: %s" % (cmd[0], proc.returncode, proc.stdout[-500:]))
+        raise SystemExit("%s exited %d: %s" % (cmd[0], proc.returncode, proc.stdout[-500:].decode(errors="replace")))
     return elapsed
 
 
 def interpreters():
     """(label, python) to measure: this interpreter, and dom0's Python 3.6.15 when it is prepared."""
-    found = [("%d.%d" % sys.version_info[:2], None)]
+    found: List[Tuple[str, Optional[str]]] = [("%d.%d" % sys.version_info[:2], None)]
     python = os.environ.get("XSGUARD_DOM0_PYTHON") or subprocess.run(
         ["sh", "-c", "echo $(pyenv prefix 3.6.15 2>/dev/null)/bin/python3.6"], stdout=subprocess.PIPE
     ).stdout.decode().strip()

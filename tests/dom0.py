@@ -1,9 +1,11 @@
 """An installed tree run as dom0 runs it: dom0's python3 with only XenAPI and XenAPIPlugin, isolated."""
 
 import os
+import pathlib
 import shutil
 import subprocess
 import sys
+from typing import Optional
 
 import XenAPI
 
@@ -11,7 +13,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SITE_STANDIN = os.path.join(REPO, "xsguard", "sim", "dom0_site", "XenAPIPlugin.py")
 
 
-def clean_interpreter(path, python=None):
+def clean_interpreter(path: pathlib.Path, python: Optional[str] = None) -> str:
     """A venv of ``python`` (default this one) standing for dom0's /usr/bin/python3: dom0's XenAPI and
     XenAPIPlugin only. Another interpreter gets the XenAPI of the simulated dom0's cache (prepared once)."""
     python = python or sys.executable
@@ -30,7 +32,7 @@ def clean_interpreter(path, python=None):
     return str(path / "bin" / "python3")
 
 
-def point_at(interpreter, path):
+def point_at(interpreter: str, path: str) -> None:
     """What dom0's /usr/bin/python3 is here: the installed script's first line, in isolated mode."""
     with open(path) as handle:
         lines = handle.readlines()

@@ -1,11 +1,13 @@
 """Helpers to build a simulated pool through the XenAPI client, as a test or a user would."""
 
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional, TypeVar
 
+import pytest
 import XenAPI
 
 GiB = 1024 ** 3
+T = TypeVar("T")
 
 
 class Session(XenAPI.Session):
@@ -57,16 +59,17 @@ def make_vm(api: Any, name: str, vcpus: int = 1, hvm: bool = False, disks: int =
 
 
 def small_host(api: Any, name: str = "xs-a", port_limit: int = 200, vcpus: int = 4,
-               margin: int = 8, **config: str) -> str:
-    """A host whose dom0 has ``port_limit`` ports (2-level ABI, limit set in xsguard's config)."""
+               margin: int = 8, config: Optional[Dict[str, str]] = None) -> str:
+    """A host whose dom0 has ``port_limit`` ports (2-level ABI, limit set in xsguard's config); ``config``
+    sets more of xsguard's config ("section.key": value)."""
     host = api.sim.add_host(name, {"vcpus": str(vcpus), "abi": "2-level", "port_limit": str(port_limit)})
     values = {"dom0.port_limit": str(port_limit), "policy.margin": str(margin)}
-    values.update(config)
+    values.update(config or {})
     api.sim.set_xsguard_config(host, values)
     return host
 
 
-TEN = dict(vcpus=2, hvm=True, disks=1, nics=1)  # 10 ports on a 4-vCPU dom0: 1 + 1 + (2 + 1) + 1 + 2 x 2
+TEN: Dict[str, Any] = dict(vcpus=2, hvm=True, disks=1, nics=1)  # 10 ports on a 4-vCPU dom0: 1 + 1 + (2 + 1) + 1 + 2 x 2
 
 
 def host_with_free(api: Any, name: str, free: int) -> str:
@@ -82,7 +85,7 @@ def running(api: Any, name: str, host: str, **fields: Any) -> str:
     return vm
 
 
-def wait_for(predicate: Any, timeout: float = 10.0) -> Any:
+def wait_for(predicate: Callable[[], Optional[T]], timeout: float = 10.0) -> T:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
@@ -92,7 +95,7 @@ def wait_for(predicate: Any, timeout: float = 10.0) -> Any:
     raise AssertionError("condition not met within %.1fs" % timeout)
 
 
-def failure(fn: Any, *args: Any) -> Dict[str, Any]:
+def failure(fn: Callable[..., Any], *args: Any) -> List[Any]:
     """The error details of a XenAPI call that must fail."""
     try:
         fn(*args)
@@ -101,13 +104,13 @@ def failure(fn: Any, *args: Any) -> Dict[str, Any]:
     raise AssertionError("call succeeded")
 
 
-def xsguard_processes(root: str) -> Any:
+def xsguard_processes(root: str) -> List[int]:
     """The pids of a host's hooks and plugin runs still alive, the detached journal writers they
     fork included (a child keeps its parent's command line, which names the host's /etc/xapi.d)."""
     import os
 
     marker = os.path.join(root, "etc", "xapi.d").encode()
-    pids = []
+    pids: List[int] = []
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
             continue
@@ -121,7 +124,7 @@ def xsguard_processes(root: str) -> Any:
     return pids
 
 
-def decision_log(api: Any, host: str, count: Optional[int] = None) -> Any:
+def decision_log(api: Any, host: str, count: Optional[int] = None) -> List[Dict[str, Any]]:
     """A host's decision log, once every hook and plugin run on it (and the detached child that
     writes its records) has ended: it must hold exactly ``count`` records, when given."""
     import json
@@ -139,19 +142,20 @@ def decision_log(api: Any, host: str, count: Optional[int] = None) -> Any:
     return found
 
 
-def forbid_xapi_under_the_lock(monkeypatch: Any, as_the_lock_is_taken: Any) -> None:
+def forbid_xapi_under_the_lock(monkeypatch: pytest.MonkeyPatch, as_the_lock_is_taken: Callable[[str], None]) -> None:
     """Any xapi call made while the ledger's lock is held fails the test; ``as_the_lock_is_taken(path)``
     runs just before the lock is taken (a charge appearing between a decision's reading and its lock)."""
     from contextlib import contextmanager
 
     from xsguard import ledger
+    from xsguard.deadline import Deadline
     from xsguard.xapi import Xapi
 
-    held = []
+    held: List[bool] = []
     real_locked, real_call = ledger.locked, Xapi._call
 
     @contextmanager
-    def locked(path: str, deadline: Any, poll: float = 0.002) -> Any:
+    def locked(path: str, deadline: Deadline, poll: float = 0.002) -> Iterator[float]:
         as_the_lock_is_taken(path)
         with real_locked(path, deadline, poll) as waited:
             held.append(True)
@@ -160,7 +164,7 @@ def forbid_xapi_under_the_lock(monkeypatch: Any, as_the_lock_is_taken: Any) -> N
             finally:
                 held.pop()
 
-    def call(self: Any, fn: str, *args: Any) -> Any:
+    def call(self: Xapi, fn: Any, *args: Any) -> Any:
         assert not held, "a xapi call under the ledger lock: %s" % fn
         return real_call(self, fn, *args)
 

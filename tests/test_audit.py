@@ -193,7 +193,7 @@ def test_windows_known_by_its_guest_agent(api):
     assert figures(call_audit(api, host)) == {"win-agent": (8, 8, "exact")}
 
 
-def test_stale_guest_metrics_ref_reads_as_none():
+def test_stale_guest_metrics_ref_reads_as_none(monkeypatch):
     """A guest-metrics record gone since the VM was read is no metrics; any other xapi error is raised."""
     from xsguard.deadline import Deadline
     from xsguard.errors import XapiFailure
@@ -204,17 +204,17 @@ def test_stale_guest_metrics_ref_reads_as_none():
     def gone(method, ref):
         raise XapiFailure("xapi refused HANDLE_INVALID", "HANDLE_INVALID", "VM_guest_metrics", ref)
 
-    api.call = gone
+    monkeypatch.setattr(api, "call", gone)
     assert api.guest_metrics({"guest_metrics": "OpaqueRef:5"}) is None
     assert api.guest_metrics({"guest_metrics": "OpaqueRef:NULL"}) is None
 
     def denied(method, ref):
         raise XapiFailure("xapi refused PERMISSION_DENIED", "PERMISSION_DENIED")
 
-    api.call = denied
+    monkeypatch.setattr(api, "call", denied)
     with pytest.raises(XapiFailure):
         api.guest_metrics({"guest_metrics": "OpaqueRef:5"})
-    api.call = lambda method, ref: {"PV_drivers_detected": True}
+    monkeypatch.setattr(api, "call", lambda method, ref: {"PV_drivers_detected": True})
     assert api.guest_metrics({"guest_metrics": "OpaqueRef:5"}) == {"PV_drivers_detected": True}
 
 
@@ -254,6 +254,7 @@ def test_audit_makes_no_xapi_call_under_the_lock(api, pool, monkeypatch):
         report = audit.audit(cfg, xs, Deadline(5))
     assert report.as_json()["under"] == 2
     entries = ledger.load(path, boot_id).entries
+    assert entries is not None
     by_name = {e.vm_name: e for e in entries.values()}
     assert by_name["exact"].need == EXPECTED["exact"][0]
     assert by_name["late"].need == max(h for _, h, _ in EXPECTED.values())  # the greedy guest's 35

@@ -43,7 +43,9 @@ def test_measured_blkback_host_is_found_and_charged_exactly(tmp_path):
     backend = probes.backend_params(module, read(PV, "case-v2d1n1", "after.interrupts.txt"))
     assert (backend[probes.VBD_BACKEND], backend[probes.VBD_BACKEND_EVIDENCE]) == (
         "blkback", "in use: 2 blkif-backend IRQs")
-    held = int(re.search(r"^v2d1n1 .* delta=(\d+)", read(PV, "summary.txt"), re.M).group(1))
+    measured = re.search(r"^v2d1n1 .* delta=(\d+)", read(PV, "summary.txt"), re.M)
+    assert measured is not None
+    held = int(measured.group(1))
     facts = gather.host_facts({"VCPUs_at_startup": "2"}, backend)
     assert vm_need(records.vm(2), records.disks(1), records.nics(1), facts, XS8).total == held
     assert vm_need(records.vm(2), records.disks(1), records.nics(1), facts._replace(vbd_backend=None),

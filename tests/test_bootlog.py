@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from typing import Any, List
 
 import pytest
 
@@ -158,9 +159,7 @@ def test_a_search_in_vain_is_not_repeated_this_boot(dom0, tmp_path, monkeypatch)
     """Found nowhere: later readings in this boot do not search again (each decision would pay for
     it), and the limit stays unknown with its warning; another boot, or other sources, search again."""
     dom0.write("kern.log", later_lines(BOOT + 86400), NOW)
-    searches = []
-    search = bootlog.search
-    monkeypatch.setattr(bootlog, "search", lambda *args: searches.append(args[0]) or search(*args))
+    searches = searches_made(monkeypatch)
     first = dom0.ceilings(tmp_path)[1]
     again = dom0.ceilings(tmp_path)[1]
     assert len(searches) == 1 and again == first and again.limit is None and again.warning == first.warning
@@ -225,7 +224,7 @@ def test_boot_time_from_uptime_when_stat_has_no_btime(dom0):
         handle.write("%.2f 1000.00\n" % uptime)
     before = time.time()
     found = bootlog.boot_time(dom0.stat)
-    assert before - uptime <= found <= time.time() - uptime
+    assert found is not None and before - uptime <= found <= time.time() - uptime
 
 
 def test_a_later_nr_irqs_line_of_this_boot_is_not_its_limit(dom0, tmp_path):
@@ -287,7 +286,12 @@ def test_the_boot_lines_are_found_in_one_reading_of_each_line(dom0, monkeypatch)
     dom0.write("kern.log", lines[:1] + [mention] * 1500 + lines[1:] + [mention] * 1500, NOW)
     parsed = []
     message = ceilings.kernel_message
-    monkeypatch.setattr(ceilings, "kernel_message", lambda line, ring: parsed.append(len(line)) or message(line, ring))
+
+    def parsing(line, ring):
+        parsed.append(len(line))
+        return message(line, ring)
+
+    monkeypatch.setattr(ceilings, "kernel_message", parsing)
     found = dom0.search()
     assert found[LINUX_IRQS].line == lines[1].rstrip()
     assert len(parsed) <= 1500 + 3 and sum(parsed) <= os.path.getsize(dom0.log)
@@ -384,9 +388,7 @@ def test_a_search_cut_short_is_kept_for_the_boot_and_warned(dom0, tmp_path, monk
     dom0.write("kern.log", [], NOW)
     write_chatter(dom0.log, 3, NOW)
     monkeypatch.setattr(bootlog, "LOG_BYTES", 2 * 1024 * 1024)
-    searches = []
-    search = bootlog.search
-    monkeypatch.setattr(bootlog, "search", lambda *args: searches.append(args[0]) or search(*args))
+    searches = searches_made(monkeypatch)
     first = dom0.ceilings(tmp_path)[1]
     again = dom0.ceilings(tmp_path)[1]
     assert len(searches) == 1 and again == first and first.limit is None
@@ -396,14 +398,27 @@ def test_a_search_cut_short_is_kept_for_the_boot_and_warned(dom0, tmp_path, monk
         " (dmesg | grep NR_IRQS)" % (dom0.log, dom0.ring, dom0.log))
 
 
+def searches_made(monkeypatch: pytest.MonkeyPatch) -> List[str]:
+    """bootlog.search as it is; the kernel log each search was given, in order."""
+    searches: List[str] = []
+    search = bootlog.search
+
+    def recorded(*args: Any) -> bootlog.Search:
+        searches.append(args[0])
+        return search(*args)
+
+    monkeypatch.setattr(bootlog, "search", recorded)
+    return searches
+
+
 def counted_searches(monkeypatch, clock):
     """bootlog.search on ``clock``; the seconds each search was given, in order."""
     given = []
     search = bootlog.search
 
-    def counted(*args, **bounds):
-        given.append(args[4])
-        return search(*args, clock=clock)
+    def counted(kernel_log, kernel_ring, proc_stat, names, seconds, **bounds):
+        given.append(seconds)
+        return search(kernel_log, kernel_ring, proc_stat, names, seconds, clock=clock)
 
     monkeypatch.setattr(bootlog, "search", counted)
     return given
@@ -554,9 +569,7 @@ def test_with_an_unreadable_boot_id_the_ceilings_are_kept_per_boot(dom0, tmp_pat
     """No boot id: the ceilings read at boot are kept for that boot all the same (one search), and
     not trusted after a reboot (searched again, the new boot's line used)."""
     dom0.write("kern.log", boot_lines(BOOT, THIS_NR_IRQS, THIS_ABI), NOW)
-    searches = []
-    search = bootlog.search
-    monkeypatch.setattr(bootlog, "search", lambda *args: searches.append(args[0]) or search(*args))
+    searches = searches_made(monkeypatch)
     assert [dom0.ceilings(tmp_path, boot_id="")[1].limit for _ in range(3)] == [41220] * 3
     assert len(searches) == 1
     with open(dom0.stat, "w") as handle:

@@ -36,7 +36,8 @@ def test_the_real_boot_log_scanned_in_chunks():
     scan = BootScan([XEN_PORTS, LINUX_IRQS])
     for at in range(0, len(lines), 7):
         scan.feed(b"".join(lines[at:at + 7]))
-    assert scan.tail is not None and scan.tail.marker.startswith(b"[    0.000000] Linux version 6.1.0-56-amd64 ")
+    assert scan.tail is not None and scan.tail.marker is not None
+    assert scan.tail.marker.startswith(b"[    0.000000] Linux version 6.1.0-56-amd64 ")
     assert scan.tail.lines == {LINUX_IRQS: b"[    2.742894] NR_IRQS: 524544, nr_irqs: 440, preallocated irqs: 16",
                                XEN_PORTS: b"[    2.750855] xen:events: Using FIFO-based ABI"}
 
@@ -51,6 +52,7 @@ def test_the_first_line_after_the_last_boot_marker_wins():
            b"kernel: [ 9001.0] xen:events: Using FIFO-based ABI\n")
     scan = BootScan([XEN_PORTS, LINUX_IRQS])
     scan.feed(log)
+    assert scan.tail is not None
     assert scan.tail.lines == {LINUX_IRQS: b"kernel: [    2.7] NR_IRQS: 33024, nr_irqs: 2048",
                                XEN_PORTS: b"kernel: [    2.8] xen:events: Using 2-level ABI"}
     assert irq_ceiling(None, scan.tail.lines[LINUX_IRQS].decode()).limit == 41220
@@ -65,6 +67,7 @@ def test_only_a_line_whose_message_begins_with_the_words_counts():
            b"Nov 26 08:02:11 xs-a kernel: [    2.7] NR_IRQS: 33024, nr_irqs: 2048\n")
     scan = BootScan([LINUX_IRQS])
     scan.feed(log)
+    assert scan.tail is not None and scan.tail.marker is not None
     assert scan.tail.marker.endswith(b"Linux version 4.19.0+1")
     assert scan.tail.lines == {LINUX_IRQS: b"Nov 26 08:02:11 xs-a kernel: [    2.7] NR_IRQS: 33024, nr_irqs: 2048"}
 

@@ -1,5 +1,7 @@
 """The charging rule for VMs admitted earlier."""
 
+from typing import Dict
+
 from xsguard.model.charging import RUNNING, STARTING, Entry, Here, here_from_records, settle
 
 NOW = 10000.0
@@ -113,7 +115,7 @@ def test_other_domain_of_same_vm_is_dropped():
 def test_here_from_records():
     """Running here with a domid, or scheduled here; elsewhere, halted or unscheduled: absent."""
     h, other = "OpaqueRef:h", "OpaqueRef:o"
-    records = {
+    records: Dict[str, Dict[str, object]] = {
         "run": {"power_state": "Running", "resident_on": h, "domid": "12", "scheduled_to_be_resident_on": ""},
         "sched": {"power_state": "Halted", "resident_on": "OpaqueRef:NULL", "domid": "-1",
                   "scheduled_to_be_resident_on": h},

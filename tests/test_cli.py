@@ -73,7 +73,7 @@ def test_same_name_twice_asks_for_the_uuid(api):
 
 def test_status_without_xapi(api):
     """xapi down: status still shows dom0's figures and says xapi did not answer."""
-    host = small_host(api, **{"xapi.url": "http://127.0.0.1:9/", "policy.deadline": "1"})
+    host = small_host(api, config={"xapi.url": "http://127.0.0.1:9/", "policy.deadline": "1"})
     code, out, _ = xsguard(api, host, "status", "--json")
     s = json.loads(out)
     assert code == 0 and s["ports_used"] == 40 and s["leaked"] is None
@@ -116,6 +116,7 @@ def test_simulate_serves_until_sigterm(tmp_path):
                                     "vms": [{"name": "web", "count": 3, "affinity": "xs-a"}]}))
     proc = subprocess.Popen([sys.executable, "-m", "xsguard", "simulate", "--scenario", str(scenario)],
                             stdout=subprocess.PIPE)
+    assert proc.stdout is not None
     try:
         first = proc.stdout.readline().decode()
         assert first.startswith("XenAPI at http://127.0.0.1:")
@@ -133,6 +134,7 @@ def simulate(tmp_path, *args):
     env = dict(os.environ, TMPDIR=str(tmp_path))
     proc = subprocess.Popen([sys.executable, "-m", "xsguard", "simulate"] + list(args), stdout=subprocess.PIPE,
                             env=env)
+    assert proc.stdout is not None
     first = proc.stdout.readline().decode()
     assert first.startswith("XenAPI at http://127.0.0.1:")
     return proc, first.split()[-1]
@@ -193,6 +195,7 @@ def test_simulate_says_which_running_vms_did_not_start(tmp_path):
     env = dict(os.environ, TMPDIR=str(tmp_path))
     proc = subprocess.Popen([sys.executable, "-m", "xsguard", "simulate", "--scenario", str(scenario)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    assert proc.stdout is not None
     try:
         api = connect(proc.stdout.readline().decode().split()[-1]).xenapi
         states = {r["name_label"]: r["power_state"] for r in api.VM.get_all_records().values()
@@ -236,7 +239,7 @@ def test_demo_and_simulate_say_why_not_where_the_simulator_is_left_out():
 def test_status_on_a_xen_dom0_without_xapi(api):
     """No /etc/xensource-inventory (plain Xen with xl): dom0's figures, xapi's side said to be unknown,
     and no attempt to reach xapi."""
-    host = small_host(api, port_limit=300, vcpus=4, **{"xapi.url": "http://127.0.0.1:9/"})
+    host = small_host(api, port_limit=300, vcpus=4, config={"xapi.url": "http://127.0.0.1:9/"})
     os.remove(os.path.join(api.sim.get_host_root(host), "etc", "xensource-inventory"))
     code, out, err = xsguard(api, host, "status", "--json")
     s = json.loads(out)

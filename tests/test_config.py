@@ -90,8 +90,8 @@ def test_shipped_config_lists_every_key_and_parses():
     import re
 
     path = os.path.join(os.path.dirname(os.path.dirname(__file__)), "packaging", "xsguard.conf")
-    with open(path) as handle:
-        text = handle.read()
+    with open(path) as shipped:
+        text = shipped.read()
     shown = set(re.findall(r"^# (\w+) =(?: |$)", text, re.M))
     assert shown == {key for _, key, _, _, _ in config.SCHEMA}
     uncommented = re.sub(r"^# (\w+ =(?: .*)?)$", r"\1", text, flags=re.M)

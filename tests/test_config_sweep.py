@@ -10,6 +10,7 @@ import threading
 import time
 import uuid as uuids
 from types import SimpleNamespace
+from typing import cast
 
 import pytest
 
@@ -22,7 +23,7 @@ VCPUS = 4  # the guest's vCPUs, and the simulated dom0's
 @pytest.fixture
 def ctx(api, tmp_path, monkeypatch, request):
     """A 4-vCPU host (its ceilings auto-detected) and a halted 4-vCPU Windows HVM guest (2 disks, 1 NIC)."""
-    host = small_host(api, vcpus=VCPUS, **{"dom0.port_limit": "auto", "dom0.irq_limit": "auto"})
+    host = small_host(api, vcpus=VCPUS, config={"dom0.port_limit": "auto", "dom0.irq_limit": "auto"})
     vm = make_vm(api, "w", vcpus=VCPUS, hvm=True, windows=True, disks=2, nics=1, affinity=host)
     root = api.sim.get_host_root(host)
     base = config.load(os.path.join(root, "etc", "xsguard", "xsguard.conf"))
@@ -109,7 +110,12 @@ def check_probe_timeout(c):
 
     seen = []
     real = probes.run_lsevtchn
-    c.monkeypatch.setattr(probes, "run_lsevtchn", lambda path, timeout: seen.append(timeout) or real(path, timeout))
+
+    def run_lsevtchn(path, timeout):
+        seen.append(timeout)
+        return real(path, timeout)
+
+    c.monkeypatch.setattr(probes, "run_lsevtchn", run_lsevtchn)
     status_of(configured(c, "dom0.probe_timeout", "0.75"))
     assert seen and all(t == 0.75 for t in seen)
 
@@ -232,9 +238,12 @@ def check_profile(c):
 
 def check_reboot(c):
     from xsguard import commit
+    from xsguard.gather import Gathered
+    from xsguard.model.verdict import Verdict
 
-    gathered = SimpleNamespace(bypassed=False, rebooting=True)
-    refused = SimpleNamespace(admitted=False)
+    # stand-ins holding only what policy_of reads
+    gathered = cast(Gathered, SimpleNamespace(bypassed=False, rebooting=True))
+    refused = cast(Verdict, SimpleNamespace(admitted=False))
     assert commit.policy_of(configured(c, "policy.reboot", "check"), gathered, refused).exit == commit.EXIT_REFUSE
     assert commit.policy_of(c.base, gathered, refused) == commit.REBOOT_OVER_CEILING
 

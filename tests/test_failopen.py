@@ -21,7 +21,7 @@ from tests.test_storm import NEED, desktops, host_with_room, start_all
 def test_a_refusal_stands_on_a_full_disk(api, small_disk):
     """No free port and no free byte: the VM needing 41 is refused (exit 2), never let through."""
     host = small_host(api, port_limit=40 + 8 + 2, vcpus=4,  # dom0's 40 ports, the margin, 2 free
-                      **{"ledger.path": os.path.join(small_disk.path, "ledger.json")})
+                      config={"ledger.path": os.path.join(small_disk.path, "ledger.json")})
     api.VM.start(make_vm(api, "fill", disks=0, nics=0, affinity=host), False, False)  # 2 ports: 0 free
     small_disk.fill()
     big = make_vm(api, "big", vcpus=8, hvm=True, firmware="uefi", disks=4, nics=2, windows=True, affinity=host)
@@ -118,7 +118,7 @@ def test_a_stale_boot_head_in_kern_log_is_not_trusted(api):
 @pytest.mark.parametrize("text", ["", "garbage that is no table\n"])
 def test_an_empty_or_unrecognised_proc_interrupts_is_a_failed_probe(api, text):
     """/proc/interrupts empty or unrecognised: on_error = deny refuses, the plugin says PROBE_FAILED."""
-    host = small_host(api, port_limit=4095, **{"policy.on_error": "deny"})
+    host = small_host(api, port_limit=4095, config={"policy.on_error": "deny"})
     path = os.path.join(api.sim.get_host_root(host), "proc", "interrupts")
     os.unlink(path)
     with open(path, "w") as handle:
@@ -233,7 +233,7 @@ def test_a_full_var_stops_no_charge_and_loses_no_refusal(api, sim, small_disk):
     from xsguard import config
 
     assert config.defaults().ledger.path == "/run/xsguard/ledger.json"
-    host = host_with_room(api, "xs-a", 6, **{"log.file": os.path.join(small_disk.path, "decisions.log")})
+    host = host_with_room(api, "xs-a", 6, config={"log.file": os.path.join(small_disk.path, "decisions.log")})
     small_disk.fill()
     refs = desktops(api, 12, "desk", random.Random(11), affinity=host)
     outcomes = start_all(sim.url, refs)

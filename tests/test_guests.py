@@ -30,9 +30,10 @@ def backend_of(run):
     """dom0's netback and blkback max_queues, as the capture's backend-params.txt lists them."""
     with open(os.path.join(run, "backend-params.txt")) as handle:
         text = handle.read()
-    net = re.search(r"xen_netback/parameters/max_queues:(\d+)", text).group(1)
-    blk = re.search(r"xen_blkback/parameters/max_queues:(\d+)", text).group(1)
-    return guests.Backend(int(net), int(blk))
+    net = re.search(r"xen_netback/parameters/max_queues:(\d+)", text)
+    blk = re.search(r"xen_blkback/parameters/max_queues:(\d+)", text)
+    assert net is not None and blk is not None, text
+    return guests.Backend(int(net.group(1)), int(blk.group(1)))
 
 
 def table_holds(stack, dtype, vcpus, disks, nics, asks=guests.Asks(), backend=guests.Backend(2, 2),
@@ -116,8 +117,8 @@ def evidence_problems(text):
     kinds = [kind for kind, (named, _) in EVIDENCE.items() if re.search(named, text)]
     if not kinds:
         return ["names no kind of evidence"]
-    problems = ["says %s but cites nothing" % kind for kind in kinds
-                if EVIDENCE[kind][1] is not None and not re.search(EVIDENCE[kind][1], text)]
+    problems = ["says %s but cites nothing" % kind for kind, (_, cited) in EVIDENCE.items()
+                if kind in kinds and cited is not None and not re.search(cited, text)]
     problems += ["no capture %s" % path for path in re.findall(r"tests/fixtures/[\w./-]+\w", text)
                  if not os.path.exists(os.path.join(ROOT, path))]
     return problems

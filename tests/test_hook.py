@@ -54,7 +54,7 @@ def test_admits_what_fits_and_refuses_what_does_not(api):
 
 def test_warn_mode_logs_and_continues(api):
     """mode = warn: the start goes on, the hook exits 1 with the message for xenopsd's log."""
-    host = small_host(api, port_limit=60, vcpus=4, **{"policy.mode": "warn"})
+    host = small_host(api, port_limit=60, vcpus=4, config={"policy.mode": "warn"})
     vm = make_vm(api, "big", vcpus=8, hvm=True, disks=1, nics=1, affinity=host)
     api.VM.start(vm, False, False)
     assert api.VM.get_power_state(vm) == "Running"
@@ -65,7 +65,7 @@ def test_warn_mode_logs_and_continues(api):
 
 def test_off_mode_only_logs(api):
     """mode = off: exit 0, nothing printed, the would-be refusal logged."""
-    host = small_host(api, port_limit=60, vcpus=4, **{"policy.mode": "off"})
+    host = small_host(api, port_limit=60, vcpus=4, config={"policy.mode": "off"})
     vm = make_vm(api, "big", vcpus=8, hvm=True, disks=1, nics=1, affinity=host)
     api.VM.start(vm, False, False)
     assert hook_runs(api)[-1]["exit_code"] == "0" and hook_runs(api)[-1]["stdout"] == ""
@@ -98,7 +98,7 @@ def test_bypass_from_dom0_config_is_still_charged(api):
 
 
 def guard_error_case(api, values, vm_fields=None):
-    host = small_host(api, port_limit=4095, vcpus=4, **values)
+    host = small_host(api, port_limit=4095, vcpus=4, config=values)
     vm = make_vm(api, "victim", affinity=host, **(vm_fields or {}))
     return host, vm
 
@@ -194,7 +194,7 @@ def with_private_var(api, host):
 def test_a_config_error_with_no_earlier_copy_decides_with_the_defaults_for_the_bad_key(api):
     """A value the hook cannot parse and no configuration that parsed kept: the start is decided with
     the default for that key (mode = enforce) and the file's other keys, and the error is logged."""
-    host = small_host(api, port_limit=4095, **{"policy.mode": "sometimes"})
+    host = small_host(api, port_limit=4095, config={"policy.mode": "sometimes"})
     with_private_var(api, host)
     vm = make_vm(api, "a", affinity=host)
     api.VM.start(vm, False, False)
@@ -351,7 +351,7 @@ def test_xenapi_failure_is_not_retried(api, sim):
 
 def test_unknown_vm_is_asked_once_by_uuid_and_once_by_name(api, sim):
     """A VM deleted between xenopsd's call and the hook: VmNotFound, asked once by uuid, once by name."""
-    host = small_host(api, port_limit=4095, **{"policy.on_error": "deny"})
+    host = small_host(api, port_limit=4095, config={"policy.on_error": "deny"})
     from xsguard import config as config_mod
     from xsguard.deadline import Deadline
     from xsguard.decision import admit
@@ -436,7 +436,7 @@ def test_a_world_writable_log_directory_is_refused(api, tmp_path):
     """A 0777 log directory with a planted symlink: root never appends through it; the record goes to syslog."""
     victim = tmp_path / "root-only"
     victim.write_text("secret\n")
-    host = small_host(api, port_limit=100, vcpus=4, **{"log.syslog": "no"})
+    host = small_host(api, port_limit=100, vcpus=4, config={"log.syslog": "no"})
     logdir = os.path.join(api.sim.get_host_root(host), "var", "log", "xsguard")
     _world_writable_with_link(logdir, "decisions.log", victim)
     vm = make_vm(api, "big", vcpus=32, hvm=True, disks=4, nics=2, affinity=host)
@@ -451,7 +451,7 @@ def test_a_world_writable_state_directory_is_refused(api, tmp_path):
     """A 0777 state directory: the ledger is unavailable (on_error applies, named), planted links untouched."""
     victim = tmp_path / "root-only"
     victim.write_text("secret\n")
-    host = small_host(api, port_limit=4095, vcpus=4, **{"policy.on_error": "deny"})
+    host = small_host(api, port_limit=4095, vcpus=4, config={"policy.on_error": "deny"})
     statedir = os.path.join(api.sim.get_host_root(host), "var", "lib", "xsguard")
     _world_writable_with_link(statedir, "ledger.json.lock", victim)
     vm = make_vm(api, "small", affinity=host)

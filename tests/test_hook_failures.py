@@ -117,7 +117,7 @@ def test_a_migration_of_a_vm_xapi_does_not_know_goes_on_uncharged(api):
 def test_a_start_that_cannot_get_the_ledger_lock_is_charged_its_need(api):
     """Another process holds the ledger's lock past the deadline: the start goes on (exit 1) charged its
     need of 5 as a pending charge, which the next decision folds into the ledger."""
-    host = small_host(api, port_limit=4095, **{"policy.deadline": "1"})
+    host = small_host(api, port_limit=4095, config={"policy.deadline": "1"})
     vm = make_vm(api, "a", affinity=host)
     uuid = api.VM.get_uuid(vm)
     ledger = os.path.join(api.sim.get_host_root(host), "var", "lib", "xsguard", "ledger.json")
@@ -143,7 +143,7 @@ def test_a_start_let_through_whose_charge_cannot_be_written_says_so(api, tmp_pat
     saying it was NOT charged and why; charge_failed is logged."""
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("")
-    host = small_host(api, port_limit=4095, **{"ledger.path": str(blocker / "ledger.json")})
+    host = small_host(api, port_limit=4095, config={"ledger.path": str(blocker / "ledger.json")})
     vm = make_vm(api, "a", affinity=host)
     code, out = run_hook(api, host, "-vmuuid", api.VM.get_uuid(vm), "-reason", "none")
     assert code == 1
@@ -156,7 +156,7 @@ def test_a_start_let_through_whose_charge_cannot_be_written_says_so(api, tmp_pat
 def test_a_refusal_whose_counter_cannot_be_bumped_still_refuses(api):
     """The refusal counter's file cannot be written: the start is refused all the same (exit 2) and
     count_failed is logged beside the refusal."""
-    host = small_host(api, port_limit=60, vcpus=4, **{"log.alerts": "no"})
+    host = small_host(api, port_limit=60, vcpus=4, config={"log.alerts": "no"})
     vm = make_vm(api, "big", vcpus=8, hvm=True, disks=1, nics=1, affinity=host)
     os.makedirs(os.path.join(api.sim.get_host_root(host), "var", "lib", "xsguard", "count.refused"))
     code, out = run_hook(api, host, "-vmuuid", api.VM.get_uuid(vm), "-reason", "none")
@@ -169,7 +169,7 @@ def test_a_refusal_whose_counter_cannot_be_bumped_still_refuses(api):
 def test_a_hook_whose_stdout_is_closed_still_decides_and_logs(api):
     """xenopsd's pipe gone (stdout closed): the refusal stands (exit 2) and its decision log record is
     written all the same."""
-    host = small_host(api, port_limit=60, vcpus=4, **{"log.alerts": "no"})
+    host = small_host(api, port_limit=60, vcpus=4, config={"log.alerts": "no"})
     vm = make_vm(api, "big", vcpus=8, hvm=True, disks=1, nics=1, affinity=host)
     code, out = run_hook(api, host, "-vmuuid", api.VM.get_uuid(vm), "-reason", "none", stdout_closed=True)
     assert (code, out) == (2, "")
@@ -181,7 +181,7 @@ def test_a_hook_interrupted_while_it_waits_for_the_ledger_lets_the_start_go_on_c
     start let through (exit 1) and charged its need, never an accidental status."""
     from xsguard.sim.processes import environment
 
-    host = small_host(api, port_limit=4095, **{"policy.deadline": "30"})
+    host = small_host(api, port_limit=4095, config={"policy.deadline": "30"})
     vm = make_vm(api, "a", affinity=host)
     root = api.sim.get_host_root(host)
     ledger = os.path.join(root, "var", "lib", "xsguard", "ledger.json")
@@ -195,6 +195,7 @@ def test_a_hook_interrupted_while_it_waits_for_the_ledger_lets_the_start_go_on_c
                               env=environment(os.path.join(root, "etc", "xsguard", "xsguard.conf"))) as proc:
             wait_for(lambda: holds(proc.pid, ledger + ".lock"))  # it waits for the lock now
             proc.send_signal(signal.SIGINT)
+            assert proc.stdout is not None
             out = proc.stdout.read().decode()
     finally:
         os.close(fd)

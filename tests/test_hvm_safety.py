@@ -16,7 +16,7 @@ HELD = 13  # what such a guest holds on xs8-hvm-more: 3 more QEMU ports
 
 
 def heavier_host(api, port_limit, margin):
-    host = small_host(api, port_limit=port_limit, vcpus=4, margin=margin, **{"log.alerts": "no"})
+    host = small_host(api, port_limit=port_limit, vcpus=4, margin=margin, config={"log.alerts": "no"})
     api.sim.set_dom0(host, {"stack": "xs8-hvm-more"})
     return host
 

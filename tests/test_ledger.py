@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import time
+from typing import Dict, List
 
 import pytest
 
@@ -15,6 +16,13 @@ from xsguard.model.charging import Entry
 
 E = Entry("6f1c6d3e-1b8a-4c43-9d4e-0a7b2a1c9e11", "vm", 22, 1000.0, None)
 BOOT = "b1f0c2a4-0000-4000-8000-000000000001"
+
+
+def read(path: str, boot_id: str = BOOT) -> Dict[str, Entry]:
+    """The ledger's entries as ``load`` reads them, which must be there (None: to be rebuilt)."""
+    loaded = ledger.load(path, boot_id)
+    assert loaded.entries is not None, loaded.note
+    return loaded.entries
 
 
 def test_round_trip(tmp_path):
@@ -30,7 +38,7 @@ def test_peak_round_trip(tmp_path):
     path = str(tmp_path / "ledger.json")
     greedy = E._replace(need=5, peak=35, domid=7)
     ledger.save(path, BOOT, {greedy.vm_uuid: greedy})
-    assert ledger.load(path, BOOT).entries[greedy.vm_uuid].peak == 35
+    assert read(path)[greedy.vm_uuid].peak == 35
 
 
 def test_missing_is_empty(tmp_path):
@@ -67,7 +75,7 @@ def test_corrupt_is_set_aside(tmp_path, content):
         handle.write(content)
     loaded = ledger.take(path, BOOT)
     assert loaded.entries is None
-    assert "kept as" in loaded.note and "rebuilt from live state" in loaded.note
+    assert loaded.note is not None and "kept as" in loaded.note and "rebuilt from live state" in loaded.note
     aside = [n for n in os.listdir(str(tmp_path)) if n.startswith("ledger.json.corrupt-")]
     assert len(aside) == 1
     with open(str(tmp_path / aside[0]), "rb") as handle:
@@ -80,7 +88,8 @@ def test_read_only_load_leaves_corrupt_file(tmp_path):
     with open(path, "w") as handle:
         handle.write("{")
     loaded = ledger.load(path, BOOT, set_aside=False)
-    assert loaded.entries is None and "rebuilt from live state" in loaded.note and os.path.exists(path)
+    assert loaded.entries is None and loaded.note is not None and "rebuilt from live state" in loaded.note
+    assert os.path.exists(path)
 
 
 def test_pending_charges_are_folded_in(tmp_path):
@@ -103,10 +112,11 @@ def test_pending_file_that_grew_is_kept(tmp_path):
     first = E._replace(how="unchecked")
     ledger.append_pending(path, BOOT, first)
     loaded = ledger.take(path, BOOT)
+    assert loaded.entries is not None
     late = E._replace(vm_uuid="late", how="unchecked")
     ledger.append_pending(path, BOOT, late)
     ledger.save(path, BOOT, loaded.entries, loaded)
-    assert set(ledger.load(path, BOOT).entries) == {E.vm_uuid, "late"}
+    assert set(read(path)) == {E.vm_uuid, "late"}
 
 
 def test_a_charge_appended_as_the_read_charges_are_removed_is_not_lost(tmp_path, monkeypatch):
@@ -116,7 +126,7 @@ def test_a_charge_appended_as_the_read_charges_are_removed_is_not_lost(tmp_path,
     ledger.append_pending(path, BOOT, E._replace(how="unchecked"))
     late = E._replace(vm_uuid="late", how="unchecked")
     real_unlink = os.unlink
-    appended = []
+    appended: List[str] = []
 
     def unlink_after_an_append(target):
         if target.startswith(path + ".pending") and not appended:
@@ -125,15 +135,11 @@ def test_a_charge_appended_as_the_read_charges_are_removed_is_not_lost(tmp_path,
         real_unlink(target)
 
     monkeypatch.setattr(os, "unlink", unlink_after_an_append)
-    take = getattr(ledger, "take", None)
-    if take is not None:
-        loaded = take(path, BOOT)
-        ledger.save(path, BOOT, loaded.entries, loaded)
-    else:  # the former interface: read, then save with the size read
-        loaded = ledger.load(path, BOOT)
-        ledger.save(path, BOOT, loaded.entries, loaded[3])
+    loaded = ledger.take(path, BOOT)
+    assert loaded.entries is not None
+    ledger.save(path, BOOT, loaded.entries, loaded)
     assert appended
-    assert set(ledger.load(path, BOOT).entries) == {E.vm_uuid, "late"}
+    assert set(read(path)) == {E.vm_uuid, "late"}
 
 
 def test_a_directory_where_the_ledger_should_be_is_set_aside(tmp_path):
@@ -142,7 +148,8 @@ def test_a_directory_where_the_ledger_should_be_is_set_aside(tmp_path):
     path = str(tmp_path / "ledger.json")
     os.makedirs(os.path.join(path, "inside"))
     loaded = ledger.take(path, BOOT)
-    assert loaded.entries is None and "a directory" in loaded.note and "kept as" in loaded.note
+    assert loaded.entries is None and loaded.note is not None
+    assert "a directory" in loaded.note and "kept as" in loaded.note
     ledger.save(path, BOOT, {E.vm_uuid: E}, loaded)
     assert ledger.load(path, BOOT).entries == {E.vm_uuid: E}
     assert [n for n in os.listdir(str(tmp_path)) if n.startswith("ledger.json.corrupt-")]
@@ -167,6 +174,7 @@ def test_lock_wait_counts_against_the_deadline(tmp_path):
         "import fcntl,os,sys,time; fd=os.open(sys.argv[1]+'.lock', os.O_RDWR|os.O_CREAT);"
         "fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)"), path],
         stdout=subprocess.PIPE)
+    assert holder.stdout is not None
     try:
         assert holder.stdout.readline().strip() == b"held"
         started = time.monotonic()
@@ -240,10 +248,10 @@ def test_writer_killed_inside_a_write_leaves_old_or_new(tmp_path, point, need, l
         size = os.path.getsize(os.path.join(str(tmp_path), left[0]))
         assert {"empty": size == 0, "partial": 0 < size < whole, "whole": size == whole}[left_size], size
     entries, note = ledger.load(path, "boot")[:2]
-    assert note is None
+    assert note is None and entries is not None
     assert len(entries) == 200 and {e.need for e in entries.values()} == {need}
     ledger.save(path, "boot", {str(n): Entry(str(n), "vm", 3, 0.0, None) for n in range(200)})
-    assert {e.need for e in ledger.load(path, "boot").entries.values()} == {3}
+    assert {e.need for e in read(path, "boot").values()} == {3}
 
 
 def test_pending_charges_survive_a_rebuild(tmp_path):

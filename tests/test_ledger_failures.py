@@ -3,6 +3,7 @@ change under a charge being appended."""
 
 import json
 import os
+from typing import List
 
 import pytest
 
@@ -38,7 +39,7 @@ def test_a_ledger_that_does_not_hold_is_set_aside_and_rebuilt(tmp_path, document
         json.dump(document, handle)
     loaded = ledger.load(path, BOOT, set_aside=True)
     assert loaded.entries is None
-    assert "corrupt (%s)" % why in loaded.note
+    assert loaded.note is not None and "corrupt (%s)" % why in loaded.note
     aside = [n for n in os.listdir(str(tmp_path)) if n != "ledger.json" and n.startswith("ledger.json")]
     assert len(aside) == 1 and not os.path.exists(path)
     with open(os.path.join(str(tmp_path), aside[0])) as handle:
@@ -51,7 +52,7 @@ def test_a_ledger_left_in_place_when_asked_not_to_set_it_aside(tmp_path):
     with open(path, "w") as handle:
         json.dump(doc(entries=3), handle)
     loaded = ledger.load(path, BOOT, set_aside=False)
-    assert loaded.entries is None and "is corrupt (entries is not a list)" in loaded.note
+    assert loaded.entries is None and loaded.note is not None and "is corrupt (entries is not a list)" in loaded.note
     assert os.listdir(str(tmp_path)) == ["ledger.json"]
 
 
@@ -102,7 +103,7 @@ def race(monkeypatch, what):
     """``os.write`` of the pending line, then ``what`` done to the pending file (as a fold that saved
     the ledger and removed the file would), once."""
     write = os.write
-    done = []
+    done: List[bool] = []
 
     def racing_write(fd, data):
         written = write(fd, data)

@@ -8,16 +8,7 @@ import threading
 
 import XenAPI
 
-from tests.pool import connect, decision_log, failure, make_vm, small_host, wait_for
-
-# an HVM guest with 2 vCPUs, 1 disk, 1 NIC on a 4-vCPU dom0: xenstore 1 + console 1 + QEMU 3
-# + disk 1 + 2 netback queues x 2 = 10 ports; small_host's dom0 holds 40 and keeps a margin of 8
-TEN = dict(vcpus=2, hvm=True, disks=1, nics=1)
-
-
-def host_with_free(api, name, free):
-    """A host whose dom0 has ``free`` ports left for guests."""
-    return small_host(api, name, port_limit=40 + 8 + free, vcpus=4)
+from tests.pool import TEN, connect, decision_log, failure, host_with_free, make_vm, small_host, wait_for
 
 
 def running(api, name, host, memory_gib=1, **guest):
@@ -285,7 +276,7 @@ def test_destination_not_answering_on_error_allow(api):
 
 def test_destination_not_answering_on_error_deny(api):
     """The same with on_error = deny: the migration is refused and the VM stays on the source."""
-    a = small_host(api, "xs-a", port_limit=148, vcpus=4, **{"policy.on_error": "deny"})
+    a = small_host(api, "xs-a", port_limit=148, vcpus=4, config={"policy.on_error": "deny"})
     b = host_with_free(api, "xs-b", 100)
     vm = running(api, "web", a)
     silence(api, b)
@@ -297,7 +288,7 @@ def test_destination_not_answering_on_error_deny(api):
 
 def test_a_host_that_does_not_answer_in_time_is_left_out(api):
     """Other hosts are asked within the deadline: one slower than that is not named, the others are."""
-    a = small_host(api, "xs-a", port_limit=53, vcpus=4, **{"policy.deadline": "2"})
+    a = small_host(api, "xs-a", port_limit=53, vcpus=4, config={"policy.deadline": "2"})
     slow = host_with_free(api, "xs-b", 90)
     host_with_free(api, "xs-c", 30)
     plugin = os.path.join(api.sim.get_host_root(slow), "etc", "xapi.d", "plugins", "xsguard")

@@ -154,8 +154,10 @@ def test_site_overrides():
 @pytest.mark.parametrize("flag", ["is_a_template", "is_a_snapshot", "is_control_domain"])
 def test_non_candidates_are_refused_clearly(flag):
     """Templates, snapshots and control domains are not VMs that start."""
+    record = records.vm(1)
+    record[flag] = True
     with pytest.raises(NotACandidate) as info:
-        vm_need(records.vm(1, **{flag: True}), [], [], D16, XS8)
+        vm_need(record, [], [], D16, XS8)
     assert "nothing to admit" in info.value.message
 
 

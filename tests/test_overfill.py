@@ -9,6 +9,7 @@ import os
 import sys
 import threading
 import time
+from typing import Any, List, Optional
 
 import pytest
 import XenAPI
@@ -109,7 +110,7 @@ def test_a_migration_let_through_unanswered_is_charged_at_the_destination(api, s
     through (on_error = allow, exit 1), marking the VM's record for the destination; while it is under
     way the destination charges it at once, so of two more migrations onto room for two in all one is
     refused, and no device fails there."""
-    a = small_host(api, "xs-a", port_limit=148, vcpus=4, **{"policy.deadline": "2"})  # 100 free
+    a = small_host(api, "xs-a", port_limit=148, vcpus=4, config={"policy.deadline": "2"})  # 100 free
     b = small_host(api, "xs-b", port_limit=40 + 25, vcpus=4, margin=0)  # dom0 holds no more than 25 more
     c = host_with_free(api, "xs-c", 100)
     slow_migrations_from(api, a, 5)
@@ -123,7 +124,7 @@ def test_a_migration_let_through_unanswered_is_charged_at_the_destination(api, s
         broken.restore()
     assert run["exit_code"] == "1" and "let through unchecked" in run["stdout"]
     assert "charged at once by the destination" in run["stdout"]
-    results = [None, None]
+    results: List[Optional[List[Any]]] = [None, None]  # each migration's failure
     for i, vm in enumerate(others):
         try:
             api.VM.pool_migrate(vm, b, {})
@@ -132,7 +133,8 @@ def test_a_migration_let_through_unanswered_is_charged_at_the_destination(api, s
     error = join()
     assert api.sim.get_failures() == []
     assert error is None and api.VM.get_resident_on(first) == b
-    assert results[0] is None and results[1][:2] == ["XAPI_HOOK_FAILED", "vm-pre-migrate/50xsguard"]
+    assert results[0] is None and results[1] is not None
+    assert results[1][:2] == ["XAPI_HOOK_FAILED", "vm-pre-migrate/50xsguard"]
     assert used(api, b) == 40 + 20
 
 
@@ -143,7 +145,7 @@ def test_a_migration_let_through_unanswered_is_charged_once_past_a_decision_s_sp
     from xsguard.commit import decision_span
     from xsguard.config import defaults
 
-    a = small_host(api, "xs-a", port_limit=148, vcpus=4, **{"policy.deadline": "2"})
+    a = small_host(api, "xs-a", port_limit=148, vcpus=4, config={"policy.deadline": "2"})
     b = small_host(api, "xs-b", port_limit=40 + 25, vcpus=4, margin=0)
     c = host_with_free(api, "xs-c", 100)
     span = decision_span(defaults())
@@ -169,7 +171,7 @@ def test_a_migration_slower_than_the_ttl_keeps_its_charge(api, sim):
     """A migration admitted at the destination takes longer than [ledger] ttl: while xapi shows it
     arriving, the destination still charges it, and a start onto the room it took is refused."""
     a = host_with_free(api, "xs-a", 100)
-    b = small_host(api, "xs-b", port_limit=40 + 15, vcpus=4, margin=0, **{"ledger.ttl": "1"})
+    b = small_host(api, "xs-b", port_limit=40 + 15, vcpus=4, margin=0, config={"ledger.ttl": "1"})
     slow_migrations_from(api, a, 4)
     moving = running(api, "moving", a)
     join = in_background(sim, "VM.pool_migrate", moving, b, {})
@@ -185,7 +187,7 @@ def test_a_migration_slower_than_the_ttl_keeps_its_charge(api, sim):
         details = exc.details
     error = join()
     assert api.sim.get_failures() == []
-    assert details[:2] == ["XAPI_HOOK_FAILED", "vm-pre-start/50xsguard"]
+    assert details is not None and details[:2] == ["XAPI_HOOK_FAILED", "vm-pre-start/50xsguard"]
     assert error is None and api.VM.get_resident_on(moving) == b
 
 

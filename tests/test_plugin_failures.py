@@ -1,6 +1,8 @@
 """The plugin's failure branches: through host.call_plugin as xapi runs it, and ``plugin.run`` for what
 xapi itself never sends."""
 
+from typing import Any
+
 import pytest
 
 from tests.pool import failure, make_vm, small_host
@@ -20,8 +22,9 @@ def test_arguments_that_are_not_a_map_are_a_bad_argument():
     from xsguard import plugin
     from xsguard.errors import BadArgument
 
+    not_a_map: Any = ["vm_uuid", "x"]  # not the map run's signature asks for, on purpose
     with pytest.raises(BadArgument, match="arguments must be a map of key=value"):
-        plugin.run("status", None, ["vm_uuid", "x"])
+        plugin.run("status", None, not_a_map)
 
 
 READ_ONLY = [("status", {}), ("need", {"vm_uuid": None}), ("check", {"vm_uuid": None}), ("denials", {}),

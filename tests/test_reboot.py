@@ -17,7 +17,7 @@ NULL = "OpaqueRef:NULL"
 
 def full_host(api, **config):
     """A host with 52 ports for guests: 5 VMs of 10 and 'web' (10), 2 left; every driver connected."""
-    host = small_host(api, port_limit=100, vcpus=4, **config)
+    host = small_host(api, port_limit=100, vcpus=4, config=config)
     fill(api, host, 4, vcpus=2, hvm=True, disks=1, nics=1)
     web = make_vm(api, "web", vcpus=2, hvm=True, disks=1, nics=1, affinity=host)
     api.VM.start(web, False, False)
@@ -121,6 +121,7 @@ def test_a_start_decided_while_a_vm_reboots_charges_the_rebooting_vm(api, sim):
     cfg = host_config(api, host)
     path, boot = cfg.ledger.path, state.boot_id(cfg)
     entries = ledger.load(path, boot).entries
+    assert entries is not None
     del entries[api.VM.get_uuid(web)]  # its domain held its whole need long enough: it left the ledger
     ledger.save(path, boot, entries)
     old = api.VM.get_domid(web)

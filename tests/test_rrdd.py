@@ -421,7 +421,7 @@ def test_standin_refuses_to_register_a_file_not_there(standin):
     """Registering opens the file: before it exists, the call fails and nothing is registered."""
     answer = Rrdd(standin.socket_path).proxy.Plugin.Local.register(
         {"uid": "early", "info": "Five_Seconds", "protocol": "V2"})
-    assert answer["Status"] == "Failure"
+    assert isinstance(answer, dict) and answer["Status"] == "Failure"
     assert answer["ErrorDescription"] == ["Rrdd_internal_error", 'Unix.Unix_error(Unix.ENOENT, "open", "%s")'
                                           % os.path.join(standin.metrics, "early")]
     assert "early" not in standin.registered
@@ -629,6 +629,7 @@ def test_every_reading_succeeds_while_vms_come_and_go(bare):
     h.run(at_reading, readings=10)
     assert h.standin.outcomes["xsguard"] == ["ok"] * 10
     assert compared == [0, 1, 2, 10, 9, 9, 10, 10, 8, 8]
+    assert h.daemon.file is not None
     assert (h.daemon.vms, h.daemon.file.size) == (20, file_size(20))  # grown once, for twice the 10 VMs
     assert not os.path.exists(path)  # removed when the daemon stopped
     assert "xsguard" not in h.standin.registered
@@ -716,9 +717,14 @@ def test_the_daemon_waits_out_an_odd_xcp_rrdd(bare, tmp_path, capsys):
     threading.Thread(target=server.serve_forever, daemon=True).start()
     api.sim.set_xsguard_config(host, {"rrdd.socket": path})
     waits = []
+
+    def sleep(seconds):
+        waits.append(seconds)
+        return len(waits) >= 6
+
     try:
         cfg = load_config(os.path.join(api.sim.get_host_root(host), "etc", "xsguard", "xsguard.conf"))
-        assert Daemon(cfg, threading.Event(), sleep=lambda s: waits.append(s) or len(waits) >= 6).run() == 0
+        assert Daemon(cfg, threading.Event(), sleep=sleep).run() == 0
     finally:
         server.shutdown()
         server.server_close()
@@ -798,6 +804,7 @@ def test_simulate_serves_graphs_by_default():
     xsguard's datasources, host.query_data_source and VM.query_data_source answer dom0's figures."""
     proc = subprocess.Popen([sys.executable, "-m", "xsguard", "simulate"], stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL)
+    assert proc.stdout is not None
     try:
         url = proc.stdout.readline().decode().split()[-1]
         api = connect(url).xenapi
@@ -830,6 +837,7 @@ def test_a_rebooting_vm_is_charged_by_the_daemon_as_status_charges_it(sim, api):
     config_path = os.path.join(api.sim.get_host_root(host), "etc", "xsguard", "xsguard.conf")
     path, boot = cfg.ledger.path, state.boot_id(cfg)
     entries = ledger.load(path, boot).entries
+    assert entries is not None
     del entries[api.VM.get_uuid(web)]  # its domain held its whole need long enough: it left the ledger
     ledger.save(path, boot, entries)
     reader = Reader(cfg)

@@ -67,6 +67,7 @@ def test_bad_input_is_one_line_exit_2_and_leaves_nothing(tmp_path, busy_port, ca
 def start(tmp_path, *args, env=None):
     proc = subprocess.Popen([sys.executable, "-m", "xsguard", "simulate"] + list(args), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, env=dict(env or os.environ, TMPDIR=str(tmp_path)))
+    assert proc.stdout is not None and proc.stderr is not None
     first = proc.stdout.readline().decode()
     assert first.startswith("XenAPI at http://127.0.0.1:"), proc.stderr.read().decode()
     return proc, first.split()[-1]

@@ -6,6 +6,7 @@ import random
 import signal
 import threading
 import time
+from typing import Any, Dict, List, Optional, Union
 
 import XenAPI
 
@@ -22,10 +23,10 @@ MARGIN = 16
 CONNECT_DELAY = (0.2, 2.0)
 
 
-def host_with_room(api, name, room, **config):
+def host_with_room(api: Any, name: str, room: int, config: Optional[Dict[str, str]] = None) -> str:
     """A host whose dom0 has room for exactly ``room`` such VMs by the model."""
     return small_host(api, name=name, port_limit=BASELINE + MARGIN + room * NEED, vcpus=16, margin=MARGIN,
-                      **config)
+                      config=config)
 
 
 def desktops(api, count, prefix, rng, affinity="OpaqueRef:NULL"):
@@ -39,7 +40,7 @@ def desktops(api, count, prefix, rng, affinity="OpaqueRef:NULL"):
 
 def start_all(url, refs, action="start"):
     """Start (or reboot) every VM at once, each from its own client thread and session."""
-    outcomes = {}
+    outcomes: Dict[str, Union[str, List[Any]]] = {}  # "ok", or the failure's details
 
     def run(ref):
         api = connect(url).xenapi
@@ -64,7 +65,7 @@ def start_all(url, refs, action="start"):
 
 def assert_no_guard_error(api):
     """Every hook decided (0 or 2): a guard error would have let a start through uncounted."""
-    codes = {}
+    codes: Dict[str, str] = {}
     for run in api.sim.get_hook_log():
         codes.setdefault(run["exit_code"], run["stdout"][:300])
     assert set(codes) <= {"0", "2"}, codes

@@ -79,7 +79,9 @@ def test_the_licence_rides_in_the_wheel_and_the_sdist(installed, tmp_path):
                    env=dict(os.environ, PYTHONPATH=str(backend)))
     with tarfile.open(glob.glob(str(tmp_path / "xsguard-*.tar.gz"))[0]) as sdist:
         found = [m for m in sdist.getnames() if m.endswith("/LICENSE")]
-        assert len(found) == 1 and LGPL in sdist.extractfile(found[0]).read().decode()
+        assert len(found) == 1
+        member = sdist.extractfile(found[0])
+        assert member is not None and LGPL in member.read().decode()
 
 
 def test_a_new_user_tries_a_simulated_pool_from_the_wheel(installed, tmp_path):
@@ -93,6 +95,7 @@ def test_a_new_user_tries_a_simulated_pool_from_the_wheel(installed, tmp_path):
     env = dict(os.environ, TMPDIR=str(tmp_path))
     sim = subprocess.Popen([xsguard, "simulate"], cwd=str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                            env=env)
+    assert sim.stdout is not None and sim.stderr is not None
     with sim:  # its pipes closed at the end
         try:
             url = sim.stdout.readline().decode().split()[-1]

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import threading
+from typing import Any, Dict
 from xmlrpc.server import SimpleXMLRPCServer
 
 import pytest
@@ -13,7 +14,7 @@ import pytest
 from tests.conftest import run_xsguard
 from tests.pool import TEN, decision_log, failure, host_with_free, make_vm, running, small_host
 
-BIG = dict(vcpus=32, hvm=True, disks=4, nics=2)  # more than a small host has
+BIG: Dict[str, Any] = dict(vcpus=32, hvm=True, disks=4, nics=2)  # more than a small host has
 
 
 def refused_on(api, name, host):

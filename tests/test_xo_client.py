@@ -34,6 +34,7 @@ def run_client(tmp_path, transport):
     env = dict(os.environ, TMPDIR=str(tmp_path))
     proc = subprocess.Popen([sys.executable, "-m", "xsguard", "simulate", "--port", "0", "--scenario", str(scenario)],
                             stdout=subprocess.PIPE, env=env)
+    assert proc.stdout is not None
     with proc:  # its pipe closed at the end
         try:
             url = proc.stdout.readline().decode().split()[-1]
