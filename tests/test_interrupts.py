@@ -81,3 +81,13 @@ def test_empty():
 def test_consumer_grouping(action, consumer):
     """Per-domain and per-CPU names are grouped; others kept."""
     assert consumer_of(action) == consumer
+
+
+def test_count_from_the_first_line_on():
+    """``count`` finds a numbered line at the very start of the text too, and counts neither
+    architecture lines nor a number later in a line."""
+    text = ("  7:  0  xen-dyn  -event  evtchn:xenstored\n"
+            "NMI:  0  Non-maskable interrupts\n"
+            " 12:  3  xen-dyn  -event  x 9:\n")
+    assert count(text) == 2
+    assert count(text.replace("  7:", "NMI:")) == 1

@@ -22,6 +22,11 @@ from .model.ceilings import BOOT_LOG, Ceiling
 KEPT = ", kept since this boot's first reading"
 
 
+def searched(kernel_log: str, kernel_ring: str) -> str:
+    """The sources a search reads (``bootlog``), as a warning names them and an ``Unknown`` keeps them."""
+    return "%s, its rotations or %s" % (kernel_log, kernel_ring)
+
+
 class Unknown(NamedTuple):
     """A ceiling whose boot line a search did not find."""
 

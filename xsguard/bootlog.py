@@ -26,6 +26,7 @@ import stat
 import time
 from typing import Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional
 
+from . import bootcache
 from .deadline import Deadline
 from .model import ceilings
 
@@ -118,11 +119,6 @@ def boot_time(proc_stat: str) -> Optional[float]:
     return None if up is None else time.time() - up
 
 
-def searched(kernel_log: str, kernel_ring: str) -> str:
-    """The sources searched, as a warning names them."""
-    return "%s, its rotations or %s" % (kernel_log, kernel_ring)
-
-
 def seconds_for(deadline: Optional[Deadline], patient: bool = False) -> float:
     """The time a search may take: SEARCH_SECONDS (PATIENT_SECONDS for a caller nobody waits on),
     and at most half of what is left of ``deadline``."""
@@ -161,7 +157,7 @@ def search(kernel_log: str, kernel_ring: str, proc_stat: str, names: Iterable[st
             timed = timed or isinstance(short, OutOfTime)
         except MemoryError:
             shortfalls.append("search failed: out of memory, in %s" % kernel_ring)
-    return Search(lines, searched(kernel_log, kernel_ring), "; ".join(shortfalls), timed)
+    return Search(lines, bootcache.searched(kernel_log, kernel_ring), "; ".join(shortfalls), timed)
 
 
 def _search_logs(kernel_log: str, proc_stat: str, wanted: List[str], budget: Budget) -> Dict[str, BootLine]:

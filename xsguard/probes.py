@@ -3,13 +3,12 @@
 Thin: the parsing and the arithmetic live in ``xsguard.model``.
 """
 
-import glob
 import os
 import signal
 import subprocess
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
-from . import bootcache, bootlog, state
+from . import bootcache, state
 from .config import LSEVTCHN_CANDIDATES, Config
 from .deadline import Deadline
 from .errors import ProbeFailed
@@ -26,6 +25,8 @@ def find_lsevtchn(configured: str) -> str:
         if not os.access(configured, os.X_OK):
             raise ProbeFailed("lsevtchn not found or not executable at %s ([dom0] lsevtchn)" % configured, configured)
         return configured
+    import glob  # only where no lsevtchn is configured
+
     for pattern in LSEVTCHN_CANDIDATES:
         for directory in sorted(glob.glob(pattern), reverse=True):
             path = os.path.join(directory, "lsevtchn")
@@ -125,12 +126,20 @@ def storage_seen(sys_module: str, irq_text: Optional[str]) -> BackendSeen:
     irqs = irq_text or ""
     return BackendSeen(
         blkback_rings=irqs.count(" blkif-backend"),
-        blkback_devices=len(glob.glob(os.path.join(sys_root, "bus", "xen-backend", "devices", "vbd-*"))),
+        blkback_devices=_entries(os.path.join(sys_root, "bus", "xen-backend", "devices"), "vbd-"),
         tapdisk_rings=irqs.count(" evtchn:tapdisk"),
-        tapdisk_minors=len(glob.glob(os.path.join(sys_root, "class", "blktap2", "blktap*"))),
+        tapdisk_minors=_entries(os.path.join(sys_root, "class", "blktap2"), "blktap"),
         blkback_loaded=os.path.isdir(os.path.join(sys_module, "xen_blkback")),
         blktap_loaded=os.path.isdir(os.path.join(sys_module, "blktap")),
     )
+
+
+def _entries(directory: str, prefix: str) -> int:
+    """How many names in ``directory`` begin with ``prefix`` (none if it cannot be listed)."""
+    try:
+        return sum(1 for name in os.listdir(directory) if name.startswith(prefix))
+    except OSError:
+        return 0
 
 
 def storage_report(backend: Dict[str, str], configured: Optional[str]) -> Dict[str, Any]:
@@ -228,36 +237,33 @@ def read_ceilings(cfg: Config, deadline: Optional[Deadline] = None, patient: boo
     boot_id = state.boot_id(cfg)
     cache = state.path(cfg, state.CEILINGS)
     kept = bootcache.load(cache, boot_id)
-    sources = bootlog.searched(d.kernel_log, d.kernel_ring)
+    sources = bootcache.searched(d.kernel_log, d.kernel_ring)
     wanted = [name for limit, name in ((d.port_limit, XEN_PORTS), (d.irq_limit, LINUX_IRQS))
               if limit is None and name not in kept.ceilings
               and (kept.unknown.get(name, bootcache.Unknown("", "")).sources != sources
                    or (patient and kept.unknown[name].retry))]
-    search = bootlog.Search({}, sources)
+    lines = {name: ("", kept.unknown[name].where) for name in kept.unknown}  # (boot line, where) by ceiling
     if wanted:
+        from . import bootlog  # only a search needs it: once a boot
+
         search = bootlog.search(d.kernel_log, d.kernel_ring, d.proc_stat, wanted,
                                 bootlog.seconds_for(deadline, patient))
-
-    def line(name: str) -> bootlog.BootLine:
-        if name in wanted:
-            return search.lines.get(name, bootlog.BootLine("", search.where))
-        return bootlog.BootLine("", kept.unknown[name].where)
+        lines.update({name: search.lines.get(name, ("", search.where)) for name in wanted})
 
     if d.port_limit is not None:
         port = ceilings.port_ceiling(d.port_limit, None, None, None)
     elif XEN_PORTS in kept.ceilings:
         port = bootcache.kept(kept.ceilings[XEN_PORTS])
     else:
-        found = line(XEN_PORTS)
-        port = ceilings.port_ceiling(None, found.line, read_optional(d.cmdline), xen_version(d.hypervisor),
-                                     found.where)
+        line, where = lines[XEN_PORTS]
+        port = ceilings.port_ceiling(None, line, read_optional(d.cmdline), xen_version(d.hypervisor), where)
     if d.irq_limit is not None:
         irq = ceilings.irq_ceiling(d.irq_limit, None)
     elif LINUX_IRQS in kept.ceilings:
         irq = bootcache.kept(kept.ceilings[LINUX_IRQS])
     else:
-        found = line(LINUX_IRQS)
-        irq = ceilings.irq_ceiling(None, found.line, found.where)
+        line, where = lines[LINUX_IRQS]
+        irq = ceilings.irq_ceiling(None, line, where)
     if wanted:  # kept whatever it found: a search that fell short would fall short again
         fresh = {c.name: c for c in (port, irq) if c.origin == BOOT_LOG and c.name in wanted}
         vain = {name: bootcache.Unknown(sources, search.where, search.timed and not patient)

@@ -20,8 +20,10 @@ BOOT_LOG = "boot_log"  # a line the kernel printed at boot
 INFERRED = "inferred"  # the command line and the Xen version
 UNKNOWN = "unknown"
 
-_ABI_LINE = re.compile(r"xen:events: Using (FIFO-based|2-level) ABI")
-_NR_IRQS = re.compile(r"NR_IRQS: ?(\d+), nr_irqs: ?(\d+)")
+# The patterns here are compiled on their first use (``re`` keeps them): only the first decision of
+# a boot reads kernel lines; every later one finds the ceilings kept (``bootcache``).
+_ABI_LINE = r"xen:events: Using (FIFO-based|2-level) ABI"
+_NR_IRQS = r"NR_IRQS: ?(\d+), nr_irqs: ?(\d+)"
 _CONFIG_KEY = {XEN_PORTS: "port_limit", LINUX_IRQS: "irq_limit"}
 
 
@@ -60,7 +62,7 @@ class Ceiling(NamedTuple):
 
 def abi_from_boot_lines(text: str) -> Optional[str]:
     """The ABI the kernel chose, from its first line in ``text`` (this boot's lines), or None."""
-    found = _ABI_LINE.search(text)
+    found = re.search(_ABI_LINE, text)
     if not found:
         return None
     return "fifo" if found.group(1) == "FIFO-based" else "2-level"
@@ -68,7 +70,7 @@ def abi_from_boot_lines(text: str) -> Optional[str]:
 
 def nr_irqs_from_boot_lines(text: str) -> Optional[int]:
     """NR_IRQS as the kernel printed it at boot (its first line in ``text``), or None."""
-    found = _NR_IRQS.search(text)
+    found = re.search(_NR_IRQS, text)
     return int(found.group(1)) if found else None
 
 
@@ -142,13 +144,13 @@ MARKER = "marker"
 _HEADER_WIDTH = 160  # a syslog line's stamp, host and ``kernel: `` come within its first bytes
 # the word a line holds (found fast), then the pattern its message must begin with
 _WORDS = {
-    MARKER: (b"Linux version ", re.compile(rb"Linux version \d")),
-    XEN_PORTS: (b"xen:events: Using ", re.compile(rb"xen:events: Using (?:FIFO-based|2-level) ABI")),
-    LINUX_IRQS: (b"NR_IRQS:", re.compile(rb"NR_IRQS: ?\d+, nr_irqs: ?\d+")),
+    MARKER: (b"Linux version ", rb"Linux version \d"),
+    XEN_PORTS: (b"xen:events: Using ", rb"xen:events: Using (?:FIFO-based|2-level) ABI"),
+    LINUX_IRQS: (b"NR_IRQS:", rb"NR_IRQS: ?\d+, nr_irqs: ?\d+"),
 }
-_PRINTK = re.compile(rb"\[ *\d+\.\d+\] ?")  # the kernel's time, seconds since boot, before a message
-_LOG_PRINTK = re.compile(rb"kernel: \[ *(\d+)\.\d+\]")  # that time in a syslog line (whole seconds)
-_RING_RECORD = re.compile(rb"(\d+),\d+,\d+,[^;]*;")  # /dev/kmsg: priority,seq,usec,flags;message
+_PRINTK = rb"\[ *\d+\.\d+\] ?"  # the kernel's time, seconds since boot, before a message
+_LOG_PRINTK = rb"kernel: \[ *(\d+)\.\d+\]"  # that time in a syslog line (whole seconds)
+_RING_RECORD = rb"(\d+),\d+,\d+,[^;]*;"  # /dev/kmsg: priority,seq,usec,flags;message
 
 
 def kernel_message(line: bytes, ring: bool) -> Optional[bytes]:
@@ -159,13 +161,13 @@ def kernel_message(line: bytes, ring: bool) -> Optional[bytes]:
     (the whole line if it has none), less the kernel's time.
     """
     if ring:
-        record = _RING_RECORD.match(line)
+        record = re.match(_RING_RECORD, line)
         if record is None or int(record.group(1)) >> 3 != KERNEL_FACILITY:
             return None
         return line[record.end():]
     at = line.find(b"kernel: ", 0, _HEADER_WIDTH)
     start = 0 if at < 0 else at + len(b"kernel: ")
-    printk = _PRINTK.match(line, start)
+    printk = re.compile(_PRINTK).match(line, start)
     return line[printk.end() if printk else start:]
 
 
@@ -233,7 +235,7 @@ class BootScan:
             return
         stretch = self.tail or self.head
         if not self.ring:
-            stretch.add_times(list(map(int, _LOG_PRINTK.findall(chunk, lo, hi))))
+            stretch.add_times(list(map(int, re.compile(_LOG_PRINTK).findall(chunk, lo, hi))))
             if self.tail is None:
                 return  # a log's lines before its first marker are no boot's boot lines
         for name in self.names:
@@ -254,7 +256,7 @@ class BootScan:
             line = chunk[start:end].rstrip(b"\r\n")
             if len(line) <= MAX_LINE:
                 message = kernel_message(line, self.ring)
-                if message is not None and pattern.match(message):
+                if message is not None and re.match(pattern, message):
                     yield start, end, line, message
             at = chunk.find(word, end, hi)
 

@@ -10,10 +10,9 @@ import re
 from collections import Counter
 from typing import Dict, Iterable, List, NamedTuple, Tuple
 
-_PREFIX = re.compile(r"\s*(\d+): VCPU (\d+): (.*)\Z")
-_INTERDOMAIN = re.compile(
-    r"Interdomain \((Connected|Waiting connection)\) - Remote Domain (\d+)(?:, Port (\d+))?\Z"
-)
+# the line-by-line fallback's patterns, compiled on its first use (``re`` keeps them)
+_PREFIX = r"\s*(\d+): VCPU (\d+): (.*)\Z"
+_INTERDOMAIN = r"Interdomain \((Connected|Waiting connection)\) - Remote Domain (\d+)(?:, Port (\d+))?\Z"
 _SIMPLE = {
     "IPI": "ipi",
     "Unknown": "unknown",
@@ -75,11 +74,12 @@ def parse_lines(text: str) -> PortTable:
     remote: Counter[int] = Counter()
     unparsed: List[Tuple[int, str]] = []
     ports = 0
+    prefix = re.compile(_PREFIX)
     for lineno, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
         ports += 1
-        match = _PREFIX.match(line)
+        match = prefix.match(line)
         if match is None:
             states["unparsed"] += 1
             unparsed.append((lineno, line))
@@ -90,7 +90,7 @@ def parse_lines(text: str) -> PortTable:
 
 def _state(rest: str, remote: "Counter[int]") -> str:
     if rest.startswith("Interdomain"):
-        match = _INTERDOMAIN.match(rest)
+        match = re.match(_INTERDOMAIN, rest)
         if match is None:
             return "unrecognised"
         domid = int(match.group(2))
