@@ -248,8 +248,8 @@ def test_audit_makes_no_xapi_call_under_the_lock(api, pool, monkeypatch):
     def unknown(name, ref=None):
         return Entry(api.VM.get_uuid(ref or vms[name]), name, ledger.UNKNOWN_NEED, state.now(), None, HOW_UNCHECKED)
 
-    ledger.append_pending(path, boot_id, unknown("exact"))
-    forbid_xapi_under_the_lock(monkeypatch, lambda _: ledger.append_pending(path, boot_id, unknown("late", late)))
+    ledger.append_charge(path, boot_id, unknown("exact"))
+    forbid_xapi_under_the_lock(monkeypatch, lambda _: ledger.append_charge(path, boot_id, unknown("late", late)))
     with Xapi(cfg.xapi.url, Deadline(5)) as xs:
         report = audit.audit(cfg, xs, Deadline(5))
     assert report.as_json()["under"] == 2

@@ -29,7 +29,7 @@ def test_no_xapi_call_is_made_under_the_lock(api, monkeypatch):
     candidate = make_vm(api, "candidate", affinity=host)
     cfg = host_config(api, host)
     def late_charge(path):  # a start let through on error, charged just before the lock
-        ledger.append_pending(path, state.boot_id(cfg), Entry(api.VM.get_uuid(late), "late", ledger.UNKNOWN_NEED,
+        ledger.append_charge(path, state.boot_id(cfg), Entry(api.VM.get_uuid(late), "late", ledger.UNKNOWN_NEED,
                                                                state.now(), None, HOW_UNCHECKED))
 
     forbid_xapi_under_the_lock(monkeypatch, late_charge)

@@ -152,14 +152,14 @@ def test_a_sane_url_and_bounded_deadline_still_load(tmp_path):
 
 
 def test_a_config_that_parses_is_kept_and_used_when_a_later_one_does_not(tmp_path):
-    """load_kept keeps a copy of each configuration that parses in the state directory; a later file
+    """load_or_last_good keeps a copy of each configuration that parses in the state directory; a later file
     that does not parse gives that copy and the error, never the error alone."""
     ledger_path = str(tmp_path / "state" / "ledger.json")
     path = write(tmp_path, "[policy]\nmode = warn\n[ledger]\npath = %s\n" % ledger_path)
-    cfg, error = config.load_kept(path)
+    cfg, error = config.load_or_last_good(path)
     assert (cfg.policy.mode, error) == ("warn", None)
     path = write(tmp_path, "[policy]\nmode = enforse\n[ledger]\npath = %s\n" % ledger_path)
-    cfg, error = config.load_kept(path)
+    cfg, error = config.load_or_last_good(path)
     assert error is not None and "[policy] mode" in error.message
     assert cfg.policy.mode == "warn" and "the last configuration that parsed" in cfg.source
 
@@ -169,7 +169,7 @@ def test_a_config_that_never_parsed_gives_the_defaults_and_the_error(tmp_path):
     other keys, and the error to signal."""
     ledger_path = str(tmp_path / "state" / "ledger.json")
     path = write(tmp_path, "[policy]\nbypass = not-a-uuid\n[ledger]\npath = %s\n" % ledger_path)
-    cfg, error = config.load_kept(path)
+    cfg, error = config.load_or_last_good(path)
     assert error is not None and "not a VM uuid" in error.message
     assert cfg.policy.mode == "enforce" and cfg.policy.bypass == () and cfg.ledger.path == ledger_path
     assert cfg.source.startswith("the defaults for what")

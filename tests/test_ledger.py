@@ -97,8 +97,8 @@ def test_pending_charges_are_folded_in(tmp_path):
     path = str(tmp_path / "ledger.json")
     ledger.save(path, BOOT, {E.vm_uuid: E})
     unchecked = Entry("0a0a0a0a-1b8a-4c43-9d4e-0a7b2a1c9e11", "late", ledger.UNKNOWN_NEED, 1001.0, None, "unchecked")
-    ledger.append_pending(path, BOOT, unchecked)
-    ledger.append_pending(path, "another-boot", unchecked._replace(vm_uuid="other"))
+    ledger.append_charge(path, BOOT, unchecked)
+    ledger.append_charge(path, "another-boot", unchecked._replace(vm_uuid="other"))
     loaded = ledger.take(path, BOOT)
     assert loaded.entries == {E.vm_uuid: E, unchecked.vm_uuid: unchecked}
     ledger.save(path, BOOT, loaded.entries, loaded)
@@ -110,11 +110,11 @@ def test_pending_file_that_grew_is_kept(tmp_path):
     """A charge appended after the pending file was read is not removed with it."""
     path = str(tmp_path / "ledger.json")
     first = E._replace(how="unchecked")
-    ledger.append_pending(path, BOOT, first)
+    ledger.append_charge(path, BOOT, first)
     loaded = ledger.take(path, BOOT)
     assert loaded.entries is not None
     late = E._replace(vm_uuid="late", how="unchecked")
-    ledger.append_pending(path, BOOT, late)
+    ledger.append_charge(path, BOOT, late)
     ledger.save(path, BOOT, loaded.entries, loaded)
     assert set(read(path)) == {E.vm_uuid, "late"}
 
@@ -123,7 +123,7 @@ def test_a_charge_appended_as_the_read_charges_are_removed_is_not_lost(tmp_path,
     """The pending charges read are removed once saved; a charge appended just before that removal
     (after any check of the file) stays charged: the charges are taken by rename before they are read."""
     path = str(tmp_path / "ledger.json")
-    ledger.append_pending(path, BOOT, E._replace(how="unchecked"))
+    ledger.append_charge(path, BOOT, E._replace(how="unchecked"))
     late = E._replace(vm_uuid="late", how="unchecked")
     real_unlink = os.unlink
     appended: List[str] = []
@@ -131,7 +131,7 @@ def test_a_charge_appended_as_the_read_charges_are_removed_is_not_lost(tmp_path,
     def unlink_after_an_append(target):
         if target.startswith(path + ".pending") and not appended:
             appended.append(target)
-            ledger.append_pending(path, BOOT, late)  # the race: between the check and the removal
+            ledger.append_charge(path, BOOT, late)  # the race: between the check and the removal
         real_unlink(target)
 
     monkeypatch.setattr(os, "unlink", unlink_after_an_append)
@@ -259,7 +259,7 @@ def test_pending_charges_survive_a_rebuild(tmp_path):
     path = str(tmp_path / "ledger.json")
     ledger.save(path, "another-boot", {E.vm_uuid: E})
     unchecked = E._replace(vm_uuid="0a0a0a0a-1b8a-4c43-9d4e-0a7b2a1c9e11", how="unchecked", peak=0)
-    ledger.append_pending(path, BOOT, unchecked)
+    ledger.append_charge(path, BOOT, unchecked)
     loaded = ledger.load(path, BOOT)
     assert loaded.entries is None and loaded.unfolded == (unchecked,)
 

@@ -70,7 +70,7 @@ def test_an_unreadable_ledger_is_rebuilt_with_its_pending_charges(tmp_path, make
     path = str(tmp_path / "ledger.json")
     make(path)
     unchecked = E._replace(how="unchecked")
-    ledger.append_pending(path, BOOT, unchecked)
+    ledger.append_charge(path, BOOT, unchecked)
     loaded = ledger.load(path, BOOT)
     assert loaded.entries is None
     assert loaded.note == "ledger %s %s: rebuilt from live state" % (path, why)
@@ -81,11 +81,11 @@ def test_pending_lines_that_do_not_parse_or_are_of_another_boot_are_skipped(tmp_
     """Garbage, a bad entry and another boot's charge among the pending lines: only this boot's good
     charge is read, and once taken under the lock a save removes them all."""
     path = str(tmp_path / "ledger.json")
-    ledger.append_pending(path, BOOT, E)
-    ledger.append_pending(path, "another-boot", E._replace(vm_uuid="other"))
+    ledger.append_charge(path, BOOT, E)
+    ledger.append_charge(path, "another-boot", E._replace(vm_uuid="other"))
     with open(path + ".pending", "ab") as handle:
         handle.write(b"{not json\n\xff\xfe\n" + json.dumps(dict(GOOD, boot_id=BOOT, need="x")).encode() + b"\n")
-    assert ledger.read_pending(path, BOOT) == [E]
+    assert ledger.read_appended(path, BOOT) == [E]
     loaded = ledger.take(path, BOOT)
     assert loaded.taken and loaded.entries == {E.vm_uuid: E}
     assert not os.path.exists(path + ".pending")
@@ -121,8 +121,8 @@ def test_a_charge_whose_pending_file_is_removed_as_it_is_written_is_written_agai
     appended again to a new file, not lost."""
     path = str(tmp_path / "ledger.json")
     done = race(monkeypatch, lambda: os.unlink(path + ".pending"))
-    ledger.append_pending(path, BOOT, E)
-    assert done and ledger.read_pending(path, BOOT) == [E]
+    ledger.append_charge(path, BOOT, E)
+    assert done and ledger.read_appended(path, BOOT) == [E]
 
 
 def test_a_charge_whose_pending_file_is_replaced_as_it_is_written_is_written_again(tmp_path, monkeypatch):
@@ -137,8 +137,8 @@ def test_a_charge_whose_pending_file_is_replaced_as_it_is_written_is_written_aga
             handle.write(json.dumps(dict(other.as_json(), boot_id=BOOT)) + "\n")
 
     done = race(monkeypatch, replace)
-    ledger.append_pending(path, BOOT, E)
-    assert done and ledger.read_pending(path, BOOT) == [other, E]
+    ledger.append_charge(path, BOOT, E)
+    assert done and ledger.read_appended(path, BOOT) == [other, E]
 
 
 def test_sync_and_dropping_pending_charges_ask_nothing_of_missing_files(tmp_path):

@@ -1,7 +1,7 @@
-"""Ceilings read from the kernel's boot lines, kept for the rest of that boot.
+"""Ceilings read from the kernel's boot lines, cached for the rest of that boot.
 
 The boot lines (the event-channel ABI, ``NR_IRQS``) leave ``kern.log`` at its first
-rotation; the ceilings they gave hold until dom0 reboots. So what they said is kept in the
+rotation; the ceilings they gave hold until dom0 reboots. So what they said is cached in the
 state directory under the boot's id (``state.boot_id``) and used for as long as the id is the
 same; so is a search that did not find a line, with why it fell short if it did (a boot line
 never comes back once its sources have lost it, and a search cut short would be cut short
@@ -19,7 +19,7 @@ from typing import Dict, NamedTuple
 from . import state
 from .model.ceilings import BOOT_LOG, Ceiling
 
-KEPT = ", kept since this boot's first reading"
+CACHED_NOTE = ", kept since this boot's first reading"
 
 
 def searched(kernel_log: str, kernel_ring: str) -> str:
@@ -35,45 +35,45 @@ class Unknown(NamedTuple):
     retry: bool = False  # a hook's search cut by its time: a caller nobody waits on searches again
 
 
-class Kept(NamedTuple):
+class Cached(NamedTuple):
     """What this boot's first readings found, and what they searched for in vain, by ceiling name."""
 
     ceilings: Dict[str, Ceiling]
     unknown: Dict[str, Unknown]
 
 
-def load(path: str, boot_id: str) -> Kept:
-    """What is kept for this boot (nothing if none, another boot's, or unusable)."""
+def load(path: str, boot_id: str) -> Cached:
+    """What is cached for this boot (nothing if none, another boot's, or unusable)."""
     try:
         with open(path, "rb") as handle:
             doc = json.loads(handle.read(65536).decode("utf-8"))
         if doc.get("boot_id") != boot_id:
-            return Kept({}, {})
-        kept = {}
+            return Cached({}, {})
+        ceilings = {}
         for name, (limit, basis, where) in doc["ceilings"].items():
             if not (isinstance(limit, int) and 0 < limit < 2 ** 31):
-                return Kept({}, {})
-            kept[name] = Ceiling(str(name), limit, BOOT_LOG, str(basis), str(where))
-        unknown = {str(name): Unknown(str(kept_as[0]), str(kept_as[1]), kept_as[2:3] == [True])
-                   for name, kept_as in doc.get("unknown", {}).items() if len(kept_as) in (2, 3)}
-        return Kept(kept, unknown)
+                return Cached({}, {})
+            ceilings[name] = Ceiling(str(name), limit, BOOT_LOG, str(basis), str(where))
+        unknown = {str(name): Unknown(str(fields[0]), str(fields[1]), fields[2:3] == [True])
+                   for name, fields in doc.get("unknown", {}).items() if len(fields) in (2, 3)}
+        return Cached(ceilings, unknown)
     except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
-        return Kept({}, {})
+        return Cached({}, {})
 
 
-def save(path: str, boot_id: str, kept: Kept) -> None:
-    """Keep these for this boot (best effort: errors ignored)."""
-    doc = {"boot_id": boot_id, "ceilings": {c.name: [c.limit, c.basis, c.where] for c in kept.ceilings.values()},
-           "unknown": {name: [u.sources, u.where, u.retry] for name, u in kept.unknown.items()}}
+def save(path: str, boot_id: str, cached: Cached) -> None:
+    """Cache these for this boot (best effort: errors ignored)."""
+    doc = {"boot_id": boot_id, "ceilings": {c.name: [c.limit, c.basis, c.where] for c in cached.ceilings.values()},
+           "unknown": {name: [u.sources, u.where, u.retry] for name, u in cached.unknown.items()}}
     try:
         state.write_atomic(path, json.dumps(doc).encode("utf-8"))
     except OSError:
         pass
 
 
-def kept(ceiling: Ceiling) -> Ceiling:
-    """The same ceiling, its source saying it comes from the kept reading."""
-    return ceiling if ceiling.where.endswith(KEPT) else ceiling._replace(where=ceiling.where + KEPT)
+def from_cache(ceiling: Ceiling) -> Ceiling:
+    """The same ceiling, its source saying it comes from the cached reading."""
+    return ceiling if ceiling.where.endswith(CACHED_NOTE) else ceiling._replace(where=ceiling.where + CACHED_NOTE)
 
 
 def first_this_boot(path: str, boot_id: str) -> bool:

@@ -1,6 +1,6 @@
 """Commit: the decision under the ledger's lock, from what ``gather`` read, with no slow I/O.
 
-``commit`` takes no xapi handle: under the lock there is the ledger's read (its pending
+``commit`` takes no xapi handle: under the lock there is the ledger's read (its appended
 charges taken by rename), the charging rule, the verdict and, for a VM that goes ahead,
 one write. What appeared in the ledger since ``gather`` read it is charged from what the
 ledger says of it, never by asking xapi: a charge of unknown need (a start let through on
@@ -95,9 +95,9 @@ def commit(cfg: Config, gathered: Gathered, deadline: Deadline) -> Outcome:
     with ledger.locked(path, deadline) as waited:
         entered = state.now()
         loaded = ledger.take(path, gathered.boot_id)
-        kept, outcome = decide(cfg, gathered, loaded)
+        remaining, outcome = decide(cfg, gathered, loaded)
         if outcome.policy.recorded:  # a refusal writes nothing: it must stand on a full disk too
-            ledger.save(path, gathered.boot_id, kept, loaded)
+            ledger.save(path, gathered.boot_id, remaining, loaded)
         held = state.now() - entered
     return outcome._replace(lock_wait=waited, lock_held=held)
 
@@ -118,19 +118,19 @@ def decide(cfg: Config, gathered: Gathered, loaded: ledger.Loaded) -> Tuple[Dict
     found = g.found
     now = state.now()
     charged = undecided_past(entries, now, decision_span(cfg))
-    kept, promises = settle(charged, here, found.dom0.ports.by_remote_domain, now, cfg.ledger.ttl, uuid,
+    remaining, promises = settle(charged, here, found.dom0.ports.by_remote_domain, now, cfg.ledger.ttl, uuid,
                             found.asked_at, set(found.asked) if found.asked is not None else None, grace(cfg))
-    kept.update({u: e for u, e in entries.items() if u not in charged})  # seen, not yet charged: kept
+    remaining.update({u: e for u, e in entries.items() if u not in charged})  # seen, not yet charged: they remain
     need = with_peak(g.need, previous)
     verdict = judge(need, g.subject.host_name, found.dom0.ceilings, found.dom0.used,
                     sum(p.owed for p in promises), cfg.policy.margin)
     policy = policy_of(cfg, g, verdict)
-    kept = {u: (e._replace(need=ledger.UNKNOWN_NEED) if u in bounded else e) for u, e in kept.items()}
+    remaining = {u: (e._replace(need=ledger.UNKNOWN_NEED) if u in bounded else e) for u, e in remaining.items()}
     if policy.recorded:
         how = HOW_BYPASSED if g.bypassed else HOW_CHECKED
-        kept[uuid] = Entry(uuid, verdict.need.vm_name, verdict.need.total, state.now(), None, how,
+        remaining[uuid] = Entry(uuid, verdict.need.vm_name, verdict.need.total, state.now(), None, how,
                            max(previous.peak if previous else 0, g.held_elsewhere))
-    return kept, Outcome(g.subject, verdict, promises, policy, g.bypassed, loaded.note, 0.0,
+    return remaining, Outcome(g.subject, verdict, promises, policy, g.bypassed, loaded.note, 0.0,
                          tuple(found.dom0.ceilings))
 
 
@@ -178,12 +178,12 @@ def completed(charges: Dict[str, Entry], loaded: ledger.Loaded, floor: int) -> T
 
 def charge_unchecked(cfg: Config, vm_uuid: str, progress: Dict[str, object]) -> str:
     """Charge a VM let through unchecked (its decision failed), without the lock: one line appended
-    to the pending charges, at its need if it was known (``progress``), else at the need the next
+    to the appended charges, at its need if it was known (``progress``), else at the need the next
     decision computes. Says what was charged; OSError if it could not be."""
     need = progress.get("need")
     entry = Entry(vm_uuid, str(progress.get("vm_name", "")), need if isinstance(need, int) else ledger.UNKNOWN_NEED,
                   state.now(), None, HOW_UNCHECKED)
-    ledger.append_pending(cfg.ledger.path, state.boot_id(cfg), entry)
+    ledger.append_charge(cfg.ledger.path, state.boot_id(cfg), entry)
     if not isinstance(need, int):
         return "charged its need once the next decision can compute it"
     return "charged its need of %d" % need

@@ -349,7 +349,7 @@ def parse_text(text: str, target: str) -> Config:
 LAST_GOOD = "config.last-good"  # in the state directory: the last configuration file that parsed
 
 
-def load_kept(path: Optional[str] = None) -> Tuple[Config, Optional[ConfigError]]:
+def load_or_last_good(path: Optional[str] = None) -> Tuple[Config, Optional[ConfigError]]:
     """The configuration, a copy of it kept in the state directory whenever it parses; when it does
     not, the last copy that did (else the defaults) with the error, for the caller to signal.
 
@@ -390,11 +390,11 @@ def _last_good(path: Optional[str]) -> Config:
     try:
         state.check_directory(os.path.dirname(copy))
         with open(copy, encoding="utf-8") as handle:
-            kept = parse_text(handle.read(), copy)
+            last_good = parse_text(handle.read(), copy)
     except (OSError, UnicodeDecodeError, ConfigError):
         return salvaged._replace(source="the defaults for what %s gets wrong (no configuration that parsed is kept"
                                  " at %s)" % (target, copy))
-    return kept._replace(source="%s (the last configuration that parsed)" % copy)
+    return last_good._replace(source="%s (the last configuration that parsed)" % copy)
 
 
 def _salvage(target: str) -> Config:

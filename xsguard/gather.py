@@ -1,7 +1,7 @@
 """Gather: what a decision reads before the ledger's lock, where slow I/O may happen.
 
 The subject (the VM, its devices, the host), dom0 as read now, a snapshot of the ledger
-and its pending charges, and the needs of the VMs the snapshot names, asked of xapi.
+and its appended charges, and the needs of the VMs the snapshot names, asked of xapi.
 Nothing here is written.
 """
 

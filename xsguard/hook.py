@@ -107,7 +107,7 @@ def main(argv: Optional[List[str]] = None, operation: str = "start") -> int:
             log.bind(vm_uuid=args.vm_uuid, reason=args.reason)
         except BadArgument as exc:  # decided below, with the configured log and on_error
             argv_error = exc
-        cfg, config_error = config.load_kept()
+        cfg, config_error = config.load_or_last_good()
         if operation != "migrate":  # a migration is decided under the destination's mode
             log.bind(mode=cfg.policy.mode)
         if argv_error is not None:

@@ -25,9 +25,9 @@ from .errors import DeadlineExceeded, XsguardError
 from .model.charging import Entry
 
 VERSION = 2
-UNKNOWN_NEED = -1  # a pending charge whose need was not known: computed by the next decision
-PENDING = ".pending"  # charges appended without the lock
-TAKEN = ".pending.taken"  # charges taken under the lock, removed once saved
+UNKNOWN_NEED = -1  # an appended charge whose need was not known: computed by the next decision
+APPENDED = ".pending"  # the appended charges' file (its name since the first release: an upgrade finds it)
+TAKEN = APPENDED + ".taken"  # appended charges taken under the lock, removed once saved
 
 
 class LedgerUnavailable(XsguardError):
@@ -41,8 +41,8 @@ class Loaded(NamedTuple):
 
     entries: Optional[Dict[str, Entry]]
     note: Optional[str]  # what was wrong, when something was
-    taken: bool = False  # the pending charges were taken (``take``): ``save`` removes them
-    unfolded: Tuple[Entry, ...] = ()  # the pending charges, when ``entries`` is None: fold them into the rebuild
+    taken: bool = False  # the appended charges were taken (``take``): ``save`` removes them
+    unfolded: Tuple[Entry, ...] = ()  # the appended charges, when ``entries`` is None: fold them into the rebuild
 
 
 @contextmanager
@@ -73,19 +73,19 @@ def locked(path: str, deadline: Deadline, poll: float = 0.002) -> Iterator[float
 
 
 def load(path: str, boot_id: str, set_aside: bool = False) -> Loaded:
-    """The ledger's entries with the pending charges folded in, read as they stand (no lock).
+    """The ledger's entries with the appended charges folded in, read as they stand (no lock).
 
     ``entries`` is None when the ledger is corrupt (then, with ``set_aside``, moved aside),
     unreadable, or an earlier boot's: the caller rebuilds it from live state.
     """
-    return _read(path, boot_id, read_pending(path, boot_id), False, set_aside)
+    return _read(path, boot_id, read_appended(path, boot_id), False, set_aside)
 
 
 def take(path: str, boot_id: str) -> Loaded:
-    """Under the lock: the ledger with the pending charges taken, ready for ``save``.
+    """Under the lock: the ledger with the appended charges taken, ready for ``save``.
 
-    The pending file is renamed before it is read: a charge appended after the rename finds
-    the file gone and is written again to a new one (``append_pending``), so none is lost
+    The appended charges' file is renamed before it is read: a charge appended after the rename finds
+    the file gone and is written again to a new one (``append_charge``), so none is lost
     between the read and the save. Charges taken but not yet saved (a refusal saves nothing,
     a process may die) stay in ``.pending.taken`` and are taken again; a charge read twice is
     the same charge.
@@ -93,42 +93,42 @@ def take(path: str, boot_id: str) -> Loaded:
     taken = path + TAKEN
     if not os.path.lexists(taken):
         try:
-            os.rename(path + PENDING, taken)
+            os.rename(path + APPENDED, taken)
         except FileNotFoundError:
             pass
         except OSError as exc:
-            raise LedgerUnavailable("cannot take the pending charges %s%s: %s" % (path, PENDING, exc.strerror), path)
-    pending = _read_lines(taken, boot_id) + read_pending(path, boot_id)
-    return _read(path, boot_id, pending, os.path.lexists(taken), True)
+            raise LedgerUnavailable("cannot take the appended charges %s%s: %s" % (path, APPENDED, exc.strerror), path)
+    appended = _read_lines(taken, boot_id) + read_appended(path, boot_id)
+    return _read(path, boot_id, appended, os.path.lexists(taken), True)
 
 
-def _read(path: str, boot_id: str, pending: List[Entry], taken: bool, set_aside: bool) -> Loaded:
+def _read(path: str, boot_id: str, appended: List[Entry], taken: bool, set_aside: bool) -> Loaded:
     try:
         with open(path, "rb") as handle:
             raw = handle.read()
     except FileNotFoundError:
-        return Loaded(fold({}, pending), None, taken)
+        return Loaded(fold({}, appended), None, taken)
     except IsADirectoryError:
-        return _corrupt(path, "a directory", set_aside, taken, pending)
+        return _corrupt(path, "a directory", set_aside, taken, appended)
     except OSError as exc:
         return Loaded(None, "ledger %s is unreadable (%s): rebuilt from live state" % (path, exc.strerror),
-                      taken, tuple(pending))
+                      taken, tuple(appended))
     try:
         entries = parse(raw, boot_id)
     except _EarlierBoot:
-        return Loaded(None, None, taken, tuple(pending))  # its domains are gone: rebuilt quietly
+        return Loaded(None, None, taken, tuple(appended))  # its domains are gone: rebuilt quietly
     except ValueError as exc:
-        return _corrupt(path, "corrupt (%s)" % str(exc)[:200], set_aside, taken, pending)
-    return Loaded(fold(entries, pending), None, taken)
+        return _corrupt(path, "corrupt (%s)" % str(exc)[:200], set_aside, taken, appended)
+    return Loaded(fold(entries, appended), None, taken)
 
 
-def _corrupt(path: str, why: str, set_aside: bool, taken: bool, pending: List[Entry]) -> Loaded:
+def _corrupt(path: str, why: str, set_aside: bool, taken: bool, appended: List[Entry]) -> Loaded:
     """A ledger that is not one (corrupt, a directory): set aside under the lock, rebuilt from live state."""
     if not set_aside:
-        return Loaded(None, "ledger %s is %s: rebuilt from live state" % (path, why), taken, tuple(pending))
+        return Loaded(None, "ledger %s is %s: rebuilt from live state" % (path, why), taken, tuple(appended))
     aside = state.set_aside(path)
     kept = "kept as %s" % aside if aside else "could not be set aside"
-    return Loaded(None, "ledger %s was %s: %s, rebuilt from live state" % (path, why, kept), taken, tuple(pending))
+    return Loaded(None, "ledger %s was %s: %s, rebuilt from live state" % (path, why, kept), taken, tuple(appended))
 
 
 class _EarlierBoot(ValueError):
@@ -188,7 +188,7 @@ def _entry(item: Any) -> Entry:
 
 
 def save(path: str, boot_id: str, entries: Dict[str, Entry], loaded: Optional[Loaded] = None) -> None:
-    """Replace the ledger (no fsync: see ``sync``); the pending charges ``loaded`` took are now in it."""
+    """Replace the ledger (no fsync: see ``sync``); the appended charges ``loaded`` took are now in it."""
     doc = {"version": VERSION, "boot_id": boot_id,
            "entries": [e.as_json() for e in sorted(entries.values())]}
     try:
@@ -219,15 +219,15 @@ def sync(path: str) -> None:
         pass
 
 
-# pending charges
+# appended charges
 
 
-def append_pending(path: str, boot_id: str, entry: Entry) -> None:
+def append_charge(path: str, boot_id: str, entry: Entry) -> None:
     """Charge a start let through unchecked, without the lock: one appended line (OSError)."""
     line = json.dumps(dict(entry.as_json(), boot_id=boot_id), sort_keys=True).encode("utf-8") + b"\n"
     state.safe_directory(path)
     for _ in range(3):
-        fd = os.open(path + PENDING, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW,
+        fd = os.open(path + APPENDED, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW,
                      0o600)
         try:
             os.write(fd, line)  # one write of a short line: appended whole
@@ -235,20 +235,20 @@ def append_pending(path: str, boot_id: str, entry: Entry) -> None:
         finally:
             os.close(fd)
         try:
-            if os.stat(path + PENDING).st_ino == written:
+            if os.stat(path + APPENDED).st_ino == written:
                 return
         except FileNotFoundError:
             pass  # taken (renamed) as this line went in: write it again (a repeat is harmless)
 
 
-def read_pending(path: str, boot_id: str) -> List[Entry]:
-    """The pending charges of this boot (lines that do not parse are skipped)."""
-    return _read_lines(path + PENDING, boot_id)
+def read_appended(path: str, boot_id: str) -> List[Entry]:
+    """The appended charges of this boot (lines that do not parse are skipped)."""
+    return _read_lines(path + APPENDED, boot_id)
 
 
-def _read_lines(pending_path: str, boot_id: str) -> List[Entry]:
+def _read_lines(appended_path: str, boot_id: str) -> List[Entry]:
     try:
-        with open(pending_path, "rb") as handle:
+        with open(appended_path, "rb") as handle:
             raw = handle.read(4 * 1024 * 1024)
     except OSError:
         return []
@@ -263,10 +263,10 @@ def _read_lines(pending_path: str, boot_id: str) -> List[Entry]:
     return found
 
 
-def fold(entries: Dict[str, Entry], pending: Iterable[Entry]) -> Dict[str, Entry]:
-    """The entries with the pending charges over them: the later charge of a VM wins, its peak kept."""
+def fold(entries: Dict[str, Entry], appended: Iterable[Entry]) -> Dict[str, Entry]:
+    """The entries with the appended charges over them: the later charge of a VM wins, its peak kept."""
     merged = dict(entries)
-    for entry in pending:
+    for entry in appended:
         earlier = merged.get(entry.vm_uuid)
         if earlier is None or earlier.admitted_at <= entry.admitted_at:
             merged[entry.vm_uuid] = entry._replace(peak=max(entry.peak, earlier.peak if earlier else 0))

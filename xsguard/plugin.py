@@ -185,12 +185,12 @@ def run(fn: str, session: Any, args: Dict[str, Any]) -> str:
     """Run one plugin function with the caller's session; XsguardError on any failure.
 
     A configuration that does not parse never fails a call: each answers with the last one that did
-    (else the defaults for what is wrong, ``config.load_kept``) and says so in its result
+    (else the defaults for what is wrong, ``config.load_or_last_good``) and says so in its result
     (``config_error``); a decision (``admit``) also signals it as the hook does.
     """
     try:
         clean = validate(fn, args)
-        cfg, config_error = config.load_kept()
+        cfg, config_error = config.load_or_last_good()
         deadline = deadline_of(fn, clean, cfg)
         function = FUNCTIONS[fn]
         extra = {"config_error": config_error} if function.decides and config_error is not None else {}

@@ -236,13 +236,13 @@ def read_ceilings(cfg: Config, deadline: Optional[Deadline] = None, patient: boo
         return ceilings.port_ceiling(d.port_limit, None, None, None), ceilings.irq_ceiling(d.irq_limit, None)
     boot_id = state.boot_id(cfg)
     cache = state.path(cfg, state.CEILINGS)
-    kept = bootcache.load(cache, boot_id)
+    cached = bootcache.load(cache, boot_id)
     sources = bootcache.searched(d.kernel_log, d.kernel_ring)
     wanted = [name for limit, name in ((d.port_limit, XEN_PORTS), (d.irq_limit, LINUX_IRQS))
-              if limit is None and name not in kept.ceilings
-              and (kept.unknown.get(name, bootcache.Unknown("", "")).sources != sources
-                   or (patient and kept.unknown[name].retry))]
-    lines = {name: ("", kept.unknown[name].where) for name in kept.unknown}  # (boot line, where) by ceiling
+              if limit is None and name not in cached.ceilings
+              and (cached.unknown.get(name, bootcache.Unknown("", "")).sources != sources
+                   or (patient and cached.unknown[name].retry))]
+    lines = {name: ("", cached.unknown[name].where) for name in cached.unknown}  # (boot line, where) by ceiling
     if wanted:
         from . import bootlog  # only a search needs it: once a boot
 
@@ -252,15 +252,15 @@ def read_ceilings(cfg: Config, deadline: Optional[Deadline] = None, patient: boo
 
     if d.port_limit is not None:
         port = ceilings.port_ceiling(d.port_limit, None, None, None)
-    elif XEN_PORTS in kept.ceilings:
-        port = bootcache.kept(kept.ceilings[XEN_PORTS])
+    elif XEN_PORTS in cached.ceilings:
+        port = bootcache.from_cache(cached.ceilings[XEN_PORTS])
     else:
         line, where = lines[XEN_PORTS]
         port = ceilings.port_ceiling(None, line, read_optional(d.cmdline), xen_version(d.hypervisor), where)
     if d.irq_limit is not None:
         irq = ceilings.irq_ceiling(d.irq_limit, None)
-    elif LINUX_IRQS in kept.ceilings:
-        irq = bootcache.kept(kept.ceilings[LINUX_IRQS])
+    elif LINUX_IRQS in cached.ceilings:
+        irq = bootcache.from_cache(cached.ceilings[LINUX_IRQS])
     else:
         line, where = lines[LINUX_IRQS]
         irq = ceilings.irq_ceiling(None, line, where)
@@ -268,7 +268,7 @@ def read_ceilings(cfg: Config, deadline: Optional[Deadline] = None, patient: boo
         fresh = {c.name: c for c in (port, irq) if c.origin == BOOT_LOG and c.name in wanted}
         vain = {name: bootcache.Unknown(sources, search.where, search.timed and not patient)
                 for name in wanted if name not in fresh}
-        bootcache.save(cache, boot_id, bootcache.Kept(dict(kept.ceilings, **fresh), dict(kept.unknown, **vain)))
+        bootcache.save(cache, boot_id, bootcache.Cached(dict(cached.ceilings, **fresh), dict(cached.unknown, **vain)))
     return port, irq
 
 

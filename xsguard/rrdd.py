@@ -187,7 +187,7 @@ class Reader:
         self.view = XapiView(cfg, clock)
         self.boot_id = state.boot_id(cfg)
         probes.read_ceilings(cfg, None, patient=True)  # nobody waits on it: a hook's search cut by its time, redone
-        self.kept: Tuple[Any, Dict[str, Entry]] = (None, {})  # the ledger as last read, and its files' stat
+        self.last_read: Tuple[Any, Dict[str, Entry]] = (None, {})  # the ledger as last read, and its files' stat
         self.without_xapi = False  # the last reading could not ask xapi
         self.learner = learn.Learner(cfg)
         self.learn_failed: Optional[str] = None  # why the last look could not write, said once
@@ -200,13 +200,13 @@ class Reader:
             loaded = ledger.load(path, self.boot_id)
             return {u: e for u, e in (loaded.entries or {}).items() if e.need != ledger.UNKNOWN_NEED}
         view = self.view
-        key = (_stat(path), _stat(path + ".pending"), view.asked_at)
-        if key != self.kept[0]:
+        key = (_stat(path), _stat(path + ledger.APPENDED), view.asked_at)
+        if key != self.last_read[0]:
             control = next((r for r in view.on_host.values() if r.get("is_control_domain")), None)
             found = gather.Survey(dom0, view.on_host, view.asked_at or state.now(), None, view.host_ref)
             loaded = gather.load_entries(self.cfg, api, "", control, found, self.boot_id)
-            self.kept = (key, loaded.entries or {})
-        return self.kept[1]
+            self.last_read = (key, loaded.entries or {})
+        return self.last_read[1]
 
     def read(self) -> List[Datasource]:
         cfg = self.cfg

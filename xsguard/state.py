@@ -115,7 +115,7 @@ def set_aside(target: str) -> Optional[str]:
 
 
 def boot_id(cfg: Config) -> str:
-    """This boot's id: what is kept under another id (the ledger, pending charges, the ceilings
+    """This boot's id: what is kept under another id (the ledger, appended charges, the ceilings
     read at boot) is another boot's, and is not trusted.
 
     The kernel's (``[dom0] boot_id``, a UUID). If it is unreadable, empty or not a UUID, an id

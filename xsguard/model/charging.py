@@ -105,7 +105,7 @@ def settle(
     some were. None means xapi could not be asked, and every entry younger than the TTL is
     then charged its whole need. The TTL applies only to what xapi was not asked about.
     """
-    kept: Dict[str, Entry] = {}
+    remaining: Dict[str, Entry] = {}
     promises: List[Promise] = []
     for uuid, entry in entries.items():
         if uuid == candidate:
@@ -120,7 +120,7 @@ def settle(
             # every live domain holds its xenstore channel): charged whole, bound to no domain
             if unseen and now - entry.admitted_at > ttl:
                 continue  # a start stuck past the TTL is not charged forever; xapi's word has no TTL
-            kept[uuid] = entry
+            remaining[uuid] = entry
             promises.append(Promise(uuid, entry.vm_name, entry.charged, 0, entry.charged, STARTING))
             continue
         if entry.domid is not None and entry.domid != state.domid:
@@ -133,10 +133,10 @@ def settle(
             if now - covered_at > grace:
                 continue  # dom0's live count covers it, in every reading a decision may still hold
             entry = entry._replace(covered_at=covered_at)
-        kept[uuid] = entry._replace(domid=state.domid)
+        remaining[uuid] = entry._replace(domid=state.domid)
         if entry.charged > held:
             promises.append(Promise(uuid, entry.vm_name, entry.charged, held, entry.charged - held, RUNNING))
-    return kept, promises
+    return remaining, promises
 
 
 def here_from_records(records: Dict[str, Dict[str, object]], host_ref: str) -> Dict[str, Here]:
