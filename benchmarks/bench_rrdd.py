@@ -40,7 +40,7 @@ def measure(sim, host, readings, step=None):
         time.sleep(0.01)
     first, cpu = standin.readings, cpu_seconds(service.pid)
     taken = len(standin.outcomes.get("xsguard", []))
-    calls = sum(1 for originator, _ in list(sim.pool.calls) if originator == DaemonXapi.originator)
+    calls = sum(1 for originator, _, _ in list(sim.pool.calls) if originator == DaemonXapi.originator)
     seen = first
     while standin.readings < first + readings:
         if step is not None and standin.readings != seen:
@@ -48,7 +48,7 @@ def measure(sim, host, readings, step=None):
             step()
         time.sleep(0.01)
     cpu = cpu_seconds(service.pid) - cpu
-    calls = sum(1 for originator, _ in list(sim.pool.calls) if originator == DaemonXapi.originator) - calls
+    calls = sum(1 for originator, _, _ in list(sim.pool.calls) if originator == DaemonXapi.originator) - calls
     missed = sum(1 for o in standin.outcomes.get("xsguard", [])[taken:] if o != "ok")
     return cpu / readings, calls / readings, missed
 

@@ -167,7 +167,7 @@ def daemon_reader(sim, host):
 
 
 def daemon_calls(sim, method):
-    return sum(1 for originator, called in sim.pool.calls if originator == "xsguard-rrdd" and called == method)
+    return sum(1 for originator, called, _ in sim.pool.calls if originator == "xsguard-rrdd" and called == method)
 
 
 def test_xsguard_rrdd_writes_what_a_guest_held_beyond_its_need_without_an_audit(sim, api, capsys):

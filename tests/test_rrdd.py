@@ -314,13 +314,13 @@ def test_xapi_is_not_asked_while_nothing_changes(rapi, rsim):
         rapi.VM.start(make_vm(rapi, name, affinity=host), False, False)
     settled(rapi, host)
     standin = rsim.pool.rrdds[host]
-    asked = len([m for o, m in rsim.pool.calls if o == "xsguard-rrdd"])
+    asked = len([m for o, m, _ in rsim.pool.calls if o == "xsguard-rrdd"])
     readings = standin.readings
     wait_for(lambda: standin.readings >= readings + 5)
-    assert [m for o, m in rsim.pool.calls if o == "xsguard-rrdd"][asked:] == []
+    assert [m for o, m, _ in rsim.pool.calls if o == "xsguard-rrdd"][asked:] == []
     rapi.VM.start(make_vm(rapi, "c", affinity=host), False, False)
     settled(rapi, host)
-    assert "VM.get_all_records_where" in [m for o, m in rsim.pool.calls if o == "xsguard-rrdd"][asked:]
+    assert "VM.get_all_records_where" in [m for o, m, _ in rsim.pool.calls if o == "xsguard-rrdd"][asked:]
 
 
 def test_without_xapi_dom0_figures_still_go_out(rapi, rsim):

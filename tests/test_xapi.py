@@ -18,6 +18,18 @@ def test_unix_url_reaches_xapi_on_that_socket(sim, api):
     assert ["xsguard", "host.get_all_records_where"] in api.sim.get_calls()
 
 
+def test_the_simulator_records_each_call_with_its_arguments(sim, api):
+    """get_calls_made: from the n-th call on, each call's originator, method and arguments (the
+    session left out), in order: what the hook benchmark's floor replays."""
+    host = api.sim.add_host("xs-a", {})
+    uuid = api.host.get_uuid(host)
+    before = len(api.sim.get_calls())
+    with Xapi("unix://" + sim.socket_path, Deadline(5)) as xs:
+        xs.host_by_uuid(uuid)
+    made = [c for c in api.sim.get_calls_made(str(before)) if c[0] == "xsguard"]
+    assert made == [["xsguard", "host.get_all_records_where", ['field "uuid" = "%s"' % uuid]]]
+
+
 def test_unix_url_to_no_socket_is_unreachable(tmp_path):
     """A socket path nobody listens on: XapiUnreachable naming the URL, within the deadline."""
     url = "unix://%s" % (tmp_path / "none")

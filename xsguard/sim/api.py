@@ -60,7 +60,7 @@ class Api:
             return ""
         if not params:
             raise ApiError("MESSAGE_PARAMETER_COUNT_MISMATCH", method, "1", "0")
-        session = pool.check_session(params[0], method)
+        session = pool.check_session(params[0], method, params[1:])
         args = params[1:]
         cls, _, name = method.partition(".")
         if cls == "sim":
@@ -340,7 +340,10 @@ class Api:
                 return [dict(e, exit_code=str(e["exit_code"])) for e in pool.hook_log]
         if name == "get_calls":
             with pool.lock:
-                return [[o, m] for o, m in pool.calls]
+                return [[o, m] for o, m, _ in pool.calls]
+        if name == "get_calls_made":  # with their arguments (the session's left out), from the n-th on
+            with pool.lock:
+                return [[o, m, list(a)] for o, m, a in pool.calls[int(args[0]):]]
         if name == "fail_host":
             return pool.fail_host(args[0])
         if name == "install_xsguard":

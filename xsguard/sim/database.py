@@ -1,7 +1,7 @@
 """xapi's part of the simulated pool: sessions and roles, records, and where a VM may go."""
 
 import uuid as uuid_mod
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Sequence
 
 from . import guests, roles
 from .hosts import Hosts
@@ -41,12 +41,12 @@ class Database(Hosts):
                                   "host": self.store.get("pool", self.pool_ref)["master"]}
         return ref
 
-    def check_session(self, ref: str, method: str) -> Dict[str, Any]:
+    def check_session(self, ref: str, method: str, args: Sequence[Any] = ()) -> Dict[str, Any]:
         with self.lock:
             session = self.sessions.get(ref)
             if session is None:
                 raise ApiError("SESSION_INVALID", ref)
-            self.calls.append((session["originator"], method))
+            self.calls.append((session["originator"], method, tuple(args)))
             return session
 
     def logout(self, ref: str) -> None:

@@ -80,7 +80,7 @@ class Hosts:
     guests: Dict[str, guests.Guest]
     failures: List[Dict[str, str]]
     hook_log: List[Dict[str, Any]]
-    calls: List[Tuple[str, str]]
+    calls: List[Tuple[str, str, Tuple[Any, ...]]]
     busy: set
     suspended: Dict[str, Tuple[int, List[str]]]
     timers: List[threading.Timer]

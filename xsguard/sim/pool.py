@@ -39,7 +39,7 @@ class Pool(Operations):
         self.guests: Dict[str, guests.Guest] = {}
         self.failures: List[Dict[str, str]] = []
         self.hook_log: List[Dict[str, Any]] = []
-        self.calls: List[Tuple[str, str]] = []  # (originator, method)
+        self.calls: List[Tuple[str, str, Tuple[Any, ...]]] = []  # (originator, method, arguments but the session)
         self.busy: set = set()
         self.suspended: Dict[str, Tuple[int, List[str]]] = {}  # VM ref -> (its last domid, the actions it held)
         self.timers: List[threading.Timer] = []
