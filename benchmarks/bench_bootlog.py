@@ -12,24 +12,17 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from tests.kernlog import boot_lines, stamped  # noqa: E402
 from xsguard import bootlog, config, probes  # noqa: E402
 from xsguard.model.ceilings import LINUX_IRQS, XEN_PORTS  # noqa: E402
 
-MONTHS = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()
 MIB_PER_LOG = 50
 BOTH = [XEN_PORTS, LINUX_IRQS]
 
 
-def stamped(at, message):
-    t = time.localtime(at)
-    return "%s %2d %02d:%02d:%02d xs-a kernel: %s\n" % (MONTHS[t.tm_mon - 1], t.tm_mday, t.tm_hour, t.tm_min,
-                                                      t.tm_sec, message)
-
-
 def boot(at, nr_irqs, abi):
-    return (stamped(at + 20, "[    0.000000] Linux version 4.19.0+1 (mockbuild@koji) #1 SMP")
-            + stamped(at + 20, "[    2.742894] NR_IRQS: %d, nr_irqs: 2048, preallocated irqs: 16" % nr_irqs)
-            + stamped(at + 20, "[    2.750855] xen:events: Using %s ABI" % abi))
+    return "".join(boot_lines(at, "NR_IRQS: %d, nr_irqs: 2048, preallocated irqs: 16" % nr_irqs,
+                              "xen:events: Using %s ABI" % abi))
 
 
 def write_chatter(handle, booted, since, until, mib):

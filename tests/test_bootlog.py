@@ -12,6 +12,7 @@ from typing import Any, List
 
 import pytest
 
+from tests.kernlog import boot_lines, stamped
 from tests.pool import make_vm, wait_for
 from xsguard import bootlog, config, ledger, probes, state
 from xsguard.model import ceilings
@@ -20,25 +21,10 @@ from xsguard.model.ceilings import LINUX_IRQS, XEN_PORTS
 NOW = int(time.time())
 BOOT = NOW - 3 * 86400  # this boot: three days ago, 2-level ABI, XenServer's NR_IRQS
 EARLIER = BOOT - 40 * 86400  # an earlier boot: FIFO and a much larger NR_IRQS
-MONTHS = "Jan Feb Mar Apr May Jun Jul Aug Sep Oct Nov Dec".split()
 THIS_NR_IRQS = "NR_IRQS: 33024, nr_irqs: 2048, preallocated irqs: 16"
 THIS_ABI = "xen:events: Using 2-level ABI"
 EARLIER_NR_IRQS = "NR_IRQS: 524544, nr_irqs: 440, preallocated irqs: 16"
 BOTH = [XEN_PORTS, LINUX_IRQS]
-
-
-def stamped(at, message):
-    """A kern.log line as rsyslog writes it: local time without a year, host, ``kernel:``."""
-    t = time.localtime(at)
-    return "%s %2d %02d:%02d:%02d xs-a kernel: %s\n" % (MONTHS[t.tm_mon - 1], t.tm_mday, t.tm_hour, t.tm_min,
-                                                      t.tm_sec, message)
-
-
-def boot_lines(booted, nr_irqs, abi):
-    """The lines a boot leaves in kern.log when rsyslog starts, 20 s in."""
-    return [stamped(booted + 20, "[    0.000000] Linux version 4.19.0+1 (mockbuild@koji) #1 SMP"),
-            stamped(booted + 20, "[    2.742894] " + nr_irqs),
-            stamped(booted + 20, "[    2.750855] " + abi)]
 
 
 def later_lines(since, count=3, booted=BOOT):
