@@ -757,10 +757,34 @@ class FakeXapi:
     def host_by_uuid(self, uuid):
         return "OpaqueRef:host", {}
 
+    asked = 0
+
     def vms_on_host(self, host_ref):
         if FakeXapi.call_error is not None:
             raise FakeXapi.call_error
+        FakeXapi.asked += 1
         return {}
+
+
+def test_the_vms_on_the_host_are_asked_again_every_minute_whatever_dom0_shows(monkeypatch):
+    """The same domains reading after reading: xapi is asked about the host's VMs once, then again
+    only once REASK_AFTER (60 s) has passed, so that a VM arriving here that no decision has seen
+    shows in the graphs within a minute; new domains are asked about at once."""
+    monkeypatch.setattr("xsguard.rrdd.DaemonXapi", FakeXapi)
+    monkeypatch.setattr("xsguard.rrdd.probes.this_host_uuid", lambda cfg: "host-uuid")
+    for counter in ("asked", "logins", "logouts"):
+        monkeypatch.setattr(FakeXapi, counter, 0)
+    now = [1000.0]
+    view = XapiView(load_config(None), clock=lambda: now[0])
+    asked = []
+    for _ in range(13):  # a reading every 5 s, the same domains: 0 s, 5 s ... 60 s
+        view.refresh(frozenset({1, 2}))
+        asked.append(FakeXapi.asked)
+        now[0] += 5
+    assert asked == [1] * 12 + [2]
+    view.refresh(frozenset({1, 2, 3}))
+    assert FakeXapi.asked == 3
+    view.drop()
 
 
 def test_one_xapi_session_for_the_daemons_life(monkeypatch):

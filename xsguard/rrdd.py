@@ -63,6 +63,7 @@ PAGE = 4096  # the file is a whole number of pages, as xen-api's own plugins' (r
 XAPI_DEADLINE = 1.5  # seconds xapi may take in one reading; past them it is read without xapi
 RETRY = (0.5, 5.0)  # first and longest wait between tries while xcp-rrdd is down
 LOGIN_RETRY = (5.0, 300.0)  # first and longest wait between two logins xapi did not answer
+REASK_AFTER = 60.0  # seconds: the VMs on the host are asked again at least this often (``XapiView.refresh``)
 RPC_TIMEOUT = 5.0  # seconds one call to xcp-rrdd may take
 REFUSED = "refused"
 
@@ -108,6 +109,7 @@ class XapiView:
         self.by_uuid: Dict[str, Record] = {}
         self.on_host: Dict[str, Record] = {}
         self.asked_at: Optional[float] = None
+        self.asked_on_clock = 0.0  # ``clock()`` when the VMs on the host were last asked
         self.gone: Set[Tuple[str, float]] = set()  # (vm uuid, admitted_at) xapi said are not here
         self.login_wait = LOGIN_RETRY[0]
         self.login_after = 0.0  # monotonic time before which no login is tried again
@@ -148,9 +150,12 @@ class XapiView:
         self.domids = None
 
     def refresh(self, domids: FrozenSet[int]) -> Xapi:
-        """The VMs on this host, asked again when the domains holding ports are not the last ones."""
+        """The VMs on this host, asked again when the domains holding ports are not the last ones, and
+        at least every ``REASK_AFTER`` seconds: a VM xapi shows arriving here by migration, and no
+        decision here has seen yet, holds no domain here and changes nothing else the daemon reads."""
         api = self._session()
-        if domids != self.domids:
+        if domids != self.domids or self.clock() - self.asked_on_clock >= REASK_AFTER:
+            self.asked_on_clock = self.clock()
             asked_at = state.now()
             self.on_host = api.vms_on_host(self.host_ref)
             self.by_uuid = {str(r["uuid"]): r for r in self.on_host.values()}
