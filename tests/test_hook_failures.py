@@ -89,7 +89,7 @@ def test_a_hook_run_without_vmuuid_goes_on_loudly_and_charges_nothing(api):
 
 def test_a_resume_with_a_domid_that_is_no_number_is_charged_unknown(api):
     """-vmdomid abc on a resume: a guard error before the VM's need is known; let through (exit 1) and
-    charged as a pending charge whose need the next decision computes."""
+    charged as an appended charge whose need the next decision computes."""
     host = small_host(api, port_limit=4095)
     vm = make_vm(api, "a", affinity=host)
     uuid = api.VM.get_uuid(vm)
@@ -116,7 +116,7 @@ def test_a_migration_of_a_vm_xapi_does_not_know_goes_on_uncharged(api):
 
 def test_a_start_that_cannot_get_the_ledger_lock_is_charged_its_need(api):
     """Another process holds the ledger's lock past the deadline: the start goes on (exit 1) charged its
-    need of 5 as a pending charge, which the next decision folds into the ledger."""
+    need of 5 as an appended charge, which the next decision folds into the ledger."""
     host = small_host(api, port_limit=4095, config={"policy.deadline": "1"})
     vm = make_vm(api, "a", affinity=host)
     uuid = api.VM.get_uuid(vm)

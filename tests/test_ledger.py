@@ -120,7 +120,7 @@ def test_pending_file_that_grew_is_kept(tmp_path):
 
 
 def test_a_charge_appended_as_the_read_charges_are_removed_is_not_lost(tmp_path, monkeypatch):
-    """The pending charges read are removed once saved; a charge appended just before that removal
+    """The appended charges read are removed once saved; a charge appended just before that removal
     (after any check of the file) stays charged: the charges are taken by rename before they are read."""
     path = str(tmp_path / "ledger.json")
     ledger.append_charge(path, BOOT, E._replace(how="unchecked"))
@@ -255,7 +255,7 @@ def test_writer_killed_inside_a_write_leaves_old_or_new(tmp_path, point, need, l
 
 
 def test_pending_charges_survive_a_rebuild(tmp_path):
-    """A ledger of an earlier boot is rebuilt: the pending charges of this boot come with it, not lost."""
+    """A ledger of an earlier boot is rebuilt: the appended charges of this boot come with it, not lost."""
     path = str(tmp_path / "ledger.json")
     ledger.save(path, "another-boot", {E.vm_uuid: E})
     unchecked = E._replace(vm_uuid="0a0a0a0a-1b8a-4c43-9d4e-0a7b2a1c9e11", how="unchecked", peak=0)

@@ -66,7 +66,7 @@ def loop(path):
 ])
 def test_an_unreadable_ledger_is_rebuilt_with_its_pending_charges(tmp_path, make, why):
     """A ledger that cannot be read (a symlink loop) or is not a file (a directory): rebuilt, saying
-    why, the pending charges kept for the rebuild."""
+    why, the appended charges kept for the rebuild."""
     path = str(tmp_path / "ledger.json")
     make(path)
     unchecked = E._replace(how="unchecked")
@@ -142,7 +142,7 @@ def test_a_charge_whose_pending_file_is_replaced_as_it_is_written_is_written_aga
 
 
 def test_sync_and_dropping_pending_charges_ask_nothing_of_missing_files(tmp_path):
-    """Best effort: syncing a ledger that is not there, or saving with pending charges taken whose file
+    """Best effort: syncing a ledger that is not there, or saving with appended charges taken whose file
     is gone, raises nothing and saves the ledger."""
     path = str(tmp_path / "ledger.json")
     ledger.sync(path)
