@@ -33,10 +33,10 @@ def main():
         shutil.rmtree(state, ignore_errors=True)
 
 
-def storm(ledger):
+def storm(ledger: str) -> None:
     with Simulator() as sim:
         api = connect(sim.url).xenapi
-        host = host_with_room(api, "xs-a", 150, **{"ledger.path": ledger})
+        host = host_with_room(api, "xs-a", 150, config={"ledger.path": ledger})
         refs = desktops(api, 200, "desk", random.Random(7), affinity=host)
         started = time.perf_counter()
         outcomes = start_all(sim.url, refs)

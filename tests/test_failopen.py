@@ -32,7 +32,7 @@ def test_a_refusal_stands_on_a_full_disk(api, small_disk):
 
 
 def ledger_uuids(api, host):
-    """The VMs the host's ledger charges: its entries and its pending lines."""
+    """The VMs the host's ledger charges: its entries and its appended charges."""
     base = os.path.join(api.sim.get_host_root(host), "var", "lib", "xsguard", "ledger.json")
     found = set()
     if os.path.exists(base):

@@ -31,7 +31,7 @@ def run_hook(api, host, vm):
 
 
 def test_an_admission_imports_neither_structlog_nor_tenacity(api):
-    """A start admitted (the ledger not empty and the ceilings kept, so the steady state's calls): the
+    """A start admitted (the ledger not empty and the ceilings cached, so the steady state's calls): the
     hook process that answers imports neither structlog, tenacity or asyncio, nor what only rare paths
     need."""
     host = small_host(api, port_limit=4095)
@@ -59,3 +59,23 @@ def test_status_imports_neither_structlog_nor_tenacity(api):
              % (SLOW,))
     out = subprocess.run([sys.executable, "-c", probe], stdout=subprocess.PIPE, env=env, check=True).stdout.decode()
     assert json.loads(out.strip().splitlines()[-1]) == [["python", "structlog", "tenacity", "xsguard"], []]
+
+
+def test_lsevtchn_found_in_a_plain_candidate_imports_no_glob(tmp_path):
+    """``[dom0] lsevtchn = auto`` (the shipped default), lsevtchn in a candidate without a wildcard: found
+    without importing glob; a wildcard candidate is searched with it."""
+    plain, versioned = tmp_path / "libexec-xen-bin", tmp_path / "xen-4.17" / "bin"
+    for directory in (plain, versioned):
+        directory.mkdir(parents=True)
+        (directory / "lsevtchn").write_text("#!/bin/sh\n")
+        (directory / "lsevtchn").chmod(0o755)
+    probe = ("import json, sys\nfrom xsguard.probes import find_lsevtchn\n"
+             "found = find_lsevtchn('auto', sys.argv[1:])\nprint(json.dumps([found, 'glob' in sys.modules]))")
+
+    def find(*candidates):
+        out = subprocess.run([sys.executable, "-c", probe] + [str(c) for c in candidates], stdout=subprocess.PIPE,
+                             check=True).stdout.decode()
+        return json.loads(out)
+
+    assert find(tmp_path / "absent", plain, tmp_path / "xen-*" / "bin") == [str(plain / "lsevtchn"), False]
+    assert find(tmp_path / "absent", tmp_path / "xen-*" / "bin") == [str(versioned / "lsevtchn"), True]

@@ -64,8 +64,8 @@ def run_hook(api, host, *argv, hook="vm-pre-start", stdout_closed=False):
     return proc.returncode, proc.stdout.decode()
 
 
-def pending(api, host):
-    """The charges of starts let through unchecked, as the ledger's pending file holds them."""
+def appended(api, host):
+    """The charges of starts let through unchecked, as the ledger's appended charges' file holds them."""
     path = os.path.join(api.sim.get_host_root(host), "var", "lib", "xsguard", "ledger.json.pending")
     with open(path) as handle:
         return [json.loads(line) for line in handle]
@@ -97,7 +97,7 @@ def test_a_resume_with_a_domid_that_is_no_number_is_charged_unknown(api):
     assert code == 1
     assert "-vmdomid must be a domain id, not 'abc'" in out
     assert "charged its need once the next decision can compute it" in out
-    assert [(p["vm_uuid"], p["need"], p["how"]) for p in pending(api, host)] == [(uuid, -1, "unchecked")]
+    assert [(p["vm_uuid"], p["need"], p["how"]) for p in appended(api, host)] == [(uuid, -1, "unchecked")]
     assert [r["event"] for r in decision_log(api, host, 2)] == ["guard_error", "resume_unchecked"]
 
 
@@ -131,7 +131,7 @@ def test_a_start_that_cannot_get_the_ledger_lock_is_charged_its_need(api):
     run = api.sim.get_hook_log()[-1]
     assert run["exit_code"] == "1"
     assert "ledger lock" in run["stdout"] and "charged its need of 5" in run["stdout"]
-    assert [(p["vm_uuid"], p["need"], p["how"]) for p in pending(api, host)] == [(uuid, 5, "unchecked")]
+    assert [(p["vm_uuid"], p["need"], p["how"]) for p in appended(api, host)] == [(uuid, 5, "unchecked")]
     api.VM.start(make_vm(api, "b", affinity=host), False, False)
     assert api.sim.get_hook_log()[-1]["exit_code"] == "0"
     with open(ledger) as handle:

@@ -92,7 +92,7 @@ def test_read_only_load_leaves_corrupt_file(tmp_path):
     assert os.path.exists(path)
 
 
-def test_pending_charges_are_folded_in(tmp_path):
+def test_appended_charges_are_folded_in(tmp_path):
     """A start let through unchecked appends a charge that the next load includes, this boot's only."""
     path = str(tmp_path / "ledger.json")
     ledger.save(path, BOOT, {E.vm_uuid: E})
@@ -106,8 +106,8 @@ def test_pending_charges_are_folded_in(tmp_path):
     assert ledger.load(path, BOOT).entries == {E.vm_uuid: E, unchecked.vm_uuid: unchecked}
 
 
-def test_pending_file_that_grew_is_kept(tmp_path):
-    """A charge appended after the pending file was read is not removed with it."""
+def test_appended_charges_file_that_grew_is_kept(tmp_path):
+    """A charge appended after the appended charges' file was read is not removed with it."""
     path = str(tmp_path / "ledger.json")
     first = E._replace(how="unchecked")
     ledger.append_charge(path, BOOT, first)
@@ -254,7 +254,7 @@ def test_writer_killed_inside_a_write_leaves_old_or_new(tmp_path, point, need, l
     assert {e.need for e in read(path, "boot").values()} == {3}
 
 
-def test_pending_charges_survive_a_rebuild(tmp_path):
+def test_appended_charges_survive_a_rebuild(tmp_path):
     """A ledger of an earlier boot is rebuilt: the appended charges of this boot come with it, not lost."""
     path = str(tmp_path / "ledger.json")
     ledger.save(path, "another-boot", {E.vm_uuid: E})

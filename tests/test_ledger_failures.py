@@ -64,7 +64,7 @@ def loop(path):
     (loop, "is unreadable (Too many levels of symbolic links)"),
     (os.mkdir, "is a directory"),
 ])
-def test_an_unreadable_ledger_is_rebuilt_with_its_pending_charges(tmp_path, make, why):
+def test_an_unreadable_ledger_is_rebuilt_with_its_appended_charges(tmp_path, make, why):
     """A ledger that cannot be read (a symlink loop) or is not a file (a directory): rebuilt, saying
     why, the appended charges kept for the rebuild."""
     path = str(tmp_path / "ledger.json")
@@ -77,8 +77,8 @@ def test_an_unreadable_ledger_is_rebuilt_with_its_pending_charges(tmp_path, make
     assert loaded.unfolded == (unchecked,)
 
 
-def test_pending_lines_that_do_not_parse_or_are_of_another_boot_are_skipped(tmp_path):
-    """Garbage, a bad entry and another boot's charge among the pending lines: only this boot's good
+def test_appended_lines_that_do_not_parse_or_are_of_another_boot_are_skipped(tmp_path):
+    """Garbage, a bad entry and another boot's charge among the appended lines: only this boot's good
     charge is read, and once taken under the lock a save removes them all."""
     path = str(tmp_path / "ledger.json")
     ledger.append_charge(path, BOOT, E)
@@ -94,7 +94,7 @@ def test_pending_lines_that_do_not_parse_or_are_of_another_boot_are_skipped(tmp_
 
 
 def test_an_earlier_charge_does_not_replace_a_later_one():
-    """Folding keeps a VM's later charge when the pending one is older."""
+    """Folding keeps a VM's later charge when the appended one is older."""
     later = E._replace(admitted_at=E.admitted_at + 5, need=30)
     assert ledger.fold({E.vm_uuid: later}, [E])[E.vm_uuid] == later
 
@@ -141,7 +141,7 @@ def test_a_charge_whose_pending_file_is_replaced_as_it_is_written_is_written_aga
     assert done and ledger.read_appended(path, BOOT) == [other, E]
 
 
-def test_sync_and_dropping_pending_charges_ask_nothing_of_missing_files(tmp_path):
+def test_sync_and_dropping_appended_charges_ask_nothing_of_missing_files(tmp_path):
     """Best effort: syncing a ledger that is not there, or saving with appended charges taken whose file
     is gone, raises nothing and saves the ledger."""
     path = str(tmp_path / "ledger.json")

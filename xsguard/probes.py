@@ -6,7 +6,7 @@ Thin: the parsing and the arithmetic live in ``xsguard.model``.
 import os
 import signal
 import subprocess
-from typing import Any, Dict, List, NamedTuple, Optional, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from . import bootcache, state
 from .config import LSEVTCHN_CANDIDATES, Config
@@ -19,22 +19,24 @@ from .model.lsevtchn import PortTable
 from .model.profiles import TAPDISK, BackendSeen, storage_backend_found
 
 
-def find_lsevtchn(configured: str) -> str:
+def find_lsevtchn(configured: str, candidates: Sequence[str] = LSEVTCHN_CANDIDATES) -> str:
     """The lsevtchn to run: the configured path, or the first one found in Xen's usual places."""
     if configured != "auto":
         if not os.access(configured, os.X_OK):
             raise ProbeFailed("lsevtchn not found or not executable at %s ([dom0] lsevtchn)" % configured, configured)
         return configured
-    import glob  # only where no lsevtchn is configured
+    for pattern in candidates:
+        if "*" in pattern:
+            import glob  # only when no plain candidate has it (glob costs every hook its import)
 
-    for pattern in LSEVTCHN_CANDIDATES:
-        for directory in sorted(glob.glob(pattern), reverse=True):
+            directories = sorted(glob.glob(pattern), reverse=True)
+        else:
+            directories = [pattern]
+        for directory in directories:
             path = os.path.join(directory, "lsevtchn")
             if os.access(path, os.X_OK):
                 return path
-    raise ProbeFailed(
-        "lsevtchn not found in %s: install Xen's tools or set [dom0] lsevtchn" % ", ".join(LSEVTCHN_CANDIDATES)
-    )
+    raise ProbeFailed("lsevtchn not found in %s: install Xen's tools or set [dom0] lsevtchn" % ", ".join(candidates))
 
 
 KILLED_GRACE = 0.5  # seconds to collect a killed lsevtchn's last output

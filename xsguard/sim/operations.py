@@ -25,8 +25,9 @@ class Operations(Xenopsd):
 
     def _migrate(self, vm_ref: str, host_ref: Optional[str], complete: Callable[[SimHost, int], None]) -> None:
         """The source's part of every migration: the VM checked and marked busy (inside the pool, the
-        destination checked and reserved too), the source's vm-pre-migrate hooks, then ``complete``
-        under the lock; the marks are undone whatever happens."""
+        destination checked and reserved too: scheduled_to_be_resident_on, as xen-api
+        ocaml/xapi/message_forwarding.ml:1561-1577 allocate_vm_to_host sets it), the source's
+        vm-pre-migrate hooks, then ``complete`` under the lock; the marks are undone whatever happens."""
         with self.lock:
             vm = self.vm(vm_ref)
             self._assert_migratable(vm_ref, vm)
