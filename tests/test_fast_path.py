@@ -63,19 +63,20 @@ def test_status_imports_neither_structlog_nor_tenacity(api):
 
 def test_lsevtchn_found_in_a_plain_candidate_imports_no_glob(tmp_path):
     """``[dom0] lsevtchn = auto`` (the shipped default), lsevtchn in a candidate without a wildcard: found
-    without importing glob; a wildcard candidate is searched with it."""
+    with glob made unimportable; a wildcard candidate is searched with glob."""
     plain, versioned = tmp_path / "libexec-xen-bin", tmp_path / "xen-4.17" / "bin"
     for directory in (plain, versioned):
         directory.mkdir(parents=True)
         (directory / "lsevtchn").write_text("#!/bin/sh\n")
         (directory / "lsevtchn").chmod(0o755)
-    probe = ("import json, sys\nfrom xsguard.probes import find_lsevtchn\n"
-             "found = find_lsevtchn('auto', sys.argv[1:])\nprint(json.dumps([found, 'glob' in sys.modules]))")
+    probe = ("import sys\nsys.modules['glob'] = None  # importing it raises ImportError\n"
+             "from xsguard.probes import find_lsevtchn\nprint(find_lsevtchn('auto', sys.argv[1:]))")
 
     def find(*candidates):
-        out = subprocess.run([sys.executable, "-c", probe] + [str(c) for c in candidates], stdout=subprocess.PIPE,
-                             check=True).stdout.decode()
-        return json.loads(out)
+        proc = subprocess.run([sys.executable, "-c", probe] + [str(c) for c in candidates], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE)
+        return proc.returncode, proc.stdout.decode().strip(), proc.stderr.decode()
 
-    assert find(tmp_path / "absent", plain, tmp_path / "xen-*" / "bin") == [str(plain / "lsevtchn"), False]
-    assert find(tmp_path / "absent", tmp_path / "xen-*" / "bin") == [str(versioned / "lsevtchn"), True]
+    assert find(tmp_path / "absent", plain, tmp_path / "xen-*" / "bin")[:2] == (0, str(plain / "lsevtchn"))
+    code, _, err = find(tmp_path / "absent", tmp_path / "xen-*" / "bin")
+    assert code == 1 and "import of glob halted" in err
