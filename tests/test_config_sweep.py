@@ -9,6 +9,7 @@ import socket
 import threading
 import time
 import uuid as uuids
+from contextlib import contextmanager
 from types import SimpleNamespace
 from typing import cast
 
@@ -362,28 +363,29 @@ def check_syslog(c):
     assert not [s for s in c.api.sim.get_syslog(c.host) if "sweep-syslog-off" in s]
 
 
-def check_syslog_socket(c):
+@contextmanager
+def syslog_listener(c):
+    """A datagram socket standing for /dev/log: (its path, the socket), closed on leaving."""
     path = str(c.tmp / "log.sock")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     sock.bind(path)
     sock.settimeout(5)
     try:
-        journal_with_notice(c, configured(c, "log.syslog_socket", path, **{"log.alerts": "no"}), "sweep-socket")
-        assert b"sweep-socket" in sock.recv(4096)
+        yield path, sock
     finally:
         sock.close()
+
+
+def check_syslog_socket(c):
+    with syslog_listener(c) as (path, sock):
+        journal_with_notice(c, configured(c, "log.syslog_socket", path, **{"log.alerts": "no"}), "sweep-socket")
+        assert b"sweep-socket" in sock.recv(4096)
 
 
 def check_alerts(c):
-    path = str(c.tmp / "log.sock")
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(path)
-    sock.settimeout(5)
-    try:
+    with syslog_listener(c) as (path, sock):
         journal_with_notice(c, configured(c, "log.alerts", "no", **{"log.syslog_socket": path}), "sweep-alerts")
         assert b"sweep-alerts" in sock.recv(4096)  # the notice was sent on: to syslog only
-    finally:
-        sock.close()
     assert alerts_sent(c) == []
 
 

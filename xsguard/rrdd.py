@@ -154,8 +154,9 @@ class XapiView:
         at least every ``REASK_AFTER`` seconds: a VM xapi shows arriving here by migration, and no
         decision here has seen yet, holds no domain here and changes nothing else the daemon reads."""
         api = self._session()
-        if domids != self.domids or self.clock() - self.asked_on_clock >= REASK_AFTER:
-            self.asked_on_clock = self.clock()
+        now = self.clock()
+        if domids != self.domids or now - self.asked_on_clock >= REASK_AFTER:
+            self.asked_on_clock = now
             asked_at = state.now()
             self.on_host = api.vms_on_host(self.host_ref)
             self.by_uuid = {str(r["uuid"]): r for r in self.on_host.values()}
