@@ -4,7 +4,8 @@ The hook runs as xenopsd runs it (PATH-only environment, argv -vmuuid U -reason 
 simulated host with 100 running VMs. The floor is a bare Python process doing the least a
 hook must: log in on the same local socket, make the very xapi calls the hook just made for
 the same VM (the simulator records them with their arguments, and the floor replays them in
-order), run the same lsevtchn, read the same /proc/interrupts, log out.
+order), run the same lsevtchn, read the same /proc/interrupts, log out. Each floor runs once the hook's
+detached writer has logged its decision, so that the two never share the CPU.
 """
 
 import json
@@ -63,6 +64,17 @@ def run(cmd, env):
     return elapsed
 
 
+def wait_for_record(decision_log, vm_uuid, timeout=10.0):
+    """Until the hook's detached writer has logged its decision on ``vm_uuid``."""
+    until = time.monotonic() + timeout
+    while time.monotonic() < until:
+        with open(decision_log, encoding="utf-8") as handle:
+            if any(json.loads(line).get("vm_uuid") == vm_uuid for line in handle if line.strip()):
+                return
+        time.sleep(0.005)
+    raise SystemExit("the hook's decision on %s was not logged within %.0f s" % (vm_uuid, timeout))
+
+
 def interpreters():
     """(label, python) to measure: this interpreter, and dom0's Python 3.6.15 when it is prepared."""
     found: List[Tuple[str, Optional[str]]] = [("%d.%d" % sys.version_info[:2], None)]
@@ -108,6 +120,7 @@ def measure(label, interpreter, samples):
         # keeps such VMs (decisions in flight may still hold an older reading of dom0 until then)
         time.sleep(grace(config.defaults()) + 1)
         interrupts = config.load(conf).dom0.proc_interrupts
+        decision_log = config.load(conf).log.file
         calls_file = os.path.join(tempfile.mkdtemp(prefix="xsguard-bench-calls-"), "calls.json")
         hook_times: List[float] = []
         floor_times: List[float] = []
@@ -115,6 +128,7 @@ def measure(label, interpreter, samples):
         for uuid in candidates:
             before = len(api.sim.get_calls())
             hook_times.append(run([hook, "-vmuuid", uuid, "-reason", "none"], env))
+            wait_for_record(decision_log, uuid)
             calls = [(method, args) for originator, method, args in api.sim.get_calls_made(str(before))
                      if originator == "xsguard"]
             made.append(len(calls))

@@ -215,7 +215,7 @@ def test_every_value_has_its_fields_type(key):
     """A key's default and a valid value other than it each parse to the type its field declares, which
     is what mypy checks every use against."""
     section, name = key.split(".")
-    hint = typing.get_type_hints(config.SECTIONS[section])[name]
+    hint = typing.get_type_hints(config.SECTIONS[section], localns=vars(typing))[name]  # string annotations
     assert conforms(getattr(getattr(config.defaults(), section), name), hint)
     other = getattr(getattr(config.defaults().with_values({key: OTHER[key]}), section), name)
     assert other != getattr(getattr(config.defaults(), section), name) and conforms(other, hint)

@@ -1,16 +1,19 @@
 """The hook's start-up stays lean: every VM start waits for it. tenacity (which pulls in asyncio) and
-structlog are imported only off the fast path (a retry, the journal's detached writer); what only
-rare paths need (the kernel-log search, placement hints, other hosts) is not imported by an
-admission either."""
+structlog are imported only off the fast path (a retry, the journal's detached writer), and typing
+never (``xsguard/namedtuple.py`` says why); what only rare paths need (the kernel-log search,
+placement hints, other hosts) is not imported by an admission either. Under ``make test-py36`` the
+hook's process runs on dom0's Python 3.6."""
 
+import ast
 import json
 import os
 import subprocess
 import sys
+from typing import Set
 
 from tests.pool import make_vm, small_host
 
-SLOW = ("structlog", "tenacity", "asyncio")
+SLOW = ("structlog", "tenacity", "asyncio", "typing")
 # the first decision of a boot searches the kernel logs (then kept: ``bootcache``); a refusal asks other
 # hosts and words hints; lsevtchn is looked for only when not configured
 RARE = ("xsguard.bootlog", "xsguard.peers", "xsguard.model.placement", "xsguard.alerts", "glob")
@@ -22,33 +25,33 @@ print(json.dumps([status, sorted(m for m in sys.modules if m.split(".")[0] in %r
 """ % (SLOW, RARE)
 
 
-def run_hook(api, host, vm):
+def run_hook(api, host, vm, python):
     env = {"PATH": "/usr/bin:/bin",
            "XSGUARD_CONFIG": os.path.join(api.sim.get_host_root(host), "etc", "xsguard", "xsguard.conf")}
-    out = subprocess.run([sys.executable, "-c", PROBE, "-vmuuid", api.VM.get_uuid(vm), "-reason", "none"],
+    out = subprocess.run([python or sys.executable, "-c", PROBE, "-vmuuid", api.VM.get_uuid(vm), "-reason", "none"],
                          stdout=subprocess.PIPE, env=env, check=True).stdout.decode()
     return json.loads(out.strip().splitlines()[-1])
 
 
-def test_an_admission_imports_neither_structlog_nor_tenacity(api):
+def test_an_admission_imports_nothing_slow(api, dom0_python):
     """A start admitted (the ledger not empty and the ceilings cached, so the steady state's calls): the
-    hook process that answers imports neither structlog, tenacity or asyncio, nor what only rare paths
-    need."""
+    hook process that answers imports neither structlog, tenacity, asyncio nor typing, nor what only
+    rare paths need."""
     host = small_host(api, port_limit=4095)
     api.VM.start(make_vm(api, "first", affinity=host), False, False)
-    assert run_hook(api, host, make_vm(api, "second", affinity=host)) == [0, []]
+    assert run_hook(api, host, make_vm(api, "second", affinity=host), dom0_python) == [0, []]
 
 
-def test_a_refusal_imports_neither_structlog_nor_tenacity(api):
-    """A start refused (its message, the other hosts asked): still neither structlog, tenacity nor
-    asyncio in the hook process."""
+def test_a_refusal_imports_nothing_slow(api, dom0_python):
+    """A start refused (its message, the other hosts asked): still neither structlog, tenacity, asyncio
+    nor typing in the hook process."""
     host = small_host(api, port_limit=60, vcpus=4)
     big = make_vm(api, "big", vcpus=8, hvm=True, disks=1, nics=1, affinity=host)
-    status, imported = run_hook(api, host, big)
+    status, imported = run_hook(api, host, big, dom0_python)
     assert [status, [m for m in imported if m.split(".")[0] in SLOW]] == [2, []]
 
 
-def test_status_imports_neither_structlog_nor_tenacity(api):
+def test_status_imports_nothing_slow(api):
     """``status`` (the plugin's, the command's) says which structlog and tenacity run without importing them."""
     host = small_host(api, port_limit=4095)
     env = {"PATH": "/usr/bin:/bin",
@@ -80,3 +83,53 @@ def test_lsevtchn_found_in_a_plain_candidate_imports_no_glob(tmp_path):
     assert find(tmp_path / "absent", plain, tmp_path / "xen-*" / "bin")[:2] == (0, str(plain / "lsevtchn"))
     code, _, err = find(tmp_path / "absent", tmp_path / "xen-*" / "bin")
     assert code == 1 and "import of glob halted" in err
+
+
+def typing_imports_at_run_time(path):
+    """The lines of ``path`` that import typing where Python runs them: anywhere but under ``if TYPE_CHECKING:``."""
+    with open(path, encoding="utf-8") as handle:
+        tree = ast.parse(handle.read())
+    checked_only: Set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            checked_only.update(id(sub) for stmt in node.body for sub in ast.walk(stmt))
+    return [node.lineno for node in ast.walk(tree) if id(node) not in checked_only and (
+        isinstance(node, ast.Import) and any(alias.name == "typing" for alias in node.names)
+        or isinstance(node, ast.ImportFrom) and node.module == "typing")]
+
+
+def package_modules():
+    """The paths of the package's modules that dom0 runs: all but the simulator's (not in the RPM, and
+    kept apart from what it tests: it imports nothing of xsguard)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for directory, _, names in os.walk(os.path.join(root, "xsguard")):
+        if os.path.join("xsguard", "sim") not in directory:
+            yield from (os.path.join(directory, n) for n in sorted(names) if n.endswith(".py"))
+
+
+def test_no_module_imports_typing_at_run_time():
+    """Every module dom0 runs imports typing only under ``if TYPE_CHECKING:`` (False at run time)."""
+    found = {os.path.relpath(p): typing_imports_at_run_time(p) for p in package_modules()}
+    assert {p: lines for p, lines in found.items() if lines} == {}
+    assert len(found) > 40  # the walk found the package
+
+
+def test_the_rule_sees_a_typing_import_outside_type_checking(tmp_path):
+    """The check above is not blind: an import at the top, in a function or under another ``if`` is found."""
+    module = tmp_path / "m.py"
+    module.write_text("TYPE_CHECKING = False\nif TYPE_CHECKING:\n    from typing import List\n"
+                      "from typing import Dict\nif True:\n    import typing\n"
+                      "def f():\n    from typing import Any\n")
+    assert typing_imports_at_run_time(str(module)) == [4, 6, 8]
+
+
+def test_every_module_imports_on_the_hooks_python(dom0_python):
+    """Each module imports on the Python the hooks run on (dom0's 3.6 under ``make test-py36``): an
+    annotation Python evaluates that names a typing name it no longer imports fails here."""
+    names = ["xsguard" + p.split("xsguard", 1)[1][:-3].replace(os.sep, ".").replace(".__init__", "")
+             for p in package_modules() if not p.endswith("__main__.py")]
+    probe = ("import importlib, json, sys\nfailed = {}\nfor name in sys.argv[1:]:\n"
+             "    try:\n        importlib.import_module(name)\n"
+             "    except Exception as exc:\n        failed[name] = repr(exc)\nprint(json.dumps(failed))")
+    out = subprocess.run([dom0_python or sys.executable, "-c", probe] + names, stdout=subprocess.PIPE, check=True)
+    assert json.loads(out.stdout.decode().strip().splitlines()[-1]) == {}

@@ -5,10 +5,13 @@ import json
 import math
 import os
 import socket
-from typing import Any, Dict
 
 from . import state
 from .model.verdict import Verdict, ascii_safe
+
+TYPE_CHECKING = False  # mypy takes it as True; why: xsguard/namedtuple.py
+if TYPE_CHECKING:
+    from typing import Any, Dict
 
 # the xapi message raised for a refusal, and for an operation let through unchecked, by operation
 REFUSED_ALERTS = {"start": "XSGUARD_START_REFUSED", "migrate": "XSGUARD_MIGRATION_REFUSED",
@@ -45,7 +48,7 @@ def over_ceiling_body(verdict: Verdict) -> str:
     return over_ceiling_line(verdict) + "\n\n" + alert_body(verdict)
 
 
-def migration_line(answer: Dict[str, Any]) -> str:
+def migration_line(answer: "Dict[str, Any]") -> str:
     """The syslog line of a migration refused by the destination (its ``admit`` answer)."""
     return ascii_safe(
         "refused to migrate VM '%s' (%s) to host '%s': needs %s, %s free under %s (limit %s, used %s, promised %s)"
@@ -93,7 +96,7 @@ def claim_alert(state_path: str, vm_uuid: str, interval: float, now: float) -> b
         os.close(fd)
 
 
-def _read_times(state_path: str) -> Dict[str, float]:
+def _read_times(state_path: str) -> "Dict[str, float]":
     try:
         with open(state_path, "rb") as handle:
             doc = json.loads(handle.read(1024 * 1024).decode("utf-8"))

@@ -13,8 +13,6 @@ host's facts and the site's profile). Verdicts:
 - ``pending``: its PV drivers are not up yet, so no verdict.
 """
 
-from typing import Any, Dict, List, NamedTuple, Optional
-
 from . import gather, learn, ledger, probes, state
 from .config import Config
 from .deadline import Deadline
@@ -23,7 +21,14 @@ from .model import need as need_model
 from .model.charging import HOW_AUDITED, RUNNING, Entry, here_from_records
 from .model.need import HostFacts, Need
 from .model.profiles import Profile, with_overrides
-from .xapi import Record, Xapi
+from .namedtuple import NamedTuple
+from .xapi import Xapi
+
+TYPE_CHECKING = False  # mypy takes it as True; why: xsguard/namedtuple.py
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Optional
+
+    from .xapi import Record
 
 EXACT, UNDER, OVER, PENDING = "exact", "under", "over", "pending"
 VERDICTS = (EXACT, UNDER, OVER, PENDING)
@@ -44,10 +49,10 @@ class Finding(NamedTuple):
     need: Need
     held: int
     verdict: str
-    cover: Optional[str]  # when it holds more than the model predicts (an ``under``, or a need raised
+    cover: "Optional[str]"  # when it holds more than the model predicts (an ``under``, or a need raised
     # by what it was seen holding before): the [need] settings that would cover it, the best first
 
-    def as_json(self) -> Dict[str, Any]:
+    def as_json(self) -> "Dict[str, Any]":
         return {"vm_uuid": self.vm_uuid, "vm_name": self.vm_name, "predicted": self.need.total,
                 "held": self.held, "verdict": self.verdict, "breakdown": self.need.as_json()["breakdown"],
                 "cover": self.cover}
@@ -55,9 +60,9 @@ class Finding(NamedTuple):
 
 class Report(NamedTuple):
     host_name: str
-    findings: List[Finding]
+    findings: "List[Finding]"
 
-    def as_json(self) -> Dict[str, Any]:
+    def as_json(self) -> "Dict[str, Any]":
         result: Dict[str, Any] = {"host_name": self.host_name, "vms": [f.as_json() for f in self.findings]}
         for verdict in VERDICTS:
             result[verdict] = sum(1 for f in self.findings if f.verdict == verdict)
@@ -128,8 +133,8 @@ def audit(cfg: Config, api: Xapi, deadline: Deadline) -> Report:
     return report
 
 
-def _charge_peaks(cfg: Config, api: Xapi, control: Optional[Dict[str, Any]], found: gather.Survey,
-                  under: List[Finding], deadline: Deadline) -> None:
+def _charge_peaks(cfg: Config, api: Xapi, control: "Optional[Dict[str, Any]]", found: gather.Survey,
+                  under: "List[Finding]", deadline: Deadline) -> None:
     """Enter each VM found holding more than predicted in the ledger at what it holds: the ledger's
     charges completed from xapi before the lock (as a decision gathers), under it only the ledger's
     take, the merge and the save (``commit.completed``), no xapi call."""
@@ -152,13 +157,13 @@ def _charge_peaks(cfg: Config, api: Xapi, control: Optional[Dict[str, Any]], fou
     ledger.sync(path)
 
 
-def _unlearned(vm: Record) -> Record:
+def _unlearned(vm: "Record") -> "Record":
     """The VM's record without the figure learned from what it held: the model's own prediction."""
     other = {k: v for k, v in (vm.get("other_config") or {}).items() if k != need_model.LEARNED_HELD}
     return dict(vm, other_config=other)
 
 
-def _learn(api: Xapi, vm_ref: str, described: gather.Described, need: Need, held: int) -> Dict[str, Any]:
+def _learn(api: Xapi, vm_ref: str, described: gather.Described, need: Need, held: int) -> "Dict[str, Any]":
     """Keep what is new about a running VM in its record (``learn.remember``); what to log."""
     vm = described.vm
     fields: Dict[str, Any] = {"vm_uuid": vm.get("uuid", ""), "vm_name": vm.get("name_label", "")}
@@ -169,7 +174,7 @@ def _learn(api: Xapi, vm_ref: str, described: gather.Described, need: Need, held
     return dict(fields, event="learned", keys=written) if written else {}
 
 
-def _log_learned(cfg: Config, host_name: str, learned: List[Dict[str, Any]]) -> None:
+def _log_learned(cfg: Config, host_name: str, learned: "List[Dict[str, Any]]") -> None:
     if not learned:
         return
     from . import decisionlog
@@ -182,7 +187,7 @@ def _log_learned(cfg: Config, host_name: str, learned: List[Dict[str, Any]]) -> 
         (log.warning if event == "learn_failed" else log.info)(event, host_name=host_name, **fields)
 
 
-def _signal(cfg: Config, host_name: str, under: List[Finding]) -> None:
+def _signal(cfg: Config, host_name: str, under: "List[Finding]") -> None:
     from . import decisionlog
 
     decisionlog.configure(cfg.log.file)

@@ -14,10 +14,14 @@ that is lost, corrupt or another boot's means reading the boot lines again.
 import fcntl
 import json
 import os
-from typing import Dict, NamedTuple
 
 from . import state
 from .model.ceilings import BOOT_LOG, Ceiling
+from .namedtuple import NamedTuple
+
+TYPE_CHECKING = False  # mypy takes it as True; why: xsguard/namedtuple.py
+if TYPE_CHECKING:
+    from typing import Dict
 
 CACHED_NOTE = ", kept since this boot's first reading"
 
@@ -38,8 +42,8 @@ class Unknown(NamedTuple):
 class Cached(NamedTuple):
     """What this boot's first readings found, and what they searched for in vain, by ceiling name."""
 
-    ceilings: Dict[str, Ceiling]
-    unknown: Dict[str, Unknown]
+    ceilings: "Dict[str, Ceiling]"
+    unknown: "Dict[str, Unknown]"
 
 
 def load(path: str, boot_id: str) -> Cached:

@@ -24,11 +24,15 @@ import errno
 import os
 import stat
 import time
-from typing import Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional
 
 from . import bootcache
 from .deadline import Deadline
 from .model import ceilings
+from .namedtuple import NamedTuple
+
+TYPE_CHECKING = False  # mypy takes it as True; why: xsguard/namedtuple.py
+if TYPE_CHECKING:
+    from typing import Callable, Dict, Iterable, Iterator, List, Optional
 
 CHUNK = 1024 * 1024  # bytes of a log scanned at a time
 LOG_BYTES = 256 * 1024 * 1024  # the most a search reads of the logs, gunzipped: a search reading more is cut short
@@ -50,7 +54,7 @@ class BootLine(NamedTuple):
 class Search(NamedTuple):
     """What a search found, what it searched, and why it fell short ("" if it did not)."""
 
-    lines: Dict[str, BootLine]
+    lines: "Dict[str, BootLine]"
     sources: str  # as a warning names them: "/var/log/kern.log, its rotations or /dev/kmsg"
     shortfall: str = ""  # "search cut short after reading 256 MiB, in /var/log/kern.log.1"
     timed: bool = False  # cut short by its time (more time may find more), not only by bytes or a read
@@ -72,7 +76,7 @@ class OutOfTime(Shortfall):
 class Budget:
     """How much a search may still read, and until when (``clock``'s seconds)."""
 
-    def __init__(self, max_bytes: int, seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, max_bytes: int, seconds: float, clock: "Callable[[], float]" = time.monotonic) -> None:
         self.max_bytes = max_bytes
         self.seconds = seconds
         self.until = clock() + seconds
@@ -88,7 +92,7 @@ class Budget:
             raise OutOfTime("search cut short at its %.1f s time limit, in %s" % (self.seconds, path))
 
 
-def btime(proc_stat: str) -> Optional[int]:
+def btime(proc_stat: str) -> "Optional[int]":
     """``btime`` in /proc/stat: when this boot began, epoch seconds (it moves if the clock is
     stepped); None if unreadable."""
     try:
@@ -101,7 +105,7 @@ def btime(proc_stat: str) -> Optional[int]:
     return None
 
 
-def uptime(proc_stat: str) -> Optional[float]:
+def uptime(proc_stat: str) -> "Optional[float]":
     """Seconds since this boot began (the ``uptime`` file beside /proc/stat), or None."""
     try:
         with open(os.path.join(os.path.dirname(proc_stat), "uptime"), "rb") as handle:
@@ -110,7 +114,7 @@ def uptime(proc_stat: str) -> Optional[float]:
         return None
 
 
-def boot_time(proc_stat: str) -> Optional[float]:
+def boot_time(proc_stat: str) -> "Optional[float]":
     """When this boot began, in epoch seconds: ``btime``, else now less the uptime; None if neither."""
     began = btime(proc_stat)
     if began is not None:
@@ -119,15 +123,15 @@ def boot_time(proc_stat: str) -> Optional[float]:
     return None if up is None else time.time() - up
 
 
-def seconds_for(deadline: Optional[Deadline], patient: bool = False) -> float:
+def seconds_for(deadline: "Optional[Deadline]", patient: bool = False) -> float:
     """The time a search may take: SEARCH_SECONDS (PATIENT_SECONDS for a caller nobody waits on),
     and at most half of what is left of ``deadline``."""
     bound = PATIENT_SECONDS if patient else SEARCH_SECONDS
     return bound if deadline is None else max(0.0, min(bound, deadline.remaining() / 2))
 
 
-def search(kernel_log: str, kernel_ring: str, proc_stat: str, names: Iterable[str],
-           seconds: float = SEARCH_SECONDS, clock: Callable[[], float] = time.monotonic) -> Search:
+def search(kernel_log: str, kernel_ring: str, proc_stat: str, names: "Iterable[str]",
+           seconds: float = SEARCH_SECONDS, clock: "Callable[[], float]" = time.monotonic) -> Search:
     """This boot's line for each ceiling in ``names`` (XEN_PORTS, LINUX_IRQS) that a source holds,
     found within ``seconds``."""
     wanted = list(names)
@@ -160,7 +164,7 @@ def search(kernel_log: str, kernel_ring: str, proc_stat: str, names: Iterable[st
     return Search(lines, bootcache.searched(kernel_log, kernel_ring), "; ".join(shortfalls), timed)
 
 
-def _search_logs(kernel_log: str, proc_stat: str, wanted: List[str], budget: Budget) -> Dict[str, BootLine]:
+def _search_logs(kernel_log: str, proc_stat: str, wanted: "List[str]", budget: Budget) -> "Dict[str, BootLine]":
     """The boot lines after this boot's marker, in the newest log holding a marker (see the module)."""
     from .denials import log_files
 
@@ -191,7 +195,7 @@ def _search_logs(kernel_log: str, proc_stat: str, wanted: List[str], budget: Bud
     return {}
 
 
-def _scan_log(path: str, wanted: List[str], budget: Budget) -> ceilings.BootScan:
+def _scan_log(path: str, wanted: "List[str]", budget: Budget) -> ceilings.BootScan:
     """One log scanned to its end (gunzipped); Shortfall if it cannot be."""
     import gzip
     import zlib
@@ -206,7 +210,7 @@ def _scan_log(path: str, wanted: List[str], budget: Budget) -> ceilings.BootScan
     return scan
 
 
-def _file_reads(read: Callable[[int], bytes]) -> Iterator[bytes]:
+def _file_reads(read: "Callable[[int], bytes]") -> "Iterator[bytes]":
     while True:
         data = read(CHUNK)
         if not data:
@@ -214,7 +218,7 @@ def _file_reads(read: Callable[[int], bytes]) -> Iterator[bytes]:
         yield data
 
 
-def _ring_reads(path: str) -> Iterator[bytes]:
+def _ring_reads(path: str) -> "Iterator[bytes]":
     """The records in the kernel's ring buffer, read without blocking to its end.
 
     ``/dev/kmsg`` gives one record per read and EAGAIN at the end; EPIPE says records were
@@ -239,7 +243,7 @@ def _ring_reads(path: str) -> Iterator[bytes]:
         os.close(fd)
 
 
-def _chunks(reads: Iterable[bytes], budget: Budget, path: str) -> Iterator[bytes]:
+def _chunks(reads: "Iterable[bytes]", budget: Budget, path: str) -> "Iterator[bytes]":
     """The data of ``reads`` as chunks of whole lines, about CHUNK bytes each, counted against
     ``budget``. A line longer than ceilings.MAX_LINE (never a boot line) is dropped unseen."""
     pending: List[bytes] = []

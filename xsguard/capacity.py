@@ -1,7 +1,6 @@
 """What a host answers for ``xsguard capacity`` and ``xsguard vms`` (host plugin ``capacity``, ``needs``):
 read in its own dom0, with its own config and profile; the arithmetic is ``model.capacity``'s."""
 
-from typing import Any, Dict, Optional, Tuple
 
 from . import gather, probes, status
 from .config import Config
@@ -11,10 +10,16 @@ from .model import capacity as model
 from .model import need as need_model
 from .model.ceilings import LINUX_IRQS, XEN_PORTS
 from .model.need import HostFacts
-from .xapi import Record, Xapi, quote
+from .xapi import Xapi, quote
+
+TYPE_CHECKING = False  # mypy takes it as True; why: xsguard/namedtuple.py
+if TYPE_CHECKING:
+    from typing import Any, Dict, Optional, Tuple
+
+    from .xapi import Record
 
 
-def parse_shape(args: Dict[str, str]) -> model.Shape:
+def parse_shape(args: "Dict[str, str]") -> model.Shape:
     """A shape from the plugin's arguments (numbers and yes/no as text), or BadArgument."""
     numbers = {}
     for key, default in (("vcpus", "1"), ("disks", "1"), ("vifs", "1")):
@@ -34,12 +39,12 @@ def parse_shape(args: Dict[str, str]) -> model.Shape:
         raise BadArgument(str(exc))
 
 
-def shape_args(shape: model.Shape) -> Dict[str, str]:
+def shape_args(shape: model.Shape) -> "Dict[str, str]":
     """The plugin's arguments for a shape (``parse_shape`` reads them back)."""
     return {k: (str(v).lower() if isinstance(v, bool) else str(v)) for k, v in shape.as_json().items()}
 
 
-def _here(cfg: Config, api: Xapi) -> Tuple[str, Record, Optional[Record], HostFacts]:
+def _here(cfg: Config, api: Xapi) -> "Tuple[str, Record, Optional[Record], HostFacts]":
     """This host, its control domain and the facts the need model reads of its dom0."""
     host_ref, host = api.host_by_uuid(probes.this_host_uuid(cfg))
     control = next(iter(api.where("VM", "field \"is_control_domain\" = \"true\" and field \"resident_on\" = %s"
@@ -51,14 +56,14 @@ def _here(cfg: Config, api: Xapi) -> Tuple[str, Record, Optional[Record], HostFa
 def with_dom0_vcpus(facts: HostFacts, vcpus: int) -> HostFacts:
     """dom0 with ``vcpus`` vCPUs: the backends' ``max_queues`` follow where they are at their default
     (dom0's online vCPUs: Linux xen-netback's and xen-blkback's module parameters)."""
-    def follows(queues: Optional[int]) -> Optional[int]:
+    def follows(queues: "Optional[int]") -> "Optional[int]":
         return vcpus if queues in (None, facts.dom0_vcpus) else queues
 
     return facts._replace(dom0_vcpus=vcpus, netback_max_queues=follows(facts.netback_max_queues),
                           blkback_max_queues=follows(facts.blkback_max_queues))
 
 
-def host_capacity(cfg: Config, api: Xapi, args: Dict[str, str], deadline: Deadline) -> Dict[str, Any]:
+def host_capacity(cfg: Config, api: Xapi, args: "Dict[str, str]", deadline: Deadline) -> "Dict[str, Any]":
     """How many more VMs like ``vm_uuid`` (or of the shape given) this host admits now, and the remedies."""
     host_ref, host, control, facts = _here(cfg, api)
     profile = gather.profile_of(cfg)
@@ -85,7 +90,7 @@ def host_capacity(cfg: Config, api: Xapi, args: Dict[str, str], deadline: Deadli
             "remedies": model.remedies(rooms, need, more_vcpus)}
 
 
-def needs_here(cfg: Config, api: Xapi, args: Dict[str, str], deadline: Deadline) -> Dict[str, Any]:
+def needs_here(cfg: Config, api: Xapi, args: "Dict[str, str]", deadline: Deadline) -> "Dict[str, Any]":
     """Every VM of the pool that can start (templates, snapshots and control domains left out):
     what it would need on this host, by uuid."""
     _, host, control, _ = _here(cfg, api)

@@ -6,11 +6,14 @@ import os
 import shutil
 import signal
 import sys
-from typing import Any, Callable, Dict, List, Optional
 
 from . import __version__, config, denials, endpoint, tables
 from .deadline import Deadline, backstop
 from .errors import XapiUnreachable, XsguardError
+
+TYPE_CHECKING = False  # mypy takes it as True; why: xsguard/namedtuple.py
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, List, Optional
 
 # No XenAPI at import time (xapi.py, decision.py, peers.py import it): --version and --help work
 # where it is missing, on a plain Xen dom0 with xl.
@@ -93,7 +96,7 @@ def _port(text: str) -> int:
     return port
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: "Optional[List[str]]" = None) -> int:
     if argv is None:
         from .utf8 import utf8_io
 
@@ -146,14 +149,14 @@ def _remote(cfg: config.Config) -> bool:
     return not endpoint.is_local(cfg.xapi.url)
 
 
-def _emit(args: argparse.Namespace, data: Any, human: Callable[[Any], str]) -> None:
+def _emit(args: argparse.Namespace, data: "Any", human: "Callable[[Any], str]") -> None:
     if args.json:
         sys.stdout.write(json.dumps(data, sort_keys=True, indent=2) + "\n")
     else:
         sys.stdout.write(human(data) + "\n")
 
 
-def _with_api(args: argparse.Namespace, fn: Callable[..., Any], cfg: Optional[config.Config] = None) -> Any:
+def _with_api(args: argparse.Namespace, fn: "Callable[..., Any]", cfg: "Optional[config.Config]" = None) -> "Any":
     from .xapi import Xapi
 
     cfg = cfg or _cfg(args)
@@ -182,7 +185,7 @@ def _a_dom0_here(cfg: config.Config) -> bool:
     return True
 
 
-def _one_host(api: Any, key: Optional[str]) -> Dict[str, Any]:
+def _one_host(api: "Any", key: "Optional[str]") -> "Dict[str, Any]":
     """The host named (uuid or name), else the pool's only host, by ref; Usage when there are several."""
     from . import peers
 
@@ -195,7 +198,7 @@ def _one_host(api: Any, key: Optional[str]) -> Dict[str, Any]:
     return hosts
 
 
-def _ask(api: Any, host: Dict[str, Any], fn: str, args: Dict[str, str], deadline: Deadline) -> Any:
+def _ask(api: "Any", host: "Dict[str, Any]", fn: str, args: "Dict[str, str]", deadline: Deadline) -> "Any":
     """One host's plugin's answer (``host``: its record by ref); XapiUnreachable when it did not answer."""
     from . import peers
 
@@ -263,7 +266,7 @@ def cmd_denials(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _emit_denials(args: argparse.Namespace, records: List[Dict[str, Any]]) -> None:
+def _emit_denials(args: argparse.Namespace, records: "List[Dict[str, Any]]") -> None:
     if args.summary:
         _emit(args, denials.summary(records), tables.summary)
     else:
@@ -294,7 +297,7 @@ def _denials_of_hosts(args: argparse.Namespace, cfg: config.Config) -> int:
 DENIALS_LIMIT = 10000  # the most a host's plugin returns (the newest)
 
 
-def _said_unreachable(lines: List[str]) -> int:
+def _said_unreachable(lines: "List[str]") -> int:
     """Say each host that did not answer (exit 4: the answer is incomplete), else exit 0."""
     for line in lines:
         sys.stderr.write("xsguard: %s\n" % tables.clean(line))
@@ -336,7 +339,7 @@ def cmd_capacity(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise Usage(str(exc))
 
-    def ask(cfg: config.Config, api: Any, deadline: Deadline) -> Any:
+    def ask(cfg: config.Config, api: "Any", deadline: Deadline) -> "Any":
         from .capacity import shape_args
         from .model import capacity as model
 
@@ -398,7 +401,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _interrupted(signum: int, frame: Any) -> None:
+def _interrupted(signum: int, frame: "Any") -> None:
     raise KeyboardInterrupt
 
 
@@ -409,7 +412,7 @@ def _why(exc: BaseException) -> str:
     return " ".join(str(d) for d in description) if description else str(exc)
 
 
-def _scenario(path: str) -> Any:
+def _scenario(path: str) -> "Any":
     """A scenario file's JSON, or Usage saying in one line why not."""
     try:
         with open(path, encoding="utf-8") as handle:
@@ -442,7 +445,7 @@ def _describe_pool(url: str, with_xsguard: bool) -> None:
     sys.stderr.write("try: xsguard --xapi %s vms | pool | capacity --like <vm> | place <vm> | denials\n" % url)
 
 
-def _dom0_python(python: Optional[str], made: List[str]) -> Optional[str]:
+def _dom0_python(python: "Optional[str]", made: "List[str]") -> "Optional[str]":
     """The simulated hosts' python3 running ``python``, its cache prepared (None: this interpreter);
     the directory it lays out is added to ``made``."""
     if not python:
@@ -469,7 +472,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return demo.run(sys.stdout)
 
 
-def _pool_commands(sub: Any) -> None:
+def _pool_commands(sub: "Any") -> None:
     p = sub.add_parser("pool", help="every host's ceilings, usage and what is left")
     p.add_argument("--json", action="store_true")
     p = sub.add_parser("place", help="every host's verdict for a VM, best first (exit 0 fits somewhere, 3 nowhere)")
@@ -481,7 +484,7 @@ def _pool_commands(sub: Any) -> None:
     p.add_argument("--json", action="store_true")
 
 
-def _on_host(cfg: config.Config, api: Any, args: argparse.Namespace, fn: str, deadline: Deadline) -> Any:
+def _on_host(cfg: config.Config, api: "Any", args: argparse.Namespace, fn: str, deadline: Deadline) -> "Any":
     """``need`` or ``check`` answered by another host's xsguard (its plugin): with ``--host``, or
     where there is no dom0 (no inventory); None when this dom0 answers itself."""
     from . import peers
@@ -528,7 +531,7 @@ def cmd_evacuate(args: argparse.Namespace) -> int:
     return EXIT_OK if all(p["fits"] for p in plans) else EXIT_REFUSED
 
 
-COMMANDS: Dict[str, Callable[[argparse.Namespace], int]] = {
+COMMANDS: "Dict[str, Callable[[argparse.Namespace], int]]" = {
     "status": cmd_status,
     "need": cmd_need,
     "check": cmd_check,

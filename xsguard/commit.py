@@ -9,8 +9,6 @@ returns; what follows (fsync, the journal, syslog, alerts, hints about other hos
 change it.
 """
 
-from typing import Dict, List, NamedTuple, Optional, Tuple
-
 from . import ledger, state
 from .config import Config
 from .deadline import PLUGIN_FLOOR, Deadline
@@ -30,6 +28,11 @@ from .model.charging import (
 )
 from .model.need import Need
 from .model.verdict import Verdict, judge
+from .namedtuple import NamedTuple
+
+TYPE_CHECKING = False  # mypy takes it as True; why: xsguard/namedtuple.py
+if TYPE_CHECKING:
+    from typing import Dict, List, Optional, Tuple
 
 # What each hook exits with (xenopsd's meaning: 0 go on, 1 log and continue, 2 abort).
 EXIT_GO = 0
@@ -47,7 +50,7 @@ class Policy(NamedTuple):
 
 
 # (mode, admitted) -> policy; a bypassed VM goes ahead unchecked and is still charged
-POLICY: Dict[Tuple[str, bool], Policy] = {
+POLICY: "Dict[Tuple[str, bool], Policy]" = {
     ("enforce", True): Policy(EXIT_GO, "admitted", True, False),
     ("enforce", False): Policy(EXIT_REFUSE, "refused", False, True),
     ("warn", True): Policy(EXIT_GO, "admitted", True, False),
@@ -66,12 +69,12 @@ class Outcome(NamedTuple):
 
     subject: Subject
     verdict: Verdict
-    promises: List[Promise]
+    promises: "List[Promise]"
     policy: Policy
     bypassed: bool
-    ledger_note: Optional[str]
+    ledger_note: "Optional[str]"
     lock_wait: float  # seconds waited for the lock
-    ceilings: Tuple[Ceiling, ...] = ()  # as read for this decision
+    ceilings: "Tuple[Ceiling, ...]" = ()  # as read for this decision
     lock_held: float = 0.0  # seconds the lock was held
 
     @property
@@ -107,7 +110,7 @@ def evaluate(cfg: Config, gathered: Gathered) -> Outcome:
     return decide(cfg, gathered, ledger.load(cfg.ledger.path, gathered.boot_id))[1]
 
 
-def decide(cfg: Config, gathered: Gathered, loaded: ledger.Loaded) -> Tuple[Dict[str, Entry], Outcome]:
+def decide(cfg: Config, gathered: Gathered, loaded: ledger.Loaded) -> "Tuple[Dict[str, Entry], Outcome]":
     """The ledger to save and the outcome: the charging rule over ``merged``, then the verdict (pure)."""
     g = gathered
     uuid = g.subject.vm_uuid
@@ -145,7 +148,7 @@ def policy_of(cfg: Config, gathered: Gathered, verdict: Verdict) -> Policy:
     return policy
 
 
-def merged(gathered: Gathered, loaded: ledger.Loaded) -> Tuple[Dict[str, Entry], Dict[str, int]]:
+def merged(gathered: Gathered, loaded: ledger.Loaded) -> "Tuple[Dict[str, Entry], Dict[str, int]]":
     """The ledger read under the lock, completed from what ``gather`` learnt, and the charges of
     unknown need that appeared since, each charged the conservative bound (by uuid).
 
@@ -154,7 +157,8 @@ def merged(gathered: Gathered, loaded: ledger.Loaded) -> Tuple[Dict[str, Entry],
     return completed(gathered.charges, loaded, gathered.need.total)
 
 
-def completed(charges: Dict[str, Entry], loaded: ledger.Loaded, floor: int) -> Tuple[Dict[str, Entry], Dict[str, int]]:
+def completed(charges: "Dict[str, Entry]", loaded: ledger.Loaded,
+              floor: int) -> "Tuple[Dict[str, Entry], Dict[str, int]]":
     """``merged`` for any caller that read the ledger's charges before the lock (``charges``): those
     of unknown need that appeared since are charged the largest need known, at least ``floor``."""
     if loaded.entries is None:
@@ -176,7 +180,7 @@ def completed(charges: Dict[str, Entry], loaded: ledger.Loaded, floor: int) -> T
     return entries, {u: bound for u in unknown}
 
 
-def charge_unchecked(cfg: Config, vm_uuid: str, progress: Dict[str, object]) -> str:
+def charge_unchecked(cfg: Config, vm_uuid: str, progress: "Dict[str, object]") -> str:
     """Charge a VM let through unchecked (its decision failed), without the lock: one line appended
     to the appended charges, at its need if it was known (``progress``), else at the need the next
     decision computes. Says what was charged; OSError if it could not be."""

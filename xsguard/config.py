@@ -9,16 +9,20 @@ import configparser
 import os
 import re
 import urllib.parse
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
 from .errors import ConfigError
 from .model.profiles import PROFILES
+from .namedtuple import NamedTuple
+
+TYPE_CHECKING = False  # mypy takes it as True; why: xsguard/namedtuple.py
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, List, Optional, Tuple
 
 DEFAULT_PATH = "/etc/xsguard/xsguard.conf"
 LSEVTCHN_CANDIDATES = ("/usr/libexec/xen/bin", "/usr/lib/xen/bin", "/usr/lib/xen-*/bin")
 
 
-def _choice(*allowed: str) -> Callable[[str], str]:
+def _choice(*allowed: str) -> "Callable[[str], str]":
     def parse(text: str) -> str:
         if text not in allowed:
             raise ValueError("expected one of %s" % ", ".join(allowed))
@@ -27,7 +31,7 @@ def _choice(*allowed: str) -> Callable[[str], str]:
     return parse
 
 
-def _int_min(minimum: int) -> Callable[[str], int]:
+def _int_min(minimum: int) -> "Callable[[str], int]":
     def parse(text: str) -> int:
         value = int(text)
         if value < minimum:
@@ -40,7 +44,7 @@ def _int_min(minimum: int) -> Callable[[str], int]:
 MAX_SECONDS = 3600.0  # no wait or duration xsguard keeps is longer than an hour
 
 
-def _positive_float_max(maximum: float) -> Callable[[str], float]:
+def _positive_float_max(maximum: float) -> "Callable[[str], float]":
     def parse(text: str) -> float:
         value = float(text)
         if not 0 < value <= maximum:  # also refuses inf and nan
@@ -54,8 +58,8 @@ _positive_float = _positive_float_max(MAX_SECONDS)
 bounded_seconds = _positive_float  # a number of seconds above 0 and at most MAX_SECONDS, or ValueError
 
 
-def _auto(parse: Callable[[str], Any]) -> Callable[[str], Any]:
-    def parse_auto(text: str) -> Any:
+def _auto(parse: "Callable[[str], Any]") -> "Callable[[str], Any]":
+    def parse_auto(text: str) -> "Any":
         return None if text == "auto" else parse(text)
 
     return parse_auto
@@ -70,7 +74,7 @@ def _bool(text: str) -> bool:
     raise ValueError("expected yes or no")
 
 
-def _uuids(text: str) -> Tuple[str, ...]:
+def _uuids(text: str) -> "Tuple[str, ...]":
     found = tuple(u.strip().lower() for u in text.replace(",", " ").split())
     for uuid in found:
         if not UUID.match(uuid):
@@ -102,7 +106,7 @@ def _url(text: str) -> str:
 
 
 # (section, key, default, parser, what it means)
-SCHEMA: List[Tuple[str, str, str, Callable[[str], Any], str]] = [
+SCHEMA: "List[Tuple[str, str, str, Callable[[str], Any], str]]" = [
     ("dom0", "lsevtchn", "auto", _path,
      "path of lsevtchn; auto tries " + ", ".join(LSEVTCHN_CANDIDATES)),
     ("dom0", "probe_timeout", "2", _positive_float, "seconds lsevtchn may run"),
@@ -192,8 +196,8 @@ class Dom0Section(NamedTuple):
     hypervisor: str
     sys_module: str
     inventory: str
-    port_limit: Optional[int]  # None: auto
-    irq_limit: Optional[int]  # None: auto
+    port_limit: "Optional[int]"  # None: auto
+    irq_limit: "Optional[int]"  # None: auto
 
 
 class PolicySection(NamedTuple):
@@ -205,17 +209,17 @@ class PolicySection(NamedTuple):
     deadline: float
     profile: str  # a name in model.profiles.PROFILES
     reboot: str
-    bypass: Tuple[str, ...]  # VM uuids, lower case
+    bypass: "Tuple[str, ...]"  # VM uuids, lower case
 
 
 class NeedSection(NamedTuple):
     """``[need]``: the site's per-device figures; each is a field of ``model.profiles.Profile``."""
 
-    vbd_backend: Optional[str]  # None: auto
-    rings_per_vbd: Optional[int]  # None: auto
-    netback_queue_cap: Optional[int]  # None: auto
-    split_event_channels: Optional[bool]  # None: auto
-    ctrl_ring: Optional[str]  # None: auto
+    vbd_backend: "Optional[str]"  # None: auto
+    rings_per_vbd: "Optional[int]"  # None: auto
+    netback_queue_cap: "Optional[int]"  # None: auto
+    split_event_channels: "Optional[bool]"  # None: auto
+    ctrl_ring: "Optional[str]"  # None: auto
     extra_per_vm: int
     vif_queues: str
     vbd_rings: str
@@ -265,7 +269,7 @@ class Config(NamedTuple):
     rrdd: RrddSection
     source: str
 
-    def with_values(self, overrides: Dict[str, str]) -> "Config":
+    def with_values(self, overrides: "Dict[str, str]") -> "Config":
         """A copy with ``{"section.key": "text"}`` applied, parsed as a file's values are."""
         parsed = _parse_items(
             [(dotted.split(".", 1)[0], dotted.split(".", 1)[-1], text) for dotted, text in overrides.items()],
@@ -275,11 +279,11 @@ class Config(NamedTuple):
 
 
 # each section's name and its tuple, in the file's order: Config's fields but its source
-SECTIONS: Dict[str, Any] = {name: Config.__annotations__[name] for name in Config._fields[:-1]}
+SECTIONS: "Dict[str, Any]" = {name: Config.__annotations__[name] for name in Config._fields[:-1]}
 _KNOWN = {(s, k): (d, p) for s, k, d, p, _ in SCHEMA}
 
 
-def _parse_items(items: List[Tuple[str, str, str]], where: str) -> Dict[str, Dict[str, Any]]:
+def _parse_items(items: "List[Tuple[str, str, str]]", where: str) -> "Dict[str, Dict[str, Any]]":
     """``(section, key, text)`` items parsed, by section (ConfigError naming an unknown key or bad value)."""
     parsed: Dict[str, Dict[str, Any]] = {s: {} for s in SECTIONS}
     for section, key, text in items:
@@ -295,7 +299,7 @@ def _parse_items(items: List[Tuple[str, str, str]], where: str) -> Dict[str, Dic
     return parsed
 
 
-def _merged(base: Config, parsed: Dict[str, Dict[str, Any]], source: str) -> Config:
+def _merged(base: Config, parsed: "Dict[str, Dict[str, Any]]", source: str) -> Config:
     """``base`` with the parsed values in place of its own, from ``source``."""
     return base._replace(source=source, **{s: getattr(base, s)._replace(**v) for s, v in parsed.items() if v})
 
@@ -306,17 +310,17 @@ def defaults() -> Config:
     return Config(source="defaults", **{s: kind(**parsed[s]) for s, kind in SECTIONS.items()})
 
 
-def load(path: Optional[str] = None) -> Config:
+def load(path: "Optional[str]" = None) -> Config:
     """Read ``path`` (else $XSGUARD_CONFIG, else the default file, which may be absent)."""
     return _read(path)[0]
 
 
-def _target(path: Optional[str]) -> Tuple[str, bool]:
+def _target(path: "Optional[str]") -> "Tuple[str, bool]":
     explicit = path or os.environ.get("XSGUARD_CONFIG")
     return explicit or DEFAULT_PATH, bool(explicit)
 
 
-def _read(path: Optional[str]) -> Tuple[Config, Optional[str]]:
+def _read(path: "Optional[str]") -> "Tuple[Config, Optional[str]]":
     """The configuration and the file's text (None: no file, the defaults)."""
     target, explicit = _target(path)
     try:
@@ -349,7 +353,7 @@ def parse_text(text: str, target: str) -> Config:
 LAST_GOOD = "config.last-good"  # in the state directory: the last configuration file that parsed
 
 
-def load_or_last_good(path: Optional[str] = None) -> Tuple[Config, Optional[ConfigError]]:
+def load_or_last_good(path: "Optional[str]" = None) -> "Tuple[Config, Optional[ConfigError]]":
     """The configuration, a copy of it kept in the state directory whenever it parses; when it does
     not, the last copy that did (else the defaults) with the error, for the caller to signal.
 
@@ -379,7 +383,7 @@ def _keep(cfg: Config, text: str) -> None:
     state.write_atomic(target, text.encode("utf-8"))
 
 
-def _last_good(path: Optional[str]) -> Config:
+def _last_good(path: "Optional[str]") -> Config:
     """The copy kept in the state directory the broken file names (its ``[ledger] path``, when that
     key reads), else the defaults with every key of the broken file that parses on its own."""
     from . import state

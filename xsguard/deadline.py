@@ -3,9 +3,12 @@
 import contextlib
 import signal
 import time
-from typing import Any, Iterator
 
 from .errors import DeadlineExceeded
+
+TYPE_CHECKING = False  # mypy takes it as True; why: xsguard/namedtuple.py
+if TYPE_CHECKING:
+    from typing import Any, Iterator
 
 BACKSTOP_GRACE = 0.25  # seconds past the deadline before the alarm interrupts whatever runs
 PLUGIN_FLOOR = 10.0  # seconds a host plugin call allows itself at least, unless its caller says less
@@ -34,12 +37,12 @@ def elapsed_ms(started: float) -> float:
     return round((time.monotonic() - started) * 1000, 1)
 
 
-def _alarm(signum: int, frame: Any) -> None:
+def _alarm(signum: int, frame: "Any") -> None:
     raise DeadlineExceeded("xsguard ran past its deadline")
 
 
 @contextlib.contextmanager
-def backstop(deadline: Deadline) -> Iterator[None]:
+def backstop(deadline: Deadline) -> "Iterator[None]":
     """Interrupt the block with DeadlineExceeded shortly after ``deadline``, whatever it waits on.
 
     SIGALRM, so only in the main thread of a process of xsguard's own (the plugin, the command).

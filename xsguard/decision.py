@@ -6,7 +6,6 @@ records the VM in the ledger under its lock. Every xapi call and dom0's probes h
 ``gather``; ``commit`` is given no xapi handle.
 """
 
-from typing import Any, Dict, Optional
 
 from . import commit, gather
 from .commit import Outcome
@@ -14,14 +13,18 @@ from .config import Config
 from .deadline import Deadline
 from .xapi import Xapi
 
+TYPE_CHECKING = False  # mypy takes it as True; why: xsguard/namedtuple.py
+if TYPE_CHECKING:
+    from typing import Any, Dict, Optional
 
-def evaluate(cfg: Config, api: Xapi, vm_key: str, deadline: Deadline, host_uuid: Optional[str] = None) -> Outcome:
+
+def evaluate(cfg: Config, api: Xapi, vm_key: str, deadline: Deadline, host_uuid: "Optional[str]" = None) -> Outcome:
     """Would ``vm_key`` be admitted on the host now: the same reading as ``admit``, nothing recorded."""
     return commit.evaluate(cfg, gather.gather(cfg, api, vm_key, deadline, host_uuid))
 
 
-def admit(cfg: Config, api: Xapi, vm_key: str, deadline: Deadline, host_uuid: Optional[str] = None,
-          progress: Optional[Dict[str, Any]] = None, candidate_domid: Optional[int] = None,
+def admit(cfg: Config, api: Xapi, vm_key: str, deadline: Deadline, host_uuid: "Optional[str]" = None,
+          progress: "Optional[Dict[str, Any]]" = None, candidate_domid: "Optional[int]" = None,
           held_elsewhere: int = 0) -> Outcome:
     """Decide ``vm_key`` on the host and, as ``POLICY`` says, record it in the ledger.
 

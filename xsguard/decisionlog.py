@@ -8,11 +8,14 @@ logrotate rename between two records loses neither: the next record creates the 
 import json
 import os
 import sys
-from typing import Any, MutableMapping, Optional
 
 import structlog
 
 from . import __version__, state
+
+TYPE_CHECKING = False  # mypy takes it as True; why: xsguard/namedtuple.py
+if TYPE_CHECKING:
+    from typing import Any, MutableMapping, Optional
 
 
 class AppendingLogger:
@@ -22,7 +25,7 @@ class AppendingLogger:
     its records from a detached child, whose stderr is /dev/null); stderr is the last resort.
     """
 
-    def __init__(self, path: str, syslog_socket: Optional[str] = None) -> None:
+    def __init__(self, path: str, syslog_socket: "Optional[str]" = None) -> None:
         self.path = path
         self.syslog_socket = syslog_socket
 
@@ -56,20 +59,20 @@ class AppendingLogger:
 
 
 class AppendingLoggerFactory:
-    def __init__(self, path: str, syslog_socket: Optional[str] = None) -> None:
+    def __init__(self, path: str, syslog_socket: "Optional[str]" = None) -> None:
         self.path = path
         self.syslog_socket = syslog_socket
 
-    def __call__(self, *args: Any) -> AppendingLogger:
+    def __call__(self, *args: "Any") -> AppendingLogger:
         return AppendingLogger(self.path, self.syslog_socket)
 
 
-def add_version(logger: Any, method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+def add_version(logger: "Any", method: str, event: "MutableMapping[str, Any]") -> "MutableMapping[str, Any]":
     event.setdefault("version", __version__)
     return event
 
 
-def configure(path: str, syslog_socket: Optional[str] = None) -> None:
+def configure(path: str, syslog_socket: "Optional[str]" = None) -> None:
     """Send every record to ``path`` as a JSON line (UTC time, event name, version); the
     records ``path`` cannot take go to ``syslog_socket``."""
     structlog.configure(
@@ -83,6 +86,6 @@ def configure(path: str, syslog_socket: Optional[str] = None) -> None:
     )
 
 
-def get() -> Any:
+def get() -> "Any":
     """The decision logger."""
     return structlog.get_logger("xsguard")

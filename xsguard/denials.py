@@ -6,7 +6,12 @@ import gzip
 import json
 import re
 import time
-from typing import Any, Dict, Iterator, List, NamedTuple, Optional
+
+from .namedtuple import NamedTuple
+
+TYPE_CHECKING = False  # mypy takes it as True; why: xsguard/namedtuple.py
+if TYPE_CHECKING:
+    from typing import Any, Dict, Iterator, List, Optional
 
 REFUSED = "_refused"  # the end of every refusal's event: start_refused, migrate_refused, resume_refused
 _MARKER = '%s"' % REFUSED
@@ -15,11 +20,11 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 class Denials(NamedTuple):
-    records: List[Dict[str, Any]]  # newest first
+    records: "List[Dict[str, Any]]"  # newest first
     corrupt: int  # lines that did not parse, skipped
 
 
-def parse_since(text: str, now: Optional[float] = None) -> float:
+def parse_since(text: str, now: "Optional[float]" = None) -> float:
     """``2h``, ``30m``, ``1d`` ago, or an ISO time (UTC unless it says otherwise) -> epoch seconds."""
     now = time.time() if now is None else now
     match = _RELATIVE.match(text.strip())
@@ -45,19 +50,19 @@ def _fraction(text: str, fmt: str) -> float:
     return float("0." + text.rsplit(".", 1)[1]) if fmt.endswith(".%f") else 0.0
 
 
-def log_files(path: str) -> List[str]:
+def log_files(path: str) -> "List[str]":
     """The log and its rotations (``.1``, ``.2.gz``, ``-20261126.gz``), oldest first."""
     rotated = [p for p in glob.glob(glob.escape(path) + "[.-]*")
                if re.search(r"[.-]\d+(\.gz)?\Z", p[len(path):])]
 
-    def age(p: str) -> Any:
+    def age(p: str) -> "Any":
         suffix = p[len(path) + 1:].split(".")[0]
         return (0, -int(suffix)) if len(suffix) < 6 else (1, suffix)
 
     return sorted(rotated, key=age) + [path]
 
 
-def _lines(path: str) -> Iterator[str]:
+def _lines(path: str) -> "Iterator[str]":
     opener = gzip.open if path.endswith(".gz") else open
     try:
         with opener(path, "rt", encoding="utf-8", errors="replace") as handle:
@@ -67,8 +72,8 @@ def _lines(path: str) -> Iterator[str]:
         return
 
 
-def read(path: str, since: Optional[float] = None, vm: Optional[str] = None,
-         host: Optional[str] = None) -> Denials:
+def read(path: str, since: "Optional[float]" = None, vm: "Optional[str]" = None,
+         host: "Optional[str]" = None) -> Denials:
     """Refusals, newest first, filtered by time, VM (uuid or name) and host (uuid or name)."""
     found = []
     corrupt = 0
@@ -99,7 +104,7 @@ def read(path: str, since: Optional[float] = None, vm: Optional[str] = None,
     return Denials(found, corrupt)
 
 
-def _stamp(record: Any) -> float:
+def _stamp(record: "Any") -> float:
     """The record's time in epoch seconds; ValueError unless it is a refusal as xsguard writes it."""
     if not isinstance(record, dict) or not isinstance(record.get("time"), str):
         raise ValueError("not a decision record with a time")
@@ -108,12 +113,12 @@ def _stamp(record: Any) -> float:
     return iso_to_epoch(record["time"])
 
 
-def operation_of(record: Dict[str, Any]) -> str:
+def operation_of(record: "Dict[str, Any]") -> str:
     """What was refused (``start``, ``migrate``, ``resume``): the record's operation, else its event's."""
     return str(record.get("operation") or str(record.get("event", "start")).rsplit(REFUSED, 1)[0])
 
 
-def summary(records: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+def summary(records: "List[Dict[str, Any]]") -> "List[Dict[str, Any]]":
     """Counts by VM, host, operation and hour, with the ceiling that bound, busiest first."""
     groups: Dict[Any, Dict[str, Any]] = {}
     for rec in records:

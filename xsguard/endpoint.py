@@ -5,7 +5,12 @@ No XenAPI here: the command reads this before it knows whether XenAPI is importa
 
 import os
 import urllib.parse
-from typing import NamedTuple, Optional
+
+from .namedtuple import NamedTuple
+
+TYPE_CHECKING = False  # mypy takes it as True; why: xsguard/namedtuple.py
+if TYPE_CHECKING:
+    from typing import Optional
 
 USER_VARIABLE = "XSGUARD_XAPI_USER"
 PASSWORD_VARIABLE = "XSGUARD_XAPI_PASSWORD"
@@ -31,7 +36,7 @@ def is_local(url: str) -> bool:
     return url == "local" or url.startswith("unix://")
 
 
-def scheme_hint(url: str) -> Optional[str]:
+def scheme_hint(url: str) -> "Optional[str]":
     """What is wrong with a URL given without a scheme (``127.0.0.1:34713``), else None."""
     if is_local(url) or url.startswith(("http://", "https://")):
         return None
@@ -68,7 +73,7 @@ def credentials(url: str) -> Credentials:
     return Credentials(url, user, password)
 
 
-def cleartext_warning(url: str) -> Optional[str]:
+def cleartext_warning(url: str) -> "Optional[str]":
     """A warning when a password would cross the network unencrypted (plain http://), else None."""
     found = credentials(url)
     if not found.url.startswith("http://") or not found.password:

@@ -4,7 +4,10 @@ The wire code is what a caller of the host plugin receives as the XenAPI error c
 what the decision log records as ``error``. ``params`` are readable strings.
 """
 
-from typing import List
+
+TYPE_CHECKING = False  # mypy takes it as True; why: xsguard/namedtuple.py
+if TYPE_CHECKING:
+    from typing import List
 
 
 class XsguardError(Exception):
@@ -18,7 +21,7 @@ class XsguardError(Exception):
         self.details = [str(d) for d in details]
 
     @property
-    def params(self) -> List[str]:
+    def params(self) -> "List[str]":
         return [self.message] + self.details
 
     def __str__(self) -> str:

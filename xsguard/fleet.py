@@ -1,18 +1,23 @@
 """The pool's VMs and how many more fit, gathered from every host's own xsguard (host plugin), in
 dom0 or from a workstation: each host computes needs with its own config and profile."""
 
-from typing import Any, Dict, List, NamedTuple, Optional
-
 from . import peers
 from .deadline import Deadline
 from .model import capacity as model
-from .xapi import Record, Xapi
+from .namedtuple import NamedTuple
+from .xapi import Xapi
+
+TYPE_CHECKING = False  # mypy takes it as True; why: xsguard/namedtuple.py
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Optional
+
+    from .xapi import Record
 
 CANDIDATES = ("field \"is_control_domain\" = \"false\" and field \"is_a_template\" = \"false\""
               " and field \"is_a_snapshot\" = \"false\"")
 
 
-def targets(api: Xapi, host_key: Optional[str]) -> Dict[str, Record]:
+def targets(api: Xapi, host_key: "Optional[str]") -> "Dict[str, Record]":
     """Every host of the pool, or the one named (uuid or name)."""
     hosts = peers.pool_hosts(api)
     if host_key is None:
@@ -21,7 +26,7 @@ def targets(api: Xapi, host_key: Optional[str]) -> Dict[str, Record]:
     return {ref: host}
 
 
-def unanswered(answers: List[peers.Answer]) -> List[str]:
+def unanswered(answers: "List[peers.Answer]") -> "List[str]":
     """One line per host that did not answer."""
     return ["host '%s' did not answer: %s" % (a.host_name, a.error) for a in answers if not a.reachable]
 
@@ -29,9 +34,9 @@ def unanswered(answers: List[peers.Answer]) -> List[str]:
 class Gathered(NamedTuple):
     """A report (its JSON), what the table shows besides, and the hosts that did not answer."""
 
-    data: Dict[str, Any]
-    extra: Dict[str, Any]
-    unreachable: List[str]
+    data: "Dict[str, Any]"
+    extra: "Dict[str, Any]"
+    unreachable: "List[str]"
 
 
 def vms_report(api: Xapi, deadline: Deadline) -> Gathered:
@@ -55,7 +60,7 @@ def vms_report(api: Xapi, deadline: Deadline) -> Gathered:
     return Gathered({"vms": rows}, {}, unanswered(answers))
 
 
-def capacity_report(api: Xapi, args: Dict[str, str], host_key: Optional[str], deadline: Deadline) -> Gathered:
+def capacity_report(api: Xapi, args: "Dict[str, str]", host_key: "Optional[str]", deadline: Deadline) -> Gathered:
     """Each host's answer to ``capacity`` and the pool's total; each host's need (by name) for the table."""
     answers = peers.ask(api, targets(api, host_key), "capacity", args, deadline)
     answers.sort(key=lambda a: a.host_name)

@@ -5,8 +5,6 @@ and its appended charges, and the needs of the VMs the snapshot names, asked of 
 Nothing here is written.
 """
 
-from typing import Dict, FrozenSet, List, NamedTuple, Optional, Set
-
 from . import ledger, probes, state
 from .config import Config
 from .deadline import Deadline
@@ -14,8 +12,15 @@ from .model import need as need_model
 from .model.charging import HOW_REBOOTING, HOW_REBUILT, HOW_SEEN, HOW_UNCHECKED, Entry
 from .model.need import HostFacts, Need, as_int
 from .model.profiles import PROFILES, Profile, with_overrides
+from .namedtuple import NamedTuple
 from .probes import Dom0
-from .xapi import Record, Xapi, any_of, quote
+from .xapi import Xapi, any_of, quote
+
+TYPE_CHECKING = False  # mypy takes it as True; why: xsguard/namedtuple.py
+if TYPE_CHECKING:
+    from typing import Dict, FrozenSet, List, Optional, Set
+
+    from .xapi import Record
 
 
 def profile_of(cfg: Config) -> Profile:
@@ -23,13 +28,13 @@ def profile_of(cfg: Config) -> Profile:
     return with_overrides(PROFILES[cfg.policy.profile], cfg.need._asdict())
 
 
-def host_facts(control_domain: Optional[Record], backend: Dict[str, str]) -> HostFacts:
+def host_facts(control_domain: "Optional[Record]", backend: "Dict[str, str]") -> HostFacts:
     """dom0's vCPUs from its xapi record (never from the machine this runs on) and backend caps."""
     vcpus = 1
     if control_domain:
         vcpus = as_int(control_domain.get("VCPUs_at_startup") or control_domain.get("VCPUs_max", 1), "VCPUs")
 
-    def number(key: str) -> Optional[int]:
+    def number(key: str) -> "Optional[int]":
         text = backend.get(key, "")
         return int(text) if text.isdigit() else None
 
@@ -47,14 +52,14 @@ class Subject(NamedTuple):
     """The VM being decided, its devices, and the host it would run on, as xapi described them."""
 
     vm_ref: str
-    vm: Record
+    vm: "Record"
     host_ref: str
-    host: Record
-    control_domain: Optional[Record]
-    vbds: List[Record]
-    vifs: List[Record]
-    vgpus: List[Record]
-    guest_metrics: Optional[Record] = None  # VM_guest_metrics, when the VM has one
+    host: "Record"
+    control_domain: "Optional[Record]"
+    vbds: "List[Record]"
+    vifs: "List[Record]"
+    vgpus: "List[Record]"
+    guest_metrics: "Optional[Record]" = None  # VM_guest_metrics, when the VM has one
 
     @property
     def vm_uuid(self) -> str:
@@ -69,13 +74,13 @@ class Survey(NamedTuple):
     """dom0 as read now, then what xapi says runs or starts on the host, and when it was asked."""
 
     dom0: Dom0
-    on_host: Dict[str, Record]  # by ref, control domain included
+    on_host: "Dict[str, Record]"  # by ref, control domain included
     asked_at: float  # CLOCK_MONOTONIC
-    asked: Optional[FrozenSet[str]] = None  # the uuids xapi was asked about; None: every VM on the host
+    asked: "Optional[FrozenSet[str]]" = None  # the uuids xapi was asked about; None: every VM on the host
     host_ref: str = ""
 
 
-def read_subject(cfg: Config, api: Xapi, vm_key: str, host_uuid: Optional[str] = None) -> Subject:
+def read_subject(cfg: Config, api: Xapi, vm_key: str, host_uuid: "Optional[str]" = None) -> Subject:
     """The host, the VM with dom0's record, and the VM's devices: four calls, one more for vGPUs and one
     for guest metrics when the VM has them."""
     host_ref, host = api.host_by_uuid(host_uuid or probes.this_host_uuid(cfg))
@@ -85,13 +90,13 @@ def read_subject(cfg: Config, api: Xapi, vm_key: str, host_uuid: Optional[str] =
     return Subject(vm_ref, vm, host_ref, host, control, vbds, vifs, vgpus, api.guest_metrics(vm))
 
 
-def compute_need(cfg: Config, subject: Subject, backend: Dict[str, str]) -> Need:
+def compute_need(cfg: Config, subject: Subject, backend: "Dict[str, str]") -> Need:
     facts = host_facts(subject.control_domain, backend)
     return need_model.vm_need(subject.vm, subject.vbds, subject.vifs, facts, profile_of(cfg), subject.vgpus,
                               subject.guest_metrics)
 
 
-def with_peak(need: Need, previous: Optional[Entry]) -> Need:
+def with_peak(need: Need, previous: "Optional[Entry]") -> Need:
     """The need raised to what dom0 was seen holding for the VM's last domain here, if more:
     a guest that took more than the model predicts is never counted at the prediction again."""
     if previous is None or previous.peak <= need.total:
@@ -112,7 +117,7 @@ def with_held_elsewhere(need: Need, held: int) -> Need:
 
 
 def survey(cfg: Config, api: Xapi, host_ref: str, deadline: Deadline, detail: bool = False,
-           only: Optional[Set[str]] = None) -> Survey:
+           only: "Optional[Set[str]]" = None) -> Survey:
     """dom0 first, xapi second: a VM that gets its domain in between is then charged its whole
     need minus the nothing dom0 held for it, never its ports twice.
 
@@ -141,7 +146,7 @@ def without_domain(host_ref: str, dom0: Dom0) -> str:
     return "field \"scheduled_to_be_resident_on\" = %s or %s" % (quote(host_ref), running)
 
 
-def named(snapshot: ledger.Loaded) -> Optional[Set[str]]:
+def named(snapshot: ledger.Loaded) -> "Optional[Set[str]]":
     """The VMs a ledger snapshot names (what xapi is asked about), or None when it must be rebuilt
     from every VM on the host."""
     if snapshot.entries is None:
@@ -161,8 +166,8 @@ def is_bypassed(cfg: Config, vm_uuid: str) -> bool:
     return vm_uuid.lower() in cfg.policy.bypass
 
 
-def needs_of(cfg: Config, api: Xapi, vms: Dict[str, Record], control: Optional[Record],
-             backend: Dict[str, str]) -> Dict[str, int]:
+def needs_of(cfg: Config, api: Xapi, vms: "Dict[str, Record]", control: "Optional[Record]",
+             backend: "Dict[str, str]") -> "Dict[str, int]":
     """The need of each of these VMs (by uuid), as a start's is computed (``describe``, ``predict``).
 
     A record the model cannot read is left out: it is charged what dom0 holds for it.
@@ -181,14 +186,14 @@ def needs_of(cfg: Config, api: Xapi, vms: Dict[str, Record], control: Optional[R
 class Described(NamedTuple):
     """A VM as the model reads it: its record, devices and guest metrics."""
 
-    vm: Record
-    vbds: List[Record]
-    vifs: List[Record]
-    vgpus: List[Record]
-    guest_metrics: Optional[Record]
+    vm: "Record"
+    vbds: "List[Record]"
+    vifs: "List[Record]"
+    vgpus: "List[Record]"
+    guest_metrics: "Optional[Record]"
 
 
-def describe(api: Xapi, vms: Dict[str, Record]) -> Dict[str, Described]:
+def describe(api: Xapi, vms: "Dict[str, Record]") -> "Dict[str, Described]":
     """Each VM's devices and guest metrics, by ref: two calls whatever their number, one more
     if any has vGPUs, one more if any has guest metrics (the pool's, in one answer)."""
     if not vms:
@@ -219,15 +224,15 @@ class Gathered(NamedTuple):
     subject: Subject
     boot_id: str
     found: Survey
-    charges: Dict[str, Entry]  # the ledger as read, completed from xapi (``charges``)
+    charges: "Dict[str, Entry]"  # the ledger as read, completed from xapi (``charges``)
     need: Need  # the subject's, as the model predicts it
     bypassed: bool
     rebooting: bool  # the subject is rebooting here (``is_rebooting``)
     held_elsewhere: int = 0  # what its domain holds in the dom0 it migrates from (measured there)
 
 
-def gather(cfg: Config, api: Xapi, vm_key: str, deadline: Deadline, host_uuid: Optional[str] = None,
-           candidate_domid: Optional[int] = None, held_elsewhere: int = 0) -> Gathered:
+def gather(cfg: Config, api: Xapi, vm_key: str, deadline: Deadline, host_uuid: "Optional[str]" = None,
+           candidate_domid: "Optional[int]" = None, held_elsewhere: int = 0) -> Gathered:
     """Read what a decision needs, before the lock: every xapi call and dom0's probes.
 
     ``candidate_domid``: the VM's own new domain (a resume): what dom0 holds for it is taken
@@ -247,8 +252,8 @@ def gather(cfg: Config, api: Xapi, vm_key: str, deadline: Deadline, host_uuid: O
                     is_rebooting(subject, found.dom0), held_elsewhere)
 
 
-def charges_of(cfg: Config, api: Xapi, subject_vm_ref: str, control: Optional[Record], found: Survey,
-               loaded: ledger.Loaded) -> Dict[str, Entry]:
+def charges_of(cfg: Config, api: Xapi, subject_vm_ref: str, control: "Optional[Record]", found: Survey,
+               loaded: ledger.Loaded) -> "Dict[str, Entry]":
     """The ledger's entries completed from what xapi said: rebuilt from every VM on the host when
     the ledger is lost, corrupt or an earlier boot's; a charge of unknown need (a start let through
     on error) given its need; and every VM xapi shows on this host without a domain here that the
@@ -281,7 +286,7 @@ def charges_of(cfg: Config, api: Xapi, subject_vm_ref: str, control: Optional[Re
 UNCHECKED_TO = "xsguard-unchecked-to"  # VM.other_config: the host a migration was let through to undecided
 
 
-def seen_as(record: Record, found: Survey) -> Optional[str]:
+def seen_as(record: "Record", found: Survey) -> "Optional[str]":
     """How a VM xapi shows on this host without a domain here is entered in the ledger, if it is one:
     HOW_REBOOTING (Running here under a domid dom0 holds nothing for), HOW_SEEN (arriving by
     migration: scheduled here, running on another host), HOW_UNCHECKED (arriving, and its source's
@@ -308,7 +313,7 @@ def seen_as(record: Record, found: Survey) -> Optional[str]:
     return None
 
 
-def load_entries(cfg: Config, api: Xapi, subject_vm_ref: str, control: Optional[Record], found: Survey,
+def load_entries(cfg: Config, api: Xapi, subject_vm_ref: str, control: "Optional[Record]", found: Survey,
                  boot_id: str) -> ledger.Loaded:
     """The ledger as ``status``, ``audit`` and xsguard-rrdd read it, without the lock: ``charges_of``
     over the ledger read now (``audit`` merges it into the ledger it takes under the lock)."""
@@ -316,12 +321,12 @@ def load_entries(cfg: Config, api: Xapi, subject_vm_ref: str, control: Optional[
     return loaded._replace(entries=charges_of(cfg, api, subject_vm_ref, control, found, loaded))
 
 
-def others(found: Survey, subject_vm_ref: str) -> Dict[str, Record]:
+def others(found: Survey, subject_vm_ref: str) -> "Dict[str, Record]":
     """The guests xapi lists on the host, the VM being decided left out."""
     return {ref: r for ref, r in found.on_host.items() if not r.get("is_control_domain") and ref != subject_vm_ref}
 
 
-def _name(vms: Dict[str, Record], uuid: str) -> str:
+def _name(vms: "Dict[str, Record]", uuid: str) -> str:
     return next((str(r.get("name_label", "")) for r in vms.values() if r.get("uuid") == uuid), "")
 
 

@@ -14,7 +14,6 @@ import json
 import os
 import sys
 import time
-from typing import Any, Dict, List, NamedTuple, NoReturn, Optional, Set, Tuple
 
 from . import config, decision, probes, report, state
 from .commit import (
@@ -40,16 +39,21 @@ from .errors import (
 )
 from .journal import Journal, Notice, publish, signal_config_error
 from .model.verdict import ascii_safe, ascii_safe_lines
+from .namedtuple import NamedTuple
 from .xapi import Xapi, quote
+
+TYPE_CHECKING = False  # mypy takes it as True; why: xsguard/namedtuple.py
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, NoReturn, Optional, Set, Tuple
 
 
 class Args(NamedTuple):
     vm_uuid: str
     reason: str
-    domid: Optional[str]
+    domid: "Optional[str]"
 
 
-def parse_argv(argv: List[str]) -> Args:
+def parse_argv(argv: "List[str]") -> Args:
     """``-vmuuid U -reason R [-vmdomid N]``, in any order; anything else is an error."""
     values = {}
     rest = list(argv)
@@ -70,7 +74,7 @@ def write_out(text: str) -> None:
         sys.stdout.flush()
 
 
-def run(operation: str = "start") -> NoReturn:
+def run(operation: str = "start") -> "NoReturn":
     """The installed hook's process: ``main`` on its argv, then the process ends with its status.
 
     xenopsd waits for the hook's process to end. Once the status is out (stdout flushed, the
@@ -87,7 +91,7 @@ def run(operation: str = "start") -> NoReturn:
     os._exit(status)
 
 
-def main(argv: Optional[List[str]] = None, operation: str = "start") -> int:
+def main(argv: "Optional[List[str]]" = None, operation: str = "start") -> int:
     """Run the hook; returns the exit status (never raises).
 
     argv is parsed first, so that whatever else fails, the VM is named. The status is final
@@ -133,17 +137,17 @@ class Decided(NamedTuple):
     """A verdict as the hook reports it, whichever host decided it."""
 
     policy: Policy
-    figures: Dict[str, Any]  # what the decision log records
+    figures: "Dict[str, Any]"  # what the decision log records
     message: str
-    notice: Optional[Notice]  # what to tell syslog and xapi of a refusal
-    ledger_note: Optional[str]
+    notice: "Optional[Notice]"  # what to tell syslog and xapi of a refusal
+    ledger_note: "Optional[str]"
     vm_uuid: str
-    exclude: Set[str]  # host refs not to suggest: where it runs, where it was refused
-    hosts: Optional[Dict[str, Any]] = None  # the pool's hosts, when already read (a migration)
+    exclude: "Set[str]"  # host refs not to suggest: where it runs, where it was refused
+    hosts: "Optional[Dict[str, Any]]" = None  # the pool's hosts, when already read (a migration)
 
 
 def _decide(cfg: config.Config, args: Args, deadline: Deadline, log: Journal, started: float,
-            progress: Dict[str, Any], ruling: Dict[str, Any]) -> None:
+            progress: "Dict[str, Any]", ruling: "Dict[str, Any]") -> None:
     """Decide, and put the status in ``ruling`` as soon as it is final; then the refusal's hints."""
     operation = log.context["operation"]
     try:
@@ -201,7 +205,7 @@ def _record(log: Journal, decided: "Decided", operation: str, message: str, star
         log.counters.append(state.COUNT_OVER_CEILING)
 
 
-def _decide_here(cfg: config.Config, api: Xapi, args: Args, deadline: Deadline, progress: Dict[str, Any],
+def _decide_here(cfg: config.Config, api: Xapi, args: Args, deadline: Deadline, progress: "Dict[str, Any]",
                  operation: str, log: Journal) -> Decided:
     """A start or a resume, decided on this host; a resume's new domain is not charged twice."""
     domid = _domid(args) if operation == "resume" else None
@@ -227,7 +231,7 @@ def _decide_here(cfg: config.Config, api: Xapi, args: Args, deadline: Deadline, 
                    {subject.host_ref})
 
 
-def _domid(args: Args) -> Optional[int]:
+def _domid(args: Args) -> "Optional[int]":
     if args.domid is None:
         return None
     try:
@@ -237,7 +241,7 @@ def _domid(args: Args) -> Optional[int]:
 
 
 def _decide_migration(cfg: config.Config, api: Xapi, args: Args, deadline: Deadline, log: Journal,
-                      started: float, progress: Dict[str, Any]) -> Optional[Decided]:
+                      started: float, progress: "Dict[str, Any]") -> "Optional[Decided]":
     """A migration, decided by the destination's xsguard (host plugin ``admit``): it records the
     arriving VM in its own ledger under its own lock, and logs and counts its decision. The
     source sends what the domain holds in its dom0 (the destination charges the larger of that
@@ -291,7 +295,7 @@ def _decide_migration(cfg: config.Config, api: Xapi, args: Args, deadline: Deadl
                    {str(target), str(vm.get("resident_on", ""))}, hosts)
 
 
-def _held_here(cfg: config.Config, args: Args, deadline: Deadline, log: Journal) -> Optional[int]:
+def _held_here(cfg: config.Config, args: Args, deadline: Deadline, log: Journal) -> "Optional[int]":
     """What the migrating domain (``-vmdomid``) holds in this dom0 now; None when unknown (said in the log)."""
     domid = _domid(args)
     if domid is None:
@@ -303,7 +307,7 @@ def _held_here(cfg: config.Config, args: Args, deadline: Deadline, log: Journal)
         return None
 
 
-def _admit_answer(text: str) -> Dict[str, Any]:
+def _admit_answer(text: str) -> "Dict[str, Any]":
     """The destination's ``admit`` answer, or XapiFailure naming what came back instead."""
     try:
         answer = json.loads(text)
@@ -318,7 +322,7 @@ def _admit_answer(text: str) -> Dict[str, Any]:
 ELSEWHERE_RESERVE = 0.3  # seconds of the deadline kept for the hook's own exit when other hosts are asked
 
 
-def _with_elsewhere(api: Xapi, decided: Decided, operation: str, deadline: Deadline) -> Tuple[str, List[str]]:
+def _with_elsewhere(api: Xapi, decided: Decided, operation: str, deadline: Deadline) -> "Tuple[str, List[str]]":
     """The refusal's message naming up to three other hosts where the VM fits now, and their names."""
     left = deadline.remaining() - ELSEWHERE_RESERVE
     if left <= 0:
@@ -337,15 +341,15 @@ def _with_elsewhere(api: Xapi, decided: Decided, operation: str, deadline: Deadl
     return placement.reworded(decided.message, operation, hints), fits
 
 
-def _reworded(message: str, operation: str, hints: List[str]) -> str:
+def _reworded(message: str, operation: str, hints: "List[str]") -> str:
     """``placement.reworded``, imported only off an admitted start's path (a refusal, a migration, a resume)."""
     from .model import placement
 
     return placement.reworded(message, operation, hints)
 
 
-def _guard_error(cfg: config.Config, exc: BaseException, log: Journal, args: Optional[Args], started: float,
-                 progress: Dict[str, Any]) -> int:
+def _guard_error(cfg: config.Config, exc: BaseException, log: Journal, args: "Optional[Args]", started: float,
+                 progress: "Dict[str, Any]") -> int:
     """xsguard itself failed: deny (exit 2), or allow (exit 1) loudly and still charge the VM."""
     on_error = cfg.policy.on_error
     err = wire_error(exc)
@@ -383,7 +387,7 @@ def _guard_error(cfg: config.Config, exc: BaseException, log: Journal, args: Opt
 MARK_DEADLINE = 2.0  # seconds to tell the destination of a migration let through undecided
 
 
-def _mark_unchecked_migration(cfg: config.Config, progress: Dict[str, Any], log: Journal) -> str:
+def _mark_unchecked_migration(cfg: config.Config, progress: "Dict[str, Any]", log: Journal) -> str:
     """Tell the destination, in the VM's record its decisions read, that this migration goes ahead
     undecided (``gather.UNCHECKED_TO``): each charges it at once while xapi shows it arriving.
     Without the mark (xapi not answering either), it is charged there once a decision's span has
@@ -403,7 +407,7 @@ def _mark_unchecked_migration(cfg: config.Config, progress: Dict[str, Any], log:
     return "charged at once by the destination (VM other-config:%s)" % UNCHECKED_TO
 
 
-def _charge_unchecked(cfg: config.Config, args: Optional[Args], progress: Dict[str, Any], log: Journal) -> str:
+def _charge_unchecked(cfg: config.Config, args: "Optional[Args]", progress: "Dict[str, Any]", log: Journal) -> str:
     """Enter a start let through unchecked in the ledger, without its lock; says what was charged."""
     if args is None:
         return "not charged (no VM named)"

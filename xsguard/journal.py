@@ -8,13 +8,17 @@ detached child, after the status is final, and nothing it does can change that s
 import os
 import sys
 import time
-from typing import Any, Dict, List, NamedTuple, Optional
 
 from . import ledger, state
 from .config import Config
 from .deadline import Deadline
 from .errors import XsguardError, wire_error
+from .namedtuple import NamedTuple
 from .xapi import Xapi
+
+TYPE_CHECKING = False  # mypy takes it as True; why: xsguard/namedtuple.py
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Optional
 
 ALERT_DEADLINE = 10.0  # the alert is sent after the verdict: it may take longer
 
@@ -35,7 +39,7 @@ class Journal:
     write, syslog and the xapi alert are not, so they happen after it (see ``publish``).
     """
 
-    def __init__(self, **context: Any) -> None:
+    def __init__(self, **context: "Any") -> None:
         self.context = context
         self.events: List[Any] = []
         self.notices: List[Notice] = []  # what to tell syslog and xapi, if anything
@@ -44,20 +48,20 @@ class Journal:
         self.host: Dict[str, str] = {}
         self.sync_ledger: Optional[str] = None  # the ledger to flush to the disk, once the status is out
 
-    def bind(self, **context: Any) -> "Journal":
+    def bind(self, **context: "Any") -> "Journal":
         self.context.update(context)
         return self
 
-    def _add(self, level: str, event: str, **fields: Any) -> None:
+    def _add(self, level: str, event: str, **fields: "Any") -> None:
         self.events.append((level, event, dict(self.context, **fields)))
 
-    def info(self, event: str, **fields: Any) -> None:
+    def info(self, event: str, **fields: "Any") -> None:
         self._add("info", event, **fields)
 
-    def warning(self, event: str, **fields: Any) -> None:
+    def warning(self, event: str, **fields: "Any") -> None:
         self._add("warning", event, **fields)
 
-    def error(self, event: str, **fields: Any) -> None:
+    def error(self, event: str, **fields: "Any") -> None:
         self._add("error", event, **fields)
 
 
@@ -145,7 +149,7 @@ def _write_journal(cfg: Config, journal: Journal) -> None:
             log.warning("sync_failed", error=str(wire_error(exc)))
 
 
-def send_notice(cfg: Config, sig: Notice, log: Any) -> None:
+def send_notice(cfg: Config, sig: Notice, log: "Any") -> None:
     """Syslog and a xapi alert: best effort, never a change to the verdict."""
     from . import alerts
 

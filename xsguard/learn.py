@@ -13,18 +13,23 @@ seconds (xsguard-rrdd) through ``Learner``, which asks xapi only about the VMs w
 holds something new.
 """
 
-from typing import Any, Dict, List, Optional, Tuple
 
 from . import gather
 from .config import Config
 from .errors import XapiFailure
 from .model.charging import RUNNING, Here
 from .model.need import Need, learned_now
-from .xapi import Record, Xapi, any_of
+from .xapi import Xapi, any_of
+
+TYPE_CHECKING = False  # mypy takes it as True; why: xsguard/namedtuple.py
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Optional, Tuple
+
+    from .xapi import Record
 
 
-def remember(api: Xapi, vm_ref: str, vm: Record, need: Need, held: int,
-             guest_metrics: Optional[Record]) -> Dict[str, str]:
+def remember(api: Xapi, vm_ref: str, vm: "Record", need: Need, held: int,
+             guest_metrics: "Optional[Record]") -> "Dict[str, str]":
     """Write what is new about the running VM to its ``other_config``; the keys written.
 
     Each key is removed then added (xapi's ``add_to_other_config`` refuses a key that exists,
@@ -53,8 +58,8 @@ class Learner:
         self.cfg = cfg
         self.looked: Dict[str, Tuple[int, int]] = {}  # vm uuid -> (domid, ports held) when last looked at
 
-    def observe(self, api: Xapi, here: Dict[str, Here], held_by_domid: Dict[int, int],
-                control: Optional[Record], backend: Dict[str, str]) -> List[Dict[str, Any]]:
+    def observe(self, api: Xapi, here: "Dict[str, Here]", held_by_domid: "Dict[int, int]",
+                control: "Optional[Record]", backend: "Dict[str, str]") -> "List[Dict[str, Any]]":
         """Look at the running VMs (``here``: by uuid) whose domain holds something new; what was
         written, one dict per VM (``vm_uuid``, ``vm_name``, ``keys``). XapiFailure is raised and
         the VMs not looked at are looked at the next time."""

@@ -17,12 +17,16 @@ import math
 import os
 import time
 from contextlib import contextmanager
-from typing import Any, Dict, Iterable, Iterator, List, NamedTuple, Optional, Tuple
 
 from . import state
 from .deadline import Deadline
 from .errors import DeadlineExceeded, XsguardError
 from .model.charging import Entry
+from .namedtuple import NamedTuple
+
+TYPE_CHECKING = False  # mypy takes it as True; why: xsguard/namedtuple.py
+if TYPE_CHECKING:
+    from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
 VERSION = 2
 UNKNOWN_NEED = -1  # an appended charge whose need was not known: computed by the next decision
@@ -39,14 +43,14 @@ class LedgerUnavailable(XsguardError):
 class Loaded(NamedTuple):
     """The ledger as read: its entries, or None when they must be rebuilt, and why."""
 
-    entries: Optional[Dict[str, Entry]]
-    note: Optional[str]  # what was wrong, when something was
+    entries: "Optional[Dict[str, Entry]]"
+    note: "Optional[str]"  # what was wrong, when something was
     taken: bool = False  # the appended charges were taken (``take``): ``save`` removes them
-    unfolded: Tuple[Entry, ...] = ()  # the appended charges, when ``entries`` is None: fold them into the rebuild
+    unfolded: "Tuple[Entry, ...]" = ()  # the appended charges, when ``entries`` is None: fold them into the rebuild
 
 
 @contextmanager
-def locked(path: str, deadline: Deadline, poll: float = 0.002) -> Iterator[float]:
+def locked(path: str, deadline: Deadline, poll: float = 0.002) -> "Iterator[float]":
     """Hold the ledger's lock; yields the seconds spent waiting for it."""
     try:
         state.safe_directory(path)
@@ -102,7 +106,7 @@ def take(path: str, boot_id: str) -> Loaded:
     return _read(path, boot_id, appended, os.path.lexists(taken), True)
 
 
-def _read(path: str, boot_id: str, appended: List[Entry], taken: bool, set_aside: bool) -> Loaded:
+def _read(path: str, boot_id: str, appended: "List[Entry]", taken: bool, set_aside: bool) -> Loaded:
     try:
         with open(path, "rb") as handle:
             raw = handle.read()
@@ -122,7 +126,7 @@ def _read(path: str, boot_id: str, appended: List[Entry], taken: bool, set_aside
     return Loaded(fold(entries, appended), None, taken)
 
 
-def _corrupt(path: str, why: str, set_aside: bool, taken: bool, appended: List[Entry]) -> Loaded:
+def _corrupt(path: str, why: str, set_aside: bool, taken: bool, appended: "List[Entry]") -> Loaded:
     """A ledger that is not one (corrupt, a directory): set aside under the lock, rebuilt from live state."""
     if not set_aside:
         return Loaded(None, "ledger %s is %s: rebuilt from live state" % (path, why), taken, tuple(appended))
@@ -135,7 +139,7 @@ class _EarlierBoot(ValueError):
     pass
 
 
-def parse(raw: bytes, boot_id: str) -> Dict[str, Entry]:
+def parse(raw: bytes, boot_id: str) -> "Dict[str, Entry]":
     """The entries of one ledger file; ValueError naming what is wrong."""
     try:
         doc = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
@@ -156,11 +160,11 @@ def parse(raw: bytes, boot_id: str) -> Dict[str, Entry]:
     return entries
 
 
-def _no_constant(name: str) -> Any:
+def _no_constant(name: str) -> "Any":
     raise ValueError("%s is not a number a ledger holds" % name)
 
 
-def _entry(item: Any) -> Entry:
+def _entry(item: "Any") -> Entry:
     if not isinstance(item, dict):
         raise ValueError("an entry is not an object")
     try:
@@ -187,7 +191,7 @@ def _entry(item: Any) -> Entry:
     return Entry(uuid, name, need, float(at), domid, how, peak, None if covered_at is None else float(covered_at))
 
 
-def save(path: str, boot_id: str, entries: Dict[str, Entry], loaded: Optional[Loaded] = None) -> None:
+def save(path: str, boot_id: str, entries: "Dict[str, Entry]", loaded: "Optional[Loaded]" = None) -> None:
     """Replace the ledger (no fsync: see ``sync``); the appended charges ``loaded`` took are now in it."""
     doc = {"version": VERSION, "boot_id": boot_id,
            "entries": [e.as_json() for e in sorted(entries.values())]}
@@ -241,12 +245,12 @@ def append_charge(path: str, boot_id: str, entry: Entry) -> None:
             pass  # taken (renamed) as this line went in: write it again (a repeat is harmless)
 
 
-def read_appended(path: str, boot_id: str) -> List[Entry]:
+def read_appended(path: str, boot_id: str) -> "List[Entry]":
     """The appended charges of this boot (lines that do not parse are skipped)."""
     return _read_lines(path + APPENDED, boot_id)
 
 
-def _read_lines(appended_path: str, boot_id: str) -> List[Entry]:
+def _read_lines(appended_path: str, boot_id: str) -> "List[Entry]":
     try:
         with open(appended_path, "rb") as handle:
             raw = handle.read(4 * 1024 * 1024)
@@ -263,7 +267,7 @@ def _read_lines(appended_path: str, boot_id: str) -> List[Entry]:
     return found
 
 
-def fold(entries: Dict[str, Entry], appended: Iterable[Entry]) -> Dict[str, Entry]:
+def fold(entries: "Dict[str, Entry]", appended: "Iterable[Entry]") -> "Dict[str, Entry]":
     """The entries with the appended charges over them: the later charge of a VM wins, its peak kept."""
     merged = dict(entries)
     for entry in appended:

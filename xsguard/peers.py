@@ -7,7 +7,6 @@ the deadline is left out of what fits and listed as unreachable.
 
 import json
 import threading
-from typing import Any, Dict, List, NamedTuple, Optional, Set, Tuple
 
 from .config import Config
 from .deadline import Deadline
@@ -25,7 +24,14 @@ from .model.placement import (
     xapi_memory,
     xapi_plan,
 )
-from .xapi import Record, Xapi, quote
+from .namedtuple import NamedTuple
+from .xapi import Xapi, quote
+
+TYPE_CHECKING = False  # mypy takes it as True; why: xsguard/namedtuple.py
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Optional, Set, Tuple
+
+    from .xapi import Record
 
 PLUGIN = "xsguard"
 
@@ -34,9 +40,9 @@ class Answer(NamedTuple):
     """One host's answer to one plugin call (``result`` None: it did not answer in time, or failed)."""
 
     host_ref: str
-    host: Record
-    result: Optional[Dict[str, Any]]
-    error: Optional[str]
+    host: "Record"
+    result: "Optional[Dict[str, Any]]"
+    error: "Optional[str]"
 
     @property
     def host_name(self) -> str:
@@ -51,17 +57,17 @@ class Answer(NamedTuple):
         return self.result is not None
 
 
-def pool_hosts(api: Xapi) -> Dict[str, Record]:
+def pool_hosts(api: Xapi) -> "Dict[str, Record]":
     """Every host of the pool, by ref: one call."""
     return dict(api.call("host.get_all_records"))
 
 
-def enabled(hosts: Dict[str, Record], exclude: Set[str]) -> Dict[str, Record]:
+def enabled(hosts: "Dict[str, Record]", exclude: "Set[str]") -> "Dict[str, Record]":
     """The hosts that take new VMs (enabled), but for ``exclude`` (refs)."""
     return {r: h for r, h in hosts.items() if h.get("enabled") and r not in exclude}
 
 
-def ask(api: Xapi, targets: Dict[str, Record], fn: str, args: Dict[str, str], deadline: Deadline) -> List[Answer]:
+def ask(api: Xapi, targets: "Dict[str, Record]", fn: str, args: "Dict[str, str]", deadline: Deadline) -> "List[Answer]":
     """Call ``fn`` of every target host's xsguard plugin in parallel, each on its own connection
     with the caller's session; wait no longer than the deadline. Answers in the targets' order."""
     found: Dict[str, Tuple[Optional[Dict[str, Any]], Optional[str]]] = {}
@@ -96,13 +102,13 @@ def ask(api: Xapi, targets: Dict[str, Record], fn: str, args: Dict[str, str], de
 class Elsewhere(NamedTuple):
     """Where a VM fits now among the hosts asked."""
 
-    fits: List[Room]
+    fits: "List[Room]"
     asked: int
     answered: int
 
 
-def room_elsewhere(api: Xapi, vm_uuid: str, exclude: Set[str], deadline: Deadline,
-                   hosts: Optional[Dict[str, Record]] = None) -> Elsewhere:
+def room_elsewhere(api: Xapi, vm_uuid: str, exclude: "Set[str]", deadline: Deadline,
+                   hosts: "Optional[Dict[str, Record]]" = None) -> Elsewhere:
     """Ask every other enabled host's ``check`` for this VM; the hosts that would admit it."""
     targets = enabled(pool_hosts(api) if hosts is None else hosts, exclude)
     answers = ask(api, targets, "check", {"vm_uuid": vm_uuid}, deadline)
@@ -117,7 +123,7 @@ POOL_FIELDS = ("port_limit", "ports_used", "promised", "margin", "ports_free", "
                "irqs_free")
 
 
-def pool_report(api: Xapi, deadline: Deadline) -> Dict[str, Any]:
+def pool_report(api: Xapi, deadline: Deadline) -> "Dict[str, Any]":
     """Every host's figures from its own ``status``; a host that does not answer is unreachable."""
     hosts = pool_hosts(api)
     rows = []
@@ -132,7 +138,7 @@ def pool_report(api: Xapi, deadline: Deadline) -> Dict[str, Any]:
     return {"hosts": rows}
 
 
-def place_report(api: Xapi, vm_key: str, deadline: Deadline) -> Dict[str, Any]:
+def place_report(api: Xapi, vm_key: str, deadline: Deadline) -> "Dict[str, Any]":
     """Every host's verdict for the VM, from its own ``check``, best first; the host it runs on
     is listed as ``resident`` (its dom0 already holds the VM's ports), disabled hosts as ``disabled``."""
     _, vm, _ = api.vm_and_control_domain(vm_key, "")
@@ -157,13 +163,13 @@ def place_report(api: Xapi, vm_key: str, deadline: Deadline) -> Dict[str, Any]:
             "hosts": rows, "fits": [r["host_name"] for r in rows if r["verdict"] == "admit"]}
 
 
-def _unasked(host: Record, verdict: str) -> Dict[str, Any]:
+def _unasked(host: "Record", verdict: str) -> "Dict[str, Any]":
     """A ``place`` row for a host that is not asked."""
     return {"host_uuid": host.get("uuid"), "host_name": host.get("name_label"), "verdict": verdict, "free": None,
             "free_after": None, "ceiling": None, "need": None}
 
 
-def find_host(hosts: Dict[str, Record], key: str) -> Tuple[str, Record]:
+def find_host(hosts: "Dict[str, Record]", key: str) -> "Tuple[str, Record]":
     """A host by uuid or name."""
     found = [(r, h) for r, h in hosts.items() if key in (h.get("uuid"), h.get("name_label"))]
     if len(found) != 1:
@@ -171,7 +177,7 @@ def find_host(hosts: Dict[str, Record], key: str) -> Tuple[str, Record]:
     return found[0]
 
 
-def evacuate_report(cfg: Config, api: Xapi, host_key: str, deadline: Deadline, ha: bool = False) -> Dict[str, Any]:
+def evacuate_report(cfg: Config, api: Xapi, host_key: str, deadline: Deadline, ha: bool = False) -> "Dict[str, Any]":
     """Would ``host.evacuate`` of ``host_key`` move its running VMs: xapi's own memory-only plan,
     then each destination's verdict on the VMs xapi sends it. ``ha``: for every host, would the
     others absorb its HA-protected VMs (as if it failed), as xsguard would admit them one by one."""
@@ -202,19 +208,19 @@ XAPI_STOPS = ("xapi migrates each VM where its plan says and never re-places one
               "the first refused migration stops the evacuation")
 
 
-def _evacuees(vms: Dict[str, Record], needs: Dict[str, Dict[str, int]]) -> List[Evacuee]:
+def _evacuees(vms: "Dict[str, Record]", needs: "Dict[str, Dict[str, int]]") -> "List[Evacuee]":
     """The VMs as xapi's plan sees them, in the order xapi lists them."""
     return [Evacuee(str(vm["uuid"]), str(vm.get("name_label", "")), xapi_memory(vm), needs[ref])
             for ref, vm in vms.items()]
 
 
-def _free_memory(api: Xapi, hosts: Dict[str, Record]) -> List[Tuple[str, int]]:
+def _free_memory(api: Xapi, hosts: "Dict[str, Record]") -> "List[Tuple[str, int]]":
     """Each host's free memory as xapi's evacuation plan counts it (``host.compute_free_memory``)."""
     return [(str(h.get("name_label", "")), int(api.call("host.compute_free_memory", ref)))
             for ref, h in hosts.items()]
 
 
-def _plan_json(host_name: str, plan: Plan, unreachable: List[str], ha: bool) -> Dict[str, Any]:
+def _plan_json(host_name: str, plan: Plan, unreachable: "List[str]", ha: bool) -> "Dict[str, Any]":
     result: Dict[str, Any] = {"host_name": host_name, "fits": plan.fits, "moves": [m._asdict() for m in plan.moves],
                               "refused": plan.refused}
     if not ha:
@@ -226,8 +232,8 @@ def _plan_json(host_name: str, plan: Plan, unreachable: List[str], ha: bool) -> 
     return result
 
 
-def _needs_everywhere(cfg: Config, api: Xapi, guests: Dict[str, Record], hosts: Dict[str, Record]
-                      ) -> Dict[str, Dict[str, int]]:
+def _needs_everywhere(cfg: Config, api: Xapi, guests: "Dict[str, Record]", hosts: "Dict[str, Record]"
+                      ) -> "Dict[str, Dict[str, int]]":
     """Each guest's need on each host (by host name), as a start's is computed there from its
     devices and that host's dom0 vCPUs: a few calls whatever the number of VMs."""
     from .gather import describe, host_facts, predict, profile_of

@@ -7,13 +7,17 @@ never as a traceback.
 
 import json
 import time
-from typing import Any, Callable, Dict, FrozenSet, NamedTuple, Optional
 
 from . import commit, config, decision, denials, report, state, status
 from .commit import EXIT_REFUSE
 from .deadline import PLUGIN_FLOOR, Deadline, backstop, elapsed_ms
 from .errors import BadArgument, ConfigError, DeadlineExceeded, XsguardError, wire_error
+from .namedtuple import NamedTuple
 from .xapi import Xapi
+
+TYPE_CHECKING = False  # mypy takes it as True; why: xsguard/namedtuple.py
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, FrozenSet, Optional
 
 MAX_ARG = 256
 MAX_HELD = 1 << 20  # more ports than any dom0 has (FIFO ABI: 131071)
@@ -24,13 +28,13 @@ class Function(NamedTuple):
     """A plugin function: what it runs, the arguments it takes, whether it names a VM (``vm_uuid``),
     whether it decides (is given a configuration error to signal; the others only note it)."""
 
-    run: Callable[..., Any]
-    takes: FrozenSet[str]
+    run: "Callable[..., Any]"
+    takes: "FrozenSet[str]"
     names_vm: bool = False
     decides: bool = False
 
 
-def validate(fn: str, args: Dict[str, Any]) -> Dict[str, str]:
+def validate(fn: str, args: "Dict[str, Any]") -> "Dict[str, str]":
     """The arguments as strings, or BadArgument naming what is wrong."""
     if not isinstance(args, dict):
         raise BadArgument("arguments must be a map of key=value")
@@ -56,7 +60,7 @@ def validate(fn: str, args: Dict[str, Any]) -> Dict[str, str]:
     return clean
 
 
-def deadline_of(fn: str, args: Dict[str, str], cfg: config.Config) -> Deadline:
+def deadline_of(fn: str, args: "Dict[str, str]", cfg: config.Config) -> Deadline:
     """The time a call has: for ``admit`` with the source's ``time_left``, that less the way back
     (the source gives up then); otherwise the configured deadline, at least ``PLUGIN_FLOOR``."""
     if fn != "admit" or "time_left" not in args:
@@ -71,7 +75,7 @@ def deadline_of(fn: str, args: Dict[str, str], cfg: config.Config) -> Deadline:
     return Deadline(left - ADMIT_RESERVE)
 
 
-def _held(args: Dict[str, str]) -> int:
+def _held(args: "Dict[str, str]") -> int:
     """What the arriving domain holds in the source's dom0 (``held``), 0 when not said."""
     text = args.get("held", "0")
     if not text.isdigit() or int(text) > MAX_HELD:
@@ -79,20 +83,20 @@ def _held(args: Dict[str, str]) -> int:
     return int(text)
 
 
-def _status(cfg: config.Config, api: Xapi, args: Dict[str, str], deadline: Deadline) -> Any:
+def _status(cfg: config.Config, api: Xapi, args: "Dict[str, str]", deadline: Deadline) -> "Any":
     return status.read(cfg, api, deadline)
 
 
-def _need(cfg: config.Config, api: Xapi, args: Dict[str, str], deadline: Deadline) -> Any:
+def _need(cfg: config.Config, api: Xapi, args: "Dict[str, str]", deadline: Deadline) -> "Any":
     return report.need_report(cfg, api, args["vm_uuid"], deadline)
 
 
-def _check(cfg: config.Config, api: Xapi, args: Dict[str, str], deadline: Deadline) -> Any:
+def _check(cfg: config.Config, api: Xapi, args: "Dict[str, str]", deadline: Deadline) -> "Any":
     return report.check_report(cfg, api, args["vm_uuid"], deadline)
 
 
-def _admit(cfg: config.Config, api: Xapi, args: Dict[str, str], deadline: Deadline,
-           config_error: Optional[ConfigError] = None) -> Any:
+def _admit(cfg: config.Config, api: Xapi, args: "Dict[str, str]", deadline: Deadline,
+           config_error: "Optional[ConfigError]" = None) -> "Any":
     """A VM arriving here (a migration): decided, and recorded as ``POLICY`` says, under this host's
     lock; the decision (or its failure) logged and counted here, the host that decides. A configuration
     that does not parse is signalled as the hook signals it (``config_error``), and the VM decided with
@@ -136,7 +140,7 @@ def _admit(cfg: config.Config, api: Xapi, args: Dict[str, str], deadline: Deadli
     return result
 
 
-def _denials_fn(cfg: config.Config, api: Xapi, args: Dict[str, str], deadline: Deadline) -> Any:
+def _denials_fn(cfg: config.Config, api: Xapi, args: "Dict[str, str]", deadline: Deadline) -> "Any":
     try:
         limit = int(args.get("limit", "50"))
     except ValueError:
@@ -151,25 +155,25 @@ def _denials_fn(cfg: config.Config, api: Xapi, args: Dict[str, str], deadline: D
     return {"denials": records.records[:limit], "corrupt_lines": records.corrupt}
 
 
-def _audit(cfg: config.Config, api: Xapi, args: Dict[str, str], deadline: Deadline) -> Any:
+def _audit(cfg: config.Config, api: Xapi, args: "Dict[str, str]", deadline: Deadline) -> "Any":
     from . import audit
 
     return audit.audit(cfg, api, deadline).as_json()
 
 
-def _capacity(cfg: config.Config, api: Xapi, args: Dict[str, str], deadline: Deadline) -> Any:
+def _capacity(cfg: config.Config, api: Xapi, args: "Dict[str, str]", deadline: Deadline) -> "Any":
     from . import capacity
 
     return capacity.host_capacity(cfg, api, args, deadline)
 
 
-def _needs(cfg: config.Config, api: Xapi, args: Dict[str, str], deadline: Deadline) -> Any:
+def _needs(cfg: config.Config, api: Xapi, args: "Dict[str, str]", deadline: Deadline) -> "Any":
     from . import capacity
 
     return capacity.needs_here(cfg, api, args, deadline)
 
 
-FUNCTIONS: Dict[str, Function] = {
+FUNCTIONS: "Dict[str, Function]" = {
     "status": Function(_status, frozenset()),
     "need": Function(_need, frozenset({"vm_uuid"}), True),
     "check": Function(_check, frozenset({"vm_uuid"}), True),
@@ -181,7 +185,7 @@ FUNCTIONS: Dict[str, Function] = {
 }
 
 
-def run(fn: str, session: Any, args: Dict[str, Any]) -> str:
+def run(fn: str, session: "Any", args: "Dict[str, Any]") -> str:
     """Run one plugin function with the caller's session; XsguardError on any failure.
 
     A configuration that does not parse never fails a call: each answers with the last one that did
@@ -203,7 +207,7 @@ def run(fn: str, session: Any, args: Dict[str, Any]) -> str:
         raise wire_error(exc)
 
 
-def config_note(cfg: config.Config, error: ConfigError) -> Dict[str, str]:
+def config_note(cfg: config.Config, error: ConfigError) -> "Dict[str, str]":
     """What a result says of a configuration that does not parse: the error, and what it answered with."""
     return {"error": error.code, "detail": error.message, "using": cfg.source}
 
@@ -216,8 +220,8 @@ def main() -> None:
 
     utf8_io()
 
-    def exported(fn: str) -> Callable[[Any, Dict[str, Any]], str]:
-        def call(session: Any, args: Dict[str, Any]) -> str:
+    def exported(fn: str) -> "Callable[[Any, Dict[str, Any]], str]":
+        def call(session: "Any", args: "Dict[str, Any]") -> str:
             try:
                 return run(fn, session, args)
             except XsguardError as err:

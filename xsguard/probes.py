@@ -6,7 +6,6 @@ Thin: the parsing and the arithmetic live in ``xsguard.model``.
 import os
 import signal
 import subprocess
-from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from . import bootcache, state
 from .config import LSEVTCHN_CANDIDATES, Config
@@ -17,9 +16,14 @@ from .model.ceilings import BOOT_LOG, LINUX_IRQS, XEN_PORTS, Ceiling
 from .model.interrupts import IrqTable
 from .model.lsevtchn import PortTable
 from .model.profiles import TAPDISK, BackendSeen, storage_backend_found
+from .namedtuple import NamedTuple
+
+TYPE_CHECKING = False  # mypy takes it as True; why: xsguard/namedtuple.py
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 
-def find_lsevtchn(configured: str, candidates: Sequence[str] = LSEVTCHN_CANDIDATES) -> str:
+def find_lsevtchn(configured: str, candidates: "Sequence[str]" = LSEVTCHN_CANDIDATES) -> str:
     """The lsevtchn to run: the configured path, or the first one found in Xen's usual places."""
     if configured != "auto":
         if not os.access(configured, os.X_OK):
@@ -99,7 +103,7 @@ def read_text(path: str, what: str) -> str:
         raise ProbeFailed("cannot read %s (%s): %s" % (what, path, exc.strerror or exc), path)
 
 
-def read_optional(path: str) -> Optional[str]:
+def read_optional(path: str) -> "Optional[str]":
     """A file's text, or None if it is absent or unreadable (for facts that have a fallback)."""
     try:
         with open(path, "rb") as handle:
@@ -108,7 +112,7 @@ def read_optional(path: str) -> Optional[str]:
         return None
 
 
-def xen_version(hypervisor_dir: str) -> Optional[str]:
+def xen_version(hypervisor_dir: str) -> "Optional[str]":
     """``major.minor`` from /sys/hypervisor/version, or None."""
     major = read_optional(os.path.join(hypervisor_dir, "version", "major"))
     minor = read_optional(os.path.join(hypervisor_dir, "version", "minor"))
@@ -121,7 +125,7 @@ VBD_BACKEND = "vbd_backend"  # backend_params' key for the disk backend found (a
 VBD_BACKEND_EVIDENCE = "vbd_backend.evidence"
 
 
-def storage_seen(sys_module: str, irq_text: Optional[str]) -> BackendSeen:
+def storage_seen(sys_module: str, irq_text: "Optional[str]") -> BackendSeen:
     """What dom0 shows of its disk backends: IRQs of ``irq_text`` (/proc/interrupts, when read
     already), and sysfs beside ``sys_module``: three directory listings, no file read."""
     sys_root = os.path.dirname(sys_module.rstrip("/"))
@@ -144,14 +148,14 @@ def _entries(directory: str, prefix: str) -> int:
         return 0
 
 
-def storage_report(backend: Dict[str, str], configured: Optional[str]) -> Dict[str, Any]:
+def storage_report(backend: "Dict[str, str]", configured: "Optional[str]") -> "Dict[str, Any]":
     """``status``'s ``storage_backend``: the backend charged, the one found and what showed it."""
     found = backend.get(VBD_BACKEND)
     return {"charged": configured or found or TAPDISK, "found": found,
             "evidence": backend.get(VBD_BACKEND_EVIDENCE, ""), "configured": configured}
 
 
-def backend_params(sys_module: str, irq_text: Optional[str] = None) -> Dict[str, str]:
+def backend_params(sys_module: str, irq_text: "Optional[str]" = None) -> "Dict[str, str]":
     """netback's and blkback's parameters that set queue counts, keyed ``module.param``, and the
     disk backend found running (``vbd_backend``, with what showed it)."""
     found, evidence = storage_backend_found(storage_seen(sys_module, irq_text))
@@ -169,7 +173,7 @@ def backend_params(sys_module: str, irq_text: Optional[str] = None) -> Dict[str,
     return params
 
 
-def read_inventory(path: str) -> Dict[str, str]:
+def read_inventory(path: str) -> "Dict[str, str]":
     """/etc/xensource-inventory as a dict (``KEY='value'`` lines)."""
     inventory = {}
     for line in read_text(path, "the host inventory").splitlines():
@@ -184,18 +188,18 @@ class Dom0(NamedTuple):
 
     ports: PortTable
     irqs_used: int
-    irq_table: Optional[IrqTable]  # by consumer, when read in ``detail``
+    irq_table: "Optional[IrqTable]"  # by consumer, when read in ``detail``
     port_ceiling: Ceiling
     irq_ceiling: Ceiling
-    backend: Dict[str, str]
+    backend: "Dict[str, str]"
     lsevtchn: str
 
     @property
-    def ceilings(self) -> List[Ceiling]:
+    def ceilings(self) -> "List[Ceiling]":
         return [self.port_ceiling, self.irq_ceiling]
 
     @property
-    def used(self) -> Dict[str, int]:
+    def used(self) -> "Dict[str, int]":
         return {XEN_PORTS: self.ports.ports, LINUX_IRQS: self.irqs_used}
 
 
@@ -226,7 +230,8 @@ def held_by_domain(cfg: Config, deadline: Deadline, domid: int) -> int:
     return lsevtchn.parse(run_lsevtchn(path, deadline.cap(cfg.dom0.probe_timeout))).by_remote_domain.get(domid, 0)
 
 
-def read_ceilings(cfg: Config, deadline: Optional[Deadline] = None, patient: bool = False) -> Tuple[Ceiling, Ceiling]:
+def read_ceilings(cfg: Config, deadline: "Optional[Deadline]" = None,
+                  patient: bool = False) -> "Tuple[Ceiling, Ceiling]":
     """The two ceilings: configured, else kept from this boot's first reading, else this boot's
     line in the kernel log, its rotations or the ring buffer (``bootlog``, within its share of
     ``deadline``), else inferred. What a search found, or did not, is kept for the boot.

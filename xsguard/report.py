@@ -1,7 +1,6 @@
 """Report: what a decision answers (``check``, ``admit``, ``need``) and the once-per-boot
 ``ceiling_unknown`` record; nothing here changes a decision."""
 
-from typing import Any, Dict, Iterable, List, Optional
 
 from . import bootcache, probes, state
 from .commit import Outcome
@@ -12,9 +11,13 @@ from .gather import compute_need, is_bypassed, read_subject
 from .model.ceilings import Ceiling
 from .xapi import Xapi
 
+TYPE_CHECKING = False  # mypy takes it as True; why: xsguard/namedtuple.py
+if TYPE_CHECKING:
+    from typing import Any, Dict, Iterable, List, Optional
+
 
 def need_report(cfg: Config, api: Xapi, vm_key: str, deadline: Deadline,
-                host_uuid: Optional[str] = None) -> Dict[str, Any]:
+                host_uuid: "Optional[str]" = None) -> "Dict[str, Any]":
     """A VM's breakdown on the host, and whether it is exempt from the check."""
     subject = read_subject(cfg, api, vm_key, host_uuid)
     backend = probes.backend_params(cfg.dom0.sys_module, probes.read_optional(cfg.dom0.proc_interrupts))
@@ -25,7 +28,7 @@ def need_report(cfg: Config, api: Xapi, vm_key: str, deadline: Deadline,
 
 
 def check_report(cfg: Config, api: Xapi, vm_key: str, deadline: Deadline,
-                 host_uuid: Optional[str] = None) -> Dict[str, Any]:
+                 host_uuid: "Optional[str]" = None) -> "Dict[str, Any]":
     """Would the VM be admitted on the host now (nothing recorded); ``resident`` when it runs
     there already: dom0 holds its ports, it is never judged against itself."""
     outcome = evaluate(cfg, api, vm_key, deadline, host_uuid)
@@ -43,7 +46,7 @@ RESIDENT = "resident"  # check's verdict for a VM on the host it runs on
 RUNS_HERE = ("Running", "Paused")  # power states of a VM whose domain exists on its host
 
 
-def outcome_json(cfg: Config, outcome: Outcome) -> Dict[str, Any]:
+def outcome_json(cfg: Config, outcome: Outcome) -> "Dict[str, Any]":
     """What ``check`` and ``admit`` answer: the verdict's figures, the mode, whether bypassed."""
     result = outcome.verdict.as_json()
     result["mode"] = cfg.policy.mode
@@ -55,7 +58,7 @@ def outcome_json(cfg: Config, outcome: Outcome) -> Dict[str, Any]:
     return result
 
 
-def decision_record(outcome: Outcome) -> Dict[str, Any]:
+def decision_record(outcome: Outcome) -> "Dict[str, Any]":
     """What the decision log records of a decision made on this host (a start, resume or arriving migration)."""
     verdict, subject = outcome.verdict, outcome.subject
     return dict(
@@ -73,7 +76,7 @@ def decision_record(outcome: Outcome) -> Dict[str, Any]:
     )
 
 
-def ceiling_unknown_records(cfg: Config, ceilings: Iterable[Ceiling]) -> List[Dict[str, Any]]:
+def ceiling_unknown_records(cfg: Config, ceilings: "Iterable[Ceiling]") -> "List[Dict[str, Any]]":
     """The ``ceiling_unknown`` records to log: one per unknown ceiling, the first time this boot.
 
     An unknown ceiling goes unchecked at every decision; the decision log says so once per
@@ -85,7 +88,7 @@ def ceiling_unknown_records(cfg: Config, ceilings: Iterable[Ceiling]) -> List[Di
     return [{"ceiling": c.name, "source": c.source, "warning": c.warning} for c in unknown]
 
 
-def log_ceiling_unknown(cfg: Config, ceilings: Iterable[Ceiling], host_uuid: str) -> None:
+def log_ceiling_unknown(cfg: Config, ceilings: "Iterable[Ceiling]", host_uuid: str) -> None:
     """Log ``ceiling_unknown`` to the decision log, once per boot (for ``status``)."""
     records = ceiling_unknown_records(cfg, ceilings)
     if records:

@@ -8,11 +8,14 @@ import http.client
 import socket
 import ssl
 import xmlrpc.client
-from typing import Any, Callable, TypeVar
 
 from .deadline import Deadline
 
-T = TypeVar("T")
+TYPE_CHECKING = False  # mypy takes it as True; why: xsguard/namedtuple.py
+if TYPE_CHECKING:
+    from typing import Any, Callable, TypeVar
+    T = TypeVar("T")
+
 
 TRANSPORT_ERRORS = (OSError, socket.timeout, http.client.HTTPException, xmlrpc.client.ProtocolError)
 
@@ -28,25 +31,25 @@ def _retried(exc: BaseException) -> bool:
     return isinstance(exc, TRANSPORT_ERRORS) and not untrusted_certificate(exc)
 
 
-def stop_at_deadline(deadline: Deadline) -> Callable[[Any], bool]:
+def stop_at_deadline(deadline: Deadline) -> "Callable[[Any], bool]":
     """A tenacity stop condition: no further attempt once less than a tenth of a second is left."""
 
-    def stop(retry_state: Any) -> bool:
+    def stop(retry_state: "Any") -> bool:
         return deadline.remaining() < 0.1
 
     return stop
 
 
-def wait_within(deadline: Deadline, wait: Callable[[Any], float]) -> Callable[[Any], float]:
+def wait_within(deadline: Deadline, wait: "Callable[[Any], float]") -> "Callable[[Any], float]":
     """A tenacity wait cut short so that the next attempt still has a tenth of a second."""
 
-    def within(retry_state: Any) -> float:
+    def within(retry_state: "Any") -> float:
         return max(0.0, min(wait(retry_state), deadline.remaining() - 0.1))
 
     return within
 
 
-def xapi_retrying(deadline: Deadline, attempts: int) -> Any:
+def xapi_retrying(deadline: Deadline, attempts: int) -> "Any":
     """The policy: transport errors only, backing off 0.1 s to 1 s, within the deadline."""
     from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_any, wait_exponential
 
@@ -58,7 +61,7 @@ def xapi_retrying(deadline: Deadline, attempts: int) -> Any:
     )
 
 
-def call_with_retries(deadline: Deadline, fn: Callable[..., T], *args: Any) -> T:
+def call_with_retries(deadline: Deadline, fn: "Callable[..., T]", *args: "Any") -> "T":
     """``fn(*args)`` under the xapi retry policy.
 
     The first attempt runs bare: tenacity is imported only once a transport error happens,

@@ -41,7 +41,6 @@ import sys
 import threading
 import time
 import xmlrpc.client
-from typing import Any, Callable, Dict, FrozenSet, List, Optional, Set, Tuple
 
 from . import gather, learn, ledger, probes, state, status
 from .config import Config
@@ -51,7 +50,13 @@ from .errors import XapiFailure, XapiUnreachable, XsguardError
 from .model.charging import RUNNING, Entry, Here, here_from_records, settle
 from .model.rrdformat import DERIVE, HEAD_BYTES, HEADER, HOST, Datasource, encode, for_vm
 from .unixhttp import UnixConnection
-from .xapi import Record, Xapi
+from .xapi import Xapi
+
+TYPE_CHECKING = False  # mypy takes it as True; why: xsguard/namedtuple.py
+if TYPE_CHECKING:
+    from typing import Any, Callable, Dict, FrozenSet, List, Optional, Set, Tuple
+
+    from .xapi import Record
 
 UID = "xsguard"
 FREQUENCY = "Five_Seconds"  # the one Rrd.sampling_frequency (xen-api ocaml/libs/xapi-rrd/lib/rrd.ml:43)
@@ -99,7 +104,7 @@ class DaemonXapi(Xapi):
 class XapiView:
     """What xapi says of the VMs on this host, asked as seldom as the figures allow."""
 
-    def __init__(self, cfg: Config, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, cfg: Config, clock: "Callable[[], float]" = time.monotonic) -> None:
         self.cfg = cfg
         self.clock = clock
         self.api: Optional[Xapi] = None
@@ -149,7 +154,7 @@ class XapiView:
         self.api = None
         self.domids = None
 
-    def refresh(self, domids: FrozenSet[int]) -> Xapi:
+    def refresh(self, domids: "FrozenSet[int]") -> Xapi:
         """The VMs on this host, asked again when the domains holding ports are not the last ones, and
         at least every ``REASK_AFTER`` seconds: a VM xapi shows arriving here by migration, and no
         decision here has seen yet, holds no domain here and changes nothing else the daemon reads."""
@@ -164,7 +169,7 @@ class XapiView:
             self.domids = domids
         return api
 
-    def settle_unresolved(self, api: Xapi, entries: Dict[str, Entry]) -> None:
+    def settle_unresolved(self, api: Xapi, entries: "Dict[str, Entry]") -> None:
         """Ask again about ledger VMs not seen running here, unless xapi said they are gone."""
         here = here_from_records(self.by_uuid, self.host_ref)
         unresolved = sorted(u for u, e in entries.items()
@@ -188,7 +193,7 @@ class XapiView:
 class Reader:
     """One reading's datasources, from the same pieces as ``xsguard status``."""
 
-    def __init__(self, cfg: Config, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, cfg: Config, clock: "Callable[[], float]" = time.monotonic) -> None:
         self.cfg = cfg
         self.view = XapiView(cfg, clock)
         self.boot_id = state.boot_id(cfg)
@@ -198,7 +203,7 @@ class Reader:
         self.learner = learn.Learner(cfg)
         self.learn_failed: Optional[str] = None  # why the last look could not write, said once
 
-    def entries(self, api: Optional[Xapi], dom0: probes.Dom0) -> Dict[str, Entry]:
+    def entries(self, api: "Optional[Xapi]", dom0: probes.Dom0) -> "Dict[str, Entry]":
         """The ledger as ``status`` reads it; read again only when its files or the VMs on the host
         change, so that a ledger rebuilt from live state costs its calls once, not every reading."""
         path = self.cfg.ledger.path
@@ -214,7 +219,7 @@ class Reader:
             self.last_read = (key, loaded.entries or {})
         return self.last_read[1]
 
-    def read(self) -> List[Datasource]:
+    def read(self) -> "List[Datasource]":
         cfg = self.cfg
         dom0 = probes.read_dom0(cfg, Deadline(cfg.policy.deadline))
         held = dom0.ports.by_remote_domain
@@ -247,7 +252,7 @@ class Reader:
                 sources.append(Datasource(HELD[0], held.get(where.domid, 0), HELD[1], HELD[2], owner=for_vm(uuid)))
         return sources
 
-    def learn(self, api: Xapi, here: Dict[str, Here], held: Dict[int, int], dom0: probes.Dom0) -> None:
+    def learn(self, api: Xapi, here: "Dict[str, Here]", held: "Dict[int, int]", dom0: probes.Dom0) -> None:
         """What the running VMs were seen to hold beyond their need, written to their records
         (``learn.Learner``), within the reading's xapi deadline. It never fails the reading: what
         it could not write is one journal line (again only if the reason changes), and the VMs not
@@ -267,7 +272,7 @@ class Reader:
                 "%s=%s" % item for item in sorted(fields["keys"].items()))))
 
 
-def _stat(path: str) -> Optional[Tuple[int, int, int]]:
+def _stat(path: str) -> "Optional[Tuple[int, int, int]]":
     try:
         found = os.stat(path)
     except OSError:
@@ -285,7 +290,7 @@ class _Transport(xmlrpc.client.Transport):
         self.socket_path = path
         self.timeout = timeout
 
-    def make_connection(self, host: Any) -> UnixConnection:
+    def make_connection(self, host: "Any") -> UnixConnection:
         return UnixConnection(self.socket_path, self.timeout)
 
 
@@ -293,7 +298,7 @@ def _cut(text: str) -> str:
     return text if len(text) <= 120 else text[:117] + "..."
 
 
-def _short(value: Any) -> str:
+def _short(value: "Any") -> str:
     return _cut(repr(value))
 
 
@@ -306,7 +311,7 @@ class Rrdd:
         self.proxy = xmlrpc.client.ServerProxy("http://localhost/", transport=_Transport(path, timeout),
                                                allow_none=True)
 
-    def call(self, method: str, *params: Any) -> Any:
+    def call(self, method: str, *params: "Any") -> "Any":
         try:
             answer = getattr(self.proxy, method)(*params)
         except Exception as exc:  # noqa: BLE001 - whatever xcp-rrdd's socket sends back: HTTP errors, bad XML
@@ -359,7 +364,7 @@ class PluginFile:
     a file as soon as it is created or renamed into the directory, and ignores ``*.tmp``
     (xcp_rrdd.ml:335-374). So the file is written in full under ``<path>.tmp`` and renamed."""
 
-    def __init__(self, path: str, size: int, fd: int, ident: Tuple[int, int]) -> None:
+    def __init__(self, path: str, size: int, fd: int, ident: "Tuple[int, int]") -> None:
         self.path = path
         self.size = size
         self.fd = fd
@@ -426,8 +431,8 @@ class Daemon:
 
     ``clock`` and ``sleep`` (which answers True once the daemon is to stop) are injected by tests."""
 
-    def __init__(self, cfg: Config, stop: threading.Event, clock: Callable[[], float] = time.monotonic,
-                 sleep: Optional[Callable[[float], bool]] = None, max_vms: int = MAX_VMS) -> None:
+    def __init__(self, cfg: Config, stop: threading.Event, clock: "Callable[[], float]" = time.monotonic,
+                 sleep: "Optional[Callable[[float], bool]]" = None, max_vms: int = MAX_VMS) -> None:
         self.cfg = cfg
         self.stop = stop
         self.clock = clock
@@ -441,7 +446,7 @@ class Daemon:
         self.vms = max_vms  # the VMs the file is sized for
         self.down: Optional[Tuple[float, str]] = None  # since when xcp-rrdd is not reached, and why
 
-    def reading(self) -> Tuple[bytes, int]:
+    def reading(self) -> "Tuple[bytes, int]":
         """This reading's file, and how many VMs it has datasources for."""
         sources = self.reader.read()
         return encode(time.time(), sources), sum(1 for s in sources if s.owner != HOST)
@@ -543,7 +548,7 @@ class Daemon:
         self.reader.view.drop()
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: "Optional[List[str]]" = None) -> int:
     parser = argparse.ArgumentParser(prog="xsguard-rrdd", description=__doc__.splitlines()[0])
     parser.add_argument("--config", help="config file (default $XSGUARD_CONFIG, then /etc/xsguard/xsguard.conf)")
     args = parser.parse_args(argv)

@@ -11,10 +11,13 @@ import errno
 import os
 import stat
 import time
-from typing import List, Optional
 
 from .config import Config
 from .errors import UnsafeDirectory
+
+TYPE_CHECKING = False  # mypy takes it as True; why: xsguard/namedtuple.py
+if TYPE_CHECKING:
+    from typing import List, Optional
 
 LEDGER = "ledger.json"
 CEILINGS = "ceilings.json"
@@ -104,7 +107,7 @@ def sync_directory(target: str) -> None:
         os.close(fd)
 
 
-def set_aside(target: str) -> Optional[str]:
+def set_aside(target: str) -> "Optional[str]":
     """Rename a corrupt file for inspection; its new name, or None if it could not be moved."""
     aside = "%s.corrupt-%d" % (target, int(time.time() * 1000))
     try:
@@ -140,7 +143,7 @@ def boot_id(cfg: Config) -> str:
     return _OWN_ID[0]
 
 
-_OWN_ID: List[str] = []  # this process's boot id, when dom0 gives none
+_OWN_ID: "List[str]" = []  # this process's boot id, when dom0 gives none
 
 
 def _is_uuid(text: str) -> bool:

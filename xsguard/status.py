@@ -2,7 +2,6 @@
 xsguard-rrdd graphs (``figures``)."""
 
 import os
-from typing import Any, Dict, List, Optional
 
 from . import ledger, probes, state
 from .config import Config
@@ -15,8 +14,12 @@ from .probes import Dom0
 from .report import log_ceiling_unknown
 from .xapi import Xapi
 
+TYPE_CHECKING = False  # mypy takes it as True; why: xsguard/namedtuple.py
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Optional
 
-def read(cfg: Config, api: Optional[Xapi], deadline: Deadline, patient: bool = False) -> Dict[str, Any]:
+
+def read(cfg: Config, api: "Optional[Xapi]", deadline: Deadline, patient: bool = False) -> "Dict[str, Any]":
     """This dom0's ceilings, usage, promises, free ports, consumers, domains and leaks.
 
     ``patient``: nobody waits on the answer (``xsguard status`` in dom0): the kernel log's search
@@ -103,7 +106,7 @@ def read(cfg: Config, api: Optional[Xapi], deadline: Deadline, patient: bool = F
     }
 
 
-def figures(dom0: Dom0, promises: List[Promise], margin: int) -> Dict[str, Any]:
+def figures(dom0: Dom0, promises: "List[Promise]", margin: int) -> "Dict[str, Any]":
     """dom0's headroom as ``status`` shows it and xsguard-rrdd graphs it: used, promised, limit, free."""
     promised = sum(p.owed for p in promises)
     return {
@@ -118,7 +121,7 @@ def figures(dom0: Dom0, promises: List[Promise], margin: int) -> Dict[str, Any]:
     }
 
 
-def without_xapi(cfg: Config) -> Optional[str]:
+def without_xapi(cfg: Config) -> "Optional[str]":
     """Why xapi's side is unknown on a dom0 without xapi's inventory (plain Xen with xl), else None."""
     path = cfg.dom0.inventory
     if os.path.exists(path):
@@ -127,7 +130,7 @@ def without_xapi(cfg: Config) -> Optional[str]:
             % path)
 
 
-def software() -> Dict[str, Any]:
+def software() -> "Dict[str, Any]":
     """What runs: Python, xsguard and its dependencies, each with the directory it came from
     (found without importing them: structlog and tenacity, which pulls in asyncio, are slow to load)."""
     import importlib.util

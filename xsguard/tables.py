@@ -5,10 +5,13 @@ Names come from xapi, where any VM admin sets them: every text shown passes thro
 move the cursor or reverse the text.
 """
 
-from typing import Any, Dict, List, Optional, Sequence
 
 from .denials import operation_of
 from .model.verdict import escaped as clean
+
+TYPE_CHECKING = False  # mypy takes it as True; why: xsguard/namedtuple.py
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Optional, Sequence
 
 
 def _lines(text: str) -> str:
@@ -16,18 +19,18 @@ def _lines(text: str) -> str:
     return "\n".join(clean(line) for line in text.split("\n"))
 
 
-def table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
+def table(rows: "Sequence[Sequence[Any]]", header: "Sequence[str]") -> str:
     cells = [[clean(c) for c in header]] + [["" if c is None else clean(c) for c in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
     return "\n".join(lines)
 
 
-def _n(value: Any) -> str:
+def _n(value: "Any") -> str:
     return "unknown" if value is None else str(value)
 
 
-def status(s: Dict[str, Any]) -> str:
+def status(s: "Dict[str, Any]") -> str:
     out = [
         "host %s (%s)" % (clean(s["host_name"] or "?"), clean(s["host_uuid"] or "uuid unknown")),
         "",
@@ -71,7 +74,7 @@ def status(s: Dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-def need(n: Dict[str, Any]) -> str:
+def need(n: "Dict[str, Any]") -> str:
     head = "VM %s (%s), %s, %d vCPU%s, profile %s" % (
         clean(n["vm_name"]), clean(n["vm_uuid"]), n["domain_type"], n["vcpus"], "s" * (n["vcpus"] != 1), n["profile"])
     rows = [[b["consumer"], b["ports"], b["why"]] for b in n["breakdown"]]
@@ -79,7 +82,7 @@ def need(n: Dict[str, Any]) -> str:
     return head + "\n\n" + table(rows, ["consumer", "ports", "why"])
 
 
-def check(c: Dict[str, Any]) -> str:
+def check(c: "Dict[str, Any]") -> str:
     rows = [[k["ceiling"], _n(k["limit"]), k["used"], k["promised"], k["margin"], k["need"],
              _n(k["free_after"]), "yes" if k["fits"] else "NO"] for k in c["checks"]]
     return "%s\n\n%s\n\n%s" % (
@@ -89,26 +92,26 @@ def check(c: Dict[str, Any]) -> str:
     )
 
 
-def denials(records: List[Dict[str, Any]]) -> str:
+def denials(records: "List[Dict[str, Any]]") -> str:
     rows = [[r["time"][:19].replace("T", " "), operation_of(r), r.get("vm_name", ""),
              r.get("host_name", ""), r.get("need"), _free(r), r.get("ceiling", "")] for r in records]
     return table(rows, ["time (UTC)", "operation", "vm", "host", "need", "free", "ceiling"])
 
 
-def _free(record: Dict[str, Any]) -> str:
+def _free(record: "Dict[str, Any]") -> str:
     for check in record.get("checks", []):
         if check.get("ceiling") == record.get("ceiling"):
             return _n(check.get("free"))
     return "?"
 
 
-def summary(groups: List[Dict[str, Any]]) -> str:
+def summary(groups: "List[Dict[str, Any]]") -> str:
     rows = [[g["hour"], g["operation"], g["vm_name"], g["host_name"], g["count"],
              ", ".join("%s %d" % kv for kv in sorted(g["ceilings"].items()))] for g in groups]
     return table(rows, ["hour (UTC)", "operation", "vm", "host", "refused", "ceiling"])
 
 
-def audit(report: Dict[str, Any]) -> str:
+def audit(report: "Dict[str, Any]") -> str:
     """Each VM's prediction next to what dom0 holds; for each ``under``, what would cover it."""
     out = ["host %s: %d exact, %d under, %d over, %d pending" % (
         clean(report["host_name"]), report["exact"], report["under"], report["over"], report["pending"])]
@@ -121,7 +124,7 @@ def audit(report: Dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-def pool(p: Dict[str, Any]) -> str:
+def pool(p: "Dict[str, Any]") -> str:
     rows = []
     for h in p["hosts"]:
         if not h["reachable"]:
@@ -133,7 +136,7 @@ def pool(p: Dict[str, Any]) -> str:
                         "binding"])
 
 
-def place(p: Dict[str, Any]) -> str:
+def place(p: "Dict[str, Any]") -> str:
     rows = [[h["host_name"], h["verdict"], _n(h["free"]), _n(h["free_after"]), h["ceiling"] or ""]
             if h["verdict"] in ("admit", "refuse") else [h["host_name"], h["verdict"], "", "", ""] for h in p["hosts"]]
     head = "VM %s (%s), needs %s" % (clean(p["vm_name"]), clean(p["vm_uuid"]), _n(p["need"]))
@@ -144,7 +147,7 @@ def place(p: Dict[str, Any]) -> str:
 NOTHING_TO_PLAN = "no HA-protected VM (ha_restart_priority = restart) runs on any host: nothing to plan"
 
 
-def evacuation(e: Dict[str, Any]) -> str:
+def evacuation(e: "Dict[str, Any]") -> str:
     if "hosts" in e:
         if not any(h["moves"] or h["refused"] for h in e["hosts"]):
             return NOTHING_TO_PLAN
@@ -171,7 +174,7 @@ def evacuation(e: Dict[str, Any]) -> str:
     return out
 
 
-def vms(v: Dict[str, Any]) -> str:
+def vms(v: "Dict[str, Any]") -> str:
     """Every VM: its state, its host (in brackets: its affinity, where it would start) and its need there."""
     rows = [[r["vm_name"], r["vm_uuid"], r["power_state"],
              r["host_name"] if r["resident"] or not r["host_name"] else "(%s)" % r["host_name"], _n(r["need"])]
@@ -181,7 +184,7 @@ def vms(v: Dict[str, Any]) -> str:
                                                                       for r in v["vms"]) else "")
 
 
-def shape(s: Optional[Dict[str, Any]]) -> str:
+def shape(s: "Optional[Dict[str, Any]]") -> str:
     """``1 vCPU, 3 disks, 1 VIF, HVM (BIOS)``"""
     if not s:
         return "unknown shape"
@@ -193,7 +196,7 @@ def shape(s: Optional[Dict[str, Any]]) -> str:
     return "%s, %s, %s, %s" % (some(s["vcpus"], "vCPU"), some(s["disks"], "disk"), some(s["vifs"], "VIF"), kind)
 
 
-def capacity(c: Dict[str, Any], needs: Dict[str, Any]) -> str:
+def capacity(c: "Dict[str, Any]", needs: "Dict[str, Any]") -> str:
     """Each host: its need for one more VM of the shape, how many more fit, what stops them, the remedies."""
     rows = []
     for h in c["hosts"]:

@@ -8,7 +8,6 @@ import http.client
 import re
 import ssl
 import xmlrpc.client
-from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 import XenAPI
 
@@ -18,7 +17,11 @@ from .errors import PermissionDenied, VmNotFound, XapiCertificate, XapiFailure, 
 from .retry import TRANSPORT_ERRORS, call_with_retries, untrusted_certificate
 from .unixhttp import UnixConnection
 
-Record = Dict[str, Any]
+TYPE_CHECKING = False  # mypy takes it as True; why: xsguard/namedtuple.py
+if TYPE_CHECKING:
+    from typing import Any, Dict, Iterable, List, Optional, Tuple
+    Record = Dict[str, Any]
+
 ORIGINATOR = "xsguard"
 
 
@@ -27,7 +30,7 @@ def quote(value: str) -> str:
     return '"%s"' % value.replace("\\", "\\\\").replace('"', '\\"')
 
 
-def any_of(field: str, values: Iterable[str]) -> str:
+def any_of(field: str, values: "Iterable[str]") -> str:
     """``field "f" = "a" or field "f" = "b" ...``"""
     return " or ".join("field %s = %s" % (quote(field), quote(v)) for v in values)
 
@@ -42,7 +45,7 @@ ROLE_NEEDED = {"host.call_plugin": "pool-admin", "message.create": "pool-operato
                "VM.add_to_other_config": "vm-admin", "VM.remove_from_other_config": "vm-admin"}
 
 
-def denied(details: List[str]) -> PermissionDenied:
+def denied(details: "List[str]") -> PermissionDenied:
     """xapi's ``RBAC_PERMISSION_DENIED [permission; message]`` (xen-api ocaml/xapi/rbac.ml:216), said
     with the role the call needs: the least of the roles xapi's message lists, else ours."""
     permission = details[1] if len(details) > 1 else "?"
@@ -60,7 +63,7 @@ LOCAL_SOCKET = "/var/lib/xcp/xapi"
 NULL_REF = "OpaqueRef:NULL"
 
 
-def _bounded(conn: Any, deadline: Deadline) -> Any:
+def _bounded(conn: "Any", deadline: Deadline) -> "Any":
     """Give a connection, and its socket if open, what is left of the deadline as timeout."""
     conn.timeout = max(deadline.remaining(), 0.1)
     if conn.sock is not None:
@@ -71,12 +74,12 @@ def _bounded(conn: Any, deadline: Deadline) -> Any:
 class _DeadlineTransport(xmlrpc.client.Transport):
     """Every request's socket times out when the deadline does (per session, not process-wide)."""
 
-    def __init__(self, deadline: Deadline, unix_path: Optional[str] = None) -> None:
+    def __init__(self, deadline: Deadline, unix_path: "Optional[str]" = None) -> None:
         super().__init__()
         self.deadline = deadline
         self.unix_path = unix_path
 
-    def make_connection(self, host: Any) -> http.client.HTTPConnection:
+    def make_connection(self, host: "Any") -> http.client.HTTPConnection:
         if self.unix_path is None:
             return _bounded(super().make_connection(host), self.deadline)
         cached = self._connection[1]
@@ -87,16 +90,16 @@ class _DeadlineTransport(xmlrpc.client.Transport):
 
 
 class _DeadlineSafeTransport(xmlrpc.client.SafeTransport):
-    def __init__(self, deadline: Deadline, ca_file: Optional[str] = None) -> None:
+    def __init__(self, deadline: Deadline, ca_file: "Optional[str]" = None) -> None:
         # the system's trusted authorities, and the pool's own certificate when given: never unverified
         super().__init__(context=ssl.create_default_context(cafile=ca_file))
         self.deadline = deadline
 
-    def make_connection(self, host: Any) -> http.client.HTTPSConnection:
+    def make_connection(self, host: "Any") -> http.client.HTTPSConnection:
         return _bounded(super().make_connection(host), self.deadline)
 
 
-def open_session(url: str, deadline: Deadline, ca_file: Optional[str] = None) -> Any:
+def open_session(url: str, deadline: Deadline, ca_file: "Optional[str]" = None) -> "Any":
     """A XenAPI session object (not logged in) whose calls time out at the deadline; ``url`` holds
     no credentials (``endpoint.credentials``)."""
     if url == "local" or url.startswith("unix://"):
@@ -115,8 +118,8 @@ class Xapi:
 
     originator = ORIGINATOR  # what xapi's logs and its session records name the caller
 
-    def __init__(self, url: str, deadline: Deadline, session_ref: Optional[str] = None,
-                 ca_file: Optional[str] = None) -> None:
+    def __init__(self, url: str, deadline: Deadline, session_ref: "Optional[str]" = None,
+                 ca_file: "Optional[str]" = None) -> None:
         self.url = url
         self.ca_file = ca_file  # a PEM file of certificates to trust besides the system's (https://)
         self.deadline = deadline
@@ -138,7 +141,7 @@ class Xapi:
                               % (endpoint.redacted(self.url), found.user, endpoint.CREDENTIALS_HELP), *exc.details)
         return self
 
-    def __exit__(self, *exc_info: Any) -> None:
+    def __exit__(self, *exc_info: "Any") -> None:
         if self.session is None:
             return
         try:
@@ -148,7 +151,7 @@ class Xapi:
             pass
         self.session("close")()  # XenAPI's logout leaves the connection open
 
-    def _call(self, fn: Any, *args: Any) -> Any:
+    def _call(self, fn: "Any", *args: "Any") -> "Any":
         try:
             return call_with_retries(self.deadline, fn, *args)
         except XenAPI.Failure as exc:
@@ -169,23 +172,23 @@ class Xapi:
             where = LOCAL_SOCKET if self.url == "local" else endpoint.redacted(self.url)
             raise XapiUnreachable("xapi is not answering on %s: %s" % (where, exc), where)
 
-    def call(self, method: str, *args: Any) -> Any:
+    def call(self, method: str, *args: "Any") -> "Any":
         """``session.xenapi.<method>(*args)``, retried on transport errors."""
         fn = self.session.xenapi
         for part in method.split("."):
             fn = getattr(fn, part)
         return self._call(fn, *args)
 
-    def where(self, cls: str, expression: str) -> Dict[str, Record]:
+    def where(self, cls: str, expression: str) -> "Dict[str, Record]":
         return self.call("%s.get_all_records_where" % cls, expression)
 
-    def host_by_uuid(self, uuid: str) -> Tuple[str, Record]:
+    def host_by_uuid(self, uuid: str) -> "Tuple[str, Record]":
         found = self.where("host", "field \"uuid\" = %s" % quote(uuid))
         if not found:
             raise XapiFailure("no host with uuid %s in this pool" % uuid, uuid)
         return next(iter(found.items()))
 
-    def vm_and_control_domain(self, key: str, host_ref: str) -> Tuple[str, Record, Optional[Record]]:
+    def vm_and_control_domain(self, key: str, host_ref: str) -> "Tuple[str, Record, Optional[Record]]":
         """The VM (by uuid, else by unique name) and the host's control domain, in one call."""
         control = "(field \"is_control_domain\" = \"true\" and field \"resident_on\" = %s)" % quote(host_ref)
         for match in ("field \"uuid\" = %s" % quote(key),
@@ -201,7 +204,7 @@ class Xapi:
                 return vms[0][0], vms[0][1], (dom0[0] if dom0 else None)
         raise VmNotFound("no VM has uuid or name '%s'" % key, key)
 
-    def devices(self, vm_ref: str, vm: Record) -> Tuple[List[Record], List[Record], List[Record]]:
+    def devices(self, vm_ref: str, vm: "Record") -> "Tuple[List[Record], List[Record], List[Record]]":
         """The VM's VBDs, VIFs and vGPUs: one call per class, whatever their number.
 
         vGPUs are asked for only when the VM has some (rare, and a class xapi may not serve).
@@ -212,7 +215,7 @@ class Xapi:
         vgpus = list(self.where("VGPU", match).values()) if vm.get("VGPUs") else []
         return vbds, vifs, vgpus
 
-    def guest_metrics(self, vm: Record) -> Optional[Record]:
+    def guest_metrics(self, vm: "Record") -> "Optional[Record]":
         """The VM's VM_guest_metrics record (its guest agent's report): one call, and only for a VM
         that has one; None for a VM without, or whose record went away since the VM was read."""
         ref = vm.get("guest_metrics") or NULL_REF
@@ -225,12 +228,12 @@ class Xapi:
                 return None
             raise
 
-    def vms_on_host(self, host_ref: str) -> Dict[str, Record]:
+    def vms_on_host(self, host_ref: str) -> "Dict[str, Record]":
         """Every VM running on the host or being started on it (control domain included), by ref."""
         return self.where("VM", "field \"resident_on\" = %s or field \"scheduled_to_be_resident_on\" = %s"
                           % (quote(host_ref), quote(host_ref)))
 
-    def vms_by_uuid(self, uuids: List[str]) -> Dict[str, Record]:
+    def vms_by_uuid(self, uuids: "List[str]") -> "Dict[str, Record]":
         """Records of the VMs with these uuids (those that still exist), by uuid."""
         if not uuids:
             return {}

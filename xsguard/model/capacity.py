@@ -6,12 +6,15 @@ Each VM of the shape is admitted as a start is (``verdict.Check``): under every 
 is not checked, as at a start.
 """
 
-from typing import Any, Dict, List, NamedTuple, Optional, Tuple
-
+from ..namedtuple import NamedTuple
 from .ceilings import PORT_LIMITS, XEN_PORTS
 from .verdict import Check
 
-Record = Dict[str, Any]
+TYPE_CHECKING = False  # mypy takes it as True; why: xsguard/namedtuple.py
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Optional, Tuple
+    Record = Dict[str, Any]
+
 
 MAX_VCPUS = 512
 MAX_DISKS = 255
@@ -27,10 +30,10 @@ class Shape(NamedTuple):
     hvm: bool
     uefi: bool
 
-    def as_json(self) -> Dict[str, Any]:
+    def as_json(self) -> "Dict[str, Any]":
         return dict(self._asdict())
 
-    def records(self) -> Tuple[Record, List[Record], List[Record]]:
+    def records(self) -> "Tuple[Record, List[Record], List[Record]]":
         """The XenAPI records (VM, VBDs, VIFs) of a VM of this shape, as the need model reads them."""
         vm = {"uuid": "", "name_label": "", "VCPUs_max": str(self.vcpus), "domain_type": "hvm" if self.hvm else "pv",
               "HVM_boot_policy": "BIOS order" if self.hvm else "",
@@ -51,7 +54,7 @@ def shape(vcpus: int, disks: int, vifs: int, hvm: bool, uefi: bool) -> Shape:
     return Shape(vcpus, disks, vifs, hvm, uefi)
 
 
-def shape_of(vm: Record, vbds: List[Record], vifs: List[Record], domain_type: str) -> Shape:
+def shape_of(vm: "Record", vbds: "List[Record]", vifs: "List[Record]", domain_type: str) -> Shape:
     """The shape of an existing VM (``--like``): its vCPUs, disks (CDs left out), VIFs and firmware."""
     hvm = domain_type == "hvm"
     firmware = (vm.get("HVM_boot_params") or {}).get("firmware", "bios")
@@ -63,7 +66,7 @@ class Room(NamedTuple):
     """One ceiling of a host as it stands: its limit (None: unknown), what is used and promised."""
 
     ceiling: str
-    limit: Optional[int]
+    limit: "Optional[int]"
     used: int
     promised: int
     margin: int
@@ -72,11 +75,11 @@ class Room(NamedTuple):
 class Fit(NamedTuple):
     """How many more VMs fit (None: no known ceiling stops them) and the ceiling that stops them."""
 
-    fits: Optional[int]
-    ceiling: Optional[str]
+    fits: "Optional[int]"
+    ceiling: "Optional[str]"
 
 
-def how_many(rooms: List[Room], need: int) -> Fit:
+def how_many(rooms: "List[Room]", need: int) -> Fit:
     """How many more VMs needing ``need`` each the host admits one after another."""
     if need <= 0:
         return Fit(None, None)
@@ -90,7 +93,7 @@ def how_many(rooms: List[Room], need: int) -> Fit:
     return Fit(*min(counted, key=lambda c: c[0]))
 
 
-def remedies(rooms: List[Room], need: int, more_vcpus: Optional[Tuple[int, int]] = None) -> List[Dict[str, Any]]:
+def remedies(rooms: "List[Room]", need: int, more_vcpus: "Optional[Tuple[int, int]]" = None) -> "List[Dict[str, Any]]":
     """What each usual remedy would give: the FIFO event-channel ABI where the port limit is a
     2-level one, no margin where there is one, and, when ``more_vcpus`` = (dom0 vCPUs, need then)
     changes the need (netback queues follow dom0's vCPUs), that many dom0 vCPUs."""
@@ -110,11 +113,11 @@ def remedies(rooms: List[Room], need: int, more_vcpus: Optional[Tuple[int, int]]
     return found
 
 
-def _remedy(name: str, what: str, rooms: List[Room], need: int) -> Dict[str, Any]:
+def _remedy(name: str, what: str, rooms: "List[Room]", need: int) -> "Dict[str, Any]":
     fit = how_many(rooms, need)
     return {"remedy": name, "what": what, "need": need, "fits": fit.fits, "ceiling": fit.ceiling}
 
 
-def total(fits: List[Optional[int]]) -> int:
+def total(fits: "List[Optional[int]]") -> int:
     """The pool's total: the sum over the hosts that answered with a number."""
     return sum(f for f in fits if f is not None)

@@ -6,7 +6,12 @@ markers, which give the ABI and NR_IRQS, and the kernel's own times the lines ca
 """
 
 import re
-from typing import Dict, Iterable, Iterator, List, NamedTuple, Optional, Tuple
+
+from ..namedtuple import NamedTuple
+
+TYPE_CHECKING = False  # mypy takes it as True; why: xsguard/namedtuple.py
+if TYPE_CHECKING:
+    from typing import Dict, Iterable, Iterator, List, Optional, Tuple
 
 XEN_PORTS = "xen_ports"
 LINUX_IRQS = "linux_irqs"
@@ -31,7 +36,7 @@ class Ceiling(NamedTuple):
     """A limit, or None when unknown, and where it came from."""
 
     name: str  # XEN_PORTS or LINUX_IRQS
-    limit: Optional[int]
+    limit: "Optional[int]"
     origin: str  # CONFIGURED, BOOT_LOG, INFERRED or UNKNOWN
     basis: str = ""  # the ABI ("fifo", "2-level") or "NR_IRQS <n>"
     where: str = ""  # the file it was read from, and how; for an unknown one, where it was looked for
@@ -48,7 +53,7 @@ class Ceiling(NamedTuple):
         return "%s (%s)" % (what, self.where)
 
     @property
-    def warning(self) -> Optional[str]:
+    def warning(self) -> "Optional[str]":
         """For an unknown limit, what goes unchecked and what the operator should set; else None."""
         if self.origin != UNKNOWN:
             return None
@@ -60,7 +65,7 @@ class Ceiling(NamedTuple):
                 " (dmesg | grep xen:events)" % self.where)
 
 
-def abi_from_boot_lines(text: str) -> Optional[str]:
+def abi_from_boot_lines(text: str) -> "Optional[str]":
     """The ABI the kernel chose, from its first line in ``text`` (this boot's lines), or None."""
     found = re.search(_ABI_LINE, text)
     if not found:
@@ -68,13 +73,13 @@ def abi_from_boot_lines(text: str) -> Optional[str]:
     return "fifo" if found.group(1) == "FIFO-based" else "2-level"
 
 
-def nr_irqs_from_boot_lines(text: str) -> Optional[int]:
+def nr_irqs_from_boot_lines(text: str) -> "Optional[int]":
     """NR_IRQS as the kernel printed it at boot (its first line in ``text``), or None."""
     found = re.search(_NR_IRQS, text)
     return int(found.group(1)) if found else None
 
 
-def abi_from_cmdline(cmdline: str, xen_version: Optional[str]) -> Optional[str]:
+def abi_from_cmdline(cmdline: str, xen_version: "Optional[str]") -> "Optional[str]":
     """Infer the ABI: ``xen.fifo_events=0`` forces 2-level; FIFO exists from Xen 4.4 on."""
     if fifo_disabled(cmdline):
         return "2-level"
@@ -95,10 +100,10 @@ def fifo_disabled(cmdline: str) -> bool:
 
 
 def port_ceiling(
-    configured: Optional[int],
-    boot_lines: Optional[str],
-    cmdline: Optional[str],
-    xen_version: Optional[str],
+    configured: "Optional[int]",
+    boot_lines: "Optional[str]",
+    cmdline: "Optional[str]",
+    xen_version: "Optional[str]",
     where: str = "kernel log",
 ) -> Ceiling:
     """The Xen port limit: the config's number, else the ABI from the boot lines, else inferred.
@@ -118,7 +123,7 @@ def port_ceiling(
     return Ceiling(XEN_PORTS, None, UNKNOWN, "", where)
 
 
-def irq_ceiling(configured: Optional[int], boot_lines: Optional[str], where: str = "kernel log") -> Ceiling:
+def irq_ceiling(configured: "Optional[int]", boot_lines: "Optional[str]", where: str = "kernel log") -> Ceiling:
     """The Linux IRQ limit: the config's number, else NR_IRQS + 8196 from the boot lines."""
     if configured is not None:
         return Ceiling(LINUX_IRQS, configured, CONFIGURED)
@@ -153,7 +158,7 @@ _LOG_PRINTK = rb"kernel: \[ *(\d+)\.\d+\]"  # that time in a syslog line (whole 
 _RING_RECORD = rb"(\d+),\d+,\d+,[^;]*;"  # /dev/kmsg: priority,seq,usec,flags;message
 
 
-def kernel_message(line: bytes, ring: bool) -> Optional[bytes]:
+def kernel_message(line: bytes, ring: bool) -> "Optional[bytes]":
     """The kernel's message in one line, or None if the line is not the kernel's.
 
     ``ring``: a /dev/kmsg record, the kernel's only if its facility is (a process writing to
@@ -176,7 +181,7 @@ class Stretch:
     kind among them (a ring record's message), and whether the kernel's times they carry go
     back, or beyond ``uptime``."""
 
-    def __init__(self, marker: Optional[bytes]) -> None:
+    def __init__(self, marker: "Optional[bytes]") -> None:
         self.marker = marker
         self.lines: Dict[str, bytes] = {}
         self.first_time: Optional[int] = None
@@ -184,7 +189,7 @@ class Stretch:
         self.latest = 0
         self.went_back = False
 
-    def add_times(self, times: List[int]) -> None:
+    def add_times(self, times: "List[int]") -> None:
         if not times:
             return
         if self.last_time is not None:
@@ -196,7 +201,7 @@ class Stretch:
         self.latest = max(self.latest, max(times))
         self.last_time = times[-1]
 
-    def one_boot(self, uptime: Optional[float]) -> bool:
+    def one_boot(self, uptime: "Optional[float]") -> bool:
         """True unless the kernel's times say another boot wrote some of these lines."""
         return not self.went_back and (uptime is None or self.latest <= uptime * UPTIME_SLACK[0] + UPTIME_SLACK[1])
 
@@ -214,7 +219,7 @@ class BootScan:
     them are its ``head``, and only the kernel's own records count.
     """
 
-    def __init__(self, names: Iterable[str], ring: bool = False) -> None:
+    def __init__(self, names: "Iterable[str]", ring: bool = False) -> None:
         self.names = list(names)
         self.ring = ring
         self.head = Stretch(None)
@@ -244,7 +249,7 @@ class BootScan:
                     stretch.lines[name] = message if self.ring else line
                     break
 
-    def _lines(self, chunk: bytes, lo: int, hi: int, kind: str) -> Iterator[Tuple[int, int, bytes, bytes]]:
+    def _lines(self, chunk: bytes, lo: int, hi: int, kind: str) -> "Iterator[Tuple[int, int, bytes, bytes]]":
         """The lines of ``chunk[lo:hi]`` (``lo`` begins a line) whose message is a line of ``kind``:
         where each begins, where it ends, the line and its message."""
         word, pattern = _WORDS[kind]

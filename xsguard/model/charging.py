@@ -23,7 +23,11 @@ need minus what dom0 already holds for its domain (never below 0).
   and never tied to that old domid.
 """
 
-from typing import Dict, List, NamedTuple, Optional, Set, Tuple
+from ..namedtuple import NamedTuple
+
+TYPE_CHECKING = False  # mypy takes it as True; why: xsguard/namedtuple.py
+if TYPE_CHECKING:
+    from typing import Dict, List, Optional, Set, Tuple
 
 RUNNING = "running"
 STARTING = "starting"
@@ -37,7 +41,7 @@ HOW_SEEN = "seen"  # entered because xapi showed it arriving here by migration, 
 HOW_REBOOTING = "rebooting"  # entered because xapi showed it Running here while dom0 held nothing for its domain
 
 
-def undecided_past(entries: Dict[str, "Entry"], now: float, window: float) -> Dict[str, "Entry"]:
+def undecided_past(entries: "Dict[str, Entry]", now: float, window: float) -> "Dict[str, Entry]":
     """The entries a decision charges: a VM seen scheduled here (``HOW_SEEN``) whose own decision
     may still come (its hook, or the destination's ``admit``, recording it under the same lock) is
     charged only once ``window`` seconds (the longest a decision lasts) have passed since it was
@@ -53,17 +57,17 @@ class Entry(NamedTuple):
     vm_name: str
     need: int
     admitted_at: float  # CLOCK_MONOTONIC seconds of this boot
-    domid: Optional[int]  # the domain it was last seen running as, None before that
+    domid: "Optional[int]"  # the domain it was last seen running as, None before that
     how: str = "checked"  # HOW_CHECKED, HOW_BYPASSED, HOW_UNCHECKED (let through on error), HOW_AUDITED
     peak: int = 0  # the most dom0 was seen holding for its domain, when that was above ``need``
-    covered_at: Optional[float] = None  # when its domain was first seen holding all it is charged
+    covered_at: "Optional[float]" = None  # when its domain was first seen holding all it is charged
 
     @property
     def charged(self) -> int:
         """What the VM is charged in all: its need, or what it was seen holding if more."""
         return max(self.need, self.peak)
 
-    def as_json(self) -> Dict[str, object]:
+    def as_json(self) -> "Dict[str, object]":
         return dict(self._asdict())
 
 
@@ -71,7 +75,7 @@ class Here(NamedTuple):
     """What xapi says of a ledger VM on this host: running (with its domid) or starting."""
 
     state: str
-    domid: Optional[int] = None
+    domid: "Optional[int]" = None
 
 
 class Promise(NamedTuple):
@@ -86,16 +90,16 @@ class Promise(NamedTuple):
 
 
 def settle(
-    entries: Dict[str, Entry],
-    here: Optional[Dict[str, Here]],
-    held_by_domid: Dict[int, int],
+    entries: "Dict[str, Entry]",
+    here: "Optional[Dict[str, Here]]",
+    held_by_domid: "Dict[int, int]",
     now: float,
     ttl: float,
     candidate: str,
-    asked_at: Optional[float] = None,
-    asked: Optional[Set[str]] = None,
+    asked_at: "Optional[float]" = None,
+    asked: "Optional[Set[str]]" = None,
     grace: float = 0.0,
-) -> Tuple[Dict[str, Entry], List[Promise]]:
+) -> "Tuple[Dict[str, Entry], List[Promise]]":
     """The ledger that remains and what each entry in it is owed.
 
     ``here`` maps the uuids of ledger VMs that run or start on this host to their state, as
@@ -139,7 +143,7 @@ def settle(
     return remaining, promises
 
 
-def here_from_records(records: Dict[str, Dict[str, object]], host_ref: str) -> Dict[str, Here]:
+def here_from_records(records: "Dict[str, Dict[str, object]]", host_ref: str) -> "Dict[str, Here]":
     """Which of these VM records run or start on this host (records as XenAPI returns them)."""
     here: Dict[str, Here] = {}
     for uuid, rec in records.items():

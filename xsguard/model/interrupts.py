@@ -7,7 +7,12 @@ Architecture lines (``NMI:``, ``LOC:``, ...) are not descriptors and are not cou
 
 import re
 from collections import Counter
-from typing import Dict, List, NamedTuple, Tuple
+
+from ..namedtuple import NamedTuple
+
+TYPE_CHECKING = False  # mypy takes it as True; why: xsguard/namedtuple.py
+if TYPE_CHECKING:
+    from typing import Dict, List, Tuple
 
 # compiled on their first use (``re`` keeps them): only ``parse`` (``status``) groups IRQs by consumer
 _PER_CPU_NAME = r"([a-z_]+?)\d+\Z"
@@ -20,8 +25,8 @@ class IrqTable(NamedTuple):
     """dom0's IRQ descriptors, counted."""
 
     irqs: int  # every numbered line: the gauge for the IRQ ceiling
-    by_consumer: Dict[str, int]
-    unparsed: List[Tuple[int, str]]
+    by_consumer: "Dict[str, int]"
+    unparsed: "List[Tuple[int, str]]"
 
 
 def consumer_of(action: str) -> str:

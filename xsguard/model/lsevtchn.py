@@ -8,7 +8,12 @@ count is never lower than what dom0 holds. Neither is dropped silently.
 
 import re
 from collections import Counter
-from typing import Dict, Iterable, List, NamedTuple, Tuple
+
+from ..namedtuple import NamedTuple
+
+TYPE_CHECKING = False  # mypy takes it as True; why: xsguard/namedtuple.py
+if TYPE_CHECKING:
+    from typing import Dict, Iterable, List, Tuple
 
 # the line-by-line fallback's patterns, compiled on its first use (``re`` keeps them)
 _PREFIX = r"\s*(\d+): VCPU (\d+): (.*)\Z"
@@ -23,11 +28,11 @@ class PortTable(NamedTuple):
     """dom0's open event channels, counted."""
 
     ports: int  # open ports (every line)
-    by_state: Dict[str, int]
-    by_remote_domain: Dict[int, int]  # interdomain ports, connected or waiting, per domid
-    unparsed: List[Tuple[int, str]]  # (line number, text) of lines that did not parse
+    by_state: "Dict[str, int]"
+    by_remote_domain: "Dict[int, int]"  # interdomain ports, connected or waiting, per domid
+    unparsed: "List[Tuple[int, str]]"  # (line number, text) of lines that did not parse
 
-    def leaked(self, live_domids: Iterable[int]) -> Dict[int, int]:
+    def leaked(self, live_domids: "Iterable[int]") -> "Dict[int, int]":
         """Ports whose remote domain is no longer alive: the backend never closed them."""
         live = set(live_domids) | {0}
         return {d: n for d, n in self.by_remote_domain.items() if d not in live}

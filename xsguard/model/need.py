@@ -6,12 +6,15 @@ channels count even though they appear only once the guest's PV drivers connect.
 queues a guest may ask for is the profile's queue policy (``vif_queues``, ``vbd_rings``).
 """
 
-from typing import Any, Dict, List, NamedTuple, Optional, Sequence
-
 from ..errors import NotACandidate
+from ..namedtuple import NamedTuple
 from .profiles import AUTO, BLKBACK, TAPDISK, Profile
 
-Record = Dict[str, Any]
+TYPE_CHECKING = False  # mypy takes it as True; why: xsguard/namedtuple.py
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Optional, Sequence
+    Record = Dict[str, Any]
+
 
 
 class Line(NamedTuple):
@@ -26,10 +29,10 @@ class HostFacts(NamedTuple):
     """What the model needs to know about the host's dom0."""
 
     dom0_vcpus: int
-    netback_max_queues: Optional[int] = None  # /sys/module/xen_netback/parameters/max_queues
-    netback_split: Optional[bool] = None  # .../separate_tx_rx_irq
-    blkback_max_queues: Optional[int] = None  # /sys/module/xen_blkback/parameters/max_queues
-    vbd_backend: Optional[str] = None  # the disk backend found running in dom0 (probes.storage_backend)
+    netback_max_queues: "Optional[int]" = None  # /sys/module/xen_netback/parameters/max_queues
+    netback_split: "Optional[bool]" = None  # .../separate_tx_rx_irq
+    blkback_max_queues: "Optional[int]" = None  # /sys/module/xen_blkback/parameters/max_queues
+    vbd_backend: "Optional[str]" = None  # the disk backend found running in dom0 (probes.storage_backend)
 
 
 class Need(NamedTuple):
@@ -40,18 +43,18 @@ class Need(NamedTuple):
     domain_type: str
     vcpus: int
     profile: str
-    lines: List[Line]
+    lines: "List[Line]"
 
     @property
     def total(self) -> int:
         return sum(line.ports for line in self.lines)
 
-    def largest(self, n: int = 3) -> List[Line]:
+    def largest(self, n: int = 3) -> "List[Line]":
         """The n consumers that cost the most, largest first (zero-cost lines left out)."""
         costly = [line for line in self.lines if line.ports > 0]
         return sorted(costly, key=lambda line: -line.ports)[:n]
 
-    def as_json(self) -> Dict[str, Any]:
+    def as_json(self) -> "Dict[str, Any]":
         return {
             "vm_uuid": self.vm_uuid,
             "vm_name": self.vm_name,
@@ -65,7 +68,7 @@ class Need(NamedTuple):
         }
 
 
-def as_int(value: Any, field: str) -> int:
+def as_int(value: "Any", field: str) -> int:
     """XenAPI sends int64 fields as strings over XML-RPC: read either."""
     try:
         return int(value)
@@ -73,7 +76,7 @@ def as_int(value: Any, field: str) -> int:
         raise ValueError("field %s is not an integer: %r" % (field, value))
 
 
-def effective_domain_type(vm: Record) -> str:
+def effective_domain_type(vm: "Record") -> str:
     """The domain type a start creates: ``unspecified`` is derived as xapi does."""
     declared = vm.get("domain_type") or "unspecified"
     if declared == "unspecified":
@@ -81,7 +84,7 @@ def effective_domain_type(vm: Record) -> str:
     return declared
 
 
-def refuse_non_candidate(vm: Record) -> None:
+def refuse_non_candidate(vm: "Record") -> None:
     """Raise NotACandidate for records that are never started as guests."""
     name = vm.get("name_label", "")
     for flag, what in (
@@ -101,7 +104,7 @@ LEARNED_OS = "xsguard-guest-os"  # VM.other_config: what its guest agent named a
 LEARNED_DIGITS = 9  # a learned figure longer than this is no figure dom0 can hold: ignored
 
 
-def learned_held(vm: Record) -> int:
+def learned_held(vm: "Record") -> int:
     """The most dom0 was seen holding for one of the VM's domains, on any host (0: none known).
 
     xsguard writes it (``LEARNED_HELD`` in ``VM.other_config``); the VM's owner can write it
@@ -113,12 +116,12 @@ def learned_held(vm: Record) -> int:
     return int(text) if digits else 0
 
 
-def learned_os(vm: Record) -> str:
+def learned_os(vm: "Record") -> str:
     """What the VM's guest agent said of its OS when it last ran (``LEARNED_OS``), or ""."""
     return str((vm.get("other_config") or {}).get(LEARNED_OS, ""))
 
 
-def learned_now(vm: Record, need: Need, held: int, guest_metrics: Optional[Record]) -> Dict[str, str]:
+def learned_now(vm: "Record", need: Need, held: int, guest_metrics: "Optional[Record]") -> "Dict[str, str]":
     """The ``VM.other_config`` keys to write after seeing the VM run: only a new maximum.
 
     ``need``: the VM's need as charged now (a figure learned earlier included); ``held``: what
@@ -142,7 +145,7 @@ def names_windows(text: str) -> bool:
     return "windows" in lowered or "microsoft" in lowered
 
 
-def windows_pv_drivers(vm: Record, domain_type: str, guest_metrics: Optional[Record]) -> Optional[str]:
+def windows_pv_drivers(vm: "Record", domain_type: str, guest_metrics: "Optional[Record]") -> "Optional[str]":
     """Why the guest binds a netback control ring per VIF (only Windows' PV drivers do), or None.
 
     Evidence (shared/reference/evtchn-accounting.md, section 3): the control ring is bound by
@@ -169,13 +172,13 @@ def windows_pv_drivers(vm: Record, domain_type: str, guest_metrics: Optional[Rec
     return None
 
 
-def guest_metrics_name_windows(guest_metrics: Optional[Record]) -> bool:
+def guest_metrics_name_windows(guest_metrics: "Optional[Record]") -> bool:
     """Whether a VM_guest_metrics record's ``os_version`` names Windows (its guest agent says so)."""
     os_version = (guest_metrics or {}).get("os_version") or {}
     return names_windows(" ".join(str(v) for v in os_version.values()))
 
 
-def windows_said(guest_metrics: Optional[Record]) -> str:
+def windows_said(guest_metrics: "Optional[Record]") -> str:
     """What to keep of a guest agent naming Windows: its OS name (up to the first ``|``, where
     Windows' agent appends its paths) if that names it, else ``windows``."""
     name = str(((guest_metrics or {}).get("os_version") or {}).get("name", "")).split("|")[0].strip()
@@ -184,13 +187,13 @@ def windows_said(guest_metrics: Optional[Record]) -> str:
 
 
 def vm_need(
-    vm: Record,
-    vbds: Sequence[Record],
-    vifs: Sequence[Record],
+    vm: "Record",
+    vbds: "Sequence[Record]",
+    vifs: "Sequence[Record]",
     host: HostFacts,
     profile: Profile,
-    vgpus: Sequence[Record] = (),
-    guest_metrics: Optional[Record] = None,
+    vgpus: "Sequence[Record]" = (),
+    guest_metrics: "Optional[Record]" = None,
 ) -> Need:
     """The breakdown of dom0 event channels ``vm`` will hold on ``host`` under ``profile``."""
     refuse_non_candidate(vm)
@@ -245,7 +248,7 @@ def vm_need(
 LEARNED = "learned"  # the breakdown line raising a need to what the VM was seen holding
 
 
-def _device_key(record: Record, field: str) -> Any:
+def _device_key(record: "Record", field: str) -> "Any":
     text = str(record.get(field, ""))
     return (0, int(text)) if text.isdigit() else (1, text)
 
@@ -275,8 +278,8 @@ def _vbd_rings(vcpus: int, host: HostFacts, profile: Profile) -> int:
 
 
 def _vbd_lines(
-    vbds: Sequence[Record], hvm: bool, vcpus: int, host: HostFacts, profile: Profile
-) -> List[Line]:
+    vbds: "Sequence[Record]", hvm: bool, vcpus: int, host: HostFacts, profile: Profile
+) -> "List[Line]":
     lines = []
     rings = _vbd_rings(vcpus, host, profile)
     backend = storage_backend(host, profile)
@@ -324,8 +327,8 @@ def vif_queues(vcpus: int, host: HostFacts, profile: Profile) -> int:
 
 
 def _vif_lines(
-    vifs: Sequence[Record], vcpus: int, host: HostFacts, profile: Profile, windows: Optional[str]
-) -> List[Line]:
+    vifs: "Sequence[Record]", vcpus: int, host: HostFacts, profile: Profile, windows: "Optional[str]"
+) -> "List[Line]":
     queues = vif_queues(vcpus, host, profile)
     split = profile.split_event_channels
     if split is None:

@@ -6,9 +6,12 @@ Where xapi chooses the host (``host.evacuate``), xapi's own memory-only plan com
 (``xapi_plan``), then xsguard's verdict on each host it picks (``evacuation``).
 """
 
-from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple
-
+from ..namedtuple import NamedTuple
 from .verdict import ascii_safe
+
+TYPE_CHECKING = False  # mypy takes it as True; why: xsguard/namedtuple.py
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 MAX_SUGGESTIONS = 3
 
@@ -26,15 +29,15 @@ class Room(NamedTuple):
     """One host's answer for one VM: its name and what would be left there after the VM."""
 
     host_name: str
-    free_after: Optional[int]  # None: no known limit there
+    free_after: "Optional[int]"  # None: no known limit there
 
 
-def most_room_first(rooms: Sequence[Room]) -> List[Room]:
+def most_room_first(rooms: "Sequence[Room]") -> "List[Room]":
     """Hosts by what is left after the VM, most first (an unknown limit last), then by name."""
     return sorted(rooms, key=lambda r: (r.free_after is None, -(r.free_after or 0), r.host_name))
 
 
-def suggestions(operation: str, vm_uuid: str, fits: Sequence[Room], asked: int, answered: int) -> List[str]:
+def suggestions(operation: str, vm_uuid: str, fits: "Sequence[Room]", asked: int, answered: int) -> "List[str]":
     """The lines that tell the operator where the VM fits now, as commands to paste."""
     best = most_room_first(fits)[:MAX_SUGGESTIONS]
     if best:
@@ -53,7 +56,7 @@ def suggestions(operation: str, vm_uuid: str, fits: Sequence[Room], asked: int, 
 START_LINE = "- start it on a host with room:"
 
 
-def reworded(message: str, operation: str, hints: List[str]) -> str:
+def reworded(message: str, operation: str, hints: "List[str]") -> str:
     """A refusal's message for ``operation``, its generic "start it elsewhere" line replaced by ``hints``."""
     lines = message.split("\n")
     if lines and operation != "start":
@@ -82,9 +85,9 @@ class Move(NamedTuple):
 
 
 class Plan(NamedTuple):
-    moves: List[Move]
-    refused: List[str]  # VM names
-    unplaced: List[str] = []  # VM names xapi has no host with the memory for (evacuate fails before any move)
+    moves: "List[Move]"
+    refused: "List[str]"  # VM names
+    unplaced: "List[str]" = []  # VM names xapi has no host with the memory for (evacuate fails before any move)
 
     @property
     def fits(self) -> bool:
@@ -97,10 +100,10 @@ class Evacuee(NamedTuple):
     vm_uuid: str
     vm_name: str
     memory: int  # bytes
-    needs: Dict[str, int]
+    needs: "Dict[str, int]"
 
 
-def xapi_memory(vm: Dict[str, Any]) -> int:
+def xapi_memory(vm: "Dict[str, Any]") -> int:
     """The memory xapi's evacuation plan counts for a VM: dynamic_min for HVM and PV guests,
     static_max for PVH, plus its overhead (xen-api ocaml/xapi/xapi_ha_vm_failover.ml ``vm_memory``,
     ocaml/xapi/memory_check.ml ``vm_compute_start_memory``)."""
@@ -112,7 +115,8 @@ def xapi_memory(vm: Dict[str, Any]) -> int:
     return main + int(vm.get("memory_overhead") or 0)
 
 
-def xapi_plan(vms: Sequence[Evacuee], free_memory: Sequence[Tuple[str, int]]) -> List[Tuple[Evacuee, Optional[str]]]:
+def xapi_plan(vms: "Sequence[Evacuee]",
+              free_memory: "Sequence[Tuple[str, int]]") -> "List[Tuple[Evacuee, Optional[str]]]":
     """Where ``host.evacuate`` sends each VM: xapi's memory-only bin packing, ignoring ports.
 
     As xen-api ocaml/xapi/binpack.ml ``biggest_fit_decreasing`` (used by
@@ -135,7 +139,7 @@ def xapi_plan(vms: Sequence[Evacuee], free_memory: Sequence[Tuple[str, int]]) ->
     return placed
 
 
-def evacuation(placed: Sequence[Tuple[Evacuee, Optional[str]]], free: Dict[str, Optional[int]]) -> Plan:
+def evacuation(placed: "Sequence[Tuple[Evacuee, Optional[str]]]", free: "Dict[str, Optional[int]]") -> Plan:
     """xsguard's verdict on each host xapi picks (``xapi_plan``), the VMs it sends there in
     turn: a VM is admitted while what is left there (None: no known limit) covers its need; on
     a host missing from ``free`` (its xsguard did not answer) it is not known to be admitted."""
@@ -156,7 +160,7 @@ def evacuation(placed: Sequence[Tuple[Evacuee, Optional[str]]], free: Dict[str, 
     return Plan(moves, refused, [vm.vm_name for vm, host in placed if host is None])
 
 
-def absorb(vms: Sequence[Tuple[str, str, Dict[str, int]]], free: Dict[str, Optional[int]]) -> Plan:
+def absorb(vms: "Sequence[Tuple[str, str, Dict[str, int]]]", free: "Dict[str, Optional[int]]") -> Plan:
     """Place ``vms`` (uuid, name, need on each host) as xsguard would admit them one by one:
     largest need first, each onto the host with most room after it; a VM that fits nowhere is refused.
 
@@ -179,14 +183,14 @@ def absorb(vms: Sequence[Tuple[str, str, Dict[str, int]]], free: Dict[str, Optio
     return Plan(moves, refused)
 
 
-def tightest(figures: Dict[str, Any]) -> Optional[str]:
+def tightest(figures: "Dict[str, Any]") -> "Optional[str]":
     """The ceiling with least left in a ``status`` answer (``xen_ports`` or ``linux_irqs``)."""
     known = [(f, c) for f, c in ((figures.get("ports_free"), "xen_ports"), (figures.get("irqs_free"), "linux_irqs"))
              if f is not None]
     return min(known)[1] if known else None
 
 
-def least_free(figures: Dict[str, Any]) -> Optional[int]:
+def least_free(figures: "Dict[str, Any]") -> "Optional[int]":
     """What a ``status`` answer leaves for guests under its tightest ceiling (None: no known limit)."""
     known = [f for f in (figures.get("ports_free"), figures.get("irqs_free")) if f is not None]
     return min(known) if known else None

@@ -6,7 +6,11 @@ one port per disk, per NIC and for xenstore, the console for PV guests, and two 
 (before 6.2) per HVM vCPU.
 """
 
-from typing import Any, Dict, List, NamedTuple, Optional, Tuple
+from ..namedtuple import NamedTuple
+
+TYPE_CHECKING = False  # mypy takes it as True; why: xsguard/namedtuple.py
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Optional, Tuple
 
 AUTO = "auto"  # vbd_backend: the backend found running in dom0 (``xsguard.probes``), else tapdisk3
 TAPDISK = "tapdisk"
@@ -22,9 +26,9 @@ class Profile(NamedTuple):
     qemu_fixed: int  # HVM: buffered ioreq and the like
     varstored_per_vcpu: int  # UEFI HVM only
     vbd_backend: str  # "tapdisk" (1 ring per VBD), "blkback" (1 ring per queue) or "auto" (as found)
-    rings_per_vbd: Optional[int]  # fixed rings per VBD, or None to derive from the backend
+    rings_per_vbd: "Optional[int]"  # fixed rings per VBD, or None to derive from the backend
     netback_queue_cap: int  # frontends cap queues at 8; the 6.x stack had 1
-    split_event_channels: Optional[bool]  # None: ask dom0 (separate_tx_rx_irq), else as given
+    split_event_channels: "Optional[bool]"  # None: ask dom0 (separate_tx_rx_irq), else as given
     ctrl_ring: str  # "auto" (Windows guests), "always" or "never"
     vgpu_per_vcpu: int  # vGPU emulator: per vCPU (UNVERIFIED estimate)
     vgpu_fixed: int
@@ -67,10 +71,10 @@ XS62 = XS8._replace(
 
 XS61 = XS62._replace(name="xs61", qemu_per_vcpu=1)
 
-PROFILES: Dict[str, Profile] = {p.name: p for p in (XS8, XS62, XS61)}
+PROFILES: "Dict[str, Profile]" = {p.name: p for p in (XS8, XS62, XS61)}
 
 
-def with_overrides(profile: Profile, overrides: Dict[str, Any]) -> Profile:
+def with_overrides(profile: Profile, overrides: "Dict[str, Any]") -> Profile:
     """The profile with a site's per-device figures (``[need]`` in the config) applied."""
     known = {k: v for k, v in overrides.items() if v is not None}
     unknown = set(known) - set(Profile._fields)
@@ -90,7 +94,7 @@ class BackendSeen(NamedTuple):
     blktap_loaded: bool  # /sys/module/blktap (XenServer's tapdisk stack)
 
 
-def storage_backend_found(seen: BackendSeen) -> Tuple[Optional[str], str]:
+def storage_backend_found(seen: BackendSeen) -> "Tuple[Optional[str], str]":
     """The disk backend dom0 runs, and what showed it; None when nothing does.
 
     A backend in use beats a module merely loaded; both in use (a mixed dom0): blkback, which
@@ -112,5 +116,5 @@ def storage_backend_found(seen: BackendSeen) -> Tuple[Optional[str], str]:
     return None, "no disk backend found in dom0"
 
 
-def _said(*counts: Tuple[int, str]) -> List[str]:
+def _said(*counts: "Tuple[int, str]") -> "List[str]":
     return ["%d %s" % (n, what) for n, what in counts if n]

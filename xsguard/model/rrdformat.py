@@ -21,7 +21,13 @@ import json
 import math
 import struct
 import zlib
-from typing import Dict, List, NamedTuple, Union
+
+from ..namedtuple import NamedTuple
+
+TYPE_CHECKING = False  # mypy takes it as True; why: xsguard/namedtuple.py
+if TYPE_CHECKING:
+    from typing import Dict, List, Union
+    Number = Union[int, float]
 
 HEADER = b"DATASOURCES"
 HOST = "host"
@@ -30,14 +36,13 @@ DERIVE = "derive"
 INT64 = "int64"
 FLOAT = "float"
 
-Number = Union[int, float]
 
 
 class Datasource(NamedTuple):
     """One datasource's value at this reading, and what xcp-rrdd must know to keep it."""
 
     name: str
-    value: Number
+    value: "Number"
     description: str
     units: str
     type: str = GAUGE  # GAUGE, or DERIVE (a counter: graphed as its rate)
@@ -47,7 +52,7 @@ class Datasource(NamedTuple):
     min: float = 0.0
     max: float = math.inf
 
-    def metadata(self) -> Dict[str, str]:
+    def metadata(self) -> "Dict[str, str]":
         """Its metadata as xcp-rrdd's plugins write it: every field a string."""
         return {
             "description": self.description,
@@ -80,7 +85,7 @@ def _value(source: Datasource) -> bytes:
     raise ValueError("datasource %s: value_type %r is neither int64 nor float" % (source.name, source.value_type))
 
 
-def metadata_json(sources: List[Datasource]) -> bytes:
+def metadata_json(sources: "List[Datasource]") -> bytes:
     """The metadata JSON, one member per datasource, in their order."""
     members = ", ".join("%s: %s" % (json.dumps(s.name), json.dumps(s.metadata(), sort_keys=True)) for s in sources)
     return ('{"datasources": {%s}}' % members).encode("utf-8")
@@ -89,7 +94,7 @@ def metadata_json(sources: List[Datasource]) -> bytes:
 HEAD_BYTES = len(HEADER) + 12  # the header string, both checksums and the count: written last
 
 
-def encode(timestamp: float, sources: List[Datasource]) -> bytes:
+def encode(timestamp: float, sources: "List[Datasource]") -> bytes:
     """The whole file for one reading."""
     values = struct.pack(">d", timestamp) + b"".join(_value(s) for s in sources)
     metadata = metadata_json(sources)

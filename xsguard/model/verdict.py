@@ -1,9 +1,12 @@
 """Admit or refuse a VM, for each ceiling: pure arithmetic and the operator's message."""
 
-from typing import Any, Dict, List, NamedTuple, Optional
-
+from ..namedtuple import NamedTuple
 from .ceilings import CONFIGURED, LINUX_IRQS, XEN_PORTS, Ceiling
 from .need import Need
+
+TYPE_CHECKING = False  # mypy takes it as True; why: xsguard/namedtuple.py
+if TYPE_CHECKING:
+    from typing import Any, Dict, List, Optional
 
 ADMIT = "admit"
 REFUSE = "refuse"
@@ -13,7 +16,7 @@ class Check(NamedTuple):
     """One ceiling's figures for one start."""
 
     ceiling: str
-    limit: Optional[int]  # None: unknown, not checked
+    limit: "Optional[int]"  # None: unknown, not checked
     origin: str
     basis: str
     source: str
@@ -27,14 +30,14 @@ class Check(NamedTuple):
         return cls(c.name, c.limit, c.origin, c.basis, c.source, used, promised, margin, need)
 
     @property
-    def free(self) -> Optional[int]:
+    def free(self) -> "Optional[int]":
         """What is left for guests before this start (margin kept back)."""
         if self.limit is None:
             return None
         return self.limit - self.margin - self.used - self.promised
 
     @property
-    def free_after(self) -> Optional[int]:
+    def free_after(self) -> "Optional[int]":
         free = self.free
         return None if free is None else free - self.need
 
@@ -43,7 +46,7 @@ class Check(NamedTuple):
         free_after = self.free_after
         return free_after is None or free_after >= 0
 
-    def as_json(self) -> Dict[str, Any]:
+    def as_json(self) -> "Dict[str, Any]":
         return {
             "ceiling": self.ceiling,
             "limit": self.limit,
@@ -61,7 +64,7 @@ class Check(NamedTuple):
 class Verdict(NamedTuple):
     """The decision and every figure behind it; the rest is derived from the checks."""
 
-    checks: List[Check]
+    checks: "List[Check]"
     need: Need
     host_name: str
 
@@ -84,7 +87,7 @@ class Verdict(NamedTuple):
     def message(self) -> str:
         return explain(self)
 
-    def as_json(self) -> Dict[str, Any]:
+    def as_json(self) -> "Dict[str, Any]":
         b = self.binding
         return {
             "verdict": self.verdict,
@@ -119,7 +122,7 @@ def remedy(check: Check) -> str:
     return "raise the port limit: FIFO event channels (drop xen.fifo_events=0 from dom0's command line)"
 
 
-def judge(need: Need, host_name: str, ceilings: List[Ceiling], used: Dict[str, int], promised: int,
+def judge(need: Need, host_name: str, ceilings: "List[Ceiling]", used: "Dict[str, int]", promised: int,
           margin: int) -> Verdict:
     """Check ``need`` against every ceiling; the VM is refused if any would be exceeded.
 
@@ -131,7 +134,7 @@ def judge(need: Need, host_name: str, ceilings: List[Ceiling], used: Dict[str, i
     return Verdict(checks, need, host_name)
 
 
-def headroom(ceiling: Ceiling, used: int, promised: int, margin: int) -> Optional[int]:
+def headroom(ceiling: Ceiling, used: int, promised: int, margin: int) -> "Optional[int]":
     """What is left for guests under ``ceiling`` (None when its limit is unknown)."""
     return Check.of(ceiling, used, promised, margin, 0).free
 
@@ -167,7 +170,7 @@ def explain(verdict: Verdict) -> str:
     return "\n".join(lines)
 
 
-def escaped(value: Any, ascii_only: bool = False) -> str:
+def escaped(value: "Any", ascii_only: bool = False) -> str:
     """``value`` as text a terminal shows as is, the one escaper of every name xsguard shows:
     control, format and other unprintable characters (newline, ESC, U+009B, U+202E) become
     ``\\uXXXX``; other letters stay, or with ``ascii_only`` become ``\\uXXXX`` too."""
