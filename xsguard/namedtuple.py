@@ -3,9 +3,9 @@
 Every VM start waits for the hook's process, so what its modules cost to import is paid at
 every start. On dom0's Python 3.6, importing typing, subscripting its generics in annotations
 (each ``Dict[str, Any]`` builds a class) and building a typing or collections named tuple
-(each compiles its class from source) cost the hook about 25 ms, more than everything else
-xsguard imports. So no module of xsguard that dom0 runs (all but the simulator's) imports
-typing at run time:
+(each compiles its class from source) cost the hook about 20 ms, twice what the rest of
+xsguard costs it to import. So no module of xsguard that dom0 runs (all but the simulator's)
+imports typing at run time:
 
 - each imports its typing names under ``if TYPE_CHECKING:``, with ``TYPE_CHECKING = False``
   at run time (mypy takes any variable of that name as True);
