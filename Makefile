@@ -51,7 +51,7 @@ PY36_TESTS := tests/test_hook.py tests/test_plugin.py tests/test_failopen.py tes
 	tests/test_learned.py tests/test_audit.py tests/test_reboot.py tests/test_config_errors.py \
 	tests/test_storm.py::test_hooks_killed_at_random_points \
 	tests/test_hook_failures.py tests/test_plugin_failures.py tests/test_install_by_hand.py \
-	tests/test_workstation.py::test_tables_are_utf8_whatever_the_locale tests/test_fast_path.py
+	tests/test_workstation.py::test_tables_are_utf8_whatever_the_locale tests/test_fast_path.py tests/test_journal.py
 test-py36: $(VENV)/.installed
 	@$(DOM0_PYTHON) -c 'import sys; assert sys.version_info[:3] == (3, 6, 15)' 2>/dev/null || \
 	  { echo "test-py36: Python 3.6.15 not found at '$(DOM0_PYTHON)' (pyenv install 3.6.15, or DOM0_PYTHON=...)" >&2; exit 1; }

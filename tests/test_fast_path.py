@@ -98,6 +98,45 @@ def typing_imports_at_run_time(path):
         or isinstance(node, ast.ImportFrom) and node.module == "typing")]
 
 
+def evaluated_annotations(body, in_function=False):
+    """The annotations Python evaluates in these statements: every ``def``'s (run when the ``def`` is,
+    at any depth), and a class's or a module's variable annotations (a function's are never)."""
+    for stmt in body:
+        if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            args = stmt.args
+            for arg in args.posonlyargs + args.args + args.kwonlyargs + [a for a in (args.vararg, args.kwarg) if a]:
+                if arg.annotation is not None:
+                    yield arg.annotation
+            if stmt.returns is not None:
+                yield stmt.returns
+            yield from evaluated_annotations(stmt.body, True)
+        elif isinstance(stmt, ast.ClassDef):
+            yield from evaluated_annotations(stmt.body, False)
+        elif isinstance(stmt, ast.AnnAssign):
+            if not in_function:
+                yield stmt.annotation
+        else:
+            for inner in ("body", "orelse", "finalbody", "handlers"):
+                yield from evaluated_annotations(getattr(stmt, inner, []), in_function)
+
+
+def unbound_in_annotations(path):
+    """``(line, name)`` for each name an evaluated annotation of ``path`` uses that only mypy binds
+    (imported or assigned under ``if TYPE_CHECKING:``): a NameError when Python evaluates it."""
+    with open(path, encoding="utf-8") as handle:
+        tree = ast.parse(handle.read())
+    checked_only: Set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            for stmt in node.body:
+                if isinstance(stmt, (ast.Import, ast.ImportFrom)):
+                    checked_only.update((a.asname or a.name).split(".")[0] for a in stmt.names)
+                elif isinstance(stmt, ast.Assign):
+                    checked_only.update(t.id for t in stmt.targets if isinstance(t, ast.Name))
+    return [(name.lineno, name.id) for annotation in evaluated_annotations(tree.body)
+            for name in ast.walk(annotation) if isinstance(name, ast.Name) and name.id in checked_only]
+
+
 def package_modules():
     """The paths of the package's modules that dom0 runs: all but the simulator's (not in the RPM, and
     kept apart from what it tests: it imports nothing of xsguard)."""
@@ -123,9 +162,29 @@ def test_the_rule_sees_a_typing_import_outside_type_checking(tmp_path):
     assert typing_imports_at_run_time(str(module)) == [4, 6, 8]
 
 
+def test_no_evaluated_annotation_names_what_only_mypy_imports():
+    """Every annotation Python evaluates, in a nested ``def`` too (evaluated only when its outer function
+    runs, which importing the module does not), names only what is bound at run time."""
+    found = {os.path.relpath(p): unbound_in_annotations(p) for p in package_modules()}
+    assert {p: names for p, names in found.items() if names} == {}
+
+
+def test_the_annotation_rule_sees_a_typing_name_python_would_evaluate(tmp_path):
+    """The check above is not blind: a signature, a nested ``def``'s and a class's annotation are found; a
+    string, a function's local annotation and a run-time name are not."""
+    module = tmp_path / "m.py"
+    module.write_text("TYPE_CHECKING = False\nif TYPE_CHECKING:\n    from typing import Dict, List\n"
+                      "    Alias = Dict\n"
+                      "def f(a: Dict[str, int], b: 'List[int]') -> int:\n"
+                      "    local: List[int] = []\n"
+                      "    def inner(c: Alias) -> None:\n        pass\n"
+                      "    return 0\n"
+                      "class R:\n    field: List[int]\n    other: str\n")
+    assert unbound_in_annotations(str(module)) == [(5, "Dict"), (7, "Alias"), (11, "List")]
+
+
 def test_every_module_imports_on_the_hooks_python(dom0_python):
-    """Each module imports on the Python the hooks run on (dom0's 3.6 under ``make test-py36``): an
-    annotation Python evaluates that names a typing name it no longer imports fails here."""
+    """Each module imports on the Python the hooks run on (dom0's 3.6 under ``make test-py36``)."""
     names = ["xsguard" + p.split("xsguard", 1)[1][:-3].replace(os.sep, ".").replace(".__init__", "")
              for p in package_modules() if not p.endswith("__main__.py")]
     probe = ("import importlib, json, sys\nfailed = {}\nfor name in sys.argv[1:]:\n"

@@ -16,15 +16,17 @@ imports typing at run time:
 At run time it is a tuple subclass built in one pass over the class's annotations: fields in
 order, class attributes as defaults, and what the code uses of a named tuple (positional and
 keyword construction, the fields as read-only attributes, ``_fields``, ``_replace``,
-``_asdict``, equality, hashing and pickling as tuples, a repr that names the fields). A record
-takes about a microsecond longer to build than with a generated ``__new__`` (all fields given
-by position, as the ledger reads its entries, take the short way): some 0.2 ms for a ledger of
-150 entries, where generating ``__new__`` would cost every class 0.1 to 0.3 ms at import.
+``_asdict``, equality, hashing and pickling as tuples, a repr that names the fields, no
+``__dict__``, a subclass keeping its parent's fields). On Python 3.6, a record takes about
+0.2 us longer to build than a named tuple when its fields are given by position, as the ledger
+reads its entries (some 0.03 ms for 150 of them), and about 1.5 us by keyword; generating each
+class's ``__new__``, as typing and collections do, would cost 0.1 to 0.3 ms a class at import.
 
 ``tests/test_namedtuple.py`` holds it to typing's; ``tests/test_fast_path.py`` checks that a
 hook's process never imports typing.
 """
 
+import sys
 from operator import itemgetter
 
 TYPE_CHECKING = False
@@ -32,25 +34,39 @@ if TYPE_CHECKING:
     from typing import NamedTuple as NamedTuple
 else:
 
-    class NamedTuple(tuple):
-        """A tuple whose subclasses declare their fields as annotations, as with ``typing.NamedTuple``."""
+    def _own_annotations(cls):
+        """The annotations of ``cls``'s own body, in order. From 3.10 ``cls.__annotations__`` holds only
+        those (3.14 builds it on first use, PEP 649); before, it may be a base class's."""
+        if sys.version_info >= (3, 10):
+            return cls.__annotations__
+        return cls.__dict__.get("__annotations__", {})
 
-        __slots__ = ()
-        _fields = ()
-        _field_defaults = {}
-        _trailing_defaults = ()
+    class _RecordType(type):
+        """Makes each record: no ``__dict__`` (a misspelt field cannot be set), its fields in the order
+        its body annotates them, its class attributes of the same names as their defaults."""
 
-        def __init_subclass__(cls, **kwargs):
-            super().__init_subclass__(**kwargs)
-            fields = tuple(cls.__dict__.get("__annotations__", {}))
-            defaults = {name: cls.__dict__[name] for name in fields if name in cls.__dict__}
+        def __new__(mcs, name, bases, namespace):
+            namespace.setdefault("__slots__", ())
+            cls = super().__new__(mcs, name, bases, namespace)
+            if bases == (tuple,) or NamedTuple not in bases:
+                return cls  # NamedTuple itself; a record's subclass keeps its fields, as typing's does
+            fields = tuple(_own_annotations(cls))
+            defaults = {field: namespace[field] for field in fields if field in namespace}
             if tuple(defaults) != fields[len(fields) - len(defaults):]:
-                raise TypeError("%s: a field without a default follows fields with one" % cls.__name__)
+                raise TypeError("%s: a field without a default follows fields with one" % name)
             cls._fields = fields
             cls._field_defaults = defaults
             cls._trailing_defaults = tuple(defaults.values())
-            for index, name in enumerate(fields):
-                setattr(cls, name, property(itemgetter(index), doc="Alias for field number %d" % index))
+            for index, field in enumerate(fields):
+                setattr(cls, field, property(itemgetter(index), doc="Alias for field number %d" % index))
+            return cls
+
+    class NamedTuple(tuple, metaclass=_RecordType):
+        """A tuple whose subclasses declare their fields as annotations, as with ``typing.NamedTuple``."""
+
+        _fields = ()
+        _field_defaults = {}
+        _trailing_defaults = ()
 
         def __new__(cls, *args, **kwargs):
             if kwargs:
