@@ -81,7 +81,8 @@ def test_construction_gives_the_same_tuple(args, kwargs):
     (("a", 3, 7, "seen", "extra"), {}),
     (("a", 3), {"bogus": 1}),
     (("a", 3), {"vm_uuid": "b"}),
-], ids=["missing", "too-many", "unknown-keyword", "given-twice"])
+    ((), {"vm_uuid": "a", "how": "seen"}),
+], ids=["missing", "too-many", "unknown-keyword", "given-twice", "missing-by-keyword"])
 def test_wrong_arguments_raise_type_error(args, kwargs):
     """A missing field, one too many, an unknown name or one given twice: TypeError, as with typing."""
     assert outcome(lambda: LeanEntry(*args, **kwargs)) is outcome(lambda: TypingEntry(*args, **kwargs)) is TypeError
