@@ -122,8 +122,8 @@ def measure(label, interpreter, samples):
         # steady state: the running VMs' domains have held their whole need for longer than the ledger
         # keeps such VMs (decisions in flight may still hold an older reading of dom0 until then)
         time.sleep(grace(config.defaults()) + 1)
-        interrupts = config.load(conf).dom0.proc_interrupts
-        decision_log = config.load(conf).log.file
+        host_config = config.load(conf)
+        interrupts, decision_log = host_config.dom0.proc_interrupts, host_config.log.file
         calls_file = os.path.join(tempfile.mkdtemp(prefix="xsguard-bench-calls-"), "calls.json")
         hook_times: List[float] = []
         floor_times: List[float] = []

@@ -85,15 +85,22 @@ def test_lsevtchn_found_in_a_plain_candidate_imports_no_glob(tmp_path):
     assert code == 1 and "import of glob halted" in err
 
 
+def parsed(path):
+    with open(path, encoding="utf-8") as handle:
+        return ast.parse(handle.read())
+
+
+def checked_only(tree):
+    """The statements Python never runs: those under ``if TYPE_CHECKING:``."""
+    return [stmt for node in ast.walk(tree) if isinstance(node, ast.If) and isinstance(node.test, ast.Name)
+            and node.test.id == "TYPE_CHECKING" for stmt in node.body]
+
+
 def typing_imports_at_run_time(path):
     """The lines of ``path`` that import typing where Python runs them: anywhere but under ``if TYPE_CHECKING:``."""
-    with open(path, encoding="utf-8") as handle:
-        tree = ast.parse(handle.read())
-    checked_only: Set[int] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
-            checked_only.update(id(sub) for stmt in node.body for sub in ast.walk(stmt))
-    return [node.lineno for node in ast.walk(tree) if id(node) not in checked_only and (
+    tree = parsed(path)
+    skipped = {id(sub) for stmt in checked_only(tree) for sub in ast.walk(stmt)}
+    return [node.lineno for node in ast.walk(tree) if id(node) not in skipped and (
         isinstance(node, ast.Import) and any(alias.name == "typing" for alias in node.names)
         or isinstance(node, ast.ImportFrom) and node.module == "typing")]
 
@@ -123,18 +130,15 @@ def evaluated_annotations(body, in_function=False):
 def unbound_in_annotations(path):
     """``(line, name)`` for each name an evaluated annotation of ``path`` uses that only mypy binds
     (imported or assigned under ``if TYPE_CHECKING:``): a NameError when Python evaluates it."""
-    with open(path, encoding="utf-8") as handle:
-        tree = ast.parse(handle.read())
-    checked_only: Set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
-            for stmt in node.body:
-                if isinstance(stmt, (ast.Import, ast.ImportFrom)):
-                    checked_only.update((a.asname or a.name).split(".")[0] for a in stmt.names)
-                elif isinstance(stmt, ast.Assign):
-                    checked_only.update(t.id for t in stmt.targets if isinstance(t, ast.Name))
+    tree = parsed(path)
+    bound_for_mypy: Set[str] = set()
+    for stmt in checked_only(tree):
+        if isinstance(stmt, (ast.Import, ast.ImportFrom)):
+            bound_for_mypy.update((a.asname or a.name).split(".")[0] for a in stmt.names)
+        elif isinstance(stmt, ast.Assign):
+            bound_for_mypy.update(t.id for t in stmt.targets if isinstance(t, ast.Name))
     return [(name.lineno, name.id) for annotation in evaluated_annotations(tree.body)
-            for name in ast.walk(annotation) if isinstance(name, ast.Name) and name.id in checked_only]
+            for name in ast.walk(annotation) if isinstance(name, ast.Name) and name.id in bound_for_mypy]
 
 
 def package_modules():
